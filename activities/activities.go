@@ -1,0 +1,192 @@
+// Package activities holds the activities that write to TCS, with their dependencies.
+// They turn TCS answers into Temporal errors of the SPEC's failure classes.
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/tis-writeback/writeback/internal/logging"
+	"github.com/tis-writeback/writeback/messages"
+	"github.com/tis-writeback/writeback/tcs"
+)
+
+// Activities writes records to TCS.
+type Activities struct {
+	TCS      *tcs.Client
+	Log      *slog.Logger
+	Settings RetrySettings
+}
+
+// New builds the activities.
+func New(client *tcs.Client, log *slog.Logger, settings RetrySettings) *Activities {
+	return &Activities{TCS: client, Log: log, Settings: settings}
+}
+
+// CurrentRetrySettings returns the worker's retry settings; run as a local activity so that the
+// value is recorded in the workflow's history.
+func (a *Activities) CurrentRetrySettings(ctx context.Context) (RetrySettings, error) {
+	return a.Settings, nil
+}
+
+// UpdatePlacement writes one EXPORTED event, exactly once: it reads the placement first and
+// writes only if no EXPORTED event for this file exists, since TCS inserts a row on every POST and
+// an earlier attempt's answer may have been lost after the write.
+func (a *Activities) UpdatePlacement(ctx context.Context, msg messages.PlacementExported) (UpdateResult, error) {
+	attempt := activity.GetInfo(ctx).Attempt
+	p, err := a.TCS.GetPlacement(ctx, msg.PlacementID)
+	if err != nil {
+		return UpdateResult{}, updateError(attempt, err)
+	}
+	for _, ev := range p.ESREvents {
+		if ev.Status == tcs.StatusExported && ev.Filename == msg.Filename {
+			return UpdateResult{Attempt: attempt, AlreadyWritten: true}, nil
+		}
+	}
+	_, err = a.TCS.MarkESRExported(ctx, tcs.ESRExport{
+		PlacementID: msg.PlacementID, PositionNumber: msg.PositionNumber, PositionID: msg.PositionID,
+		Filename: msg.Filename, ExportedAt: msg.ExportedAt,
+	})
+	if err != nil {
+		return UpdateResult{}, updateError(attempt, err)
+	}
+	return UpdateResult{Attempt: attempt}, nil
+}
+
+// UpdateScan writes a scan's result; PUT is idempotent in TCS, so no check is needed.
+func (a *Activities) UpdateScan(ctx context.Context, msg messages.ScanCompleted) (UpdateResult, error) {
+	attempt := activity.GetInfo(ctx).Attempt
+	completed := msg.CompletedAt
+	_, err := a.TCS.PutScan(ctx, msg.ScanID, tcs.ScanUpdate{
+		Status: tcs.ScanCompleted, Result: msg.Result, FileName: msg.FileName, CompletedAt: &completed,
+	})
+	if err != nil {
+		return UpdateResult{}, updateError(attempt, err)
+	}
+	return UpdateResult{Attempt: attempt}, nil
+}
+
+// updateError turns a TCS failure into the Temporal error of its class.
+func updateError(attempt int32, err error) error {
+	details := FailureDetails{Attempt: attempt, Status: tcs.StatusOf(err)}
+	switch tcs.Classify(err) {
+	case tcs.Permanent:
+		return temporal.NewApplicationErrorWithOptions(err.Error(), ErrPermanent,
+			temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{details}})
+	case tcs.Config:
+		return temporal.NewApplicationErrorWithOptions(err.Error(), ErrConfig,
+			temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{details}})
+	default:
+		opts := temporal.ApplicationErrorOptions{Details: []any{details}}
+		var te *tcs.Error
+		if errors.As(err, &te) && te.RetryAfter > 0 {
+			opts.NextRetryDelay = te.RetryAfter // honour Retry-After on 429/503
+		}
+		return temporal.NewApplicationErrorWithOptions(err.Error(), ErrTransient, opts)
+	}
+}
+
+// MarkPlacementFailed records a FAILED event for a dead-lettered placement export, then logs the
+// CRITICAL line. It is retried while TCS is down; a 404 (TCS does not know the placement) is
+// "nothing to mark".
+func (a *Activities) MarkPlacementFailed(ctx context.Context, dl DeadLetter) (MarkResult, error) {
+	if dl.Placement == nil {
+		return MarkResult{}, temporal.NewNonRetryableApplicationError("no placement in dead letter", "BadInput", nil)
+	}
+	ref := *dl.Placement
+	res, err := a.markPlacement(ctx, ref, dl)
+	if err != nil {
+		return res, err
+	}
+	a.critical(ctx, dl, res)
+	return res, nil
+}
+
+func (a *Activities) markPlacement(ctx context.Context, ref PlacementRef, dl DeadLetter) (MarkResult, error) {
+	// On a retried attempt an earlier one may have written the mark without hearing back:
+	// if this file's latest event is already FAILED, the mark is in place.
+	if activity.GetInfo(ctx).Attempt > 1 {
+		p, err := a.TCS.GetPlacement(ctx, ref.PlacementID)
+		if err != nil {
+			return a.markOutcome(err)
+		}
+		if latest := latestEvent(p.ESREvents, ref.Filename); latest != nil && latest.Status == tcs.StatusFailed {
+			return MarkResult{Marked: true, Note: "already marked"}, nil
+		}
+	}
+	err := a.TCS.MarkESRExportFailed(ctx, ref.PlacementID, tcs.ESRExportFailure{
+		Filename: ref.Filename, Reason: reasonText(dl), FailedAt: dl.DeadLetteredAt,
+	})
+	if err != nil {
+		return a.markOutcome(err)
+	}
+	return MarkResult{Marked: true}, nil
+}
+
+// MarkScanErrored sets a dead-lettered scan to ERRORED, then logs the CRITICAL line.
+func (a *Activities) MarkScanErrored(ctx context.Context, dl DeadLetter) (MarkResult, error) {
+	if dl.Scan == nil {
+		return MarkResult{}, temporal.NewNonRetryableApplicationError("no scan in dead letter", "BadInput", nil)
+	}
+	failed := dl.DeadLetteredAt
+	_, err := a.TCS.PutScan(ctx, dl.Scan.ScanID, tcs.ScanUpdate{Status: tcs.ScanErrored, Reason: reasonText(dl), FailedAt: &failed})
+	res := MarkResult{Marked: true}
+	if err != nil {
+		if res, err = a.markOutcome(err); err != nil {
+			return res, err
+		}
+	}
+	a.critical(ctx, dl, res)
+	return res, nil
+}
+
+// markOutcome decides what a failed mark means: a permanent answer (404 unknown record, or TCS
+// rejecting the mark) is logged and the dead-lettering goes on; anything else is retried, because
+// a dead letter must not be lost either.
+func (a *Activities) markOutcome(err error) (MarkResult, error) {
+	if tcs.Classify(err) == tcs.Permanent {
+		note := "TCS rejected the mark: " + err.Error()
+		if tcs.IsNotFound(err) {
+			note = "TCS does not know the record, nothing to mark: " + err.Error()
+		}
+		return MarkResult{Marked: false, Note: note}, nil
+	}
+	return MarkResult{}, temporal.NewApplicationError(err.Error(), string(tcs.Classify(err)))
+}
+
+// critical emits the one CRITICAL line of a dead-lettering. It runs only on the attempt whose
+// mark landed, so retries of the mark do not repeat it.
+func (a *Activities) critical(ctx context.Context, dl DeadLetter, res MarkResult) {
+	info := activity.GetInfo(ctx)
+	logging.Critical(ctx, a.Log, "record dead-lettered: it could not be written to TCS",
+		"kind", dl.Kind,
+		"recordId", dl.RecordID,
+		"workflowId", info.WorkflowExecution.ID,
+		"runId", info.WorkflowExecution.RunID,
+		"attempts", dl.Attempts,
+		"lastError", dl.LastError,
+		"deadLetteredAt", dl.DeadLetteredAt.Format(time.RFC3339),
+		"markedInTCS", res.Marked,
+		"markNote", res.Note,
+	)
+}
+
+func reasonText(dl DeadLetter) string {
+	return fmt.Sprintf("writeback dead-lettered after %d attempt(s): %s", dl.Attempts, dl.LastError)
+}
+
+func latestEvent(evs []tcs.ESREvent, filename string) *tcs.ESREvent {
+	var latest *tcs.ESREvent
+	for i := range evs {
+		if evs[i].Filename == filename && (latest == nil || evs[i].ID > latest.ID) {
+			latest = &evs[i]
+		}
+	}
+	return latest
+}

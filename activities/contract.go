@@ -1,0 +1,90 @@
+package activities
+
+import "time"
+
+// Activity type names, as the workflows schedule them and the worker registers them.
+const (
+	CurrentRetrySettingsName = "CurrentRetrySettings"
+	UpdatePlacementName      = "UpdatePlacement"
+	UpdateScanName           = "UpdateScan"
+	MarkPlacementFailedName  = "MarkPlacementFailed"
+	MarkScanErroredName      = "MarkScanErrored"
+)
+
+// Error types of the TCS-update activities; the workflows branch on them.
+const (
+	// ErrTransient is retried by the activity's retry policy and spends the record's budget.
+	ErrTransient = "TCSTransient"
+	// ErrConfig (401/403) is returned to the workflow at once, which waits and tries again
+	// without spending the record's budget and never dead-letters for it.
+	ErrConfig = "TCSConfig"
+	// ErrPermanent (400/404/409/422) dead-letters the record now.
+	ErrPermanent = "TCSPermanent"
+)
+
+// RetrySettings are worker settings that a workflow captures in its history when it starts and
+// when it is retried, so a changed setting never changes a running workflow on replay.
+type RetrySettings struct {
+	InitialInterval    time.Duration `json:"initialInterval"`
+	BackoffCoefficient float64       `json:"backoffCoefficient"`
+	MaximumInterval    time.Duration `json:"maximumInterval"`
+	// Budget is how long transient failures may go on before the record is dead-lettered.
+	Budget time.Duration `json:"budget"`
+	// ParkingPeriod is how long a dead letter waits for a retry or abandon signal.
+	ParkingPeriod time.Duration `json:"parkingPeriod"`
+}
+
+// DefaultRetrySettings are the SPEC's defaults.
+func DefaultRetrySettings() RetrySettings {
+	return RetrySettings{
+		InitialInterval:    time.Second,
+		BackoffCoefficient: 2,
+		MaximumInterval:    5 * time.Minute,
+		Budget:             24 * time.Hour,
+		ParkingPeriod:      30 * 24 * time.Hour,
+	}
+}
+
+// UpdateResult is what a successful TCS update reports.
+type UpdateResult struct {
+	// Attempt is the attempt of the activity that succeeded (1 for the first try).
+	Attempt int32 `json:"attempt"`
+	// AlreadyWritten is true when TCS already held the record, e.g. an earlier attempt's answer was lost.
+	AlreadyWritten bool `json:"alreadyWritten"`
+}
+
+// FailureDetails ride on every TCS-update failure, so the workflow can count attempts.
+type FailureDetails struct {
+	Attempt int32 `json:"attempt"`
+	Status  int   `json:"status"`
+}
+
+// DeadLetter describes one dead-lettering for the mark activity and its CRITICAL log line.
+type DeadLetter struct {
+	Kind           string    `json:"kind"`
+	RecordID       string    `json:"recordId"`
+	Attempts       int       `json:"attempts"`
+	LastError      string    `json:"lastError"`
+	DeadLetteredAt time.Time `json:"deadLetteredAt"`
+	// Exactly one of these is set.
+	Placement *PlacementRef `json:"placement,omitempty"`
+	Scan      *ScanRef      `json:"scan,omitempty"`
+}
+
+// PlacementRef names the placement export to mark failed.
+type PlacementRef struct {
+	PlacementID int64  `json:"placementId"`
+	Filename    string `json:"filename"`
+}
+
+// ScanRef names the scan to mark errored.
+type ScanRef struct {
+	ScanID string `json:"scanId"`
+}
+
+// MarkResult says what the dead-letter activity did.
+type MarkResult struct {
+	// Marked is false when TCS does not know the record (404), or rejected the mark itself.
+	Marked bool   `json:"marked"`
+	Note   string `json:"note,omitempty"`
+}

@@ -1,0 +1,41 @@
+// Package logging builds the JSON slog loggers of the worker and the starter, with the CRITICAL
+// level the dead-letter line is logged at (SPEC section 6).
+package logging
+
+import (
+	"context"
+	"io"
+	"log/slog"
+)
+
+// LevelCritical is above ERROR and is rendered as "CRITICAL".
+const LevelCritical = slog.Level(12)
+
+// New returns a JSON-lines logger writing to w at the given minimum level.
+func New(w io.Writer, level slog.Leveler) *slog.Logger {
+	return slog.New(slog.NewJSONHandler(w, &slog.HandlerOptions{
+		Level: level,
+		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
+			if len(groups) == 0 && a.Key == slog.LevelKey {
+				if l, ok := a.Value.Any().(slog.Level); ok && l >= LevelCritical {
+					return slog.String(slog.LevelKey, "CRITICAL")
+				}
+			}
+			return a
+		},
+	}))
+}
+
+// Critical logs msg at LevelCritical.
+func Critical(ctx context.Context, log *slog.Logger, msg string, args ...any) {
+	log.Log(ctx, LevelCritical, msg, args...)
+}
+
+// ParseLevel reads debug/info/warn/error; anything else is info.
+func ParseLevel(s string) slog.Level {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(s)); err != nil {
+		return slog.LevelInfo
+	}
+	return l
+}

@@ -1,0 +1,261 @@
+// Package messages defines the two RabbitMQ message types writeback consumes and their validation
+// (SPEC section 2). It knows nothing of RabbitMQ or Temporal: the starter validates with it, the
+// workflows take its types as input.
+package messages
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/google/uuid"
+)
+
+// MaxBodyBytes is the largest message body accepted (SPEC section 2).
+const MaxBodyBytes = 65536
+
+// Routing keys, one per kind of record.
+const (
+	RoutingKeyPlacementExported = "placement.exported"
+	RoutingKeyScanCompleted     = "scan.completed"
+)
+
+// Kind names a kind of record; it is also the value of the WritebackKind search attribute.
+type Kind string
+
+const (
+	KindPlacement Kind = "placement"
+	KindScan      Kind = "scan"
+)
+
+// KindForRoutingKey maps a routing key to the kind of record it carries.
+func KindForRoutingKey(key string) (Kind, bool) {
+	switch key {
+	case RoutingKeyPlacementExported:
+		return KindPlacement, true
+	case RoutingKeyScanCompleted:
+		return KindScan, true
+	}
+	return "", false
+}
+
+// RoutingKey is the routing key a message of this kind is published with.
+func (k Kind) RoutingKey() string {
+	if k == KindScan {
+		return RoutingKeyScanCompleted
+	}
+	return RoutingKeyPlacementExported
+}
+
+// PlacementExported says that one placement went out to ESR in one export file.
+type PlacementExported struct {
+	PlacementID    int64     `json:"placementId"`
+	PositionNumber int64     `json:"positionNumber"`
+	PositionID     int64     `json:"positionId"`
+	Filename       string    `json:"filename"`
+	ExportedAt     time.Time `json:"exportedAt"`
+}
+
+// ScanCompleted says that a file scan finished with a result.
+type ScanCompleted struct {
+	ScanID      string    `json:"scanId"`
+	Result      string    `json:"result"`
+	FileName    string    `json:"fileName"`
+	CompletedAt time.Time `json:"completedAt"`
+}
+
+// Scan results TCS accepts.
+var ScanResults = []string{"CLEAN", "SANITISED", "BLOCKED"}
+
+// Invalid is the error for a poison message: Reason says why in words.
+type Invalid struct{ Reason string }
+
+func (e *Invalid) Error() string { return "invalid message: " + e.Reason }
+
+func invalid(format string, args ...any) error { return &Invalid{Reason: fmt.Sprintf(format, args...)} }
+
+// IsInvalid reports whether err marks a poison message.
+func IsInvalid(err error) bool {
+	var inv *Invalid
+	return errors.As(err, &inv)
+}
+
+// DecodePlacement parses and validates a placement-exported body.
+func DecodePlacement(body []byte) (PlacementExported, error) {
+	var m PlacementExported
+	fields, err := decodeObject(body)
+	if err != nil {
+		return m, err
+	}
+	if m.PlacementID, err = positiveInt(fields, "placementId"); err != nil {
+		return m, err
+	}
+	if m.PositionNumber, err = positiveInt(fields, "positionNumber"); err != nil {
+		return m, err
+	}
+	if m.PositionID, err = positiveInt(fields, "positionId"); err != nil {
+		return m, err
+	}
+	if m.Filename, err = fileName(fields, "filename"); err != nil {
+		return m, err
+	}
+	if m.ExportedAt, err = timestamp(fields, "exportedAt"); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+// DecodeScan parses and validates a scan-completed body.
+func DecodeScan(body []byte) (ScanCompleted, error) {
+	var m ScanCompleted
+	fields, err := decodeObject(body)
+	if err != nil {
+		return m, err
+	}
+	raw, err := str(fields, "scanId")
+	if err != nil {
+		return m, err
+	}
+	id, perr := uuid.Parse(raw)
+	if perr != nil || len(raw) != 36 {
+		return m, invalid("scanId %q is not a UUID", clip(raw))
+	}
+	m.ScanID = id.String() // lower case, as the workflow ID wants it
+	if m.Result, err = str(fields, "result"); err != nil {
+		return m, err
+	}
+	if !validResult(m.Result) {
+		return m, invalid("result %q is not one of %s", clip(m.Result), strings.Join(ScanResults, ", "))
+	}
+	if m.FileName, err = fileName(fields, "fileName"); err != nil {
+		return m, err
+	}
+	if m.CompletedAt, err = timestamp(fields, "completedAt"); err != nil {
+		return m, err
+	}
+	return m, nil
+}
+
+// Validate checks a placement message built in code (not decoded), e.g. a workflow input.
+func (m PlacementExported) Validate() error {
+	b, _ := json.Marshal(m)
+	_, err := DecodePlacement(b)
+	return err
+}
+
+// Validate checks a scan message built in code.
+func (m ScanCompleted) Validate() error {
+	b, _ := json.Marshal(m)
+	_, err := DecodeScan(b)
+	return err
+}
+
+func validResult(r string) bool {
+	for _, ok := range ScanResults {
+		if r == ok {
+			return true
+		}
+	}
+	return false
+}
+
+func decodeObject(body []byte) (map[string]json.RawMessage, error) {
+	if len(body) > MaxBodyBytes {
+		return nil, invalid("body is %d bytes, more than the limit of %d", len(body), MaxBodyBytes)
+	}
+	if !utf8.Valid(body) {
+		return nil, invalid("body is not valid UTF-8")
+	}
+	var fields map[string]json.RawMessage
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&fields); err != nil {
+		return nil, invalid("body is not a JSON object: %v", err)
+	}
+	if fields == nil {
+		return nil, invalid("body is not a JSON object: null")
+	}
+	if dec.More() {
+		return nil, invalid("body holds more than one JSON value")
+	}
+	return fields, nil
+}
+
+func present(fields map[string]json.RawMessage, name string) (json.RawMessage, error) {
+	raw, ok := fields[name]
+	if !ok || string(raw) == "null" {
+		return nil, invalid("required field %q is missing", name)
+	}
+	return raw, nil
+}
+
+func positiveInt(fields map[string]json.RawMessage, name string) (int64, error) {
+	raw, err := present(fields, name)
+	if err != nil {
+		return 0, err
+	}
+	var n json.Number
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	if err := dec.Decode(&n); err != nil {
+		return 0, invalid("field %q must be an integer, got %s", name, clip(string(raw)))
+	}
+	v, err := n.Int64()
+	if err != nil {
+		return 0, invalid("field %q must be an integer from 1 to 2^63-1, got %s", name, clip(n.String()))
+	}
+	if v < 1 {
+		return 0, invalid("field %q must be from 1 to 2^63-1, got %d", name, v)
+	}
+	return v, nil
+}
+
+func str(fields map[string]json.RawMessage, name string) (string, error) {
+	raw, err := present(fields, name)
+	if err != nil {
+		return "", err
+	}
+	var s string
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return "", invalid("field %q must be a string, got %s", name, clip(string(raw)))
+	}
+	return s, nil
+}
+
+func fileName(fields map[string]json.RawMessage, name string) (string, error) {
+	s, err := str(fields, name)
+	if err != nil {
+		return "", err
+	}
+	n := utf8.RuneCountInString(s)
+	if n < 1 || n > 255 {
+		return "", invalid("field %q must be 1 to 255 characters, got %d", name, n)
+	}
+	if strings.Contains(s, "/") {
+		return "", invalid("field %q must not contain \"/\", got %q", name, clip(s))
+	}
+	return s, nil
+}
+
+func timestamp(fields map[string]json.RawMessage, name string) (time.Time, error) {
+	s, err := str(fields, name)
+	if err != nil {
+		return time.Time{}, err
+	}
+	t, perr := time.Parse(time.RFC3339Nano, s)
+	if perr != nil {
+		return time.Time{}, invalid("field %q must be an RFC 3339 time, got %q", name, clip(s))
+	}
+	return t, nil
+}
+
+// clip keeps reasons short when a field holds something huge.
+func clip(s string) string {
+	if len(s) > 80 {
+		return s[:77] + "..."
+	}
+	return s
+}

@@ -1,0 +1,70 @@
+package workflows
+
+import (
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/tis-writeback/writeback/messages"
+)
+
+// The names below are the product contract (SPEC section 3); outside tools use them verbatim.
+
+// TaskQueue is the task queue of both workflow types and their activities.
+const TaskQueue = "writeback"
+
+// Workflow types.
+const (
+	PlacementWorkflowType = "RecordPlacementExport"
+	ScanWorkflowType      = "RecordScanResult"
+)
+
+// Signals and the query.
+const (
+	SignalRetry   = "retry"
+	SignalAbandon = "abandon"
+	QueryState    = "state"
+)
+
+// States, as the query and the WritebackState search attribute show them.
+const (
+	StateUpdating     = "Updating"
+	StateDeadLettered = "DeadLettered"
+	StateCompleted    = "Completed"
+	StateAbandoned    = "Abandoned"
+)
+
+// Search attributes (Keyword), kept current by the workflows.
+var (
+	KindKey     = temporal.NewSearchAttributeKeyKeyword("WritebackKind")
+	RecordIDKey = temporal.NewSearchAttributeKeyKeyword("WritebackRecordId")
+	StateKey    = temporal.NewSearchAttributeKeyKeyword("WritebackState")
+)
+
+// SearchAttributeNames lists the search attributes to register on a namespace.
+var SearchAttributeNames = []string{KindKey.GetName(), RecordIDKey.GetName(), StateKey.GetName()}
+
+// Workflow IDs (see messages for the format).
+var (
+	PlacementWorkflowID = messages.PlacementWorkflowID
+	ScanWorkflowID      = messages.ScanWorkflowID
+)
+
+// Metric names counted from workflow code through the SDK's replay-safe metrics handler.
+const (
+	MetricDeadLetters   = "writeback_dead_letters_total"
+	MetricManualRetries = "writeback_manual_retries_total"
+)
+
+// SignalPayload is the optional payload of retry and abandon.
+type SignalPayload struct {
+	Reason string `json:"reason,omitempty"`
+	By     string `json:"by,omitempty"`
+}
+
+// Status is what the state query returns.
+type Status struct {
+	State          string `json:"state"`
+	Attempts       int    `json:"attempts"`
+	LastError      string `json:"lastError"`
+	DeadLetteredAt string `json:"deadLetteredAt"`
+	Retries        int    `json:"retries"`
+}

@@ -1,0 +1,20 @@
+package workflows
+
+import (
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/tis-writeback/writeback/activities"
+)
+
+// Register puts both workflow types and their activities on a worker under their contract names.
+func Register(w worker.Registry, a *activities.Activities) {
+	w.RegisterWorkflowWithOptions(RecordPlacementExport, workflow.RegisterOptions{Name: PlacementWorkflowType})
+	w.RegisterWorkflowWithOptions(RecordScanResult, workflow.RegisterOptions{Name: ScanWorkflowType})
+	w.RegisterActivityWithOptions(a.CurrentRetrySettings, activity.RegisterOptions{Name: activities.CurrentRetrySettingsName})
+	w.RegisterActivityWithOptions(a.UpdatePlacement, activity.RegisterOptions{Name: activities.UpdatePlacementName})
+	w.RegisterActivityWithOptions(a.UpdateScan, activity.RegisterOptions{Name: activities.UpdateScanName})
+	w.RegisterActivityWithOptions(a.MarkPlacementFailed, activity.RegisterOptions{Name: activities.MarkPlacementFailedName})
+	w.RegisterActivityWithOptions(a.MarkScanErrored, activity.RegisterOptions{Name: activities.MarkScanErroredName})
+}

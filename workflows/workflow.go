@@ -1,0 +1,358 @@
+// Package workflows holds the two durable writeback workflows. Both have one shape: write the record
+// to TCS under a retry policy; on a permanent error or a spent budget, mark it errored in TCS and park
+// it as a dead letter that waits for a retry or abandon signal.
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/tis-writeback/writeback/activities"
+	"github.com/tis-writeback/writeback/messages"
+)
+
+// Carry is what a run hands to the run it continues as new (long 401 spells make long histories).
+type Carry struct {
+	Status     Status                   `json:"status"`
+	Settings   activities.RetrySettings `json:"settings"`
+	BudgetLeft time.Duration            `json:"budgetLeft"`
+}
+
+// RecordPlacementExport writes one exported placement's EXPORTED event to TCS.
+// carry is nil when started from a message; it is set only by continue-as-new.
+func RecordPlacementExport(ctx workflow.Context, msg messages.PlacementExported, carry *Carry) (Status, error) {
+	return run(ctx, placementRecord{msg: msg}, carry)
+}
+
+// RecordScanResult writes one finished scan's result to TCS.
+func RecordScanResult(ctx workflow.Context, msg messages.ScanCompleted, carry *Carry) (Status, error) {
+	return run(ctx, scanRecord{msg: msg}, carry)
+}
+
+// record is what differs between the two kinds.
+type record interface {
+	kind() messages.Kind
+	recordID() string
+	summary() string
+	updateActivity() string
+	input() any
+	markActivity() string
+	deadLetter(dl activities.DeadLetter) activities.DeadLetter
+	continueAsNew(ctx workflow.Context, carry *Carry) error
+}
+
+type placementRecord struct{ msg messages.PlacementExported }
+
+func (r placementRecord) kind() messages.Kind    { return messages.KindPlacement }
+func (r placementRecord) recordID() string       { return r.msg.RecordID() }
+func (r placementRecord) summary() string        { return r.msg.Summary() }
+func (r placementRecord) updateActivity() string { return activities.UpdatePlacementName }
+func (r placementRecord) input() any             { return r.msg }
+func (r placementRecord) markActivity() string   { return activities.MarkPlacementFailedName }
+func (r placementRecord) deadLetter(dl activities.DeadLetter) activities.DeadLetter {
+	dl.Placement = &activities.PlacementRef{PlacementID: r.msg.PlacementID, Filename: r.msg.Filename}
+	return dl
+}
+func (r placementRecord) continueAsNew(ctx workflow.Context, carry *Carry) error {
+	return workflow.NewContinueAsNewError(ctx, PlacementWorkflowType, r.msg, carry)
+}
+
+type scanRecord struct{ msg messages.ScanCompleted }
+
+func (r scanRecord) kind() messages.Kind    { return messages.KindScan }
+func (r scanRecord) recordID() string       { return r.msg.RecordID() }
+func (r scanRecord) summary() string        { return r.msg.Summary() }
+func (r scanRecord) updateActivity() string { return activities.UpdateScanName }
+func (r scanRecord) input() any             { return r.msg }
+func (r scanRecord) markActivity() string   { return activities.MarkScanErroredName }
+func (r scanRecord) deadLetter(dl activities.DeadLetter) activities.DeadLetter {
+	dl.Scan = &activities.ScanRef{ScanID: r.msg.ScanID}
+	return dl
+}
+func (r scanRecord) continueAsNew(ctx workflow.Context, carry *Carry) error {
+	return workflow.NewContinueAsNewError(ctx, ScanWorkflowType, r.msg, carry)
+}
+
+// decision is an operator's signal acted on while the record is a dead letter.
+type decision struct {
+	signal  string
+	payload SignalPayload
+}
+
+// recorder is one run's state.
+type recorder struct {
+	rec        record
+	log        log.Logger
+	status     Status
+	settings   activities.RetrySettings
+	budgetLeft time.Duration
+	pending    *decision
+}
+
+// errContinueAsNew says the update loop should hand over to a fresh run.
+var errContinueAsNew = errors.New("continue as new")
+
+func run(ctx workflow.Context, rec record, carry *Carry) (Status, error) {
+	r := &recorder{rec: rec, log: log.With(workflow.GetLogger(ctx), "kind", rec.kind(), "recordId", rec.recordID())}
+	if err := r.setup(ctx, carry); err != nil {
+		return r.status, err
+	}
+	return r.run(ctx)
+}
+
+func (r *recorder) setup(ctx workflow.Context, carry *Carry) error {
+	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryState, func() (Status, error) { return r.status, nil },
+		workflow.QueryHandlerOptions{Description: "state, attempts, lastError, deadLetteredAt, retries"}); err != nil {
+		return err
+	}
+	r.listenForSignals(ctx)
+
+	if carry != nil {
+		r.status, r.settings, r.budgetLeft = carry.Status, carry.Settings, carry.BudgetLeft
+	} else {
+		r.status.State = StateUpdating
+		if err := r.captureSettings(ctx); err != nil {
+			return err
+		}
+	}
+	workflow.SetCurrentDetails(ctx, r.rec.summary())
+	return r.publishState(ctx)
+}
+
+// captureSettings records the worker's retry settings in history (start and each retry).
+func (r *recorder) captureSettings(ctx workflow.Context) error {
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 10 * time.Second},
+		Summary:             "capture retry settings",
+	})
+	if err := workflow.ExecuteLocalActivity(lctx, activities.CurrentRetrySettingsName).Get(ctx, &r.settings); err != nil {
+		return err
+	}
+	r.budgetLeft = r.settings.Budget
+	return nil
+}
+
+// listenForSignals acts on retry/abandon only while the record is a dead letter; otherwise logs and drops them,
+// so a signal sent while Updating is not replayed later by surprise.
+func (r *recorder) listenForSignals(ctx workflow.Context) {
+	retryCh := workflow.GetSignalChannel(ctx, SignalRetry)
+	abandonCh := workflow.GetSignalChannel(ctx, SignalAbandon)
+	workflow.Go(ctx, func(ctx workflow.Context) {
+		sel := workflow.NewSelector(ctx)
+		handle := func(name string) func(workflow.ReceiveChannel, bool) {
+			return func(c workflow.ReceiveChannel, _ bool) {
+				var p SignalPayload
+				c.Receive(ctx, &p)
+				if r.status.State != StateDeadLettered || r.pending != nil {
+					r.log.Warn("signal ignored: the record is not a dead letter", "signal", name, "state", r.status.State,
+						"reason", p.Reason, "by", p.By)
+					return
+				}
+				r.log.Info("operator signal accepted", "signal", name, "reason", p.Reason, "by", p.By)
+				r.pending = &decision{signal: name, payload: p}
+			}
+		}
+		sel.AddReceive(retryCh, handle(SignalRetry))
+		sel.AddReceive(abandonCh, handle(SignalAbandon))
+		for {
+			sel.Select(ctx)
+		}
+	})
+}
+
+func (r *recorder) run(ctx workflow.Context) (Status, error) {
+	for {
+		if r.status.State == StateUpdating {
+			cause, err := r.update(ctx)
+			if errors.Is(err, errContinueAsNew) {
+				return r.status, r.rec.continueAsNew(ctx, &Carry{Status: r.status, Settings: r.settings, BudgetLeft: r.budgetLeft})
+			}
+			if err != nil {
+				return r.status, err
+			}
+			if cause == "" {
+				return r.status, r.setState(ctx, StateCompleted)
+			}
+			if err := r.deadLetter(ctx, cause); err != nil {
+				return r.status, err
+			}
+		}
+
+		// Parked: wait for an operator, up to the parking period.
+		at, _ := time.Parse(time.RFC3339Nano, r.status.DeadLetteredAt)
+		wait := at.Add(r.settings.ParkingPeriod).Sub(workflow.Now(ctx))
+		got := false
+		if wait > 0 {
+			var err error
+			got, err = workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+				Timeout:      wait,
+				TimerOptions: workflow.TimerOptions{Summary: "parked: waiting for a retry or abandon signal"},
+			}, func() bool { return r.pending != nil })
+			if err != nil {
+				return r.status, err
+			}
+		}
+		if !got {
+			r.log.Warn("parking period over without a signal; closing as DeadLettered")
+			return r.status, nil
+		}
+		d := r.pending
+		r.pending = nil
+		if d.signal == SignalAbandon {
+			return r.status, r.setState(ctx, StateAbandoned)
+		}
+		r.status.Retries++
+		workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"kind": string(r.rec.kind())}).Counter(MetricManualRetries).Inc(1)
+		if err := r.captureSettings(ctx); err != nil {
+			return r.status, err
+		}
+		if err := r.setState(ctx, StateUpdating); err != nil {
+			return r.status, err
+		}
+	}
+}
+
+// update writes the record to TCS. It returns "" on success, or why the record must be dead-lettered.
+func (r *recorder) update(ctx workflow.Context) (cause string, err error) {
+	configFailures := 0
+	for {
+		if r.budgetLeft <= 0 {
+			return fmt.Sprintf("retry budget of %s spent; last error: %s", r.settings.Budget, r.status.LastError), nil
+		}
+		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+			// The budget: how long transient failures may go on. 401/403 do not spend it (see below).
+			ScheduleToCloseTimeout: r.budgetLeft,
+			StartToCloseTimeout:    time.Minute,
+			RetryPolicy: &temporal.RetryPolicy{
+				InitialInterval:        r.settings.InitialInterval,
+				BackoffCoefficient:     r.settings.BackoffCoefficient,
+				MaximumInterval:        r.settings.MaximumInterval,
+				NonRetryableErrorTypes: []string{activities.ErrPermanent, activities.ErrConfig},
+			},
+			Summary: "write " + r.rec.summary(),
+		})
+		start := workflow.Now(ctx)
+		var res activities.UpdateResult
+		err := workflow.ExecuteActivity(actx, r.rec.updateActivity(), r.rec.input()).Get(ctx, &res)
+		r.budgetLeft -= workflow.Now(ctx).Sub(start)
+		if err == nil {
+			r.status.Attempts += int(max(res.Attempt, 1))
+			return "", nil
+		}
+		f := describe(err)
+		r.status.Attempts += f.attempts
+		r.status.LastError = f.message
+		switch f.errType {
+		case activities.ErrPermanent:
+			return f.message, nil
+		case activities.ErrConfig:
+			// Our credentials are wrong, not the record: wait and try again without end. The wait is
+			// not charged to the budget; the worker counts these answers in a metric that alerts.
+			wait := backoff(r.settings, configFailures)
+			configFailures++
+			r.log.Error("TCS refused our credentials; waiting before trying again", "error", f.message, "wait", wait)
+			if err := workflow.NewTimerWithOptions(ctx, wait, workflow.TimerOptions{Summary: "TCS refused credentials (401/403): waiting"}).Get(ctx, nil); err != nil {
+				return "", err
+			}
+			if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+				return "", errContinueAsNew
+			}
+		default:
+			// Transient failures until the budget ran out (the retry policy gave up).
+			r.budgetLeft = 0
+		}
+	}
+}
+
+func (r *recorder) deadLetter(ctx workflow.Context, cause string) error {
+	now := workflow.Now(ctx).UTC()
+	r.status.LastError = cause
+	dl := r.rec.deadLetter(activities.DeadLetter{
+		Kind: string(r.rec.kind()), RecordID: r.rec.recordID(), Attempts: r.status.Attempts,
+		LastError: cause, DeadLetteredAt: now,
+	})
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		// A dead letter must not be lost either: the mark is retried until it lands.
+		StartToCloseTimeout: time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    r.settings.InitialInterval,
+			BackoffCoefficient: r.settings.BackoffCoefficient,
+			MaximumInterval:    r.settings.MaximumInterval,
+		},
+		Summary: "mark errored in TCS: " + r.rec.summary(),
+	})
+	var res activities.MarkResult
+	if err := workflow.ExecuteActivity(actx, r.rec.markActivity(), dl).Get(ctx, &res); err != nil {
+		return err
+	}
+	r.status.DeadLetteredAt = now.Format(time.RFC3339Nano)
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"kind": string(r.rec.kind())}).Counter(MetricDeadLetters).Inc(1)
+	return r.setState(ctx, StateDeadLettered)
+}
+
+func (r *recorder) setState(ctx workflow.Context, state string) error {
+	r.status.State = state
+	return r.publishState(ctx)
+}
+
+// publishState upserts the search attributes that differ from what the workflow already shows
+// (a starter may have set them at start, which saves an event).
+func (r *recorder) publishState(ctx workflow.Context) error {
+	current := workflow.GetTypedSearchAttributes(ctx)
+	var updates []temporal.SearchAttributeUpdate
+	want := []struct {
+		key   temporal.SearchAttributeKeyKeyword
+		value string
+	}{{KindKey, string(r.rec.kind())}, {RecordIDKey, r.rec.recordID()}, {StateKey, r.status.State}}
+	for _, w := range want {
+		if v, ok := current.GetKeyword(w.key); !ok || v != w.value {
+			updates = append(updates, w.key.ValueSet(w.value))
+		}
+	}
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — %s", r.status.State, r.rec.summary()))
+	if len(updates) == 0 {
+		return nil
+	}
+	return workflow.UpsertTypedSearchAttributes(ctx, updates...)
+}
+
+type failure struct {
+	errType  string
+	message  string
+	attempts int
+}
+
+// describe reads a failed TCS-update activity: its class, the last error in words, and how many
+// attempts it made (carried in the error details; at least one).
+func describe(err error) failure {
+	f := failure{errType: activities.ErrTransient, message: err.Error(), attempts: 1}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		f.errType = appErr.Type()
+		f.message = appErr.Error()
+		var d activities.FailureDetails
+		if appErr.HasDetails() && appErr.Details(&d) == nil && d.Attempt > 0 {
+			f.attempts = int(d.Attempt)
+		}
+	}
+	var timeoutErr *temporal.TimeoutError
+	if errors.As(err, &timeoutErr) && appErr == nil {
+		f.message = "TCS did not answer in time (" + timeoutErr.TimeoutType().String() + ")"
+	}
+	return f
+}
+
+// backoff is the wait before the n-th retry (from 0) under the captured settings.
+func backoff(s activities.RetrySettings, n int) time.Duration {
+	d := s.InitialInterval
+	for i := 0; i < n && d < s.MaximumInterval; i++ {
+		d = time.Duration(float64(d) * s.BackoffCoefficient)
+	}
+	return min(d, s.MaximumInterval)
+}
