@@ -335,7 +335,7 @@ func describe(err error) failure {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
 		f.errType = appErr.Type()
-		f.message = appErr.Error()
+		f.message = appErr.Message()
 		var d activities.FailureDetails
 		if appErr.HasDetails() && appErr.Details(&d) == nil && d.Attempt > 0 {
 			f.attempts = int(d.Attempt)

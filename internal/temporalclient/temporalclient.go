@@ -1,0 +1,94 @@
+// Package temporalclient builds Temporal client options for the worker and the starter:
+// plain for local runs, mTLS with a client certificate and CA, or an API key, for production.
+package temporalclient
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+
+	"github.com/tis-writeback/writeback/internal/config"
+)
+
+// Config of the connection to Temporal.
+type Config struct {
+	Address    string
+	Namespace  string
+	TLSCert    string
+	TLSKey     string
+	TLSCA      string
+	ServerName string
+	APIKey     string
+}
+
+// Flags defines the connection flags on fs.
+func Flags(fs *flag.FlagSet) *Config {
+	c := &Config{}
+	set := config.Set{FS: fs}
+	set.String(&c.Address, "temporal-address", "TEMPORAL_ADDRESS", "127.0.0.1:7233", "Temporal frontend host:port")
+	set.String(&c.Namespace, "temporal-namespace", "TEMPORAL_NAMESPACE", "default", "Temporal namespace")
+	set.String(&c.TLSCert, "temporal-tls-cert", "TEMPORAL_TLS_CERT", "", "client certificate (PEM) for mTLS")
+	set.String(&c.TLSKey, "temporal-tls-key", "TEMPORAL_TLS_KEY", "", "client key (PEM) for mTLS")
+	set.String(&c.TLSCA, "temporal-tls-ca", "TEMPORAL_TLS_CA", "", "CA bundle (PEM) to verify the server")
+	set.String(&c.ServerName, "temporal-tls-server-name", "TEMPORAL_TLS_SERVER_NAME", "", "TLS server name override")
+	set.String(&c.APIKey, "temporal-api-key", "TEMPORAL_API_KEY", "", "API key (Temporal Cloud); implies TLS")
+	return c
+}
+
+// Options builds client options with JSON logging through log and the given metrics handler.
+func (c *Config) Options(log *slog.Logger, metrics client.MetricsHandler) (client.Options, error) {
+	o := client.Options{
+		HostPort:       c.Address,
+		Namespace:      c.Namespace,
+		Logger:         sdklog.NewStructuredLogger(log),
+		MetricsHandler: metrics,
+	}
+	tlsCfg, err := c.tls()
+	if err != nil {
+		return o, err
+	}
+	o.ConnectionOptions.TLS = tlsCfg
+	if c.APIKey != "" {
+		o.Credentials = client.NewAPIKeyStaticCredentials(c.APIKey)
+		if o.ConnectionOptions.TLS == nil {
+			o.ConnectionOptions.TLS = &tls.Config{MinVersion: tls.VersionTLS12}
+		}
+	}
+	return o, nil
+}
+
+func (c *Config) tls() (*tls.Config, error) {
+	if c.TLSCert == "" && c.TLSKey == "" && c.TLSCA == "" && c.ServerName == "" {
+		return nil, nil
+	}
+	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
+	if (c.TLSCert == "") != (c.TLSKey == "") {
+		return nil, errors.New("temporal mTLS needs both a certificate and a key")
+	}
+	if c.TLSCert != "" {
+		pair, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
+		if err != nil {
+			return nil, fmt.Errorf("temporal mTLS: %w", err)
+		}
+		cfg.Certificates = []tls.Certificate{pair}
+	}
+	if c.TLSCA != "" {
+		pem, err := os.ReadFile(c.TLSCA)
+		if err != nil {
+			return nil, fmt.Errorf("temporal CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("temporal CA %s holds no PEM certificate", c.TLSCA)
+		}
+		cfg.RootCAs = pool
+	}
+	return cfg, nil
+}

@@ -1,0 +1,136 @@
+// Package workerapp builds the worker's parts: plain constructors that the worker's main wires with
+// fx, and that tests call directly.
+package workerapp
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/tis-writeback/writeback/activities"
+	"github.com/tis-writeback/writeback/internal/config"
+	"github.com/tis-writeback/writeback/internal/telemetry"
+	"github.com/tis-writeback/writeback/internal/temporalclient"
+	"github.com/tis-writeback/writeback/messages"
+	"github.com/tis-writeback/writeback/tcs"
+	"github.com/tis-writeback/writeback/workflows"
+)
+
+// Config is the worker's configuration.
+type Config struct {
+	Temporal     *temporalclient.Config
+	TCSURL       string
+	TCSToken     string
+	TCSTokenFile string
+	TCSTimeout   time.Duration
+	MetricsAddr  string
+	LogLevel     string
+	// TCSRate caps TCS-bound activities per second across all workers of the task queue, so
+	// thousands of workflows retrying after an outage cannot stampede TCS when it returns.
+	TCSRate                 float64
+	MaxConcurrentActivities int
+	StopTimeout             time.Duration
+	Retry                   activities.RetrySettings
+}
+
+// Flags defines the worker's flags (with env fallbacks) on fs.
+func Flags(fs *flag.FlagSet) *Config {
+	c := &Config{Temporal: temporalclient.Flags(fs)}
+	d := activities.DefaultRetrySettings()
+	set := config.Set{FS: fs}
+	set.String(&c.TCSURL, "tcs-url", "TCS_URL", "http://127.0.0.1:8081", "TCS base URL")
+	set.String(&c.TCSToken, "tcs-token", "TCS_TOKEN", "", "TCS bearer token")
+	set.String(&c.TCSTokenFile, "tcs-token-file", "TCS_TOKEN_FILE", "", "file holding the TCS bearer token (wins over --tcs-token; re-read per request)")
+	set.Duration(&c.TCSTimeout, "tcs-timeout", "TCS_TIMEOUT", 10*time.Second, "timeout of one TCS request")
+	set.String(&c.MetricsAddr, "metrics-addr", "METRICS_ADDR", "127.0.0.1:9464", "address of /metrics, /healthz, /readyz")
+	set.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	set.Float(&c.TCSRate, "tcs-rate", "TCS_RATE", 100, "TCS-bound activities per second, across all workers of the task queue")
+	set.Int(&c.MaxConcurrentActivities, "max-concurrent-activities", "MAX_CONCURRENT_ACTIVITIES", 200, "activities run at once by this worker")
+	set.Duration(&c.StopTimeout, "stop-timeout", "STOP_TIMEOUT", 30*time.Second, "on SIGTERM, how long running activities may finish")
+	set.Duration(&c.Retry.InitialInterval, "retry-initial-interval", "RETRY_INITIAL_INTERVAL", d.InitialInterval, "first retry interval of a TCS update")
+	set.Float(&c.Retry.BackoffCoefficient, "retry-backoff-coefficient", "RETRY_BACKOFF_COEFFICIENT", d.BackoffCoefficient, "retry interval growth")
+	set.Duration(&c.Retry.MaximumInterval, "retry-max-interval", "RETRY_MAX_INTERVAL", d.MaximumInterval, "longest retry interval")
+	set.Duration(&c.Retry.Budget, "retry-budget", "RETRY_BUDGET", d.Budget, "how long transient TCS failures may last before a record is dead-lettered")
+	set.Duration(&c.Retry.ParkingPeriod, "parking-period", "PARKING_PERIOD", d.ParkingPeriod, "how long a dead letter waits for a retry or abandon signal")
+	return c
+}
+
+// Validate reports a configuration that cannot work.
+func (c *Config) Validate() error {
+	r := c.Retry
+	switch {
+	case r.InitialInterval <= 0 || r.MaximumInterval < r.InitialInterval:
+		return fmt.Errorf("retry intervals: initial %s must be > 0 and ≤ max %s", r.InitialInterval, r.MaximumInterval)
+	case r.BackoffCoefficient < 1:
+		return fmt.Errorf("retry backoff coefficient %v must be ≥ 1", r.BackoffCoefficient)
+	case r.Budget <= 0 || r.ParkingPeriod <= 0:
+		return fmt.Errorf("retry budget and parking period must be > 0")
+	case c.TCSRate <= 0:
+		return fmt.Errorf("tcs-rate must be > 0")
+	}
+	return nil
+}
+
+// NewTCSClient builds the TCS client, observed by the metrics.
+func NewTCSClient(c *Config, m *telemetry.TCSMetrics) (*tcs.Client, error) {
+	tok, err := config.Token(c.TCSToken, c.TCSTokenFile)
+	if err != nil {
+		return nil, err
+	}
+	return tcs.New(tcs.Options{BaseURL: c.TCSURL, Token: tok, Timeout: c.TCSTimeout, Observe: m.Observe})
+}
+
+// NewTemporalHandler builds the SDK metrics handler on the registry, with our workflow counters at 0.
+func NewTemporalHandler(c *Config, reg *telemetry.Registry) (client.MetricsHandler, error) {
+	h, err := reg.TemporalHandler()
+	if err != nil {
+		return nil, err
+	}
+	var counters []telemetry.WorkflowCounter
+	for _, name := range []string{workflows.MetricDeadLetters, workflows.MetricManualRetries} {
+		counters = append(counters,
+			telemetry.WorkflowCounter{Name: name, WorkflowType: workflows.PlacementWorkflowType, Kind: string(messages.KindPlacement)},
+			telemetry.WorkflowCounter{Name: name, WorkflowType: workflows.ScanWorkflowType, Kind: string(messages.KindScan)})
+	}
+	telemetry.InitWorkflowCounters(h, c.Temporal.Namespace, workflows.TaskQueue, counters)
+	return h, nil
+}
+
+// Dial connects to Temporal, trying again until ctx ends: a worker started before Temporal
+// waits for it rather than crash-looping.
+func Dial(ctx context.Context, c *Config, log *slog.Logger, h client.MetricsHandler) (client.Client, error) {
+	opts, err := c.Temporal.Options(log, h)
+	if err != nil {
+		return nil, err
+	}
+	wait := 500 * time.Millisecond
+	for {
+		cl, err := client.DialContext(ctx, opts)
+		if err == nil {
+			return cl, nil
+		}
+		log.Warn("cannot reach Temporal yet; trying again", "address", c.Temporal.Address, "error", err, "wait", wait)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("temporal at %s: %w", c.Temporal.Address, err)
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 10*time.Second)
+	}
+}
+
+// NewWorker builds the worker with both workflows and their activities registered.
+func NewWorker(cl client.Client, c *Config, acts *activities.Activities) worker.Worker {
+	w := worker.New(cl, workflows.TaskQueue, worker.Options{
+		MaxConcurrentActivityExecutionSize: c.MaxConcurrentActivities,
+		TaskQueueActivitiesPerSecond:       c.TCSRate,
+		WorkerStopTimeout:                  c.StopTimeout,
+	})
+	workflows.Register(w, acts)
+	return w
+}

@@ -1,0 +1,123 @@
+// Command worker hosts the writeback workflows and their TCS activities (SPEC section 6).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
+
+	"github.com/tis-writeback/writeback/activities"
+	"github.com/tis-writeback/writeback/internal/logging"
+	"github.com/tis-writeback/writeback/internal/telemetry"
+	"github.com/tis-writeback/writeback/internal/workerapp"
+	"github.com/tis-writeback/writeback/tcs"
+)
+
+func main() {
+	fs := flag.NewFlagSet("worker", flag.ExitOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: go run ./worker [flags]\n\nRuns the writeback workflows and TCS activities on task queue \"writeback\".\n\n")
+		fs.PrintDefaults()
+	}
+	cfg := workerapp.Flags(fs)
+	_ = fs.Parse(os.Args[1:])
+	log := logging.New(os.Stderr, logging.ParseLevel(cfg.LogLevel))
+	if err := cfg.Validate(); err != nil {
+		log.Error("invalid configuration", "error", err)
+		os.Exit(2)
+	}
+
+	app := fx.New(
+		fx.Supply(cfg, log),
+		fx.WithLogger(func() fxevent.Logger { return &fxevent.SlogLogger{Logger: log} }),
+		fx.Provide(
+			telemetry.NewRegistry,
+			func(r *telemetry.Registry) *telemetry.TCSMetrics { return telemetry.NewTCSMetrics(r) },
+			workerapp.NewTemporalHandler,
+			workerapp.NewTCSClient,
+			func(c *tcs.Client, cfg *workerapp.Config, log *slog.Logger) *activities.Activities {
+				return activities.New(c, log, cfg.Retry)
+			},
+			func() *telemetry.Health { return &telemetry.Health{} },
+			func(cfg *workerapp.Config, r *telemetry.Registry, h *telemetry.Health) (*telemetry.Server, error) {
+				return telemetry.NewServer(cfg.MetricsAddr, r, h)
+			},
+		),
+		fx.Invoke(run),
+		// fx's default stop timeout (15 s) would cut a graceful worker stop short.
+		fx.StopTimeout(cfg.StopTimeout+15*time.Second),
+	)
+	app.Run() // until SIGINT/SIGTERM, then OnStop hooks in reverse order
+	if err := app.Err(); err != nil {
+		os.Exit(1)
+	}
+}
+
+// run wires the lifecycle: the HTTP server starts at once; Temporal is dialled in the background
+// (a worker started before Temporal waits for it); SIGTERM stops the worker, letting running
+// activities finish within the stop timeout.
+func run(lc fx.Lifecycle, sd fx.Shutdowner, cfg *workerapp.Config, log *slog.Logger, reg *telemetry.Registry,
+	h client.MetricsHandler, acts *activities.Activities, srv *telemetry.Server, health *telemetry.Health) {
+	ctx, cancel := context.WithCancel(context.Background())
+	var (
+		cl client.Client
+		w  worker.Worker
+	)
+	done := make(chan struct{})
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			go func() {
+				if err := srv.Serve(); err != nil {
+					log.Error("metrics server failed", "error", err)
+					_ = sd.Shutdown(fx.ExitCode(1))
+				}
+			}()
+			go func() {
+				defer close(done)
+				c, err := workerapp.Dial(ctx, cfg, log, h)
+				if err != nil {
+					if !errors.Is(ctx.Err(), context.Canceled) {
+						log.Error("cannot connect to Temporal", "error", err)
+						_ = sd.Shutdown(fx.ExitCode(1))
+					}
+					return
+				}
+				cl = c
+				health.Check = func(ctx context.Context) error { _, err := c.CheckHealth(ctx, nil); return err }
+				w = workerapp.NewWorker(c, cfg, acts)
+				if err := w.Start(); err != nil {
+					log.Error("worker cannot start", "error", err)
+					_ = sd.Shutdown(fx.ExitCode(1))
+					return
+				}
+				health.SetReady(true)
+				log.Info("worker started", "taskQueue", "writeback", "temporal", cfg.Temporal.Address,
+					"namespace", cfg.Temporal.Namespace, "tcs", cfg.TCSURL, "metrics", srv.Addr(), "tcsRate", cfg.TCSRate)
+			}()
+			return nil
+		},
+		OnStop: func(stopCtx context.Context) error {
+			health.SetReady(false)
+			cancel()
+			<-done
+			if w != nil {
+				log.Info("stopping worker; running activities may finish", "timeout", cfg.StopTimeout)
+				w.Stop()
+			}
+			if cl != nil {
+				cl.Close()
+			}
+			_ = reg.Shutdown(stopCtx)
+			return srv.Shutdown(stopCtx)
+		},
+	})
+}
