@@ -1,0 +1,228 @@
+// Package testenv starts the real parts the integration tests need: a Temporal dev server from the
+// pinned CLI in bin/, the TCS simulator, and the worker code, each stopped when the test ends.
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/tis-writeback/writeback/activities"
+	"github.com/tis-writeback/writeback/internal/logging"
+	"github.com/tis-writeback/writeback/internal/telemetry"
+	"github.com/tis-writeback/writeback/internal/temporalclient"
+	"github.com/tis-writeback/writeback/internal/workerapp"
+	"github.com/tis-writeback/writeback/tcssim/sim"
+	"github.com/tis-writeback/writeback/workflows"
+)
+
+// Token is the TCS token the tests use.
+const Token = "test-token"
+
+// RepoRoot finds the module root from the test's working directory.
+func RepoRoot(t testing.TB) string {
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatal("go.mod not found above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// TemporalCLI is the pinned Temporal CLI (make bin/temporal installs it).
+func TemporalCLI(t testing.TB) string {
+	if p := os.Getenv("WRITEBACK_TEMPORAL_CLI"); p != "" {
+		return p
+	}
+	p := filepath.Join(RepoRoot(t), "bin", "temporal")
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("the pinned Temporal CLI is missing at %s: run `make bin/temporal`", p)
+	}
+	return p
+}
+
+// Temporal is a running dev server.
+type Temporal struct {
+	Address string
+	Client  client.Client
+	cli     string
+}
+
+// StartTemporal starts a dev server (in memory, no UI) with the writeback search attributes.
+func StartTemporal(t testing.TB) *Temporal {
+	t.Helper()
+	cli := TemporalCLI(t)
+	args := []string{"--headless"}
+	for _, sa := range workflows.SearchAttributeNames {
+		args = append(args, "--search-attribute", sa+"=Keyword")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
+		ExistingPath: cli,
+		LogLevel:     "error",
+		ExtraArgs:    args,
+		ClientOptions: &client.Options{
+			Logger: quietLogger(),
+		},
+		Stdout: io.Discard,
+		Stderr: io.Discard,
+	})
+	if err != nil {
+		t.Fatalf("start dev server: %v", err)
+	}
+	t.Cleanup(func() { _ = srv.Stop() })
+	return &Temporal{Address: srv.FrontendHostPort(), Client: srv.Client(), cli: cli}
+}
+
+// quietLogger silences the SDK client's own logs in tests.
+func quietLogger() sdklog.Logger {
+	return sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
+
+// CLI runs the real Temporal CLI against this server and returns its output.
+func (tm *Temporal) CLI(t testing.TB, args ...string) string {
+	t.Helper()
+	args = append(args, "--address", tm.Address)
+	out, err := exec.Command(tm.cli, args...).CombinedOutput()
+	if err != nil {
+		t.Fatalf("temporal %s: %v\n%s", strings.Join(args, " "), err, out)
+	}
+	return string(out)
+}
+
+// StartSim starts the TCS simulator on free ports.
+func StartSim(t testing.TB, placements int64) *sim.Server {
+	t.Helper()
+	s, err := sim.Start(sim.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Token: Token, Placements: placements, Seed: 7})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	return s
+}
+
+// Logs collects a worker's JSON log lines.
+type Logs struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *Logs) Write(p []byte) (int, error) { l.mu.Lock(); defer l.mu.Unlock(); return l.b.Write(p) }
+
+// Lines returns the lines that contain every one of the given substrings.
+func (l *Logs) Lines(subs ...string) []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	var out []string
+	for _, line := range strings.Split(l.b.String(), "\n") {
+		ok := line != ""
+		for _, s := range subs {
+			ok = ok && strings.Contains(line, s)
+		}
+		if ok {
+			out = append(out, line)
+		}
+	}
+	return out
+}
+
+// Worker is the worker code running in this process.
+type Worker struct {
+	Logs    *Logs
+	Metrics string // base URL of /metrics
+	Stop    func()
+}
+
+// WorkerOptions tune a test worker.
+type WorkerOptions struct {
+	Retry      activities.RetrySettings
+	TCSTimeout time.Duration
+	TCSRate    float64
+}
+
+// StartWorker runs the real worker code (the same constructors as ./worker) against tm and tcsURL.
+func StartWorker(t testing.TB, tm *Temporal, tcsURL string, o WorkerOptions) *Worker {
+	t.Helper()
+	if o.Retry == (activities.RetrySettings{}) {
+		o.Retry = activities.DefaultRetrySettings()
+	}
+	if o.TCSTimeout == 0 {
+		o.TCSTimeout = time.Second
+	}
+	if o.TCSRate == 0 {
+		o.TCSRate = 500
+	}
+	cfg := &workerapp.Config{
+		Temporal:                &temporalclient.Config{Address: tm.Address, Namespace: "default"},
+		TCSURL:                  tcsURL,
+		TCSToken:                Token,
+		TCSTimeout:              o.TCSTimeout,
+		MetricsAddr:             "127.0.0.1:0",
+		TCSRate:                 o.TCSRate,
+		MaxConcurrentActivities: 100,
+		StopTimeout:             5 * time.Second,
+		Retry:                   o.Retry,
+	}
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	logs := &Logs{}
+	log := logging.New(logs, slog.LevelInfo)
+	reg := telemetry.NewRegistry()
+	tcsMetrics := telemetry.NewTCSMetrics(reg)
+	h, err := workerapp.NewTemporalHandler(cfg, reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tcsClient, err := workerapp.NewTCSClient(cfg, tcsMetrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := telemetry.NewServer(cfg.MetricsAddr, reg, &telemetry.Health{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve() }()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cl, err := workerapp.Dial(ctx, cfg, log, h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := workerapp.NewWorker(cl, cfg, activities.New(tcsClient, log, cfg.Retry))
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			w.Stop()
+			cl.Close()
+			_ = srv.Shutdown(context.Background())
+		})
+	}
+	t.Cleanup(stop)
+	return &Worker{Logs: logs, Metrics: fmt.Sprintf("http://%s/metrics", srv.Addr()), Stop: stop}
+}
+
