@@ -32,6 +32,9 @@ type RetrySettings struct {
 	Budget time.Duration `json:"budget"`
 	// ParkingPeriod is how long a dead letter waits for a retry or abandon signal.
 	ParkingPeriod time.Duration `json:"parkingPeriod"`
+	// AttemptTimeout bounds one activity attempt (a few TCS requests); after a worker dies
+	// mid-attempt, the attempt is retried elsewhere once this has passed.
+	AttemptTimeout time.Duration `json:"attemptTimeout"`
 }
 
 // DefaultRetrySettings are the SPEC's defaults.
@@ -42,6 +45,7 @@ func DefaultRetrySettings() RetrySettings {
 		MaximumInterval:    5 * time.Minute,
 		Budget:             24 * time.Hour,
 		ParkingPeriod:      30 * 24 * time.Hour,
+		AttemptTimeout:     30 * time.Second,
 	}
 }
 

@@ -229,4 +229,3 @@ func scrape(t *testing.T, url string) string {
 	require.NoError(t, err)
 	return "\n" + string(b)
 }
-

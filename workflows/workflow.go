@@ -228,7 +228,7 @@ func (r *recorder) update(ctx workflow.Context) (cause string, err error) {
 		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 			// The budget: how long transient failures may go on. 401/403 do not spend it (see below).
 			ScheduleToCloseTimeout: r.budgetLeft,
-			StartToCloseTimeout:    time.Minute,
+			StartToCloseTimeout:    r.attemptTimeout(),
 			RetryPolicy: &temporal.RetryPolicy{
 				InitialInterval:        r.settings.InitialInterval,
 				BackoffCoefficient:     r.settings.BackoffCoefficient,
@@ -279,7 +279,7 @@ func (r *recorder) deadLetter(ctx workflow.Context, cause string) error {
 	})
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		// A dead letter must not be lost either: the mark is retried until it lands.
-		StartToCloseTimeout: time.Minute,
+		StartToCloseTimeout: r.attemptTimeout(),
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    r.settings.InitialInterval,
 			BackoffCoefficient: r.settings.BackoffCoefficient,
@@ -294,6 +294,14 @@ func (r *recorder) deadLetter(ctx workflow.Context, cause string) error {
 	r.status.DeadLetteredAt = now.Format(time.RFC3339Nano)
 	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"kind": string(r.rec.kind())}).Counter(MetricDeadLetters).Inc(1)
 	return r.setState(ctx, StateDeadLettered)
+}
+
+// attemptTimeout is the captured attempt timeout; histories from before it existed get 30 s.
+func (r *recorder) attemptTimeout() time.Duration {
+	if r.settings.AttemptTimeout > 0 {
+		return r.settings.AttemptTimeout
+	}
+	return 30 * time.Second
 }
 
 func (r *recorder) setState(ctx workflow.Context, state string) error {

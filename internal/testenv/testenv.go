@@ -166,9 +166,13 @@ func StartWorker(t testing.TB, tm *Temporal, tcsURL string, o WorkerOptions) *Wo
 	t.Helper()
 	if o.Retry == (activities.RetrySettings{}) {
 		o.Retry = activities.DefaultRetrySettings()
+		o.Retry.AttemptTimeout = 0
 	}
 	if o.TCSTimeout == 0 {
 		o.TCSTimeout = time.Second
+	}
+	if o.Retry.AttemptTimeout == 0 {
+		o.Retry.AttemptTimeout = max(5*time.Second, 3*o.TCSTimeout)
 	}
 	if o.TCSRate == 0 {
 		o.TCSRate = 500
@@ -226,3 +230,14 @@ func StartWorker(t testing.TB, tm *Temporal, tcsURL string, o WorkerOptions) *Wo
 	return &Worker{Logs: logs, Metrics: fmt.Sprintf("http://%s/metrics", srv.Addr()), Stop: stop}
 }
 
+// Build compiles a main package of this module (e.g. "./worker") into dir and returns the binary.
+func Build(t testing.TB, pkg, dir string) string {
+	t.Helper()
+	out := filepath.Join(dir, filepath.Base(pkg))
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = RepoRoot(t)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build %s: %v\n%s", pkg, err, b)
+	}
+	return out
+}

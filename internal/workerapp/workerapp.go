@@ -56,6 +56,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	set.Float(&c.Retry.BackoffCoefficient, "retry-backoff-coefficient", "RETRY_BACKOFF_COEFFICIENT", d.BackoffCoefficient, "retry interval growth")
 	set.Duration(&c.Retry.MaximumInterval, "retry-max-interval", "RETRY_MAX_INTERVAL", d.MaximumInterval, "longest retry interval")
 	set.Duration(&c.Retry.Budget, "retry-budget", "RETRY_BUDGET", d.Budget, "how long transient TCS failures may last before a record is dead-lettered")
+	set.Duration(&c.Retry.AttemptTimeout, "attempt-timeout", "ATTEMPT_TIMEOUT", d.AttemptTimeout, "bound of one TCS activity attempt (keep above 2 × tcs-timeout)")
 	set.Duration(&c.Retry.ParkingPeriod, "parking-period", "PARKING_PERIOD", d.ParkingPeriod, "how long a dead letter waits for a retry or abandon signal")
 	return c
 }
@@ -70,6 +71,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("retry backoff coefficient %v must be ≥ 1", r.BackoffCoefficient)
 	case r.Budget <= 0 || r.ParkingPeriod <= 0:
 		return fmt.Errorf("retry budget and parking period must be > 0")
+	case r.AttemptTimeout < 2*c.TCSTimeout:
+		return fmt.Errorf("attempt timeout %s must be at least 2 × the TCS timeout %s (an attempt makes two requests)", r.AttemptTimeout, c.TCSTimeout)
 	case c.TCSRate <= 0:
 		return fmt.Errorf("tcs-rate must be > 0")
 	}

@@ -122,6 +122,8 @@ func (s *Server) withFaults(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		f := s.Store.CurrentFaults()
 		ep := endpointName(r.Method, r.URL.Path)
+		s.Store.track(ep, 1)
+		defer s.Store.track(ep, -1)
 		applies := f.Only == "" || strings.Contains(r.URL.Path, f.Only)
 		if applies && f.LatencyMs > 0 {
 			select {

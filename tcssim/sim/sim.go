@@ -59,6 +59,7 @@ type Store struct {
 	nextID   int64
 	scans    map[string]*Scan
 	requests map[string]map[string]int // endpoint → status → count
+	inFlight map[string]int
 	faults   Faults
 	rnd      func() float64
 	now      func() time.Time
@@ -70,7 +71,7 @@ type Store struct {
 func NewStore(placements int64, rnd func() float64) *Store {
 	return &Store{
 		seeded: placements, extra: map[int64]bool{}, events: map[int64][]Event{}, scans: map[string]*Scan{},
-		requests: map[string]map[string]int{}, rnd: rnd, now: func() time.Time { return time.Now().UTC() },
+		requests: map[string]map[string]int{}, inFlight: map[string]int{}, rnd: rnd, now: func() time.Time { return time.Now().UTC() },
 	}
 }
 
@@ -91,6 +92,19 @@ func (s *Store) count(endpoint string, status int) {
 		s.requests[endpoint] = m
 	}
 	m[strconv.Itoa(status)]++
+}
+
+func (s *Store) track(endpoint string, delta int) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.inFlight[endpoint] += delta
+}
+
+// InFlight returns how many requests to an endpoint (e.g. "POST esr-exported") are being served.
+func (s *Store) InFlight(endpoint string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.inFlight[endpoint]
 }
 
 // CurrentFaults returns the faults in force.

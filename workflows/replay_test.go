@@ -1,0 +1,29 @@
+package workflows_test
+
+import (
+	"path/filepath"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/tis-writeback/writeback/workflows"
+)
+
+// TestReplayRecordedHistories replays histories recorded from a real dev server (see
+// integration/record_test.go). A change to workflow code that would break running workflows fails
+// here; guard such a change with workflow.GetVersion.
+func TestReplayRecordedHistories(t *testing.T) {
+	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
+	require.NoError(t, err)
+	require.GreaterOrEqual(t, len(files), 5)
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			r := worker.NewWorkflowReplayer()
+			r.RegisterWorkflowWithOptions(workflows.RecordPlacementExport, workflow.RegisterOptions{Name: workflows.PlacementWorkflowType})
+			r.RegisterWorkflowWithOptions(workflows.RecordScanResult, workflow.RegisterOptions{Name: workflows.ScanWorkflowType})
+			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f))
+		})
+	}
+}
