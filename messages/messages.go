@@ -197,6 +197,9 @@ func positiveInt(fields map[string]json.RawMessage, name string) (int64, error) 
 	if err != nil {
 		return 0, err
 	}
+	if raw[0] == '"' {
+		return 0, invalid("field %q must be an integer, got the string %s", name, clip(string(raw)))
+	}
 	var n json.Number
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()

@@ -3,6 +3,7 @@
 package temporalclient
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -10,6 +11,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"time"
 
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
@@ -91,4 +93,27 @@ func (c *Config) tls() (*tls.Config, error) {
 		cfg.RootCAs = pool
 	}
 	return cfg, nil
+}
+
+// Dial connects to Temporal, trying again until ctx ends: a process started before Temporal
+// waits for it rather than crash-looping.
+func Dial(ctx context.Context, c *Config, log *slog.Logger, metrics client.MetricsHandler) (client.Client, error) {
+	opts, err := c.Options(log, metrics)
+	if err != nil {
+		return nil, err
+	}
+	wait := 500 * time.Millisecond
+	for {
+		cl, err := client.DialContext(ctx, opts)
+		if err == nil {
+			return cl, nil
+		}
+		log.Warn("cannot reach Temporal yet; trying again", "address", c.Address, "error", err, "wait", wait)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("temporal at %s: %w", c.Address, err)
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 10*time.Second)
+	}
 }

@@ -104,27 +104,9 @@ func NewTemporalHandler(c *Config, reg *telemetry.Registry) (client.MetricsHandl
 	return h, nil
 }
 
-// Dial connects to Temporal, trying again until ctx ends: a worker started before Temporal
-// waits for it rather than crash-looping.
+// Dial connects to Temporal, trying again until ctx ends.
 func Dial(ctx context.Context, c *Config, log *slog.Logger, h client.MetricsHandler) (client.Client, error) {
-	opts, err := c.Temporal.Options(log, h)
-	if err != nil {
-		return nil, err
-	}
-	wait := 500 * time.Millisecond
-	for {
-		cl, err := client.DialContext(ctx, opts)
-		if err == nil {
-			return cl, nil
-		}
-		log.Warn("cannot reach Temporal yet; trying again", "address", c.Temporal.Address, "error", err, "wait", wait)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("temporal at %s: %w", c.Temporal.Address, err)
-		case <-time.After(wait):
-		}
-		wait = min(wait*2, 10*time.Second)
-	}
+	return temporalclient.Dial(ctx, c.Temporal, log, h)
 }
 
 // NewWorker builds the worker with both workflows and their activities registered.

@@ -1,0 +1,223 @@
+package testenv
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.temporal.io/sdk/client"
+
+	"github.com/tis-writeback/writeback/starter/broker"
+	"github.com/tis-writeback/writeback/workflows"
+)
+
+// AMQPURL is the broker the tests use.
+func AMQPURL() string {
+	if u := os.Getenv("AMQP_URL"); u != "" {
+		return u
+	}
+	return "amqp://guest:guest@localhost:5672/"
+}
+
+// Broker is the real RabbitMQ, with a topology of this test's own.
+type Broker struct {
+	Topology broker.Topology
+	Conn     *broker.Conn
+	Pub      *broker.Publisher
+}
+
+// StartBroker connects to RabbitMQ and declares a fresh topology under a unique prefix,
+// deleted when the test ends.
+func StartBroker(t testing.TB, deliveryLimit int) *Broker {
+	t.Helper()
+	topo := broker.DefaultTopology().WithPrefix(fmt.Sprintf("wbtest-%d-%d", time.Now().UnixNano()%1e9, rand.IntN(1e6)))
+	if deliveryLimit > 0 {
+		topo.DeliveryLimit = deliveryLimit
+	}
+	conn, err := broker.Dial(broker.ConnConfig{URL: AMQPURL(), RetryInterval: 500 * time.Millisecond, Name: "writeback-test"},
+		slog.New(slog.NewTextHandler(io.Discard, nil)), 3, nil)
+	if err != nil {
+		t.Fatalf("RabbitMQ must run for this test (make test starts it): %v", err)
+	}
+	pub, err := broker.NewPublisher(conn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := topo.Declare(pub.Channel()); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		ch, err := conn.Channel()
+		if err == nil {
+			for _, q := range []string{topo.PlacementQueue, topo.ScanQueue, topo.DLQ} {
+				_, _ = ch.QueueDelete(q, false, false, false)
+			}
+			_ = ch.ExchangeDelete(topo.Exchange, false, false)
+			_ = ch.ExchangeDelete(topo.DLX, false, false)
+			_ = ch.Close()
+		}
+		_ = pub.Close()
+		_ = conn.Close()
+	})
+	return &Broker{Topology: topo, Conn: conn, Pub: pub}
+}
+
+// Publish publishes a body with a routing key, waiting for the confirm.
+func (b *Broker) Publish(t testing.TB, key string, body []byte) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.Pub.Publish(ctx, b.Topology.Exchange, key, amqp.Publishing{ContentType: "application/json", Body: body}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Depth is the number of ready messages in a queue.
+func (b *Broker) Depth(t testing.TB, queue string) int {
+	t.Helper()
+	ch, err := b.Conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return q.Messages
+}
+
+// Drain takes every message from a queue (acking them) and returns them.
+func (b *Broker) Drain(t testing.TB, queue string) []amqp.Delivery {
+	t.Helper()
+	ch, err := b.Conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ch.Close()
+	var out []amqp.Delivery
+	for {
+		d, ok, err := ch.Get(queue, false)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			return out
+		}
+		out = append(out, d)
+		_ = d.Ack(false)
+	}
+}
+
+// Env is the environment of a starter process for this broker.
+func (b *Broker) Env() []string {
+	t := b.Topology
+	return []string{"AMQP_URL=" + AMQPURL(), "WRITEBACK_EXCHANGE=" + t.Exchange, "WRITEBACK_PLACEMENT_QUEUE=" + t.PlacementQueue,
+		"WRITEBACK_SCAN_QUEUE=" + t.ScanQueue, "WRITEBACK_DLX=" + t.DLX, "WRITEBACK_DLQ=" + t.DLQ,
+		"WRITEBACK_DELIVERY_LIMIT=" + strconv.Itoa(t.DeliveryLimit)}
+}
+
+// TemporalProcess is a dev server that a test can stop and start again on the same port and
+// database file, as when Temporal goes down and comes back.
+type TemporalProcess struct {
+	Address string
+	cli     string
+	db      string
+	port    int
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+}
+
+// StartTemporalProcess starts a dev server with a database file.
+func StartTemporalProcess(t testing.TB) *TemporalProcess {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	port := ln.Addr().(*net.TCPAddr).Port
+	ln.Close()
+	p := &TemporalProcess{cli: TemporalCLI(t), db: filepath.Join(t.TempDir(), "temporal.db"), port: port,
+		Address: fmt.Sprintf("127.0.0.1:%d", port)}
+	p.Start(t)
+	t.Cleanup(func() { p.Stop(t) })
+	return p
+}
+
+// Start starts the server and waits until it answers.
+func (p *TemporalProcess) Start(t testing.TB) {
+	t.Helper()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	args := []string{"server", "start-dev", "--ip", "127.0.0.1", "--port", strconv.Itoa(p.port), "--headless",
+		"--db-filename", p.db, "--log-level", "error",
+		"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"}
+	for _, sa := range workflows.SearchAttributeNames {
+		args = append(args, "--search-attribute", sa+"=Keyword")
+	}
+	p.cmd = exec.Command(p.cli, args...)
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := client.Dial(client.Options{HostPort: p.Address, Logger: quietLogger()})
+		if err == nil {
+			_, err = c.CheckHealth(context.Background(), nil)
+			c.Close()
+			if err == nil {
+				return
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Fatal("dev server did not come up")
+}
+
+// Stop stops the server (its data stays in the database file).
+func (p *TemporalProcess) Stop(t testing.TB) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { _ = p.cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+	p.cmd = nil
+}
+
+// Client dials the server.
+func (p *TemporalProcess) Client(t testing.TB) client.Client {
+	t.Helper()
+	c, err := client.Dial(client.Options{HostPort: p.Address, Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	return c
+}
+
+// Temporal returns the server as a *Temporal, for StartWorker and the CLI helper.
+func (p *TemporalProcess) Temporal(t testing.TB) *Temporal {
+	return &Temporal{Address: p.Address, Client: p.Client(t), cli: p.cli}
+}

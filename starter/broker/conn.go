@@ -1,0 +1,144 @@
+package broker
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"math"
+	"os"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// ConnConfig says how to reach the broker.
+type ConnConfig struct {
+	URL string
+	// TLS for amqps:// URLs: a CA bundle and an optional client certificate.
+	CAFile, CertFile, KeyFile string
+	// RetryInterval between reconnection attempts; recovery never gives up.
+	RetryInterval time.Duration
+	Name          string // connection name shown in the management UI
+}
+
+// Conn is a broker connection with amqp091-go's automatic recovery. Epoch changes each time the
+// connection goes down, so deliveries received before a reconnection are never acked by tag on
+// the recovered channel (their tags belong to the old one; the broker has requeued them).
+type Conn struct {
+	*amqp.Connection
+	epoch atomic.Uint64
+	up    atomic.Bool
+	log   *slog.Logger
+}
+
+// Dial connects with recovery enabled, trying until it succeeds or attempts run out (0: forever).
+func Dial(c ConnConfig, log *slog.Logger, attempts int, stop <-chan struct{}) (*Conn, error) {
+	cfg := amqp.Config{
+		Heartbeat:  10 * time.Second,
+		Properties: amqp.NewConnectionProperties(),
+		Recovery: &amqp.Recovery{
+			ReconnectionConfig: &amqp.ReconnectionConfig{MaxRetryCount: math.MaxInt32, RetryInterval: c.RetryInterval},
+		},
+	}
+	if c.RetryInterval <= 0 {
+		cfg.Recovery.ReconnectionConfig.RetryInterval = 2 * time.Second
+	}
+	if c.Name != "" {
+		cfg.Properties.SetClientConnectionName(c.Name)
+	}
+	if strings.HasPrefix(c.URL, "amqps://") || c.CAFile != "" || c.CertFile != "" {
+		t, err := tlsConfig(c)
+		if err != nil {
+			return nil, err
+		}
+		cfg.TLSClientConfig = t
+	}
+	wait := 500 * time.Millisecond
+	for i := 0; ; i++ {
+		conn, err := amqp.DialConfig(c.URL, cfg)
+		if err == nil {
+			bc := &Conn{Connection: conn, log: log}
+			bc.up.Store(true)
+			bc.watch()
+			return bc, nil
+		}
+		if attempts > 0 && i+1 >= attempts {
+			return nil, fmt.Errorf("RabbitMQ at %s: %w", redact(c.URL), err)
+		}
+		log.Warn("cannot reach RabbitMQ yet; trying again", "url", redact(c.URL), "error", err, "wait", wait)
+		select {
+		case <-stop:
+			return nil, fmt.Errorf("RabbitMQ at %s: %w", redact(c.URL), err)
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, 10*time.Second)
+	}
+}
+
+func (c *Conn) watch() {
+	states := make(chan *amqp.StateChanged, 8)
+	c.NotifyStateChange(states)
+	go func() {
+		for s := range states {
+			switch s.To {
+			case amqp.StateReconnecting:
+				c.epoch.Add(1)
+				c.up.Store(false)
+				c.log.Warn("RabbitMQ connection lost; recovering", "error", s.Err)
+			case amqp.StateOpen:
+				c.up.Store(true)
+				c.log.Info("RabbitMQ connection recovered")
+			case amqp.StateClosed:
+				c.epoch.Add(1)
+				c.up.Store(false)
+			}
+		}
+	}()
+}
+
+// Epoch identifies the current connection incarnation.
+func (c *Conn) Epoch() uint64 { return c.epoch.Load() }
+
+// Up reports whether the connection is open.
+func (c *Conn) Up() bool { return c.up.Load() && !c.IsClosed() }
+
+func tlsConfig(c ConnConfig) (*tls.Config, error) {
+	t := &tls.Config{MinVersion: tls.VersionTLS12}
+	if c.CAFile != "" {
+		pem, err := os.ReadFile(c.CAFile)
+		if err != nil {
+			return nil, fmt.Errorf("AMQP CA: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("AMQP CA %s holds no PEM certificate", c.CAFile)
+		}
+		t.RootCAs = pool
+	}
+	if (c.CertFile == "") != (c.KeyFile == "") {
+		return nil, fmt.Errorf("AMQP client TLS needs both a certificate and a key")
+	}
+	if c.CertFile != "" {
+		pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("AMQP client certificate: %w", err)
+		}
+		t.Certificates = []tls.Certificate{pair}
+	}
+	return t, nil
+}
+
+// redact hides the password of an AMQP URL in logs.
+func redact(u string) string {
+	uri, err := amqp.ParseURI(u)
+	if err != nil {
+		return "(unparseable AMQP URL)"
+	}
+	if uri.Password != "" {
+		uri.Password = "xxxxx"
+	}
+	return uri.String()
+}

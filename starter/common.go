@@ -1,0 +1,67 @@
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"time"
+
+	"github.com/tis-writeback/writeback/internal/config"
+	"github.com/tis-writeback/writeback/starter/broker"
+)
+
+// brokerFlags are the RabbitMQ connection and topology flags.
+type brokerFlags struct {
+	conn     broker.ConnConfig
+	topology broker.Topology
+}
+
+func addBrokerFlags(fs *flag.FlagSet) *brokerFlags {
+	b := &brokerFlags{topology: broker.DefaultTopology()}
+	set := config.Set{FS: fs}
+	set.String(&b.conn.URL, "amqp-url", "AMQP_URL", "amqp://guest:guest@localhost:5672/", "RabbitMQ URL (amqps:// for TLS)")
+	set.String(&b.conn.CAFile, "amqp-ca", "AMQP_CA_FILE", "", "CA bundle (PEM) to verify RabbitMQ")
+	set.String(&b.conn.CertFile, "amqp-cert", "AMQP_CERT_FILE", "", "client certificate (PEM) for RabbitMQ")
+	set.String(&b.conn.KeyFile, "amqp-key", "AMQP_KEY_FILE", "", "client key (PEM) for RabbitMQ")
+	set.Duration(&b.conn.RetryInterval, "amqp-reconnect-interval", "AMQP_RECONNECT_INTERVAL", 2*time.Second, "wait between reconnection attempts")
+	t := &b.topology
+	set.String(&t.Exchange, "exchange", "WRITEBACK_EXCHANGE", t.Exchange, "topic exchange messages are published to")
+	set.String(&t.PlacementQueue, "placement-queue", "WRITEBACK_PLACEMENT_QUEUE", t.PlacementQueue, "queue of placement.exported")
+	set.String(&t.ScanQueue, "scan-queue", "WRITEBACK_SCAN_QUEUE", t.ScanQueue, "queue of scan.completed")
+	set.String(&t.DLX, "dlx", "WRITEBACK_DLX", t.DLX, "dead-letter exchange (fanout)")
+	set.String(&t.DLQ, "dlq", "WRITEBACK_DLQ", t.DLQ, "dead-letter queue")
+	set.Int(&t.DeliveryLimit, "delivery-limit", "WRITEBACK_DELIVERY_LIMIT", t.DeliveryLimit, "x-delivery-limit of the record queues")
+	return b
+}
+
+// command is one subcommand of the starter.
+type command struct {
+	name    string
+	summary string
+	run     func(args []string) int
+}
+
+func newFlagSet(name, usage string) *flag.FlagSet {
+	fs := flag.NewFlagSet("starter "+name, flag.ContinueOnError)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: go run ./starter %s [flags]\n\n%s\n\nFlags (each with an environment fallback):\n", name, usage)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parse parses flags; it returns false (and the exit code) when the command must not go on.
+func parse(fs *flag.FlagSet, args []string) (int, bool) {
+	if err := fs.Parse(args); err != nil {
+		if err == flag.ErrHelp {
+			return 0, false
+		}
+		return 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "unexpected arguments: %v\n", fs.Args())
+		fs.Usage()
+		return 2, false
+	}
+	return 0, true
+}

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"go.temporal.io/sdk/client"
+	"go.uber.org/fx"
+	"go.uber.org/fx/fxevent"
+
+	"github.com/tis-writeback/writeback/internal/config"
+	"github.com/tis-writeback/writeback/internal/logging"
+	"github.com/tis-writeback/writeback/internal/telemetry"
+	"github.com/tis-writeback/writeback/internal/temporalclient"
+	"github.com/tis-writeback/writeback/starter/broker"
+	"github.com/tis-writeback/writeback/starter/intake"
+)
+
+type consumeConfig struct {
+	broker       *brokerFlags
+	temporal     *temporalclient.Config
+	metricsAddr  string
+	prefetch     int
+	drainTimeout time.Duration
+	logLevel     string
+}
+
+func runConsume(args []string) int {
+	fs := newFlagSet("consume", `Declares the topology, consumes both record queues with manual acks, and starts one
+workflow per message (acked only after Temporal accepted the start). Poison messages go to the DLQ
+with an x-writeback-error header. While Temporal is unreachable, deliveries are held and retried,
+never rejected. Serves /metrics, /healthz and /readyz. Stops gracefully on SIGTERM.`)
+	c := &consumeConfig{broker: addBrokerFlags(fs), temporal: temporalclient.Flags(fs)}
+	set := config.Set{FS: fs}
+	set.String(&c.metricsAddr, "metrics-addr", "METRICS_ADDR", "127.0.0.1:9465", "address of /metrics, /healthz, /readyz")
+	set.Int(&c.prefetch, "prefetch", "PREFETCH", 100, "deliveries in flight at most, across both queues")
+	set.Duration(&c.drainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 20*time.Second, "on stop, how long deliveries in flight may settle")
+	set.String(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	log := logging.New(os.Stderr, logging.ParseLevel(c.logLevel))
+	if c.prefetch < 2 {
+		log.Error("prefetch must be at least 2 (one per queue)")
+		return 2
+	}
+	app := fx.New(
+		fx.Supply(c, log),
+		fx.WithLogger(func() fxevent.Logger { return &fxevent.SlogLogger{Logger: log} }),
+		fx.Provide(
+			telemetry.NewRegistry,
+			func() *telemetry.Health { return &telemetry.Health{} },
+			func(c *consumeConfig, r *telemetry.Registry, h *telemetry.Health) (*telemetry.Server, error) {
+				return telemetry.NewServer(c.metricsAddr, r, h)
+			},
+			func(c *consumeConfig, r *telemetry.Registry) *intake.Metrics {
+				return intake.NewMetrics(r, []string{c.broker.topology.PlacementQueue, c.broker.topology.ScanQueue})
+			},
+		),
+		fx.Invoke(consumeLifecycle),
+		fx.StopTimeout(c.drainTimeout+15*time.Second),
+	)
+	app.Run()
+	return 0
+}
+
+// consumeLifecycle: the HTTP server starts at once; RabbitMQ and Temporal are dialled in the
+// background, each waiting for its server; a stop cancels the consumers and lets in-flight
+// deliveries settle before the connections close.
+func consumeLifecycle(lc fx.Lifecycle, sd fx.Shutdowner, c *consumeConfig, log *slog.Logger, reg *telemetry.Registry,
+	srv *telemetry.Server, health *telemetry.Health, m *intake.Metrics) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	var (
+		conn *broker.Conn
+		pub  *broker.Publisher
+		tc   client.Client
+	)
+	fail := func(msg string, err error) {
+		log.Error(msg, "error", err)
+		_ = sd.Shutdown(fx.ExitCode(1))
+	}
+	lc.Append(fx.Hook{
+		OnStart: func(context.Context) error {
+			go func() {
+				if err := srv.Serve(); err != nil {
+					fail("metrics server failed", err)
+				}
+			}()
+			go func() {
+				defer close(done)
+				var err error
+				c.broker.conn.Name = "writeback-starter"
+				if conn, err = broker.Dial(c.broker.conn, log, 0, ctx.Done()); err != nil {
+					if ctx.Err() == nil {
+						fail("cannot connect to RabbitMQ", err)
+					}
+					return
+				}
+				reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+					Name: "writeback_rabbitmq_up", Help: "1 while the RabbitMQ connection is open.",
+				}, func() float64 { return b2f(conn.Up()) }))
+				if pub, err = broker.NewPublisher(conn); err != nil {
+					fail("cannot open a publisher channel", err)
+					return
+				}
+				if tc, err = temporalclient.Dial(ctx, c.temporal, log, nil); err != nil {
+					if ctx.Err() == nil {
+						fail("cannot connect to Temporal", err)
+					}
+					return
+				}
+				m.TemporalUp.Set(1)
+				go watchTemporal(ctx, tc, m)
+				health.Check = func(ctx context.Context) error {
+					if !conn.Up() {
+						return errors.New("RabbitMQ connection down")
+					}
+					return nil
+				}
+				health.SetReady(true)
+				consumer := &intake.Consumer{Conn: conn, Topology: c.broker.topology, Publisher: pub,
+					Starter: intake.TemporalStarter{Client: tc}, Log: log, Metrics: m, Prefetch: c.prefetch,
+					DrainTimeout: c.drainTimeout}
+				if err := consumer.Run(ctx); err != nil {
+					fail("consumer stopped", err)
+				}
+			}()
+			return nil
+		},
+		OnStop: func(stopCtx context.Context) error {
+			health.SetReady(false)
+			cancel()
+			select {
+			case <-done:
+			case <-stopCtx.Done():
+			}
+			if pub != nil {
+				_ = pub.Close()
+			}
+			if conn != nil {
+				_ = conn.Close()
+			}
+			if tc != nil {
+				tc.Close()
+			}
+			return srv.Shutdown(stopCtx)
+		},
+	})
+}
+
+func watchTemporal(ctx context.Context, tc client.Client, m *intake.Metrics) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+			_, err := tc.CheckHealth(cctx, nil)
+			cancel()
+			m.TemporalUp.Set(b2f(err == nil))
+		}
+	}
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,55 @@
+package intake
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Outcomes of a message, the values of writeback_messages_total's outcome label.
+const (
+	OutcomeStarted   = "started"   // a workflow was started
+	OutcomeDuplicate = "duplicate" // its workflow existed: acked, nothing started
+	OutcomePoison    = "poison"    // invalid: moved to the DLQ with its reason
+)
+
+// Metrics of the intake.
+type Metrics struct {
+	Messages      *prometheus.CounterVec
+	StartRetries  *prometheus.CounterVec
+	InFlight      prometheus.Gauge
+	Held          prometheus.Gauge
+	TemporalUp    prometheus.Gauge
+	StartDuration prometheus.Histogram
+}
+
+// NewMetrics registers the intake metrics, every queue × outcome series at 0 from start-up.
+func NewMetrics(reg prometheus.Registerer, queues []string) *Metrics {
+	m := &Metrics{
+		Messages: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "writeback_messages_total", Help: "Messages consumed, by queue and outcome (started, duplicate, poison).",
+		}, []string{"queue", "outcome"}),
+		StartRetries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "writeback_start_retries_total", Help: "Workflow starts retried because Temporal did not accept them (infrastructure, not the message).",
+		}, []string{"queue"}),
+		InFlight: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "writeback_inflight_starts", Help: "Deliveries being turned into workflows (unacked).",
+		}),
+		Held: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "writeback_held_deliveries", Help: "Deliveries held because Temporal is unreachable; retried with backoff.",
+		}),
+		TemporalUp: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "writeback_temporal_up", Help: "1 if the last call to Temporal succeeded.",
+		}),
+		StartDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "writeback_start_duration_seconds", Help: "Time from delivery to ack of a started or duplicate message.",
+			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
+		}),
+	}
+	reg.MustRegister(m.Messages, m.StartRetries, m.InFlight, m.Held, m.TemporalUp, m.StartDuration)
+	for _, q := range queues {
+		for _, o := range []string{OutcomeStarted, OutcomeDuplicate, OutcomePoison} {
+			m.Messages.WithLabelValues(q, o)
+		}
+		m.StartRetries.WithLabelValues(q)
+	}
+	return m
+}

@@ -1,0 +1,43 @@
+// Command starter moves records from RabbitMQ into writeback workflows, and is the operator's CLI
+// (SPEC section 5): consume, publish, retry, abandon, redrive, reconcile.
+package main
+
+import (
+	"fmt"
+	"os"
+)
+
+func commands() []command {
+	return []command{
+		{"consume", "consume the record queues and start one workflow per message", runConsume},
+		{"publish", "publish messages (a file of JSON lines, or a demo batch) with publisher confirms", runPublish},
+	}
+}
+
+func main() {
+	cmds := commands()
+	usage := func() {
+		fmt.Fprintf(os.Stderr, "Usage: go run ./starter <command> [flags]\n\nCommands:\n")
+		for _, c := range cmds {
+			fmt.Fprintf(os.Stderr, "  %-10s %s\n", c.name, c.summary)
+		}
+		fmt.Fprintf(os.Stderr, "\nRun `go run ./starter <command> --help` for a command's flags.\n")
+	}
+	if len(os.Args) < 2 {
+		usage()
+		os.Exit(2)
+	}
+	name := os.Args[1]
+	if name == "-h" || name == "--help" || name == "help" {
+		usage()
+		return
+	}
+	for _, c := range cmds {
+		if c.name == name {
+			os.Exit(c.run(os.Args[2:]))
+		}
+	}
+	fmt.Fprintf(os.Stderr, "unknown command %q\n\n", name)
+	usage()
+	os.Exit(2)
+}

@@ -1,0 +1,223 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"os"
+	"os/signal"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/tis-writeback/writeback/internal/logging"
+	"github.com/tis-writeback/writeback/internal/progress"
+	"github.com/tis-writeback/writeback/messages"
+	"github.com/tis-writeback/writeback/starter/broker"
+	"github.com/tis-writeback/writeback/starter/intake"
+)
+
+func runPublish(args []string) int {
+	fs := newFlagSet("publish", `Publishes messages to the writeback exchange with publisher confirms (persistent, mandatory).
+  --file F     JSON lines, one message each ("-" for standard input); the kind comes from --kind,
+               or from each line's fields (placementId or scanId).
+  --demo N     N realistic synthetic placements and scans; about 3% are unknown to TCS, so a demo
+               shows dead letters too.
+Messages are published as given: an invalid one ends in the DLQ with its reason, as it would from
+any producer.`)
+	bf := addBrokerFlags(fs)
+	file := fs.String("file", "", "JSON-lines file to publish (- for stdin)")
+	demo := fs.Int("demo", 0, "publish N synthetic records")
+	kind := fs.String("kind", "", "placement or scan (for --file: the kind of every line; for --demo: only this kind)")
+	seed := fs.Uint64("seed", 0, "random seed of --demo (0: time-based)")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if (*file == "") == (*demo == 0) {
+		fmt.Fprintln(os.Stderr, "give exactly one of --file F or --demo N")
+		return 2
+	}
+	if *kind != "" && *kind != string(messages.KindPlacement) && *kind != string(messages.KindScan) {
+		fmt.Fprintf(os.Stderr, "--kind must be placement or scan, not %q\n", *kind)
+		return 2
+	}
+	log := logging.New(os.Stderr, logging.ParseLevel("warn"))
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+
+	var batch []outgoing
+	var err error
+	if *demo > 0 {
+		batch = demoBatch(*demo, messages.Kind(*kind), *seed)
+	} else {
+		batch, err = readLines(*file, messages.Kind(*kind))
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+
+	conn, err := broker.Dial(bf.conn, log, 3, ctx.Done())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer conn.Close()
+	pub, err := broker.NewPublisher(conn)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer pub.Close()
+	if err := bf.topology.Declare(pub.Channel()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return publishAll(ctx, pub, bf.topology.Exchange, batch)
+}
+
+type outgoing struct {
+	kind messages.Kind
+	body []byte
+}
+
+// publishAll publishes in windows of confirms, so a large batch is quick but bounded in memory.
+func publishAll(ctx context.Context, pub *broker.Publisher, exchange string, batch []outgoing) int {
+	bar := progress.Start("publishing", len(batch))
+	const window = 256
+	failed, poison := 0, 0
+	var pending []*broker.Pending
+	flush := func() {
+		for _, p := range pending {
+			if err := p.Wait(ctx); err != nil {
+				failed++
+				fmt.Fprintln(os.Stderr, "not confirmed:", err)
+			}
+			bar.Add(1)
+		}
+		pending = pending[:0]
+	}
+	for _, o := range batch {
+		if _, err := intake.Decode(o.kind, o.body); err != nil {
+			poison++
+		}
+		p, err := pub.PublishAsync(ctx, exchange, o.kind.RoutingKey(), amqp.Publishing{
+			ContentType: "application/json", Body: o.body, Timestamp: time.Now(), AppId: "writeback-starter"})
+		if err != nil {
+			flush()
+			bar.Done()
+			fmt.Fprintln(os.Stderr, "publish:", err)
+			return 1
+		}
+		pending = append(pending, p)
+		if len(pending) == window {
+			flush()
+		}
+	}
+	flush()
+	bar.Done()
+	fmt.Printf("published %d, confirmed %d, failed %d", len(batch), len(batch)-failed, failed)
+	if poison > 0 {
+		fmt.Printf(" (%d invalid: they will end in the DLQ)", poison)
+	}
+	fmt.Println()
+	if failed > 0 {
+		return 1
+	}
+	return 0
+}
+
+func readLines(path string, kind messages.Kind) ([]outgoing, error) {
+	var r io.Reader = os.Stdin
+	if path != "-" {
+		f, err := os.Open(path)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		r = f
+	}
+	sc := bufio.NewScanner(r)
+	sc.Buffer(make([]byte, 0, 1<<16), 1<<22)
+	var out []outgoing
+	for n := 1; sc.Scan(); n++ {
+		line := append([]byte(nil), sc.Bytes()...)
+		if len(line) == 0 {
+			continue
+		}
+		k := kind
+		if k == "" {
+			k = guessKind(line)
+			if k == "" {
+				return nil, fmt.Errorf("line %d: cannot tell placement from scan (no placementId or scanId): use --kind", n)
+			}
+		}
+		out = append(out, outgoing{kind: k, body: line})
+	}
+	return out, sc.Err()
+}
+
+func guessKind(line []byte) messages.Kind {
+	var probe map[string]json.RawMessage
+	if json.Unmarshal(line, &probe) != nil {
+		return ""
+	}
+	if _, ok := probe["placementId"]; ok {
+		return messages.KindPlacement
+	}
+	if _, ok := probe["scanId"]; ok {
+		return messages.KindScan
+	}
+	return ""
+}
+
+// demoBatch makes n realistic records: about 70% placements, 30% scans; about 3% unknown to TCS
+// (placement IDs beyond the simulator's seeded 1..100000, scan IDs starting with f).
+func demoBatch(n int, only messages.Kind, seed uint64) []outgoing {
+	if seed == 0 {
+		seed = uint64(time.Now().UnixNano())
+	}
+	r := rand.New(rand.NewPCG(seed, seed>>1|1))
+	day := time.Now().UTC().Truncate(24 * time.Hour)
+	run := r.IntN(9000) + 1000
+	out := make([]outgoing, 0, n)
+	for i := 0; i < n; i++ {
+		unknown := r.Float64() < 0.03
+		k := only
+		if k == "" {
+			k = messages.KindPlacement
+			if r.Float64() < 0.3 {
+				k = messages.KindScan
+			}
+		}
+		var body []byte
+		if k == messages.KindPlacement {
+			id := int64(r.IntN(100000) + 1)
+			if unknown {
+				id = int64(900000 + r.IntN(99999))
+			}
+			m := messages.PlacementExported{PlacementID: id, PositionNumber: int64(25000000 + r.IntN(999999)),
+				PositionID: int64(6900000 + r.IntN(99999)),
+				Filename:   fmt.Sprintf("DE_SEV_APP_%s_%08d.DAT", day.Format("20060102"), run*10000+i),
+				ExportedAt: day.Add(13*time.Hour + time.Duration(i)*time.Second)}
+			body, _ = json.Marshal(m)
+		} else {
+			id := uuid.New().String()
+			if unknown {
+				id = "f" + id[1:]
+			} else if id[0] == 'f' {
+				id = "e" + id[1:]
+			}
+			results := messages.ScanResults
+			m := messages.ScanCompleted{ScanID: id, Result: results[r.IntN(len(results))],
+				FileName: fmt.Sprintf("referral-%05d.pdf", i), CompletedAt: day.Add(9*time.Hour + time.Duration(i)*time.Second)}
+			body, _ = json.Marshal(m)
+		}
+		out = append(out, outgoing{kind: k, body: body})
+	}
+	return out
+}
