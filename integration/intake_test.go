@@ -245,4 +245,3 @@ func TestFuzzSeedsNeverPanicThroughTheConsumer(t *testing.T) {
 		}
 	}
 }
-

@@ -66,7 +66,9 @@ func tcsErr(errType string, status int, attempt int32) error {
 	})
 }
 
-func http(status int) string { return map[int]string{401: "401", 404: "404", 422: "422", 503: "503"}[status] }
+func http(status int) string {
+	return map[int]string{401: "401", 404: "404", 422: "422", 503: "503"}[status]
+}
 
 func (s *WorkflowSuite) query() workflows.Status {
 	v, err := s.env.QueryWorkflow(workflows.QueryState)

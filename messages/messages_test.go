@@ -1,0 +1,84 @@
+package messages_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tis-writeback/writeback/messages"
+)
+
+const goodPlacement = `{"placementId": 1708036, "positionNumber": 25713154, "positionId": 6957985,
+ "filename": "DE_SEV_APP_20210728_00003779.DAT", "exportedAt": "2021-07-28T13:10:00Z", "extra": [1,2]}`
+
+const goodScan = `{"scanId": "3F1C2A9E-0B7D-4C55-9A1E-6D2F0E8B4C11", "result": "SANITISED",
+ "fileName": "referral.pdf", "completedAt": "2026-11-22T09:15:00Z"}`
+
+func TestDecodePlacement(t *testing.T) {
+	m, err := messages.DecodePlacement([]byte(goodPlacement))
+	require.NoError(t, err)
+	require.Equal(t, int64(1708036), m.PlacementID)
+	require.Equal(t, "placement-esr/1708036/DE_SEV_APP_20210728_00003779.DAT", m.WorkflowID())
+	require.Equal(t, "1708036", m.RecordID())
+	require.Equal(t, "placement 1708036 → TCS (DE_SEV_APP_20210728_00003779.DAT)", m.Summary())
+	require.NoError(t, m.Validate())
+}
+
+func TestDecodeScanLowerCasesTheID(t *testing.T) {
+	m, err := messages.DecodeScan([]byte(goodScan))
+	require.NoError(t, err)
+	require.Equal(t, "scan/3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c11", m.WorkflowID())
+}
+
+func TestPoisonReasons(t *testing.T) {
+	cases := map[string]string{
+		`{"placementId": 9223372036854775808, "positionNumber": 1, "positionId": 1, "filename": "A", "exportedAt": "2021-07-28T13:10:00Z"}`:              "1 to 2^63-1",
+		`{"placementId": 1.5, "positionNumber": 1, "positionId": 1, "filename": "A", "exportedAt": "2021-07-28T13:10:00Z"}`:                              "integer",
+		`{"placementId": -3, "positionNumber": 1, "positionId": 1, "filename": "A", "exportedAt": "2021-07-28T13:10:00Z"}`:                               "from 1",
+		`{"placementId": 1, "positionNumber": 1, "positionId": 1, "filename": "", "exportedAt": "2021-07-28T13:10:00Z"}`:                                 "1 to 255 characters",
+		`{"placementId": 1, "positionNumber": 1, "positionId": 1, "filename": "` + strings.Repeat("é", 256) + `", "exportedAt": "2021-07-28T13:10:00Z"}`: "1 to 255 characters",
+		`{"placementId": 1, "positionNumber": 1, "positionId": 1, "filename": null, "exportedAt": "2021-07-28T13:10:00Z"}`:                               `"filename" is missing`,
+		`{"placementId": 1, "positionNumber": 1, "positionId": 1, "filename": "A", "exportedAt": "2021-07-28"}`:                                          "RFC 3339",
+		`{"placementId": 1} {"x": 2}`: "more than one JSON value",
+		`null`:                        "null",
+		"{\"placementId\": 1, \"filename\": \"\xff\"}": "UTF-8",
+	}
+	for body, want := range cases {
+		_, err := messages.DecodePlacement([]byte(body))
+		require.Error(t, err, body)
+		require.True(t, messages.IsInvalid(err))
+		require.Contains(t, err.Error(), want, body[:min(50, len(body))])
+	}
+	// 255 characters (not bytes) is the limit.
+	ok := `{"placementId": 1, "positionNumber": 1, "positionId": 1, "filename": "` + strings.Repeat("é", 255) + `", "exportedAt": "2021-07-28T13:10:00Z"}`
+	_, err := messages.DecodePlacement([]byte(ok))
+	require.NoError(t, err)
+}
+
+// FuzzDecode: decoding never panics, and every rejection says why.
+func FuzzDecode(f *testing.F) {
+	for _, seed := range []string{goodPlacement, goodScan, `{}`, `[]`, `null`, `{"placementId":"1"}`, `{"placementId":1e400}`,
+		`{"scanId":"3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c11","result":"CLEAN","fileName":"a/b","completedAt":"x"}`, "\xff"} {
+		f.Add([]byte(seed))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		for _, decode := range []func([]byte) error{
+			func(b []byte) error { _, err := messages.DecodePlacement(b); return err },
+			func(b []byte) error { _, err := messages.DecodeScan(b); return err },
+		} {
+			err := decode(body)
+			if err == nil {
+				continue
+			}
+			var inv *messages.Invalid
+			if !messages.IsInvalid(err) {
+				t.Fatalf("rejection is not an *Invalid: %v", err)
+			}
+			_ = inv
+			if strings.TrimSpace(strings.TrimPrefix(err.Error(), "invalid message:")) == "" {
+				t.Fatalf("rejection without a reason for %q", body)
+			}
+		}
+	})
+}
