@@ -44,7 +44,7 @@ type command struct {
 func newFlagSet(name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet("starter "+name, flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: go run ./starter %s [flags]\n\n%s\n\nFlags (each with an environment fallback):\n", name, usage)
+		fmt.Fprintf(fs.Output(), "Usage: go run ./starter %s [flags]\n\n%s\n\nFlags:\n", name, usage)
 		fs.PrintDefaults()
 	}
 	return fs

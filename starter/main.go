@@ -11,6 +11,10 @@ func commands() []command {
 	return []command{
 		{"consume", "consume the record queues and start one workflow per message", runConsume},
 		{"publish", "publish messages (a file of JSON lines, or a demo batch) with publisher confirms", runPublish},
+		{"retry", "signal retry to dead-lettered workflows (one, a query, or all)", runRetry},
+		{"abandon", "signal abandon to dead-lettered workflows (one, a query, or all)", runAbandon},
+		{"redrive", "move the DLQ's messages back to the exchange under their original routing key", runRedrive},
+		{"reconcile", "start workflows for exported placements whose EXPORTED event TCS lacks", runReconcile},
 	}
 }
 

@@ -1,0 +1,195 @@
+package integration_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/enums/v1"
+
+	"github.com/tis-writeback/writeback/internal/testenv"
+	"github.com/tis-writeback/writeback/messages"
+	"github.com/tis-writeback/writeback/starter/ops"
+	"github.com/tis-writeback/writeback/tcssim/sim"
+	"github.com/tis-writeback/writeback/workflows"
+)
+
+// starterCLI runs the real starter binary with an environment and returns its standard output.
+func starterCLI(t *testing.T, bin string, env []string, wantOK bool, args ...string) string {
+	cmd := exec.Command(bin, args...)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	if wantOK {
+		require.NoError(t, err, "starter %v\nstdout:\n%s\nstderr:\n%s", args, stdout.String(), stderr.String())
+	}
+	return stdout.String()
+}
+
+func (s *stack) deadLetter(t *testing.T, id int64, file string) string {
+	m := placement(id, file)
+	s.start(t, workflows.PlacementWorkflowType, m.WorkflowID(), m)
+	s.waitState(t, m.WorkflowID(), workflows.StateDeadLettered, 30*time.Second)
+	return m.WorkflowID()
+}
+
+func TestRetryAndAbandonCommands(t *testing.T) {
+	s := newStack(t, testenv.WorkerOptions{})
+	bin := testenv.Build(t, "./starter", t.TempDir())
+	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address}
+
+	var dead []string
+	for i := int64(0); i < 3; i++ {
+		dead = append(dead, s.deadLetter(t, 5001+i, "UNKNOWN.DAT")) // TCS seeds 1..1000: 404, dead letter
+	}
+	other := s.deadLetter(t, 5009, "ABANDON.DAT")
+	done := placement(10, "DONE.DAT")
+	result(t, s.start(t, workflows.PlacementWorkflowType, done.WorkflowID(), done), 30*time.Second)
+	require.Eventually(t, func() bool { return count(t, s.tm.Client, `WritebackState="DeadLettered"`) == 4 }, 10*time.Second, 100*time.Millisecond)
+
+	out := starterCLI(t, bin, env, true, "retry", "--all", "--dry-run")
+	require.Contains(t, out, "would signal retry to 4 workflow(s)")
+	for _, id := range append(dead, other) {
+		require.Contains(t, out, id)
+	}
+	require.Equal(t, 0, s.query(t, dead[0]).Retries, "a dry run signals nothing")
+
+	out = starterCLI(t, bin, env, true, "abandon", "--query", `WritebackRecordId="5009"`, "--reason", "placement deleted", "--by", "ops")
+	require.Contains(t, out, "abandon: signalled 1, skipped 0")
+	s.waitState(t, other, workflows.StateAbandoned, 10*time.Second)
+
+	// The cause is fixed: TCS now knows the placements.
+	s.sim.Store.AddPlacements(5001, 5002, 5003)
+	require.Eventually(t, func() bool {
+		return count(t, s.tm.Client, `WritebackState="DeadLettered" AND ExecutionStatus="Running"`) == 3
+	}, 10*time.Second, 100*time.Millisecond)
+	out = starterCLI(t, bin, env, true, "retry", "--all", "--reason", "placements created in TCS", "--by", "ops")
+	require.Contains(t, out, "retry: signalled 3, skipped 0")
+	for i, id := range dead {
+		st := s.waitState(t, id, workflows.StateCompleted, 30*time.Second)
+		require.Equal(t, 1, st.Retries)
+		require.Equal(t, 1, s.sim.Store.ExportedCount(5001+int64(i), "UNKNOWN.DAT"))
+	}
+	// The reason and the operator are in the history.
+	iter := s.tm.Client.GetWorkflowHistory(context.Background(), dead[0], "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	found := false
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		require.NoError(t, err)
+		if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil {
+			found = strings.Contains(a.GetInput().String(), "placements created in TCS") && strings.Contains(a.GetInput().String(), "ops")
+		}
+	}
+	require.True(t, found, "signal payload in history")
+
+	out = starterCLI(t, bin, env, true, "retry", "--workflow-id", done.WorkflowID())
+	require.Contains(t, out, "skipped 1 (closed 1")
+	out = starterCLI(t, bin, env, false, "retry")
+	require.Empty(t, out)
+}
+
+func TestFindPagesThroughVisibility(t *testing.T) {
+	s := newStack(t, testenv.WorkerOptions{})
+	for i := int64(0); i < 25; i++ {
+		m := placement(6000+i, "PAGE.DAT")
+		s.start(t, workflows.PlacementWorkflowType, m.WorkflowID(), m)
+	}
+	require.Eventually(t, func() bool { return count(t, s.tm.Client, `WritebackState="DeadLettered"`) == 25 }, 60*time.Second, 200*time.Millisecond)
+	targets, err := ops.Find(context.Background(), s.tm.Client, ops.Selection{All: true, PageSize: 7})
+	require.NoError(t, err)
+	require.Len(t, targets, 25)
+	sum := ops.SignalAll(context.Background(), s.tm.Client, targets, ops.SignalOptions{Signal: workflows.SignalAbandon, Rate: 100, Concurrency: 4})
+	require.Len(t, sum.Signalled, 25)
+	require.Eventually(t, func() bool { return count(t, s.tm.Client, `WritebackState="Abandoned"`) == 25 }, 30*time.Second, 200*time.Millisecond)
+}
+
+func TestRedriveCommand(t *testing.T) {
+	b, tm := intakeStack(t, 1)
+	bin := testenv.Build(t, "./starter", t.TempDir())
+	env := append(b.Env(), "TEMPORAL_ADDRESS="+tm.Address)
+
+	// A message the broker dead-letters (delivery limit 1, requeued twice by a failing consumer).
+	b.Publish(t, messages.RoutingKeyPlacementExported, placementBody(77, "LIMIT.DAT"))
+	ch, err := b.Conn.Channel()
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		if d, ok, _ := ch.Get(b.Topology.PlacementQueue, false); ok {
+			_ = d.Nack(false, true)
+		}
+		return b.Depth(t, b.Topology.DLQ) == 1
+	}, 20*time.Second, 50*time.Millisecond)
+	ch.Close()
+	// A poison message dead-lettered by the starter.
+	c := startConsumer(t, b, tm.Client, 10)
+	b.Publish(t, messages.RoutingKeyScanCompleted, []byte(`{"scanId":"nope"}`))
+	require.Eventually(t, func() bool { return b.Depth(t, b.Topology.DLQ) == 2 }, 20*time.Second, 100*time.Millisecond)
+	c.stop()
+
+	out := starterCLI(t, bin, env, true, "redrive", "--dry-run")
+	require.Contains(t, out, "would redrive 2")
+	require.Contains(t, out, "dead-lettered by the broker (delivery_limit)")
+	require.Contains(t, out, `is not a UUID`)
+	require.Eventually(t, func() bool { return b.Depth(t, b.Topology.DLQ) == 2 }, 5*time.Second, 100*time.Millisecond, "a dry run moves nothing")
+
+	out = starterCLI(t, bin, env, true, "redrive")
+	require.Contains(t, out, "redriven 2")
+	require.Equal(t, 1, b.Depth(t, b.Topology.PlacementQueue))
+	require.Equal(t, 1, b.Depth(t, b.Topology.ScanQueue))
+
+	startConsumer(t, b, tm.Client, 10)
+	waitCount(t, tm.Client, "", 1, 20*time.Second) // the good one became its workflow
+	require.Eventually(t, func() bool { return b.Depth(t, b.Topology.DLQ) == 1 }, 20*time.Second, 100*time.Millisecond,
+		"the still-poison one is back in the DLQ")
+	d := b.Drain(t, b.Topology.DLQ)[0]
+	require.Contains(t, d.Headers["x-writeback-error"], "is not a UUID")
+	require.NotNil(t, d.Headers[ops.HeaderRedrivenAt])
+}
+
+func TestReconcileCommand(t *testing.T) {
+	s := newStack(t, testenv.WorkerOptions{})
+	bin := testenv.Build(t, "./starter", t.TempDir())
+	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address, "TCS_URL=" + s.sim.URL(), "TCS_TOKEN=" + testenv.Token}
+
+	present := []int64{11, 12}
+	for _, id := range present {
+		m := placement(id, "REC.DAT")
+		result(t, s.start(t, workflows.PlacementWorkflowType, m.WorkflowID(), m), 30*time.Second)
+	}
+	// 13 has a closed run whose write did not stick (abandoned dead letter); 14 never reached writeback.
+	s.sim.Store.SetFaults(sim.Faults{ErrorRate: 1, ErrorStatus: 422, Only: "/api/placements/13/esr-exported"})
+	closed := s.deadLetter(t, 13, "REC.DAT")
+	s.tm.CLI(t, "workflow", "signal", "--workflow-id", closed, "--name", workflows.SignalAbandon)
+	s.waitState(t, closed, workflows.StateAbandoned, 10*time.Second)
+	s.sim.Store.SetFaults(sim.Faults{})
+
+	var lines []string
+	for _, id := range []int64{11, 12, 13, 14, 99999} {
+		lines = append(lines, string(placementBody(id, "REC.DAT")))
+	}
+	file := t.TempDir() + "/exported.jsonl"
+	require.NoError(t, os.WriteFile(file, []byte(strings.Join(lines, "\n")+"\n"), 0o644))
+
+	out := starterCLI(t, bin, env, true, "reconcile", "--file", file, "--dry-run")
+	require.Contains(t, out, "missing  placement-esr/13/REC.DAT")
+	require.Contains(t, out, "missing  placement-esr/14/REC.DAT")
+	require.Contains(t, out, "unknown  placement-esr/99999/REC.DAT")
+	require.Contains(t, out, "2 missing")
+	require.Equal(t, 0, s.sim.Store.ExportedCount(14, "REC.DAT"))
+
+	out = starterCLI(t, bin, env, true, "reconcile", "--file", file)
+	require.Regexp(t, `checked\s+present\s+missing\s+started\s+running\s+unknown\s+failed`, out)
+	require.Regexp(t, `5\s+2\s+2\s+2\s+0\s+1\s+0`, out)
+	for _, id := range []int64{13, 14} {
+		s.waitState(t, fmt.Sprintf("placement-esr/%d/REC.DAT", id), workflows.StateCompleted, 30*time.Second)
+		require.Equal(t, 1, s.sim.Store.ExportedCount(id, "REC.DAT"))
+	}
+	out = starterCLI(t, bin, env, true, "reconcile", "--file", file)
+	require.Regexp(t, `5\s+4\s+0\s+0\s+0\s+1\s+0`, out, "running it twice is harmless")
+	require.Equal(t, 0, s.sim.Store.Stats().Duplicates)
+}

@@ -1,0 +1,109 @@
+package ops
+
+import (
+	"context"
+	"sync"
+
+	"github.com/tis-writeback/writeback/messages"
+	"github.com/tis-writeback/writeback/starter/intake"
+	"github.com/tis-writeback/writeback/tcs"
+)
+
+// ReconcileSummary counts what reconcile found and did.
+type ReconcileSummary struct {
+	Checked, Present, Missing, Started, Running, Unknown, Failed int
+	// MissingIDs are the workflow IDs of the placements TCS lacks an EXPORTED event for.
+	MissingIDs []string
+	// UnknownIDs are placements TCS does not know (404): reported, not started.
+	UnknownIDs []string
+	Failures   map[string]string
+}
+
+// Reconcile asks TCS, for each exported placement, whether it holds the EXPORTED event for that
+// file, and starts a workflow for exactly the missing ones: a new run even where a closed run of
+// the same ID exists (its write did not stick). Running it twice is harmless: the second finds
+// them present, or running.
+func Reconcile(ctx context.Context, tc *tcs.Client, starter intake.Starter, placements []messages.PlacementExported,
+	dryRun bool, concurrency int, progress func(int)) ReconcileSummary {
+	sum := ReconcileSummary{Failures: map[string]string{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	work := make(chan messages.PlacementExported)
+	if concurrency <= 0 {
+		concurrency = 8
+	}
+	for i := 0; i < concurrency; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for m := range work {
+				outcome, detail := reconcileOne(ctx, tc, starter, m, dryRun)
+				mu.Lock()
+				sum.Checked++
+				switch outcome {
+				case "present":
+					sum.Present++
+				case "unknown":
+					sum.Unknown++
+					sum.UnknownIDs = append(sum.UnknownIDs, m.WorkflowID())
+				case "failed":
+					sum.Failed++
+					sum.Failures[m.WorkflowID()] = detail
+				default: // missing: started, running, or dry run
+					sum.Missing++
+					sum.MissingIDs = append(sum.MissingIDs, m.WorkflowID())
+					switch outcome {
+					case "started":
+						sum.Started++
+					case "running":
+						sum.Running++
+					case "start-failed":
+						sum.Failed++
+						sum.Failures[m.WorkflowID()] = detail
+					}
+				}
+				if progress != nil {
+					progress(sum.Checked)
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	for _, m := range placements {
+		work <- m
+	}
+	close(work)
+	wg.Wait()
+	return sum
+}
+
+func reconcileOne(ctx context.Context, tc *tcs.Client, starter intake.Starter, m messages.PlacementExported, dryRun bool) (string, string) {
+	p, err := tc.GetPlacement(ctx, m.PlacementID)
+	if tcs.IsNotFound(err) {
+		return "unknown", ""
+	}
+	if err != nil {
+		return "failed", err.Error()
+	}
+	for _, ev := range p.ESREvents {
+		if ev.Status == tcs.StatusExported && ev.Filename == m.Filename {
+			return "present", ""
+		}
+	}
+	if dryRun {
+		return "missing", ""
+	}
+	rec, err := intake.Decode(messages.KindPlacement, mustJSON(m))
+	if err != nil {
+		return "failed", err.Error()
+	}
+	started, err := starter.Start(ctx, rec)
+	switch {
+	case err != nil:
+		return "start-failed", err.Error()
+	case started:
+		return "started", ""
+	default:
+		return "running", "" // a run of this ID is open: it is writing the record now
+	}
+}
