@@ -73,7 +73,10 @@ cat <<BANNER
   TCS simulator    http://127.0.0.1:8081 (token $TCS_TOKEN), admin http://127.0.0.1:8082/admin/stats
   Logs             .data/logs/   (CRITICAL lines: grep CRITICAL .data/logs/worker.log)
 
-  Retry dead letters:   go run ./starter retry --all --dry-run     then   go run ./starter retry --all --reason "..." --by you
+  The demo's dead letters are records TCS does not know. To see them through:
+    go run ./starter retry --all --dry-run                            # which are dead letters
+    curl -X POST 127.0.0.1:8082/admin/known -d '{"all":true}'         # "fix" TCS: every record known
+    go run ./starter retry --all --reason "records created" --by you  # they turn Completed
   Start one by hand:    bin/temporal workflow start --type RecordPlacementExport --task-queue writeback \\
                           --workflow-id placement-esr/101/A.DAT \\
                           --input '{"placementId":101,"positionNumber":1,"positionId":2,"filename":"A.DAT","exportedAt":"2021-07-28T13:10:00Z"}'

@@ -52,35 +52,55 @@ type Scan struct {
 
 // Store holds TCS's records.
 type Store struct {
-	mu       sync.Mutex
-	seeded   int64          // placements 1..seeded exist
-	extra    map[int64]bool // placements added by the admin API
-	events   map[int64][]Event
-	nextID   int64
-	scans    map[string]*Scan
-	requests map[string]map[string]int // endpoint → status → count
-	inFlight map[string]int
-	faults   Faults
-	rnd      func() float64
-	now      func() time.Time
-	onOutage func(bool)
-	randMu   sync.Mutex
+	mu         sync.Mutex
+	seeded     int64          // placements 1..seeded exist
+	extra      map[int64]bool // placements added by the admin API
+	extraScans map[string]bool
+	allKnown   bool // every placement and scan is known (after POST /admin/known {"all":true})
+	events     map[int64][]Event
+	nextID     int64
+	scans      map[string]*Scan
+	requests   map[string]map[string]int // endpoint → status → count
+	inFlight   map[string]int
+	faults     Faults
+	rnd        func() float64
+	now        func() time.Time
+	onOutage   func(bool)
+	randMu     sync.Mutex
 }
 
 // NewStore seeds placements 1..placements.
 func NewStore(placements int64, rnd func() float64) *Store {
 	return &Store{
-		seeded: placements, extra: map[int64]bool{}, events: map[int64][]Event{}, scans: map[string]*Scan{},
+		seeded: placements, extra: map[int64]bool{}, extraScans: map[string]bool{}, events: map[int64][]Event{}, scans: map[string]*Scan{},
 		requests: map[string]map[string]int{}, inFlight: map[string]int{}, rnd: rnd, now: func() time.Time { return time.Now().UTC() },
 	}
 }
 
-func (s *Store) placementKnown(id int64) bool { return (id >= 1 && id <= s.seeded) || s.extra[id] }
+func (s *Store) placementKnown(id int64) bool {
+	return (id >= 1 && id <= s.seeded) || s.extra[id] || (s.allKnown && id >= 1)
+}
 
-// scanKnown: any UUID whose first hex digit is not f (those are "unknown" → 404).
-func scanKnown(id string) bool {
-	_, err := uuid.Parse(id)
-	return err == nil && !strings.HasPrefix(strings.ToLower(id), "f")
+// scanKnown: any UUID whose first hex digit is not f (those are "unknown" → 404), unless made known.
+func (s *Store) scanKnown(id string) bool {
+	if _, err := uuid.Parse(id); err != nil {
+		return false
+	}
+	id = strings.ToLower(id)
+	return !strings.HasPrefix(id, "f") || s.allKnown || s.extraScans[id]
+}
+
+// MakeKnown adds placements and scans to what TCS knows; all makes every record known.
+func (s *Store) MakeKnown(placements []int64, scans []string, all bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, id := range placements {
+		s.extra[id] = true
+	}
+	for _, id := range scans {
+		s.extraScans[strings.ToLower(id)] = true
+	}
+	s.allKnown = s.allKnown || all
 }
 
 func (s *Store) count(endpoint string, status int) {
@@ -169,7 +189,7 @@ func (s *Store) ScanRecord(id string) (Scan, bool) {
 	if sc, ok := s.scans[id]; ok {
 		return *sc, true
 	}
-	if scanKnown(id) {
+	if s.scanKnown(id) {
 		return Scan{ID: id, Status: "PENDING"}, true
 	}
 	return Scan{}, false
@@ -385,11 +405,12 @@ func (s *Store) putScan(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusBadRequest, "status must be COMPLETED or ERRORED")
 		return
 	}
-	if !scanKnown(id) {
+	s.mu.Lock()
+	if !s.scanKnown(id) {
+		s.mu.Unlock()
 		problem(w, http.StatusNotFound, "scan "+id+" not found")
 		return
 	}
-	s.mu.Lock()
 	sc := s.scans[id]
 	if sc == nil {
 		sc = &Scan{ID: id}
@@ -467,6 +488,19 @@ func (s *Store) AdminHandler() http.Handler {
 			return
 		}
 		writeJSON(w, 200, sc)
+	})
+	mux.HandleFunc("POST /admin/known", func(w http.ResponseWriter, r *http.Request) {
+		var body struct {
+			Placements []int64  `json:"placements"`
+			Scans      []string `json:"scans"`
+			All        bool     `json:"all"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
+			problem(w, http.StatusBadRequest, `body must be {"placements":[...],"scans":[...],"all":bool}`)
+			return
+		}
+		s.MakeKnown(body.Placements, body.Scans, body.All)
+		writeJSON(w, 200, body)
 	})
 	mux.HandleFunc("POST /admin/placements", func(w http.ResponseWriter, r *http.Request) {
 		var body struct {
