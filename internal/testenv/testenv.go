@@ -71,8 +71,21 @@ type Temporal struct {
 // StartTemporal starts a dev server (in memory, no UI) with the writeback search attributes.
 func StartTemporal(t testing.TB) *Temporal {
 	t.Helper()
+	return startTemporal(t, "")
+}
+
+// StartTemporalWithUI starts a dev server with its web UI on uiPort.
+func StartTemporalWithUI(t testing.TB, uiPort string) *Temporal {
+	t.Helper()
+	return startTemporal(t, uiPort)
+}
+
+func startTemporal(t testing.TB, uiPort string) *Temporal {
 	cli := TemporalCLI(t)
-	args := []string{"--headless"}
+	var args []string
+	if uiPort == "" {
+		args = append(args, "--headless")
+	}
 	for _, sa := range workflows.SearchAttributeNames {
 		args = append(args, "--search-attribute", sa+"=Keyword")
 	}
@@ -81,6 +94,8 @@ func StartTemporal(t testing.TB) *Temporal {
 	srv, err := testsuite.StartDevServer(ctx, testsuite.DevServerOptions{
 		ExistingPath: cli,
 		LogLevel:     "error",
+		EnableUI:     uiPort != "",
+		UIPort:       uiPort,
 		ExtraArgs:    args,
 		ClientOptions: &client.Options{
 			Logger: quietLogger(),
