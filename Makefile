@@ -2,16 +2,18 @@
 TEMPORAL_CLI_VERSION := v1.5.1
 BIN := $(CURDIR)/bin
 TEMPORAL := $(BIN)/temporal
+HELM := $(BIN)/helm
+HELM_VERSION := v3.22.0
 export WRITEBACK_TEMPORAL_CLI := $(TEMPORAL)
 
-.PHONY: run test test-short lint tools
+.PHONY: run test test-short lint tools fuzz
 
 ## run: dev server with UI, TCS simulator, worker, starter and a demo batch (Ctrl-C stops all)
 run: $(TEMPORAL)
 	@scripts/run.sh
 
 ## test: every test (unit, replay, integration against a real dev server, RabbitMQ and the simulator)
-test: $(TEMPORAL)
+test: $(TEMPORAL) $(HELM)
 	@scripts/test.sh
 
 ## test-short: unit and replay tests only, no servers
@@ -23,7 +25,15 @@ $(TEMPORAL):
 	@echo "installing Temporal CLI $(TEMPORAL_CLI_VERSION) into bin/ (about 3 minutes the first time)"
 	GOBIN=$(BIN) go install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
 
-tools: $(TEMPORAL)
+## helm, for the chart's lint and template tests (works offline)
+$(HELM):
+	GOBIN=$(BIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+tools: $(TEMPORAL) $(HELM)
+
+## fuzz: the message decoder's fuzz target for a minute
+fuzz:
+	go test ./messages -run XXX -fuzz FuzzDecode -fuzztime 60s
 
 lint:
 	gofmt -l . | (! grep .)

@@ -37,7 +37,7 @@ func startConsumer(t *testing.T, b *testenv.Broker, tc client.Client, prefetch i
 	require.NoError(t, err)
 	pub, err := broker.NewPublisher(conn)
 	require.NoError(t, err)
-	m := intake.NewMetrics(prometheus.NewRegistry(), []string{b.Topology.PlacementQueue, b.Topology.ScanQueue})
+	m := intake.NewMetrics(prometheus.NewRegistry(), []string{b.Topology.PlacementQueue, b.Topology.ScanQueue}, b.Topology.DLQ)
 	c := &intake.Consumer{Conn: conn, Topology: b.Topology, Publisher: pub, Starter: intake.TemporalStarter{Client: tc},
 		Log: log, Metrics: m, Prefetch: prefetch, RetryMax: 2 * time.Second, DrainTimeout: 5 * time.Second}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -58,7 +58,7 @@ never rejected. Serves /metrics, /healthz and /readyz. Stops gracefully on SIGTE
 				return telemetry.NewServer(c.metricsAddr, r, h)
 			},
 			func(c *consumeConfig, r *telemetry.Registry) *intake.Metrics {
-				return intake.NewMetrics(r, []string{c.broker.topology.PlacementQueue, c.broker.topology.ScanQueue})
+				return intake.NewMetrics(r, []string{c.broker.topology.PlacementQueue, c.broker.topology.ScanQueue}, c.broker.topology.DLQ)
 			},
 		),
 		fx.Invoke(consumeLifecycle),

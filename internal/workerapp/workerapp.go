@@ -11,6 +11,7 @@ import (
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/tis-writeback/writeback/activities"
 	"github.com/tis-writeback/writeback/internal/config"
@@ -36,6 +37,10 @@ type Config struct {
 	MaxConcurrentActivities int
 	StopTimeout             time.Duration
 	Retry                   activities.RetrySettings
+	// DeploymentName and BuildID turn on Worker Versioning (both or neither), so a rolling deploy
+	// routes new workflow tasks to the new build while replay-safe code keeps old runs working.
+	DeploymentName string
+	BuildID        string
 }
 
 // Flags defines the worker's flags (with env fallbacks) on fs.
@@ -57,6 +62,8 @@ func Flags(fs *flag.FlagSet) *Config {
 	set.Duration(&c.Retry.MaximumInterval, "retry-max-interval", "RETRY_MAX_INTERVAL", d.MaximumInterval, "longest retry interval")
 	set.Duration(&c.Retry.Budget, "retry-budget", "RETRY_BUDGET", d.Budget, "how long transient TCS failures may last before a record is dead-lettered")
 	set.Duration(&c.Retry.AttemptTimeout, "attempt-timeout", "ATTEMPT_TIMEOUT", d.AttemptTimeout, "bound of one TCS activity attempt (keep above 2 × tcs-timeout)")
+	set.String(&c.DeploymentName, "deployment-name", "TEMPORAL_DEPLOYMENT_NAME", "", "worker deployment name (Worker Versioning; with --build-id)")
+	set.String(&c.BuildID, "build-id", "TEMPORAL_BUILD_ID", "", "build ID of this worker (Worker Versioning; with --deployment-name)")
 	set.Duration(&c.Retry.ParkingPeriod, "parking-period", "PARKING_PERIOD", d.ParkingPeriod, "how long a dead letter waits for a retry or abandon signal")
 	return c
 }
@@ -73,6 +80,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("retry budget and parking period must be > 0")
 	case r.AttemptTimeout < 2*c.TCSTimeout:
 		return fmt.Errorf("attempt timeout %s must be at least 2 × the TCS timeout %s (an attempt makes two requests)", r.AttemptTimeout, c.TCSTimeout)
+	case (c.DeploymentName == "") != (c.BuildID == ""):
+		return fmt.Errorf("worker versioning needs both a deployment name and a build ID")
 	case c.TCSRate <= 0:
 		return fmt.Errorf("tcs-rate must be > 0")
 	}
@@ -111,11 +120,21 @@ func Dial(ctx context.Context, c *Config, log *slog.Logger, h client.MetricsHand
 
 // NewWorker builds the worker with both workflows and their activities registered.
 func NewWorker(cl client.Client, c *Config, acts *activities.Activities) worker.Worker {
-	w := worker.New(cl, workflows.TaskQueue, worker.Options{
+	opts := worker.Options{
 		MaxConcurrentActivityExecutionSize: c.MaxConcurrentActivities,
 		TaskQueueActivitiesPerSecond:       c.TCSRate,
 		WorkerStopTimeout:                  c.StopTimeout,
-	})
+	}
+	if c.DeploymentName != "" {
+		opts.DeploymentOptions = worker.DeploymentOptions{
+			UseVersioning: true,
+			Version:       worker.WorkerDeploymentVersion{DeploymentName: c.DeploymentName, BuildID: c.BuildID},
+			// Parked dead letters live for weeks: pinning them would keep old builds alive that long.
+			// They move to the new build; workflow code stays replay-safe (workflow.GetVersion).
+			DefaultVersioningBehavior: workflow.VersioningBehaviorAutoUpgrade,
+		}
+	}
+	w := worker.New(cl, workflows.TaskQueue, opts)
 	workflows.Register(w, acts)
 	return w
 }

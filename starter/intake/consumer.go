@@ -36,6 +36,8 @@ type Consumer struct {
 	RetryMin, RetryMax time.Duration
 	// DrainTimeout is how long a stop waits for in-flight deliveries.
 	DrainTimeout time.Duration
+	// DepthEvery is how often the queue depths are polled for writeback_queue_messages (0: 15 s).
+	DepthEvery time.Duration
 }
 
 // Run consumes until ctx ends, then stops taking deliveries and waits for the ones in flight.
@@ -99,6 +101,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 			}
 		}(src, tag)
 	}
+	go c.pollDepths(ctx)
 	c.Log.Info("consuming", "queues", []string{sources[0].Queue, sources[1].Queue}, "prefetch", c.Prefetch)
 	<-ctx.Done()
 	loops.Wait()
@@ -216,4 +219,33 @@ func (c *Consumer) ack(d amqp.Delivery, epoch uint64) bool {
 		return false
 	}
 	return true
+}
+
+// pollDepths keeps writeback_queue_messages current, for the queue-growing and DLQ alerts.
+func (c *Consumer) pollDepths(ctx context.Context) {
+	every := c.DepthEvery
+	if every <= 0 {
+		every = 15 * time.Second
+	}
+	queues := []string{c.Topology.PlacementQueue, c.Topology.ScanQueue, c.Topology.DLQ}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		if ch, err := c.Conn.Channel(); err == nil {
+			for _, q := range queues {
+				// Passive declare of a missing queue closes the channel: check one at a time.
+				info, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
+				if err != nil {
+					break
+				}
+				c.Metrics.QueueDepth.WithLabelValues(q).Set(float64(info.Messages))
+			}
+			_ = ch.Close()
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }

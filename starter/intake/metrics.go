@@ -19,10 +19,11 @@ type Metrics struct {
 	Held          prometheus.Gauge
 	TemporalUp    prometheus.Gauge
 	StartDuration prometheus.Histogram
+	QueueDepth    *prometheus.GaugeVec
 }
 
 // NewMetrics registers the intake metrics, every queue × outcome series at 0 from start-up.
-func NewMetrics(reg prometheus.Registerer, queues []string) *Metrics {
+func NewMetrics(reg prometheus.Registerer, queues []string, dlq string) *Metrics {
 	m := &Metrics{
 		Messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "writeback_messages_total", Help: "Messages consumed, by queue and outcome (started, duplicate, poison).",
@@ -43,13 +44,18 @@ func NewMetrics(reg prometheus.Registerer, queues []string) *Metrics {
 			Name: "writeback_start_duration_seconds", Help: "Time from delivery to ack of a started or duplicate message.",
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30, 60},
 		}),
+		QueueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "writeback_queue_messages", Help: "Messages ready in each writeback queue (the DLQ included), polled by the starter.",
+		}, []string{"queue"}),
 	}
-	reg.MustRegister(m.Messages, m.StartRetries, m.InFlight, m.Held, m.TemporalUp, m.StartDuration)
+	reg.MustRegister(m.Messages, m.StartRetries, m.InFlight, m.Held, m.TemporalUp, m.StartDuration, m.QueueDepth)
 	for _, q := range queues {
 		for _, o := range []string{OutcomeStarted, OutcomeDuplicate, OutcomePoison} {
 			m.Messages.WithLabelValues(q, o)
 		}
 		m.StartRetries.WithLabelValues(q)
+		m.QueueDepth.WithLabelValues(q)
 	}
+	m.QueueDepth.WithLabelValues(dlq)
 	return m
 }

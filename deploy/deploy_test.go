@@ -1,0 +1,295 @@
+// Package deploy_test checks the deployment files offline: docker-compose.yml with compose-go, the
+// Helm chart with helm lint/template and strict decoding into Kubernetes types, the RabbitMQ
+// topology everywhere it is written down, and that every metric an alert or a panel uses exists.
+package deploy_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+
+	"github.com/compose-spec/compose-go/v2/cli"
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	corev1 "k8s.io/api/core/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"sigs.k8s.io/yaml"
+
+	"github.com/tis-writeback/writeback/internal/testenv"
+	"github.com/tis-writeback/writeback/starter/broker"
+)
+
+func root(t *testing.T) string { return testenv.RepoRoot(t) }
+
+// composeServices are the services the README's deploy section names.
+var composeServices = []string{"postgresql", "temporal", "temporal-setup", "temporal-ui", "rabbitmq", "tcssim", "worker",
+	"starter", "prometheus", "grafana"}
+
+func TestComposeFileValidates(t *testing.T) {
+	dir := root(t)
+	opts, err := cli.NewProjectOptions([]string{filepath.Join(dir, "docker-compose.yml")}, cli.WithWorkingDirectory(dir), cli.WithName("writeback"))
+	require.NoError(t, err)
+	project, err := opts.LoadProject(context.Background())
+	require.NoError(t, err, "compose-go rejects docker-compose.yml")
+
+	readme, err := os.ReadFile(filepath.Join(dir, "README.md"))
+	require.NoError(t, err)
+	names := map[string]bool{}
+	for name, svc := range project.Services {
+		names[name] = true
+		require.True(t, strings.Contains(string(readme), "`"+name+"`"), "README's deploy section should name service %s", name)
+		reason, _ := svc.Extensions["x-no-healthcheck-reason"].(string)
+		require.True(t, svc.HealthCheck != nil || reason != "", "service %s has neither a healthcheck nor a reason not to", name)
+		for _, v := range svc.Volumes {
+			if v.Type == "bind" {
+				_, err := os.Stat(v.Source)
+				require.NoError(t, err, "service %s mounts a missing file", name)
+			}
+		}
+		if svc.Build != nil {
+			_, err := os.Stat(filepath.Join(svc.Build.Context, svc.Build.Dockerfile))
+			require.NoError(t, err)
+			require.Contains(t, dockerfileTargets(t), svc.Build.Target, "service %s builds a target the Dockerfile lacks", name)
+		}
+	}
+	for _, want := range composeServices {
+		require.True(t, names[want], "docker-compose.yml lacks service %s", want)
+	}
+	// Start order: the worker and starter wait for the search attributes; the starter for RabbitMQ.
+	require.Equal(t, "service_completed_successfully", project.Services["worker"].DependsOn["temporal-setup"].Condition)
+	require.Equal(t, "service_healthy", project.Services["starter"].DependsOn["rabbitmq"].Condition)
+}
+
+func dockerfileTargets(t *testing.T) []string {
+	b, err := os.ReadFile(filepath.Join(root(t), "deploy", "Dockerfile"))
+	require.NoError(t, err)
+	var out []string
+	for _, m := range regexp.MustCompile(`(?m)^FROM \S+ AS (\S+)`).FindAllStringSubmatch(string(b), -1) {
+		out = append(out, m[1])
+	}
+	require.Subset(t, out, []string{"worker", "starter", "tcssim"})
+	require.Contains(t, string(b), "USER nonroot", "images run as non-root")
+	require.Contains(t, string(b), "CGO_ENABLED=0", "static binaries")
+	return out
+}
+
+func helm(t *testing.T, args ...string) string {
+	bin := filepath.Join(root(t), "bin", "helm")
+	if _, err := os.Stat(bin); err != nil {
+		t.Fatalf("helm is missing at %s: run `make bin/helm`", bin)
+	}
+	cmd := exec.Command(bin, args...)
+	cmd.Dir = root(t)
+	var out, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &stderr
+	require.NoError(t, cmd.Run(), "helm %v\n%s\n%s", args, out.String(), stderr.String())
+	return out.String()
+}
+
+const chart = "deploy/helm/writeback"
+
+var valueSets = map[string][]string{
+	"default":    nil,
+	"production": {"-f", chart + "/values-production.yaml"},
+}
+
+func TestHelmLint(t *testing.T) {
+	for name, extra := range valueSets {
+		t.Run(name, func(t *testing.T) {
+			out := helm(t, append([]string{"lint", "--strict", chart}, extra...)...)
+			require.Contains(t, out, "0 chart(s) failed")
+		})
+	}
+}
+
+// rendered decodes every manifest strictly: an unknown field or a wrong type fails.
+func rendered(t *testing.T, extra []string) map[string][]any {
+	out := helm(t, append([]string{"template", "wb", chart}, extra...)...)
+	byKind := map[string][]any{}
+	for _, doc := range regexp.MustCompile(`(?m)^---\s*$`).Split(out, -1) {
+		if strings.TrimSpace(stripComments(doc)) == "" {
+			continue
+		}
+		var head struct {
+			APIVersion string `json:"apiVersion"`
+			Kind       string `json:"kind"`
+		}
+		require.NoError(t, yaml.Unmarshal([]byte(doc), &head))
+		var obj any
+		switch head.APIVersion + "/" + head.Kind {
+		case "apps/v1/Deployment":
+			obj = &appsv1.Deployment{}
+		case "v1/Service":
+			obj = &corev1.Service{}
+		case "v1/ConfigMap":
+			obj = &corev1.ConfigMap{}
+		case "policy/v1/PodDisruptionBudget":
+			obj = &policyv1.PodDisruptionBudget{}
+		case "autoscaling/v2/HorizontalPodAutoscaler":
+			obj = &autoscalingv2.HorizontalPodAutoscaler{}
+		case "monitoring.coreos.com/v1/ServiceMonitor":
+			obj = &serviceMonitor{}
+		case "monitoring.coreos.com/v1/PrometheusRule":
+			obj = &prometheusRule{}
+		case "rabbitmq.com/v1beta1/Exchange":
+			obj = &rmqExchange{}
+		case "rabbitmq.com/v1beta1/Queue":
+			obj = &rmqQueue{}
+		case "rabbitmq.com/v1beta1/Binding":
+			obj = &rmqBinding{}
+		case "rabbitmq.com/v1beta1/Policy":
+			obj = &rmqPolicy{}
+		default:
+			t.Fatalf("unexpected manifest %s %s", head.APIVersion, head.Kind)
+		}
+		require.NoError(t, yaml.UnmarshalStrict([]byte(doc), obj), "%s does not decode strictly:\n%s", head.Kind, doc)
+		byKind[head.Kind] = append(byKind[head.Kind], obj)
+	}
+	return byKind
+}
+
+func stripComments(doc string) string {
+	var keep []string
+	for _, l := range strings.Split(doc, "\n") {
+		if !strings.HasPrefix(strings.TrimSpace(l), "#") {
+			keep = append(keep, l)
+		}
+	}
+	return strings.Join(keep, "\n")
+}
+
+func TestHelmTemplateDecodesStrictly(t *testing.T) {
+	def := rendered(t, valueSets["default"])
+	require.Len(t, def["Deployment"], 2)
+	require.Len(t, def["PodDisruptionBudget"], 2)
+	require.Empty(t, def["Queue"], "topology CRs only behind rabbitmqTopology.enabled")
+
+	prod := rendered(t, valueSets["production"])
+	for _, kind := range []string{"HorizontalPodAutoscaler", "ServiceMonitor", "PrometheusRule", "Exchange", "Queue", "Binding", "Policy"} {
+		require.NotEmpty(t, prod[kind], "production values render a %s", kind)
+	}
+	for _, d := range prod["Deployment"] {
+		dep := d.(*appsv1.Deployment)
+		pod := dep.Spec.Template.Spec
+		c := pod.Containers[0]
+		require.Equal(t, "/healthz", c.LivenessProbe.HTTPGet.Path)
+		require.Equal(t, "/readyz", c.ReadinessProbe.HTTPGet.Path)
+		require.NotNil(t, c.Resources.Requests.Cpu())
+		require.True(t, *pod.SecurityContext.RunAsNonRoot)
+		env := map[string]corev1.EnvVar{}
+		for _, e := range c.Env {
+			env[e.Name] = e
+		}
+		require.Contains(t, env, "TEMPORAL_TLS_CERT", "mTLS to Temporal in production")
+		if strings.HasSuffix(dep.Name, "-worker") {
+			// SIGTERM lets running activities finish within STOP_TIMEOUT (30 s): the pod must live longer.
+			require.Greater(t, *pod.TerminationGracePeriodSeconds, int64(30))
+			require.Equal(t, "writeback", env["TEMPORAL_DEPLOYMENT_NAME"].Value)
+			require.Equal(t, "1.4.2", env["TEMPORAL_BUILD_ID"].Value)
+			require.Equal(t, "/etc/tcs-token/token", env["TCS_TOKEN_FILE"].Value, "TCS token from a Secret")
+		} else {
+			require.Equal(t, "writeback-amqp", env["AMQP_URL"].ValueFrom.SecretKeyRef.Name)
+			require.Contains(t, env, "AMQP_CA_FILE", "AMQPS in production")
+		}
+	}
+	rule := prod["PrometheusRule"][0].(*prometheusRule)
+	require.NotEmpty(t, rule.Spec.Groups[0].Rules)
+	for _, r := range rule.Spec.Groups[0].Rules {
+		require.NotEmpty(t, r.Annotations["runbook"], "alert %s has a runbook line", r.Alert)
+		require.Contains(t, []string{"critical", "warning"}, r.Labels["severity"])
+	}
+}
+
+// TestTopologyAgreesEverywhere: the starter's own declaration, the compose definitions and the
+// Helm CRs name the same exchanges and queues, all quorum, with the same delivery limit and DLX.
+func TestTopologyAgreesEverywhere(t *testing.T) {
+	want := broker.DefaultTopology()
+
+	var defs struct {
+		Exchanges []struct{ Name, Type string } `json:"exchanges"`
+		Queues    []struct {
+			Name      string         `json:"name"`
+			Arguments map[string]any `json:"arguments"`
+		} `json:"queues"`
+		Bindings []struct {
+			Source, Destination string
+			RoutingKey          string `json:"routing_key"`
+		} `json:"bindings"`
+		Policies []struct {
+			Pattern    string         `json:"pattern"`
+			Definition map[string]any `json:"definition"`
+		} `json:"policies"`
+	}
+	b, err := os.ReadFile(filepath.Join(root(t), "deploy", "rabbitmq", "definitions.json"))
+	require.NoError(t, err)
+	require.NoError(t, json.Unmarshal(b, &defs))
+	exchanges := map[string]string{}
+	for _, e := range defs.Exchanges {
+		exchanges[e.Name] = e.Type
+	}
+	require.Equal(t, map[string]string{want.Exchange: "topic", want.DLX: "fanout"}, exchanges)
+	queues := map[string]map[string]any{}
+	for _, q := range defs.Queues {
+		queues[q.Name] = q.Arguments
+	}
+	starterArgs := want.QueueArgs()
+	for _, src := range want.Sources() {
+		args := queues[src.Queue]
+		require.NotNil(t, args, "compose definitions lack %s", src.Queue)
+		require.Equal(t, starterArgs["x-queue-type"], args["x-queue-type"])
+		require.EqualValues(t, starterArgs["x-delivery-limit"], args["x-delivery-limit"])
+		require.Equal(t, starterArgs["x-dead-letter-exchange"], args["x-dead-letter-exchange"])
+		found := false
+		for _, bnd := range defs.Bindings {
+			found = found || (bnd.Source == want.Exchange && bnd.Destination == src.Queue && bnd.RoutingKey == src.RoutingKey)
+		}
+		require.True(t, found, "compose binding for %s", src.Queue)
+		require.Regexp(t, defs.Policies[0].Pattern, src.Queue, "the policy covers %s", src.Queue)
+	}
+	require.Equal(t, "quorum", queues[want.DLQ]["x-queue-type"])
+	require.EqualValues(t, want.DeliveryLimit, defs.Policies[0].Definition["delivery-limit"])
+	require.Equal(t, want.DLX, defs.Policies[0].Definition["dead-letter-exchange"])
+
+	prod := rendered(t, valueSets["production"])
+	crQueues := map[string]*rmqQueue{}
+	for _, q := range prod["Queue"] {
+		crQueues[q.(*rmqQueue).Spec.Name] = q.(*rmqQueue)
+	}
+	for _, src := range want.Sources() {
+		q := crQueues[src.Queue]
+		require.NotNil(t, q, "Helm lacks Queue %s", src.Queue)
+		require.Equal(t, "quorum", q.Spec.Type)
+		require.EqualValues(t, want.DeliveryLimit, q.Spec.Arguments["x-delivery-limit"])
+		require.Equal(t, want.DLX, q.Spec.Arguments["x-dead-letter-exchange"])
+	}
+	require.Equal(t, "quorum", crQueues[want.DLQ].Spec.Type)
+	crExchanges := map[string]string{}
+	for _, e := range prod["Exchange"] {
+		crExchanges[e.(*rmqExchange).Spec.Name] = e.(*rmqExchange).Spec.Type
+	}
+	require.Equal(t, exchanges, crExchanges)
+	bindings := map[string]string{}
+	for _, bb := range prod["Binding"] {
+		bd := bb.(*rmqBinding)
+		bindings[bd.Spec.Source+"→"+bd.Spec.Destination] = bd.Spec.RoutingKey
+	}
+	for _, src := range want.Sources() {
+		require.Equal(t, src.RoutingKey, bindings[want.Exchange+"→"+src.Queue])
+	}
+	require.Contains(t, bindings, want.DLX+"→"+want.DLQ)
+	pol := prod["Policy"][0].(*rmqPolicy)
+	require.EqualValues(t, want.DeliveryLimit, pol.Spec.Definition["delivery-limit"])
+	require.Equal(t, want.DLX, pol.Spec.Definition["dead-letter-exchange"])
+	for _, src := range want.Sources() {
+		require.Regexp(t, pol.Spec.Pattern, src.Queue)
+	}
+	require.NotRegexp(t, pol.Spec.Pattern, want.DLQ, "the DLQ must not dead-letter into itself")
+}
+
