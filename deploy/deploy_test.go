@@ -292,4 +292,3 @@ func TestTopologyAgreesEverywhere(t *testing.T) {
 	}
 	require.NotRegexp(t, pol.Spec.Pattern, want.DLQ, "the DLQ must not dead-letter into itself")
 }
-
