@@ -6,7 +6,7 @@ HELM := $(BIN)/helm
 HELM_VERSION := v3.22.0
 export WRITEBACK_TEMPORAL_CLI := $(TEMPORAL)
 
-.PHONY: run test test-short lint tools fuzz
+.PHONY: run test test-short lint tools fuzz chaos bench
 
 ## run: dev server with UI, TCS simulator, worker, starter and a demo batch (Ctrl-C stops all)
 run: $(TEMPORAL)
@@ -30,6 +30,14 @@ $(HELM):
 	GOBIN=$(BIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 tools: $(TEMPORAL) $(HELM)
+
+## chaos: 20,000 records through the real stack under every fault, beside the pre-fix consumer (about 15 min)
+chaos: $(TEMPORAL)
+	go run ./bench chaos $(CHAOS_ARGS)
+
+## bench: speed figures (ceiling, P1..P4, history events) into BENCHMARKS.md
+bench: $(TEMPORAL)
+	go run ./bench speed $(BENCH_ARGS)
 
 ## fuzz: the message decoder's fuzz target for a minute
 fuzz:

@@ -255,6 +255,26 @@ func (s *Store) Stats() Stats {
 	return st
 }
 
+// Export is every record TCS holds, for reconciling a run from the outside.
+type Export struct {
+	Events map[int64][]Event `json:"events"`
+	Scans  map[string]Scan   `json:"scans"`
+}
+
+// Export copies every event and scan.
+func (s *Store) Export() Export {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := Export{Events: map[int64][]Event{}, Scans: map[string]Scan{}}
+	for id, evs := range s.events {
+		out.Events[id] = append([]Event(nil), evs...)
+	}
+	for id, sc := range s.scans {
+		out.Scans[id] = *sc
+	}
+	return out
+}
+
 // --- TCS API ---
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -467,6 +487,7 @@ func (s *Store) AdminHandler() http.Handler {
 		s.SetFaults(f)
 		writeJSON(w, 200, f)
 	})
+	mux.HandleFunc("GET /admin/export", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.Export()) })
 	mux.HandleFunc("GET /admin/stats", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.Stats()) })
 	mux.HandleFunc("GET /admin/events", func(w http.ResponseWriter, r *http.Request) {
 		id, err := strconv.ParseInt(r.URL.Query().Get("placementId"), 10, 64)

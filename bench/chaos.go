@@ -1,0 +1,156 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"image/color"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/tis-writeback/writeback/bench/chaos"
+	"github.com/tis-writeback/writeback/bench/report"
+)
+
+func runChaos(args []string) int {
+	fs := flag.NewFlagSet("bench chaos", flag.ExitOnError)
+	c := chaos.Config{}
+	fs.IntVar(&c.Records, "records", 20000, "records to publish (placements and scans)")
+	fs.Float64Var(&c.PublishRate, "rate", 40, "messages published per second")
+	fs.Float64Var(&c.ScanFraction, "scans", 0.3, "fraction of scans")
+	fs.Float64Var(&c.UnknownFraction, "unknown", 0.02, "fraction of records TCS does not know (dead letters by design)")
+	fs.IntVar(&c.PoisonEvery, "poison-every", 200, "one poison message per N records")
+	fs.Float64Var(&c.ErrorRate, "error-rate", 0.05, "fraction of TCS requests answered 503")
+	fs.Float64Var(&c.TimeoutRate, "timeout-rate", 0.02, "fraction of TCS requests processed but never answered")
+	outage := fs.Duration("outage", 60*time.Second, "length of each of the two full TCS outages")
+	fs.DurationVar(&c.KillWorkerEvery, "kill-worker-every", 40*time.Second, "mean interval between worker SIGKILLs")
+	fs.DurationVar(&c.KillStarterEvery, "kill-starter-every", 60*time.Second, "mean interval between starter SIGKILLs")
+	fs.DurationVar(&c.RabbitDown, "rabbit-down", 10*time.Second, "RabbitMQ app stopped once for this long (0: never)")
+	fs.DurationVar(&c.TemporalDown, "temporal-down", 5*time.Second, "dev server stopped once for this long (0: never)")
+	fs.IntVar(&c.Workers, "workers", 2, "worker processes")
+	fs.Float64Var(&c.TCSRate, "tcs-rate", 200, "the workers' TCS rate cap (activities/s)")
+	fs.DurationVar(&c.SettleTimeout, "settle-timeout", 30*time.Minute, "how long to wait for every record to settle")
+	fs.Uint64Var(&c.Seed, "seed", 1, "random seed")
+	out := fs.String("out", "BENCHMARKS.md", "report file (its chaos section is replaced)")
+	_ = fs.Parse(args)
+	c.Outages = []time.Duration{*outage, *outage}
+	c.Log = os.Stderr
+	root, _ := os.Getwd()
+	c.Root = root
+	dir, err := os.MkdirTemp("", "writeback-chaos-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	c.Dir = dir
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+
+	rep, err := chaos.Run(ctx, c)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chaos run failed:", err)
+		return 1
+	}
+	tbl := ChaosTable(rep)
+	fmt.Println()
+	fmt.Print(tbl.Text())
+	plotPath := filepath.Join(filepath.Dir(*out), "bench-chaos.png")
+	if err := ChaosPlot(rep, plotPath); err != nil {
+		fmt.Fprintln(os.Stderr, "plot:", err)
+	}
+	cmdline := "go run ./bench chaos " + strings.Join(args, " ")
+	body := fmt.Sprintf(`## Chaos run and incident replay
+
+Command: %s (make chaos). Machine: %d cores, %s. Run took %s.
+Faults: TCS 503 on %.0f%% of requests and lost answers on %.0f%% throughout; two full TCS outages of %s;
+SIGKILL of a random worker about every %s and of the starter about every %s (kills: %s); RabbitMQ's app
+stopped for %s once; the Temporal dev server (SQLite file) restarted once (down %s); one poison message per %d records.
+writeback and the pre-fix consumer (reject without requeue on any TCS error) consumed the same messages
+under the same TCS fault profile, each against its own TCS simulator.
+
+%s
+Records: %d (%d placements, %d scans), %d unknown to TCS by design; %d poison messages.
+writeback: %d Completed, %d DeadLettered, %d in another state; every dead letter of a known record has its
+FAILED/ERRORED mark (%d without); CRITICAL lines per dead letter exactly one (%d mismatches); record queues left
+%d; the DLQ holds %d messages = the poison messages (%d without a reason). After making every record known to
+TCS, `+"`starter retry --all`"+` turned %d dead letters Completed (%d left).
+
+Result: %s
+
+![records written to TCS over time](bench-chaos.png)
+`, cmdline, runtime.NumCPU(), memTotal(), rep.Duration.Round(time.Second), c.ErrorRate*100, c.TimeoutRate*100, *outage,
+		c.KillWorkerEvery, c.KillStarterEvery, kills(rep), c.RabbitDown, c.TemporalDown, c.PoisonEvery,
+		tbl.Markdown(), rep.Valid, rep.Placements, rep.Scans, rep.Unknown, rep.Poison,
+		rep.Completed, rep.DeadLettered, rep.Other, len(rep.DeadLetteredUnmarked), len(rep.CriticalMismatch), rep.QueuesLeft,
+		rep.DLQ, rep.DLQWithoutReason, rep.RetriedCompleted, rep.RetriedLeft, verdict(rep))
+	if err := report.WriteSection(*out, "chaos", body); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	fmt.Println(verdict(rep))
+	if !rep.OK() {
+		return 1
+	}
+	return 0
+}
+
+func verdict(rep *chaos.Report) string {
+	if rep.OK() {
+		return fmt.Sprintf("PASS — writeback lost 0 and duplicated 0; the pre-fix consumer lost %d of %d placements.", rep.Naive.Missing, rep.Naive.Published)
+	}
+	return "FAIL — " + strings.Join(rep.Problems[:min(5, len(rep.Problems))], "; ")
+}
+
+// ChaosTable is the side-by-side tally.
+func ChaosTable(rep *chaos.Report) report.Table {
+	row := func(name string, s chaos.Side) []string {
+		return []string{name, fmt.Sprint(s.Published), fmt.Sprint(s.Exported), fmt.Sprint(s.Failed), fmt.Sprint(s.Missing), fmt.Sprint(s.Duplicates)}
+	}
+	return report.Table{
+		Header: []string{"system", "placements published", "EXPORTED in TCS", "FAILED in TCS", "missing (lost)", "duplicate rows"},
+		Rows:   [][]string{row("writeback", rep.Writeback), row("pre-fix consumer", rep.Naive)},
+	}
+}
+
+// ChaosPlot draws records written over time with the fault windows shaded.
+func ChaosPlot(rep *chaos.Report, path string) error {
+	var xs, wb, nv []float64
+	for _, s := range rep.Samples {
+		xs = append(xs, s.At.Seconds())
+		wb = append(wb, float64(s.Writeback))
+		nv = append(nv, float64(s.Naive))
+	}
+	var spans []report.Span
+	for _, w := range rep.Windows {
+		spans = append(spans, report.Span{Label: w.Label, From: w.Start.Seconds(), To: w.End.Seconds()})
+	}
+	return report.Plot(path, "Records written to TCS during the chaos run", "seconds", "records in TCS",
+		[]report.Series{
+			{Name: "writeback (placements + scans)", X: xs, Y: wb, Color: color.RGBA{20, 90, 200, 255}},
+			{Name: "pre-fix consumer (placements)", X: xs, Y: nv, Color: color.RGBA{200, 40, 40, 255}},
+		}, spans)
+}
+
+func kills(rep *chaos.Report) string {
+	var parts []string
+	for k, v := range rep.Kills {
+		parts = append(parts, fmt.Sprintf("%s ×%d", k, v))
+	}
+	sort.Strings(parts)
+	return strings.Join(parts, ", ")
+}
+
+func memTotal() string {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return "?"
+	}
+	var kb int64
+	fmt.Sscanf(strings.SplitN(string(b), "\n", 2)[0], "MemTotal: %d kB", &kb)
+	return fmt.Sprintf("%.0f GiB", float64(kb)/1024/1024)
+}

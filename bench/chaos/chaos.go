@@ -1,0 +1,651 @@
+// Package chaos publishes a mixed batch of records through the real stack while TCS fails, times out
+// and goes down, workers and the starter are SIGKILLed, RabbitMQ's app and the Temporal dev server
+// restart, and poison messages arrive; then it reconciles from the outside (TCS, visibility,
+// RabbitMQ) and proves nothing was lost or duplicated — beside the pre-fix consumer, which loses.
+package chaos
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	amqp "github.com/rabbitmq/amqp091-go"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/tis-writeback/writeback/bench/naive"
+	"github.com/tis-writeback/writeback/bench/stack"
+	"github.com/tis-writeback/writeback/messages"
+	"github.com/tis-writeback/writeback/starter/broker"
+	"github.com/tis-writeback/writeback/starter/intake"
+	"github.com/tis-writeback/writeback/tcs"
+	"github.com/tis-writeback/writeback/tcssim/sim"
+	"github.com/tis-writeback/writeback/workflows"
+)
+
+// Config of a chaos run.
+type Config struct {
+	Dir, Root        string
+	Records          int
+	PublishRate      float64 // messages per second
+	ScanFraction     float64
+	UnknownFraction  float64 // records TCS does not know: dead letters by design
+	PoisonEvery      int     // one poison message per this many records
+	ErrorRate        float64 // TCS 503s while running
+	TimeoutRate      float64 // TCS answers lost after the write
+	Outages          []time.Duration
+	KillWorkerEvery  time.Duration
+	KillStarterEvery time.Duration
+	RabbitDown       time.Duration // 0: no RabbitMQ restart
+	TemporalDown     time.Duration // 0: no dev server restart
+	Workers          int
+	TCSRate          float64
+	SettleTimeout    time.Duration
+	Seed             uint64
+	Log              io.Writer // progress lines
+}
+
+// Window is a fault's time span, for the plot.
+type Window struct {
+	Label      string
+	Start, End time.Duration
+}
+
+// Sample is one point of the written-over-time series.
+type Sample struct {
+	At               time.Duration
+	Writeback, Naive int
+}
+
+// Side is one system's tally.
+type Side struct {
+	Published, Exported, Failed, Missing, Duplicates int
+}
+
+// Report is the outcome of a run.
+type Report struct {
+	Cfg                              Config
+	Duration                         time.Duration
+	Valid, Poison, Placements, Scans int
+	Unknown                          int
+	Writeback, Naive                 Side
+	Completed, DeadLettered, Other   int
+	DeadLetteredUnmarked             []string
+	CriticalMismatch                 []string
+	ScansMissing                     int
+	QueuesLeft                       int
+	DLQ                              int
+	DLQWithoutReason                 int
+	RetriedCompleted, RetriedLeft    int
+	Kills                            map[string]int
+	Windows                          []Window
+	Samples                          []Sample
+	Problems                         []string
+}
+
+// OK reports whether every promise held.
+func (r *Report) OK() bool { return len(r.Problems) == 0 }
+
+type record struct {
+	kind      messages.Kind
+	body      []byte
+	id        string // workflow ID
+	known     bool
+	placement *messages.PlacementExported
+	scan      *messages.ScanCompleted
+}
+
+// Run runs the chaos run.
+func Run(ctx context.Context, c Config) (*Report, error) {
+	logf := func(format string, a ...any) {
+		if c.Log != nil {
+			fmt.Fprintf(c.Log, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
+		}
+	}
+	rnd := rand.New(rand.NewPCG(c.Seed, c.Seed^0x5bd1e995))
+	const placementsKnown = 100000
+	tag := fmt.Sprintf("chaos-%d", time.Now().UnixNano()%1e9)
+	st, err := stack.Start(ctx, stack.Config{Dir: c.Dir, Root: c.Root, Workers: c.Workers, Placements: placementsKnown,
+		TCSRate: c.TCSRate, TopologyTag: tag,
+		WorkerEnv: []string{"RETRY_MAX_INTERVAL=10s", "TCS_TIMEOUT=2s", "ATTEMPT_TIMEOUT=10s"}})
+	if err != nil {
+		return nil, err
+	}
+	defer st.Close()
+	naiveSim, naiveAddr, naiveAdmin, err := st.StartSim("naive-tcs")
+	if err != nil {
+		return nil, err
+	}
+	_ = naiveSim
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	conn, err := broker.Dial(broker.ConnConfig{URL: st.Cfg.AMQPURL, RetryInterval: time.Second, Name: "chaos-bench"}, quiet, 5, nil)
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	pub, err := broker.NewPublisher(conn)
+	if err != nil {
+		return nil, err
+	}
+	defer pub.Close()
+	if err := st.Topology.Declare(pub.Channel()); err != nil {
+		return nil, err
+	}
+	defer cleanupQueues(conn, st.Topology, tag)
+	naiveTCS, _ := tcs.New(tcs.Options{BaseURL: "http://" + naiveAddr, Token: tcs.StaticToken("dev-token"), Timeout: 2 * time.Second})
+	nc := &naive.Consumer{Conn: conn, Exchange: st.Topology.Exchange, Queue: tag + ".naive", DLX: tag + ".naive.dlx", DLQ: tag + ".naive.dlq",
+		TCS: naiveTCS, Log: quiet}
+	nctx, stopNaive := context.WithCancel(ctx)
+	defer stopNaive()
+	naiveDone := make(chan error, 1)
+	go func() { naiveDone <- nc.Run(nctx) }()
+	time.Sleep(500 * time.Millisecond) // the naive queue is bound before the first publish
+
+	tc, err := st.Client()
+	if err != nil {
+		return nil, err
+	}
+	defer tc.Close()
+
+	// The records.
+	recs := make([]record, 0, c.Records)
+	day := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
+	for i := 0; i < c.Records; i++ {
+		known := rnd.Float64() >= c.UnknownFraction
+		if rnd.Float64() < c.ScanFraction {
+			id := uuid.New().String()
+			if known && id[0] == 'f' {
+				id = "e" + id[1:]
+			} else if !known {
+				id = "f" + id[1:]
+			}
+			m := messages.ScanCompleted{ScanID: id, Result: messages.ScanResults[rnd.IntN(3)], FileName: fmt.Sprintf("scan-%d.pdf", i),
+				CompletedAt: day.Add(time.Duration(i) * time.Second)}
+			b, _ := json.Marshal(m)
+			recs = append(recs, record{kind: messages.KindScan, body: b, id: m.WorkflowID(), known: known, scan: &m})
+		} else {
+			pid := int64(rnd.IntN(placementsKnown) + 1)
+			if !known {
+				pid = placementsKnown + 1 + int64(rnd.IntN(1_000_000))
+			}
+			m := messages.PlacementExported{PlacementID: pid, PositionNumber: int64(25000000 + i), PositionID: int64(6900000 + i),
+				Filename: fmt.Sprintf("DE_SEV_APP_20261123_%08d.DAT", i), ExportedAt: day.Add(time.Duration(i) * time.Second)}
+			b, _ := json.Marshal(m)
+			recs = append(recs, record{kind: messages.KindPlacement, body: b, id: m.WorkflowID(), known: known, placement: &m})
+		}
+	}
+	rep := &Report{Cfg: c, Kills: map[string]int{}}
+	for _, r := range recs {
+		rep.Valid++
+		if !r.known {
+			rep.Unknown++
+		}
+		if r.kind == messages.KindScan {
+			rep.Scans++
+		} else {
+			rep.Placements++
+		}
+	}
+
+	start := time.Now()
+	since := func() time.Duration { return time.Since(start) }
+	base := sim.Faults{ErrorRate: c.ErrorRate, TimeoutRate: c.TimeoutRate}
+	setFaults := func(f sim.Faults) {
+		_ = stack.SetFaults(st.TCSAdmin, f)
+		_ = stack.SetFaults(naiveAdmin, f)
+	}
+	setFaults(base)
+	var winMu sync.Mutex
+	window := func(label string, from time.Duration) {
+		winMu.Lock()
+		rep.Windows = append(rep.Windows, Window{Label: label, Start: from, End: since()})
+		winMu.Unlock()
+	}
+
+	// Sampling of records written over time.
+	sampleCtx, stopSampling := context.WithCancel(ctx)
+	var sampleWG sync.WaitGroup
+	sampleWG.Add(1)
+	go func() {
+		defer sampleWG.Done()
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			var a, b sim.Stats
+			_ = stack.AdminGet(st.TCSAdmin, "/admin/stats", &a)
+			_ = stack.AdminGet(naiveAdmin, "/admin/stats", &b)
+			winMu.Lock()
+			rep.Samples = append(rep.Samples, Sample{At: since(), Writeback: a.Exported + a.ScansDone, Naive: b.Exported})
+			winMu.Unlock()
+			select {
+			case <-sampleCtx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+
+	// Publisher: records at the rate, a poison message now and then; retried through broker restarts.
+	var published atomic.Int64
+	pubDone := make(chan struct{})
+	go func() {
+		defer close(pubDone)
+		interval := time.Duration(float64(time.Second) / c.PublishRate)
+		next := time.Now()
+		for i, r := range recs {
+			if c.PoisonEvery > 0 && i%c.PoisonEvery == c.PoisonEvery/2 {
+				publishRetry(ctx, pub, st.Topology.Exchange, r.kind.RoutingKey(), []byte(fmt.Sprintf(`{"poison":%d}`, i)))
+				rep.Poison++
+			}
+			publishRetry(ctx, pub, st.Topology.Exchange, r.kind.RoutingKey(), r.body)
+			published.Add(1)
+			next = next.Add(interval)
+			if d := time.Until(next); d > 0 {
+				time.Sleep(d)
+			}
+		}
+	}()
+	publishFor := time.Duration(float64(c.Records)/c.PublishRate*float64(time.Second)) + time.Second
+
+	// Chaos: scheduled faults across the publishing window, random kills throughout.
+	var chaosWG sync.WaitGroup
+	chaosCtx, stopChaos := context.WithCancel(ctx)
+	at := func(frac float64, f func()) {
+		chaosWG.Add(1)
+		go func() {
+			defer chaosWG.Done()
+			select {
+			case <-chaosCtx.Done():
+			case <-time.After(time.Duration(frac * float64(publishFor))):
+				f()
+			}
+		}()
+	}
+	for i, d := range c.Outages {
+		d := d
+		at(0.2+0.45*float64(i), func() {
+			from := since()
+			logf("TCS outage for %s", d)
+			setFaults(sim.Faults{Outage: true})
+			time.Sleep(d)
+			setFaults(base)
+			window("TCS outage", from)
+		})
+	}
+	if c.RabbitDown > 0 {
+		at(0.4, func() {
+			from := since()
+			logf("RabbitMQ app stopped for %s", c.RabbitDown)
+			if err := stack.RabbitApp(false); err != nil {
+				logf("cannot stop RabbitMQ: %v", err)
+				return
+			}
+			time.Sleep(c.RabbitDown)
+			if err := stack.RabbitApp(true); err != nil {
+				logf("cannot start RabbitMQ: %v", err)
+			}
+			window("RabbitMQ down", from)
+			rep.Kills["rabbitmq app"]++
+		})
+	}
+	if c.TemporalDown > 0 {
+		at(0.8, func() {
+			from := since()
+			logf("Temporal dev server restart (down %s)", c.TemporalDown)
+			st.Temporal.Stop()
+			time.Sleep(c.TemporalDown)
+			_ = st.Temporal.Restart()
+			_ = st.WaitTemporal(ctx)
+			window("Temporal down", from)
+			rep.Kills["temporal"]++
+		})
+	}
+	killLoop := func(name string, every time.Duration, pick func() *stack.Process) {
+		if every <= 0 {
+			return
+		}
+		chaosWG.Add(1)
+		go func() {
+			defer chaosWG.Done()
+			for {
+				wait := every/2 + time.Duration(rnd.Int64N(int64(every)))
+				select {
+				case <-chaosCtx.Done():
+					return
+				case <-time.After(wait):
+				}
+				p := pick()
+				p.Kill()
+				rep.Kills[name]++
+				time.Sleep(time.Second + time.Duration(rnd.Int64N(int64(2*time.Second))))
+				_ = p.Restart()
+			}
+		}()
+	}
+	var killMu sync.Mutex
+	killLoop("worker (SIGKILL)", c.KillWorkerEvery, func() *stack.Process {
+		killMu.Lock()
+		defer killMu.Unlock()
+		return st.Workers[rnd.IntN(len(st.Workers))]
+	})
+	killLoop("starter (SIGKILL)", c.KillStarterEvery, func() *stack.Process { return st.Starter })
+
+	// Progress while publishing.
+	progressDone := make(chan struct{})
+	go func() {
+		t := time.NewTicker(10 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-progressDone:
+				return
+			case <-t.C:
+				var a sim.Stats
+				_ = stack.AdminGet(st.TCSAdmin, "/admin/stats", &a)
+				logf("published %d/%d, written to TCS %d", published.Load(), c.Records, a.Exported+a.ScansDone)
+			}
+		}
+	}()
+	<-pubDone
+	time.Sleep(time.Until(start.Add(publishFor)))
+	stopChaos()
+	chaosWG.Wait()
+	// Every killed process is running again; faults end.
+	for _, p := range append([]*stack.Process{st.Starter}, st.Workers...) {
+		if p.Pid() == 0 {
+			_ = p.Restart()
+		}
+	}
+	setFaults(sim.Faults{})
+	logf("publishing done (%d records, %d poison); faults cleared; waiting for every record to settle", rep.Valid, rep.Poison)
+
+	// Settle: every record Completed or DeadLettered, queues empty.
+	deadline := time.Now().Add(c.SettleTimeout)
+	for {
+		done := count(ctx, tc, `WritebackState="Completed"`) + count(ctx, tc, `WritebackState="DeadLettered" AND ExecutionStatus="Running"`)
+		left := depth(conn, st.Topology.PlacementQueue) + depth(conn, st.Topology.ScanQueue)
+		nleft := depth(conn, nc.Queue)
+		if done >= rep.Valid && left == 0 && nleft == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			rep.Problems = append(rep.Problems, fmt.Sprintf("not settled after %s: %d of %d records done, %d messages queued", c.SettleTimeout, done, rep.Valid, left))
+			break
+		}
+		logf("settling: %d/%d records Completed or DeadLettered, %d messages queued", done, rep.Valid, left)
+		time.Sleep(5 * time.Second)
+	}
+	close(progressDone)
+	rep.Duration = since()
+	stopSampling()
+	sampleWG.Wait()
+	stopNaive()
+	<-naiveDone
+
+	reconcile(ctx, rep, recs, st, naiveAdmin, tc, conn)
+	retryAll(ctx, rep, recs, st, tc, logf)
+	return rep, nil
+}
+
+func publishRetry(ctx context.Context, pub *broker.Publisher, exchange, key string, body []byte) {
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		err := pub.Publish(pctx, exchange, key, amqp.Publishing{ContentType: "application/json", Body: body})
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+func count(ctx context.Context, c client.Client, q string) int {
+	resp, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: q})
+	if err != nil {
+		return -1
+	}
+	return int(resp.GetCount())
+}
+
+func depth(conn *broker.Conn, queue string) int {
+	ch, err := conn.Channel()
+	if err != nil {
+		return -1
+	}
+	defer ch.Close()
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	if err != nil {
+		return -1
+	}
+	return q.Messages
+}
+
+func cleanupQueues(conn *broker.Conn, t broker.Topology, tag string) {
+	ch, err := conn.Channel()
+	if err != nil {
+		return
+	}
+	defer ch.Close()
+	for _, q := range []string{t.PlacementQueue, t.ScanQueue, t.DLQ, tag + ".naive", tag + ".naive.dlq"} {
+		_, _ = ch.QueueDelete(q, false, false, false)
+	}
+	for _, e := range []string{t.Exchange, t.DLX, tag + ".naive.dlx"} {
+		_ = ch.ExchangeDelete(e, false, false)
+	}
+}
+
+// states lists every workflow's WritebackState (closed ones included).
+func states(ctx context.Context, c client.Client) map[string]string {
+	out := map[string]string{}
+	var token []byte
+	for {
+		resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{PageSize: 1000, NextPageToken: token})
+		if err != nil {
+			return out
+		}
+		for _, e := range resp.GetExecutions() {
+			var st string
+			if p, ok := e.GetSearchAttributes().GetIndexedFields()[workflows.StateKey.GetName()]; ok {
+				_ = json.Unmarshal(p.GetData(), &st)
+			}
+			id := e.GetExecution().GetWorkflowId()
+			if prev, seen := out[id]; seen && prev != "" {
+				st = prev + "+" + st // more than one run
+			}
+			out[id] = st
+		}
+		token = resp.GetNextPageToken()
+		if len(token) == 0 {
+			return out
+		}
+	}
+}
+
+func reconcile(ctx context.Context, rep *Report, recs []record, st *stack.Stack, naiveAdmin string, tc client.Client, conn *broker.Conn) {
+	var a, b sim.Export
+	_ = stack.AdminGet(st.TCSAdmin, "/admin/export", &a)
+	_ = stack.AdminGet(naiveAdmin, "/admin/export", &b)
+	countEvents := func(ex sim.Export, pid int64, file, status string) int {
+		n := 0
+		for _, e := range ex.Events[pid] {
+			if e.Filename == file && e.Status == status {
+				n++
+			}
+		}
+		return n
+	}
+	wfStates := states(ctx, tc)
+	crit := criticalLines(st)
+	for _, r := range recs {
+		state := wfStates[r.id]
+		switch state {
+		case workflows.StateCompleted:
+			rep.Completed++
+		case workflows.StateDeadLettered:
+			rep.DeadLettered++
+		default:
+			rep.Other++
+			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: state %q", r.id, state))
+		}
+		if state == workflows.StateDeadLettered {
+			if crit[r.id] != 1 {
+				rep.CriticalMismatch = append(rep.CriticalMismatch, fmt.Sprintf("%s: %d CRITICAL lines", r.id, crit[r.id]))
+			}
+		} else if crit[r.id] != 0 {
+			rep.CriticalMismatch = append(rep.CriticalMismatch, fmt.Sprintf("%s (%s): %d CRITICAL lines", r.id, state, crit[r.id]))
+		}
+		if r.placement != nil {
+			p := r.placement
+			rep.Writeback.Published++
+			rep.Naive.Published++
+			wbExp := countEvents(a, p.PlacementID, p.Filename, tcs.StatusExported)
+			nvExp := countEvents(b, p.PlacementID, p.Filename, tcs.StatusExported)
+			rep.Writeback.Failed += min(1, countEvents(a, p.PlacementID, p.Filename, tcs.StatusFailed))
+			rep.Naive.Failed += 0 // the old consumer had no way to mark a failure
+			if wbExp > 0 {
+				rep.Writeback.Exported++
+			}
+			if nvExp > 0 {
+				rep.Naive.Exported++
+			}
+			if wbExp > 1 {
+				rep.Writeback.Duplicates++
+			}
+			if nvExp > 1 {
+				rep.Naive.Duplicates++
+			}
+			if r.known {
+				if wbExp == 0 {
+					rep.Writeback.Missing++
+				}
+				if nvExp == 0 {
+					rep.Naive.Missing++
+				}
+			} else if wbExp != 0 {
+				rep.Problems = append(rep.Problems, fmt.Sprintf("%s: TCS does not know it yet holds an EXPORTED row", r.id))
+			}
+			if state == workflows.StateDeadLettered && r.known && countEvents(a, p.PlacementID, p.Filename, tcs.StatusFailed) == 0 {
+				rep.DeadLetteredUnmarked = append(rep.DeadLetteredUnmarked, r.id)
+			}
+		} else {
+			sc, ok := a.Scans[r.scan.ScanID]
+			switch {
+			case r.known && (!ok || sc.Status != tcs.ScanCompleted):
+				rep.ScansMissing++
+			case state == workflows.StateDeadLettered && r.known && sc.Status != tcs.ScanErrored:
+				rep.DeadLetteredUnmarked = append(rep.DeadLetteredUnmarked, r.id)
+			}
+		}
+	}
+	rep.QueuesLeft = depth(conn, st.Topology.PlacementQueue) + depth(conn, st.Topology.ScanQueue)
+	// The DLQ must hold exactly the poison messages, each with its reason.
+	ch, err := conn.Channel()
+	if err == nil {
+		for {
+			d, ok, err := ch.Get(st.Topology.DLQ, false)
+			if err != nil || !ok {
+				break
+			}
+			rep.DLQ++
+			if r, _ := d.Headers[intake.HeaderError].(string); r == "" {
+				rep.DLQWithoutReason++
+			}
+		}
+		ch.Close() // unacked: the DLQ keeps them
+	}
+	if rep.Writeback.Missing > 0 {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("writeback lost %d placements", rep.Writeback.Missing))
+	}
+	if rep.Writeback.Duplicates > 0 {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("writeback duplicated %d placements", rep.Writeback.Duplicates))
+	}
+	if rep.ScansMissing > 0 {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("%d known scans are not COMPLETED", rep.ScansMissing))
+	}
+	if len(rep.DeadLetteredUnmarked) > 0 {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("%d dead letters of known records lack their FAILED/ERRORED mark", len(rep.DeadLetteredUnmarked)))
+	}
+	if len(rep.CriticalMismatch) > 0 {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("%d records with a wrong number of CRITICAL lines, e.g. %s", len(rep.CriticalMismatch), rep.CriticalMismatch[0]))
+	}
+	if rep.QueuesLeft != 0 {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("%d messages left in the record queues", rep.QueuesLeft))
+	}
+	if rep.DLQ != rep.Poison || rep.DLQWithoutReason > 0 {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("the DLQ holds %d messages (%d without a reason); %d poison were published", rep.DLQ, rep.DLQWithoutReason, rep.Poison))
+	}
+}
+
+// criticalLines counts CRITICAL lines per workflow ID across every worker incarnation's log.
+func criticalLines(st *stack.Stack) map[string]int {
+	out := map[string]int{}
+	for _, w := range st.Workers {
+		for _, f := range w.LogFiles() {
+			fh, err := os.Open(f)
+			if err != nil {
+				continue
+			}
+			sc := bufio.NewScanner(fh)
+			sc.Buffer(make([]byte, 0, 1<<16), 1<<20)
+			for sc.Scan() {
+				if !strings.Contains(sc.Text(), `"level":"CRITICAL"`) {
+					continue
+				}
+				var line struct {
+					WorkflowID string `json:"workflowId"`
+				}
+				if json.Unmarshal(sc.Bytes(), &line) == nil {
+					out[line.WorkflowID]++
+				}
+			}
+			fh.Close()
+		}
+	}
+	return out
+}
+
+// retryAll makes every record known to TCS, runs `starter retry --all`, and checks every retryable
+// dead letter turns Completed.
+func retryAll(ctx context.Context, rep *Report, recs []record, st *stack.Stack, tc client.Client, logf func(string, ...any)) {
+	dead := count(ctx, tc, `WritebackState="DeadLettered" AND ExecutionStatus="Running"`)
+	if dead <= 0 {
+		return
+	}
+	_ = stack.AdminPost(st.TCSAdmin, "/admin/known", map[string]any{"all": true})
+	cmd := exec.CommandContext(ctx, st.StarterBin, "retry", "--all", "--reason", "chaos run: records created in TCS", "--by", "bench")
+	cmd.Env = append(os.Environ(), st.StarterEnv()...)
+	out, err := cmd.CombinedOutput()
+	logf("starter retry --all: %s", strings.TrimSpace(lastLine(string(out))))
+	if err != nil {
+		rep.Problems = append(rep.Problems, "starter retry --all failed: "+err.Error())
+		return
+	}
+	deadline := time.Now().Add(5 * time.Minute)
+	for time.Now().Before(deadline) {
+		if count(ctx, tc, `WritebackState="DeadLettered" AND ExecutionStatus="Running"`) == 0 {
+			break
+		}
+		time.Sleep(2 * time.Second)
+	}
+	rep.RetriedLeft = count(ctx, tc, `WritebackState="DeadLettered" AND ExecutionStatus="Running"`)
+	rep.RetriedCompleted = dead - rep.RetriedLeft
+	if rep.RetriedLeft > 0 {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("%d dead letters still DeadLettered after retry --all", rep.RetriedLeft))
+	}
+}
+
+func lastLine(s string) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	return lines[len(lines)-1]
+}

@@ -1,0 +1,349 @@
+// Package stack runs writeback's real parts as separate processes that a benchmark or a chaos run
+// can kill and restart: the Temporal dev server (with its database file), TCS simulators, workers,
+// the starter; and stops and starts the local RabbitMQ app.
+package stack
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+
+	"github.com/tis-writeback/writeback/starter/broker"
+	"github.com/tis-writeback/writeback/tcssim/sim"
+	"github.com/tis-writeback/writeback/workflows"
+)
+
+// Config of a stack.
+type Config struct {
+	Dir         string // working directory: binaries, database, logs
+	Root        string // the repository (to build the binaries and find bin/temporal)
+	Workers     int
+	Placements  int64 // placements the simulators know (1..N)
+	TCSRate     float64
+	WorkerEnv   []string // extra worker settings, e.g. RETRY_MAX_INTERVAL=10s
+	StarterEnv  []string
+	AMQPURL     string
+	TopologyTag string // queues and exchanges are prefixed with it
+}
+
+// Process is one managed child process; Restart starts a new incarnation with a new log file.
+type Process struct {
+	Name        string
+	bin         string
+	args, env   []string
+	logDir      string
+	mu          sync.Mutex
+	cmd         *exec.Cmd
+	incarnation int
+	done        chan struct{}
+}
+
+func (p *Process) start() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.incarnation++
+	f, err := os.Create(filepath.Join(p.logDir, fmt.Sprintf("%s.%d.log", p.Name, p.incarnation)))
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(p.bin, p.args...)
+	cmd.Env = append(os.Environ(), p.env...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return err
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); f.Close(); close(done) }()
+	p.cmd, p.done = cmd, done
+	return nil
+}
+
+// Kill sends SIGKILL and waits for the process to be gone.
+func (p *Process) Kill() { p.signal(syscall.SIGKILL, time.Second) }
+
+// Stop sends SIGTERM and waits up to 60 s.
+func (p *Process) Stop() { p.signal(syscall.SIGTERM, 60*time.Second) }
+
+func (p *Process) signal(sig syscall.Signal, wait time.Duration) {
+	p.mu.Lock()
+	cmd, done := p.cmd, p.done
+	p.cmd = nil
+	p.mu.Unlock()
+	if cmd == nil {
+		return
+	}
+	_ = syscall.Kill(-cmd.Process.Pid, sig)
+	select {
+	case <-done:
+	case <-time.After(wait):
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+		<-done
+	}
+}
+
+// Restart starts a new incarnation (after Kill or Stop).
+func (p *Process) Restart() error { return p.start() }
+
+// Pid is the running incarnation's PID (0 if none).
+func (p *Process) Pid() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.cmd == nil {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// LogFiles lists every incarnation's log file.
+func (p *Process) LogFiles() []string {
+	files, _ := filepath.Glob(filepath.Join(p.logDir, p.Name+".*.log"))
+	return files
+}
+
+// Stack is the running system.
+type Stack struct {
+	Cfg               Config
+	Temporal          *Process
+	TemporalAddr      string
+	TCS               *Process // writeback's TCS
+	TCSAddr, TCSAdmin string
+	Workers           []*Process
+	Starter           *Process
+	Topology          broker.Topology
+	StarterBin        string
+	procs             []*Process
+}
+
+func freePort() int {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	defer ln.Close()
+	return ln.Addr().(*net.TCPAddr).Port
+}
+
+// Build compiles worker, starter and tcssim into dir.
+func Build(root, dir string) error {
+	for _, pkg := range []string{"worker", "starter", "tcssim"} {
+		cmd := exec.Command("go", "build", "-o", filepath.Join(dir, pkg), "./"+pkg)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("go build ./%s: %v\n%s", pkg, err, out)
+		}
+	}
+	return nil
+}
+
+// Start builds and starts everything.
+func Start(ctx context.Context, c Config) (*Stack, error) {
+	if err := os.MkdirAll(filepath.Join(c.Dir, "logs"), 0o755); err != nil {
+		return nil, err
+	}
+	if err := Build(c.Root, c.Dir); err != nil {
+		return nil, err
+	}
+	if c.AMQPURL == "" {
+		c.AMQPURL = "amqp://guest:guest@localhost:5672/"
+	}
+	s := &Stack{Cfg: c, Topology: broker.DefaultTopology().WithPrefix(c.TopologyTag), StarterBin: filepath.Join(c.Dir, "starter")}
+	logs := filepath.Join(c.Dir, "logs")
+	tport := freePort()
+	s.TemporalAddr = fmt.Sprintf("127.0.0.1:%d", tport)
+	targs := []string{"server", "start-dev", "--ip", "127.0.0.1", "--port", strconv.Itoa(tport), "--headless",
+		"--db-filename", filepath.Join(c.Dir, "temporal.db"), "--log-level", "error",
+		"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"}
+	for _, sa := range workflows.SearchAttributeNames {
+		targs = append(targs, "--search-attribute", sa+"=Keyword")
+	}
+	s.Temporal = &Process{Name: "temporal", bin: filepath.Join(c.Root, "bin", "temporal"), args: targs, logDir: logs}
+	if err := s.add(s.Temporal); err != nil {
+		return nil, err
+	}
+	if err := s.WaitTemporal(ctx); err != nil {
+		return nil, err
+	}
+	var err error
+	if s.TCS, s.TCSAddr, s.TCSAdmin, err = s.StartSim("tcs"); err != nil {
+		return nil, err
+	}
+	for i := 0; i < c.Workers; i++ {
+		if _, err := s.AddWorker(); err != nil {
+			return nil, err
+		}
+	}
+	s.Starter = &Process{Name: "starter", bin: s.StarterBin, args: []string{"consume"}, logDir: logs,
+		env: append(append(s.commonEnv(), s.TopologyEnv()...), append([]string{"METRICS_ADDR=127.0.0.1:" + strconv.Itoa(freePort())}, c.StarterEnv...)...)}
+	if err := s.add(s.Starter); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Stack) add(p *Process) error {
+	if err := p.start(); err != nil {
+		return err
+	}
+	s.procs = append(s.procs, p)
+	return nil
+}
+
+func (s *Stack) commonEnv() []string {
+	return []string{"TEMPORAL_ADDRESS=" + s.TemporalAddr, "AMQP_URL=" + s.Cfg.AMQPURL, "LOG_LEVEL=info"}
+}
+
+// TopologyEnv names this stack's queues for a starter process.
+func (s *Stack) TopologyEnv() []string {
+	t := s.Topology
+	return []string{"WRITEBACK_EXCHANGE=" + t.Exchange, "WRITEBACK_PLACEMENT_QUEUE=" + t.PlacementQueue,
+		"WRITEBACK_SCAN_QUEUE=" + t.ScanQueue, "WRITEBACK_DLX=" + t.DLX, "WRITEBACK_DLQ=" + t.DLQ}
+}
+
+// StarterEnv is the environment for running starter commands (retry, …) against this stack.
+func (s *Stack) StarterEnv() []string {
+	return append(append(s.commonEnv(), s.TopologyEnv()...), "TCS_URL=http://"+s.TCSAddr, "TCS_TOKEN=dev-token")
+}
+
+// StartSim starts a TCS simulator process.
+func (s *Stack) StartSim(name string) (*Process, string, string, error) {
+	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
+	admin := fmt.Sprintf("127.0.0.1:%d", freePort())
+	p := &Process{Name: name, bin: filepath.Join(s.Cfg.Dir, "tcssim"), logDir: filepath.Join(s.Cfg.Dir, "logs"),
+		args: []string{"--addr", addr, "--admin-addr", admin, "--placements", strconv.FormatInt(s.Cfg.Placements, 10)}}
+	if err := s.add(p); err != nil {
+		return nil, "", "", err
+	}
+	for i := 0; i < 100; i++ {
+		if resp, err := http.Get("http://" + admin + "/admin/stats"); err == nil {
+			resp.Body.Close()
+			return p, addr, admin, nil
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil, "", "", fmt.Errorf("simulator %s did not start", name)
+}
+
+// AddWorker starts one more worker process.
+func (s *Stack) AddWorker() (*Process, error) {
+	env := append(s.commonEnv(), "TCS_URL=http://"+s.TCSAddr, "TCS_TOKEN=dev-token",
+		"METRICS_ADDR=127.0.0.1:"+strconv.Itoa(freePort()), fmt.Sprintf("TCS_RATE=%g", s.Cfg.TCSRate), "STOP_TIMEOUT=10s")
+	env = append(env, s.Cfg.WorkerEnv...)
+	p := &Process{Name: fmt.Sprintf("worker%d", len(s.Workers)), bin: filepath.Join(s.Cfg.Dir, "worker"), env: env,
+		logDir: filepath.Join(s.Cfg.Dir, "logs")}
+	if err := s.add(p); err != nil {
+		return nil, err
+	}
+	s.Workers = append(s.Workers, p)
+	return p, nil
+}
+
+// WaitTemporal waits until the dev server answers.
+func (s *Stack) WaitTemporal(ctx context.Context) error {
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		c, err := s.dial()
+		if err == nil {
+			_, err = c.CheckHealth(ctx, nil)
+			c.Close()
+			if err == nil {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("temporal dev server did not come up")
+}
+
+func (s *Stack) dial() (client.Client, error) {
+	return client.Dial(client.Options{HostPort: s.TemporalAddr,
+		Logger: sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
+}
+
+// Client dials the dev server.
+func (s *Stack) Client() (client.Client, error) { return s.dial() }
+
+// SetFaults replaces the simulator's faults.
+func SetFaults(admin string, f sim.Faults) error {
+	b, _ := json.Marshal(f)
+	resp, err := http.Post("http://"+admin+"/admin/faults", "application/json", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// AdminGet decodes a simulator admin answer.
+func AdminGet(admin, path string, v any) error {
+	resp, err := http.Get("http://" + admin + path)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	return json.NewDecoder(resp.Body).Decode(v)
+}
+
+// AdminPost posts JSON to a simulator admin endpoint.
+func AdminPost(admin, path string, v any) error {
+	b, _ := json.Marshal(v)
+	resp, err := http.Post("http://"+admin+path, "application/json", bytes.NewReader(b))
+	if err != nil {
+		return err
+	}
+	resp.Body.Close()
+	return nil
+}
+
+// RabbitApp stops (false) or starts (true) the local RabbitMQ application.
+func RabbitApp(start bool) error {
+	verb := "stop_app"
+	if start {
+		verb = "start_app"
+	}
+	out, err := exec.Command("rabbitmqctl", verb).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("rabbitmqctl %s: %v: %s", verb, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// RSS is a process's resident memory in bytes (Linux).
+func RSS(pid int) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if strings.HasPrefix(line, "VmRSS:") {
+			f := strings.Fields(line)
+			kb, _ := strconv.ParseInt(f[1], 10, 64)
+			return kb * 1024, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmRSS")
+}
+
+// Close stops everything, newest first.
+func (s *Stack) Close() {
+	for i := len(s.procs) - 1; i >= 0; i-- {
+		s.procs[i].Stop()
+	}
+}
