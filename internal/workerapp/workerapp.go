@@ -41,6 +41,9 @@ type Config struct {
 	// routes new workflow tasks to the new build while replay-safe code keeps old runs working.
 	DeploymentName string
 	BuildID        string
+	// WorkflowCacheSize bounds the workflows kept in memory between tasks. Parked dead letters wait
+	// for weeks; an evicted one replays its short history when a signal arrives.
+	WorkflowCacheSize int
 }
 
 // Flags defines the worker's flags (with env fallbacks) on fs.
@@ -64,6 +67,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	set.Duration(&c.Retry.AttemptTimeout, "attempt-timeout", "ATTEMPT_TIMEOUT", d.AttemptTimeout, "bound of one TCS activity attempt (keep above 2 × tcs-timeout)")
 	set.String(&c.DeploymentName, "deployment-name", "TEMPORAL_DEPLOYMENT_NAME", "", "worker deployment name (Worker Versioning; with --build-id)")
 	set.String(&c.BuildID, "build-id", "TEMPORAL_BUILD_ID", "", "build ID of this worker (Worker Versioning; with --deployment-name)")
+	set.Int(&c.WorkflowCacheSize, "workflow-cache-size", "WORKFLOW_CACHE_SIZE", 2000, "workflows cached in memory between tasks (process-wide)")
 	set.Duration(&c.Retry.ParkingPeriod, "parking-period", "PARKING_PERIOD", d.ParkingPeriod, "how long a dead letter waits for a retry or abandon signal")
 	return c
 }
@@ -120,6 +124,9 @@ func Dial(ctx context.Context, c *Config, log *slog.Logger, h client.MetricsHand
 
 // NewWorker builds the worker with both workflows and their activities registered.
 func NewWorker(cl client.Client, c *Config, acts *activities.Activities) worker.Worker {
+	if c.WorkflowCacheSize > 0 {
+		worker.SetStickyWorkflowCacheSize(c.WorkflowCacheSize)
+	}
 	opts := worker.Options{
 		MaxConcurrentActivityExecutionSize: c.MaxConcurrentActivities,
 		TaskQueueActivitiesPerSecond:       c.TCSRate,
