@@ -1,12 +1,14 @@
 package main
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
 	"time"
 
 	"github.com/tis-writeback/writeback/internal/config"
+	"github.com/tis-writeback/writeback/internal/logging"
 	"github.com/tis-writeback/writeback/starter/broker"
 )
 
@@ -64,4 +66,21 @@ func parse(fs *flag.FlagSet, args []string) (int, bool) {
 		return 2, false
 	}
 	return 0, true
+}
+
+// openBroker connects to RabbitMQ (three tries) with a confirming publisher; declare also declares
+// the topology. On failure it has printed why and returns ok=false.
+func openBroker(ctx context.Context, bf *brokerFlags, declare bool) (*broker.Conn, *broker.Publisher, bool) {
+	conn, pub, err := broker.Connect(bf.conn, logging.New(os.Stderr, logging.ParseLevel("error")), 3, ctx.Done())
+	if err == nil && declare {
+		if err = bf.topology.Declare(pub.Channel()); err != nil {
+			pub.Close()
+			conn.Close()
+		}
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return nil, nil, false
+	}
+	return conn, pub, true
 }

@@ -16,7 +16,6 @@ import (
 	"github.com/tis-writeback/writeback/internal/progress"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
 	"github.com/tis-writeback/writeback/messages"
-	"github.com/tis-writeback/writeback/starter/broker"
 	"github.com/tis-writeback/writeback/starter/intake"
 	"github.com/tis-writeback/writeback/starter/ops"
 	"github.com/tis-writeback/writeback/tcs"
@@ -140,18 +139,11 @@ each. A message that is still poison comes back to the DLQ with its reason: noth
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	log := logging.New(os.Stderr, logging.ParseLevel("error"))
-	conn, err := broker.Dial(bf.conn, log, 3, ctx.Done())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+	conn, pub, ok := openBroker(ctx, bf, false)
+	if !ok {
 		return 1
 	}
 	defer conn.Close()
-	pub, err := broker.NewPublisher(conn)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	defer pub.Close()
 	counts := map[string]int{}
 	items, err := ops.Redrive(ctx, conn, pub, bf.topology, *dry, func(it ops.RedriveItem) {

@@ -14,7 +14,6 @@ import (
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/tis-writeback/writeback/internal/logging"
 	"github.com/tis-writeback/writeback/internal/progress"
 	"github.com/tis-writeback/writeback/messages"
 	"github.com/tis-writeback/writeback/starter/broker"
@@ -45,7 +44,6 @@ any producer.`)
 		fmt.Fprintf(os.Stderr, "--kind must be placement or scan, not %q\n", *kind)
 		return 2
 	}
-	log := logging.New(os.Stderr, logging.ParseLevel("warn"))
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 
@@ -61,22 +59,12 @@ any producer.`)
 		}
 	}
 
-	conn, err := broker.Dial(bf.conn, log, 3, ctx.Done())
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+	conn, pub, ok := openBroker(ctx, bf, true)
+	if !ok {
 		return 1
 	}
 	defer conn.Close()
-	pub, err := broker.NewPublisher(conn)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	defer pub.Close()
-	if err := bf.topology.Declare(pub.Channel()); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
 	return publishAll(ctx, pub, bf.topology.Exchange, batch)
 }
 

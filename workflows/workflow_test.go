@@ -9,8 +9,10 @@ import (
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"github.com/stretchr/testify/suite"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
 
 	"github.com/tis-writeback/writeback/activities"
 	"github.com/tis-writeback/writeback/messages"
@@ -341,4 +343,31 @@ func TestUnknownErrorCountsAsTransient(t *testing.T) {
 	require.NoError(t, env.GetWorkflowResult(&st))
 	require.Equal(t, workflows.StateDeadLettered, st.State)
 	require.Contains(t, st.LastError, "boom")
+}
+
+func (s *WorkflowSuite) TestLongAuthSpellContinuesAsNewKeepingState() {
+	s.env.SetContinueAsNewSuggested(true)
+	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).
+		Return(activities.UpdateResult{}, tcsErr(activities.ErrConfig, 401, 3)).Once()
+	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
+	s.Require().True(s.env.IsWorkflowCompleted())
+	err := s.env.GetWorkflowError()
+	var can *workflow.ContinueAsNewError
+	s.Require().True(errors.As(err, &can), "got %v", err)
+	s.Equal(workflows.PlacementWorkflowType, can.WorkflowType.Name)
+
+	// The new run starts where the old one stopped: attempts and last error carried, settings not re-read.
+	env := s.NewTestWorkflowEnvironment()
+	workflows.Register(env, &activities.Activities{Settings: activities.RetrySettings{}}) // would be invalid if read
+	env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).Return(activities.UpdateResult{Attempt: 1}, nil).Once()
+	var carry workflows.Carry
+	s.Require().NoError(converter.GetDefaultDataConverter().FromPayload(can.Input.Payloads[1], &carry))
+	s.Equal(3, carry.Status.Attempts)
+	s.Contains(carry.Status.LastError, "401")
+	env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement, &carry)
+	s.Require().NoError(env.GetWorkflowError())
+	var st workflows.Status
+	s.Require().NoError(env.GetWorkflowResult(&st))
+	s.Equal(workflows.StateCompleted, st.State)
+	s.Equal(4, st.Attempts)
 }

@@ -129,20 +129,11 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	}
 	_ = naiveSim
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	conn, err := broker.Dial(broker.ConnConfig{URL: st.Cfg.AMQPURL, RetryInterval: time.Second, Name: "chaos-bench"}, quiet, 5, nil)
+	conn, pub, cleanup, err := st.Broker("chaos-bench", []string{tag + ".naive", tag + ".naive.dlq"}, []string{tag + ".naive.dlx"})
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
-	pub, err := broker.NewPublisher(conn)
-	if err != nil {
-		return nil, err
-	}
-	defer pub.Close()
-	if err := st.Topology.Declare(pub.Channel()); err != nil {
-		return nil, err
-	}
-	defer cleanupQueues(conn, st.Topology, tag)
+	defer cleanup()
 	naiveTCS, _ := tcs.New(tcs.Options{BaseURL: "http://" + naiveAddr, Token: tcs.StaticToken("dev-token"), Timeout: 2 * time.Second})
 	nc := &naive.Consumer{Conn: conn, Exchange: st.Topology.Exchange, Queue: tag + ".naive", DLX: tag + ".naive.dlx", DLQ: tag + ".naive.dlq",
 		TCS: naiveTCS, Log: quiet}
@@ -429,20 +420,6 @@ func depth(conn *broker.Conn, queue string) int {
 		return -1
 	}
 	return q.Messages
-}
-
-func cleanupQueues(conn *broker.Conn, t broker.Topology, tag string) {
-	ch, err := conn.Channel()
-	if err != nil {
-		return
-	}
-	defer ch.Close()
-	for _, q := range []string{t.PlacementQueue, t.ScanQueue, t.DLQ, tag + ".naive", tag + ".naive.dlq"} {
-		_, _ = ch.QueueDelete(q, false, false, false)
-	}
-	for _, e := range []string{t.Exchange, t.DLX, tag + ".naive.dlx"} {
-		_ = ch.ExchangeDelete(e, false, false)
-	}
 }
 
 // states lists every workflow's WritebackState (closed ones included).

@@ -76,28 +76,11 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 		return nil, err
 	}
 	defer tc.Close()
-	conn, err := broker.Dial(broker.ConnConfig{URL: st.Cfg.AMQPURL, Name: "speed-bench"}, quiet(), 5, nil)
+	_, pub, cleanup, err := st.Broker("speed-bench", nil, nil)
 	if err != nil {
 		return nil, err
 	}
-	defer conn.Close()
-	pub, err := broker.NewPublisher(conn)
-	if err != nil {
-		return nil, err
-	}
-	defer pub.Close()
-	if err := st.Topology.Declare(pub.Channel()); err != nil {
-		return nil, err
-	}
-	defer func() {
-		ch, err := conn.Channel()
-		if err == nil {
-			for _, q := range []string{st.Topology.PlacementQueue, st.Topology.ScanQueue, st.Topology.DLQ} {
-				_, _ = ch.QueueDelete(q, false, false, false)
-			}
-			ch.Close()
-		}
-	}()
+	defer cleanup()
 	if err := waitReady(ctx, tc); err != nil {
 		return nil, err
 	}

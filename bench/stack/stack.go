@@ -347,3 +347,33 @@ func (s *Stack) Close() {
 		s.procs[i].Stop()
 	}
 }
+
+// Broker connects to RabbitMQ with a confirming publisher and declares this stack's topology;
+// cleanup deletes the stack's queues and exchanges, and the extra ones named.
+func (s *Stack) Broker(name string, extraQueues, extraExchanges []string) (*broker.Conn, *broker.Publisher, func(), error) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	conn, pub, err := broker.Connect(broker.ConnConfig{URL: s.Cfg.AMQPURL, RetryInterval: time.Second, Name: name}, quiet, 5, nil)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := s.Topology.Declare(pub.Channel()); err != nil {
+		pub.Close()
+		conn.Close()
+		return nil, nil, nil, err
+	}
+	cleanup := func() {
+		if ch, err := conn.Channel(); err == nil {
+			t := s.Topology
+			for _, q := range append([]string{t.PlacementQueue, t.ScanQueue, t.DLQ}, extraQueues...) {
+				_, _ = ch.QueueDelete(q, false, false, false)
+			}
+			for _, e := range append([]string{t.Exchange, t.DLX}, extraExchanges...) {
+				_ = ch.ExchangeDelete(e, false, false)
+			}
+			_ = ch.Close()
+		}
+		_ = pub.Close()
+		_ = conn.Close()
+	}
+	return conn, pub, cleanup, nil
+}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"sync"
 
 	"github.com/google/uuid"
@@ -104,3 +105,17 @@ func (p *Publisher) Publish(ctx context.Context, exchange, key string, msg amqp.
 
 // Close closes the channel.
 func (p *Publisher) Close() error { return p.ch.Close() }
+
+// Connect dials with recovery and opens a confirming publisher on the connection.
+func Connect(c ConnConfig, log *slog.Logger, attempts int, stop <-chan struct{}) (*Conn, *Publisher, error) {
+	conn, err := Dial(c, log, attempts, stop)
+	if err != nil {
+		return nil, nil, err
+	}
+	pub, err := NewPublisher(conn)
+	if err != nil {
+		conn.Close()
+		return nil, nil, err
+	}
+	return conn, pub, nil
+}
