@@ -59,6 +59,29 @@ func (a *Activities) UpdatePlacement(ctx context.Context, msg messages.Placement
 	return UpdateResult{Attempt: attempt}, nil
 }
 
+// FirstPlacementAttempt tries UpdatePlacement once and reports the outcome with the settings.
+func (a *Activities) FirstPlacementAttempt(ctx context.Context, msg messages.PlacementExported) (FirstAttempt, error) {
+	res, err := a.UpdatePlacement(ctx, msg)
+	return a.firstAttempt(res, err), nil
+}
+
+// FirstScanAttempt tries UpdateScan once and reports the outcome with the settings.
+func (a *Activities) FirstScanAttempt(ctx context.Context, msg messages.ScanCompleted) (FirstAttempt, error) {
+	res, err := a.UpdateScan(ctx, msg)
+	return a.firstAttempt(res, err), nil
+}
+
+func (a *Activities) firstAttempt(res UpdateResult, err error) FirstAttempt {
+	fa := FirstAttempt{Settings: a.Settings, Result: res}
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		fa.ErrType, fa.Message, fa.RetryAfter = appErr.Type(), appErr.Message(), appErr.NextRetryDelay()
+	} else if err != nil {
+		fa.ErrType, fa.Message = ErrTransient, err.Error()
+	}
+	return fa
+}
+
 // UpdateScan writes a scan's result; PUT is idempotent in TCS, so no check is needed.
 func (a *Activities) UpdateScan(ctx context.Context, msg messages.ScanCompleted) (UpdateResult, error) {
 	attempt := activity.GetInfo(ctx).Attempt

@@ -298,3 +298,35 @@ func TestTokenNeverInLogsOrErrors(t *testing.T) {
 	require.NotContains(t, strings.Join(errs, "\n"), secret)
 	require.NotContains(t, f.logs.String(), secret)
 }
+
+func TestFirstAttemptReportsOutcomesAsData(t *testing.T) {
+	f := newFixture(t, secret)
+	run := func(m messages.PlacementExported) activities.FirstAttempt {
+		v, err := f.env.ExecuteLocalActivity(f.acts.FirstPlacementAttempt, m)
+		require.NoError(t, err, "the fast path never fails: it reports")
+		var fa activities.FirstAttempt
+		require.NoError(t, v.Get(&fa))
+		require.Equal(t, activities.DefaultRetrySettings(), fa.Settings, "it captures the worker's settings")
+		return fa
+	}
+	fa := run(placementMsg(31))
+	require.Empty(t, fa.ErrType)
+	require.Equal(t, 1, f.sim.Store.ExportedCount(31, placementMsg(31).Filename))
+
+	f.faults(sim.Faults{ErrorRate: 1, ErrorStatus: 503, RetryAfterSeconds: 9})
+	fa = run(placementMsg(32))
+	require.Equal(t, activities.ErrTransient, fa.ErrType)
+	require.Equal(t, 9*time.Second, fa.RetryAfter)
+	require.Contains(t, fa.Message, "503")
+
+	f.faults(sim.Faults{})
+	fa = run(placementMsg(5000))
+	require.Equal(t, activities.ErrPermanent, fa.ErrType)
+	require.Contains(t, fa.Message, "404")
+
+	v, err := f.env.ExecuteLocalActivity(f.acts.FirstScanAttempt, scanMsg)
+	require.NoError(t, err)
+	var sfa activities.FirstAttempt
+	require.NoError(t, v.Get(&sfa))
+	require.Empty(t, sfa.ErrType)
+}

@@ -4,11 +4,13 @@ import "time"
 
 // Activity type names, as the workflows schedule them and the worker registers them.
 const (
-	CurrentRetrySettingsName = "CurrentRetrySettings"
-	UpdatePlacementName      = "UpdatePlacement"
-	UpdateScanName           = "UpdateScan"
-	MarkPlacementFailedName  = "MarkPlacementFailed"
-	MarkScanErroredName      = "MarkScanErrored"
+	CurrentRetrySettingsName  = "CurrentRetrySettings"
+	FirstPlacementAttemptName = "FirstPlacementAttempt"
+	FirstScanAttemptName      = "FirstScanAttempt"
+	UpdatePlacementName       = "UpdatePlacement"
+	UpdateScanName            = "UpdateScan"
+	MarkPlacementFailedName   = "MarkPlacementFailed"
+	MarkScanErroredName       = "MarkScanErrored"
 )
 
 // Error types of the TCS-update activities; the workflows branch on them.
@@ -91,4 +93,18 @@ type MarkResult struct {
 	// Marked is false when TCS does not know the record (404), or rejected the mark itself.
 	Marked bool   `json:"marked"`
 	Note   string `json:"note,omitempty"`
+}
+
+// FirstAttempt is the outcome of the first TCS update of a phase, run as a local activity: the fast
+// path while TCS is healthy (no activity task, no second workflow task). It also captures the
+// retry settings. It reports failures as data: the workflow falls back to the regular activity,
+// with its server-side retry policy, for anything but a success or a permanent answer.
+type FirstAttempt struct {
+	Settings RetrySettings `json:"settings"`
+	Result   UpdateResult  `json:"result"`
+	// ErrType is "" on success, else ErrTransient, ErrConfig or ErrPermanent.
+	ErrType string `json:"errType,omitempty"`
+	Message string `json:"message,omitempty"`
+	// RetryAfter is TCS's Retry-After on a 429/503.
+	RetryAfter time.Duration `json:"retryAfter,omitempty"`
 }

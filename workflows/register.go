@@ -13,6 +13,8 @@ func Register(w worker.Registry, a *activities.Activities) {
 	w.RegisterWorkflowWithOptions(RecordPlacementExport, workflow.RegisterOptions{Name: PlacementWorkflowType})
 	w.RegisterWorkflowWithOptions(RecordScanResult, workflow.RegisterOptions{Name: ScanWorkflowType})
 	w.RegisterActivityWithOptions(a.CurrentRetrySettings, activity.RegisterOptions{Name: activities.CurrentRetrySettingsName})
+	w.RegisterActivityWithOptions(a.FirstPlacementAttempt, activity.RegisterOptions{Name: activities.FirstPlacementAttemptName})
+	w.RegisterActivityWithOptions(a.FirstScanAttempt, activity.RegisterOptions{Name: activities.FirstScanAttemptName})
 	w.RegisterActivityWithOptions(a.UpdatePlacement, activity.RegisterOptions{Name: activities.UpdatePlacementName})
 	w.RegisterActivityWithOptions(a.UpdateScan, activity.RegisterOptions{Name: activities.UpdateScanName})
 	w.RegisterActivityWithOptions(a.MarkPlacementFailed, activity.RegisterOptions{Name: activities.MarkPlacementFailedName})

@@ -40,6 +40,7 @@ type record interface {
 	recordID() string
 	summary() string
 	updateActivity() string
+	firstAttemptActivity() string
 	input() any
 	markActivity() string
 	deadLetter(dl activities.DeadLetter) activities.DeadLetter
@@ -52,8 +53,11 @@ func (r placementRecord) kind() messages.Kind    { return messages.KindPlacement
 func (r placementRecord) recordID() string       { return r.msg.RecordID() }
 func (r placementRecord) summary() string        { return r.msg.Summary() }
 func (r placementRecord) updateActivity() string { return activities.UpdatePlacementName }
-func (r placementRecord) input() any             { return r.msg }
-func (r placementRecord) markActivity() string   { return activities.MarkPlacementFailedName }
+func (r placementRecord) firstAttemptActivity() string {
+	return activities.FirstPlacementAttemptName
+}
+func (r placementRecord) input() any           { return r.msg }
+func (r placementRecord) markActivity() string { return activities.MarkPlacementFailedName }
 func (r placementRecord) deadLetter(dl activities.DeadLetter) activities.DeadLetter {
 	dl.Placement = &activities.PlacementRef{PlacementID: r.msg.PlacementID, Filename: r.msg.Filename}
 	return dl
@@ -68,8 +72,11 @@ func (r scanRecord) kind() messages.Kind    { return messages.KindScan }
 func (r scanRecord) recordID() string       { return r.msg.RecordID() }
 func (r scanRecord) summary() string        { return r.msg.Summary() }
 func (r scanRecord) updateActivity() string { return activities.UpdateScanName }
-func (r scanRecord) input() any             { return r.msg }
-func (r scanRecord) markActivity() string   { return activities.MarkScanErroredName }
+func (r scanRecord) firstAttemptActivity() string {
+	return activities.FirstScanAttemptName
+}
+func (r scanRecord) input() any           { return r.msg }
+func (r scanRecord) markActivity() string { return activities.MarkScanErroredName }
 func (r scanRecord) deadLetter(dl activities.DeadLetter) activities.DeadLetter {
 	dl.Scan = &activities.ScanRef{ScanID: r.msg.ScanID}
 	return dl
@@ -92,6 +99,9 @@ type recorder struct {
 	settings   activities.RetrySettings
 	budgetLeft time.Duration
 	pending    *decision
+	// fresh is true when an Updating phase begins (start, retry signal): its first attempt takes
+	// the local-activity fast path, which also captures the settings.
+	fresh bool
 }
 
 // errContinueAsNew says the update loop should hand over to a fresh run.
@@ -116,9 +126,7 @@ func (r *recorder) setup(ctx workflow.Context, carry *Carry) error {
 		r.status, r.settings, r.budgetLeft = carry.Status, carry.Settings, carry.BudgetLeft
 	} else {
 		r.status.State = StateUpdating
-		if err := r.captureSettings(ctx); err != nil {
-			return err
-		}
+		r.fresh = true
 	}
 	workflow.SetCurrentDetails(ctx, r.rec.summary())
 	return r.publishState(ctx)
@@ -209,17 +217,61 @@ func (r *recorder) run(ctx workflow.Context) (Status, error) {
 		}
 		r.status.Retries++
 		workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"kind": string(r.rec.kind())}).Counter(MetricManualRetries).Inc(1)
-		if err := r.captureSettings(ctx); err != nil {
-			return r.status, err
-		}
+		r.fresh = true
 		if err := r.setState(ctx, StateUpdating); err != nil {
 			return r.status, err
 		}
 	}
 }
 
+// firstAttempt runs the phase's first TCS update as a local activity, capturing the settings.
+// done is true when it settled the phase (success, or a permanent answer given in cause).
+func (r *recorder) firstAttempt(ctx workflow.Context) (done bool, cause string, err error) {
+	r.fresh = false
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		// Two TCS requests at most; anything slower falls back to the regular activity.
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+		Summary:             "first attempt: write " + r.rec.summary(),
+	})
+	var fa activities.FirstAttempt
+	if lerr := workflow.ExecuteLocalActivity(lctx, r.rec.firstAttemptActivity(), r.rec.input()).Get(ctx, &fa); lerr != nil {
+		// The local activity itself failed (timeout, worker trouble): capture the settings the
+		// regular way and let the activity's retry policy take over.
+		r.status.Attempts++
+		r.status.LastError = describe(lerr).message
+		if err := r.captureSettings(ctx); err != nil {
+			return false, "", err
+		}
+		return false, "", r.wait(ctx, r.settings.InitialInterval, "first attempt failed: waiting before retrying")
+	}
+	r.settings, r.budgetLeft = fa.Settings, fa.Settings.Budget
+	r.status.Attempts++
+	switch fa.ErrType {
+	case "":
+		return true, "", nil
+	case activities.ErrPermanent:
+		r.status.LastError = fa.Message
+		return true, fa.Message, nil
+	default:
+		r.status.LastError = fa.Message
+		return false, "", r.wait(ctx, max(r.settings.InitialInterval, fa.RetryAfter), "first attempt failed: waiting before retrying")
+	}
+}
+
+// wait sleeps on a durable timer with a summary the UI shows.
+func (r *recorder) wait(ctx workflow.Context, d time.Duration, summary string) error {
+	return workflow.NewTimerWithOptions(ctx, d, workflow.TimerOptions{Summary: summary}).Get(ctx, nil)
+}
+
 // update writes the record to TCS. It returns "" on success, or why the record must be dead-lettered.
 func (r *recorder) update(ctx workflow.Context) (cause string, err error) {
+	if r.fresh {
+		done, cause, err := r.firstAttempt(ctx)
+		if err != nil || done {
+			return cause, err
+		}
+	}
 	configFailures := 0
 	for {
 		if r.budgetLeft <= 0 {
@@ -257,7 +309,7 @@ func (r *recorder) update(ctx workflow.Context) (cause string, err error) {
 			wait := backoff(r.settings, configFailures)
 			configFailures++
 			r.log.Error("TCS refused our credentials; waiting before trying again", "error", f.message, "wait", wait)
-			if err := workflow.NewTimerWithOptions(ctx, wait, workflow.TimerOptions{Summary: "TCS refused credentials (401/403): waiting"}).Get(ctx, nil); err != nil {
+			if err := r.wait(ctx, wait, "TCS refused credentials (401/403): waiting"); err != nil {
 				return "", err
 			}
 			if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {

@@ -96,8 +96,35 @@ func (s *WorkflowSuite) expectMark(name string, times int) {
 		}).Times(times)
 }
 
+// firsts mocks the fast-path local activity of name to return these outcomes in turn (the last
+// one again after that), with the given settings captured. The mock has the activity's exact
+// signature: the testsuite ignores one that does not match.
+func (s *WorkflowSuite) firsts(env *testsuite.TestWorkflowEnvironment, name string, settings activities.RetrySettings, outcomes ...activities.FirstAttempt) *int {
+	calls := new(int)
+	next := func() (activities.FirstAttempt, error) {
+		fa := outcomes[min(*calls, len(outcomes)-1)]
+		*calls++
+		fa.Settings = settings
+		return fa, nil
+	}
+	if name == activities.FirstScanAttemptName {
+		env.OnActivity(name, mock.Anything, mock.Anything).Return(func(context.Context, messages.ScanCompleted) (activities.FirstAttempt, error) { return next() })
+	} else {
+		env.OnActivity(name, mock.Anything, mock.Anything).Return(func(context.Context, messages.PlacementExported) (activities.FirstAttempt, error) { return next() })
+	}
+	return calls
+}
+
+var (
+	fastOK        = activities.FirstAttempt{Result: activities.UpdateResult{Attempt: 1}}
+	fastTransient = activities.FirstAttempt{ErrType: activities.ErrTransient, Message: "TCS GET /api/placements/1708036: 503"}
+	fastConfig    = activities.FirstAttempt{ErrType: activities.ErrConfig, Message: "TCS GET /api/placements/1708036: 401"}
+	fast404       = activities.FirstAttempt{ErrType: activities.ErrPermanent, Message: "TCS GET /api/placements/1708036: 404 not found"}
+)
+
 func (s *WorkflowSuite) TestSuccessFirstTry() {
-	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).Return(activities.UpdateResult{Attempt: 1}, nil).Once()
+	// The fast path: one local activity, no activity task.
+	calls := s.firsts(s.env, activities.FirstPlacementAttemptName, s.settings, fastOK)
 	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
 	st := s.result()
 	s.Equal(workflows.Status{State: workflows.StateCompleted, Attempts: 1}, st)
@@ -105,9 +132,11 @@ func (s *WorkflowSuite) TestSuccessFirstTry() {
 	s.Equal([]string{"placement"}, s.saAll["WritebackKind"])
 	s.Equal([]string{"1708036"}, s.saAll["WritebackRecordId"])
 	s.Equal([]string{workflows.StateUpdating, workflows.StateCompleted}, s.saAll["WritebackState"])
+	s.Equal(1, *calls)
 }
 
 func (s *WorkflowSuite) TestTransientFailuresThenSuccess() {
+	s.firsts(s.env, activities.FirstPlacementAttemptName, s.settings, fastTransient)
 	calls := 0
 	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).Return(
 		func(ctx context.Context, m messages.PlacementExported) (activities.UpdateResult, error) {
@@ -121,11 +150,12 @@ func (s *WorkflowSuite) TestTransientFailuresThenSuccess() {
 	st := s.result()
 	s.Equal(4, calls, "the retry policy retries transient failures")
 	s.Equal(workflows.StateCompleted, st.State)
-	s.Equal(4, st.Attempts)
+	s.Equal(5, st.Attempts, "the fast attempt and four activity attempts")
 	s.Equal(0, s.marks)
 }
 
 func (s *WorkflowSuite) TestAuthFailureForDaysNeverDeadLetters() {
+	s.firsts(s.env, activities.FirstPlacementAttemptName, s.settings, fastConfig)
 	calls := 0
 	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).Return(
 		func(ctx context.Context, m messages.PlacementExported) (activities.UpdateResult, error) {
@@ -143,7 +173,7 @@ func (s *WorkflowSuite) TestAuthFailureForDaysNeverDeadLetters() {
 	s.Greater(mid.Attempts, 100)
 	st := s.result()
 	s.Equal(workflows.StateCompleted, st.State)
-	s.Equal(701, st.Attempts)
+	s.Equal(702, st.Attempts)
 	s.Equal(0, s.marks, "a 401 never dead-letters a record")
 	s.NotContains(s.saAll["WritebackState"], workflows.StateDeadLettered)
 }
@@ -152,8 +182,8 @@ func (s *WorkflowSuite) TestPermanentErrorDeadLettersAtOnceThenParks() {
 	for _, status := range []int{404, 422} {
 		s.Run(http(status), func() {
 			s.SetupTest()
-			s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).
-				Return(activities.UpdateResult{}, tcsErr(activities.ErrPermanent, status, 1)).Once()
+			s.firsts(s.env, activities.FirstPlacementAttemptName, s.settings,
+				activities.FirstAttempt{ErrType: activities.ErrPermanent, Message: "TCS answered " + http(status)})
 			var dl activities.DeadLetter
 			s.env.OnActivity(activities.MarkPlacementFailedName, mock.Anything, mock.Anything).Return(
 				func(ctx context.Context, in activities.DeadLetter) (activities.MarkResult, error) {
@@ -185,6 +215,7 @@ func (s *WorkflowSuite) TestBudgetSpentDeadLetters() {
 	settings := activities.DefaultRetrySettings()
 	settings.Budget = 100 * time.Second
 	workflows.Register(s.env, &activities.Activities{Settings: settings})
+	s.firsts(s.env, activities.FirstPlacementAttemptName, settings, fastTransient)
 	calls := 0
 	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).Return(
 		func(ctx context.Context, m messages.PlacementExported) (activities.UpdateResult, error) {
@@ -197,22 +228,15 @@ func (s *WorkflowSuite) TestBudgetSpentDeadLetters() {
 	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
 	s.Equal(7, calls)
 	s.Equal(workflows.StateDeadLettered, parked.State)
-	s.Equal(7, parked.Attempts)
+	s.Equal(8, parked.Attempts, "the fast attempt and seven activity attempts")
 	s.Contains(parked.LastError, "retry budget of 1m40s spent")
 	s.Contains(parked.LastError, "503")
 	s.Equal(1, s.marks)
 }
 
 func (s *WorkflowSuite) deadLetterThen(signal string, payload any, after []activities.UpdateResult) {
-	calls := 0
-	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).Return(
-		func(ctx context.Context, m messages.PlacementExported) (activities.UpdateResult, error) {
-			calls++
-			if calls == 1 {
-				return activities.UpdateResult{}, tcsErr(activities.ErrPermanent, 404, 1)
-			}
-			return after[0], nil
-		})
+	// 404 first; after the retry signal, the new phase's fast attempt succeeds.
+	s.firsts(s.env, activities.FirstPlacementAttemptName, s.settings, fast404, fastOK)
 	s.expectMark(activities.MarkPlacementFailedName, 1)
 	s.env.RegisterDelayedCallback(func() {
 		s.Equal(workflows.StateDeadLettered, s.query().State)
@@ -247,6 +271,7 @@ func (s *WorkflowSuite) TestAbandon() {
 }
 
 func (s *WorkflowSuite) TestSignalsWhileUpdatingAreIgnored() {
+	firsts := s.firsts(s.env, activities.FirstPlacementAttemptName, s.settings, fastConfig)
 	calls := 0
 	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).Return(
 		func(ctx context.Context, m messages.PlacementExported) (activities.UpdateResult, error) {
@@ -265,14 +290,14 @@ func (s *WorkflowSuite) TestSignalsWhileUpdatingAreIgnored() {
 	}, 1500*time.Millisecond)
 	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
 	st := s.result()
-	s.Equal(4, calls, "the early retry did not start another update")
+	s.Equal(4, calls)
+	s.Equal(1, *firsts, "the early retry did not start another update phase")
 	s.Equal(workflows.StateDeadLettered, st.State, "parked until the parking period ended")
 	s.Equal(0, st.Retries)
 }
 
 func (s *WorkflowSuite) TestDeadLetterMarkRetriedWhileTCSDown() {
-	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).
-		Return(activities.UpdateResult{}, tcsErr(activities.ErrPermanent, 404, 1)).Once()
+	s.firsts(s.env, activities.FirstPlacementAttemptName, s.settings, fast404)
 	calls := 0
 	s.env.OnActivity(activities.MarkPlacementFailedName, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, dl activities.DeadLetter) (activities.MarkResult, error) {
@@ -291,7 +316,7 @@ func (s *WorkflowSuite) TestDeadLetterMarkRetriedWhileTCSDown() {
 }
 
 func (s *WorkflowSuite) TestScanCompletes() {
-	s.env.OnActivity(activities.UpdateScanName, mock.Anything, scan).Return(activities.UpdateResult{Attempt: 1}, nil).Once()
+	s.firsts(s.env, activities.FirstScanAttemptName, s.settings, fastOK)
 	s.env.ExecuteWorkflow(workflows.ScanWorkflowType, scan)
 	s.Equal(workflows.StateCompleted, s.result().State)
 	s.Equal([]string{"scan"}, s.saAll["WritebackKind"])
@@ -299,8 +324,7 @@ func (s *WorkflowSuite) TestScanCompletes() {
 }
 
 func (s *WorkflowSuite) TestScanDeadLettersAndAbandons() {
-	s.env.OnActivity(activities.UpdateScanName, mock.Anything, scan).
-		Return(activities.UpdateResult{}, tcsErr(activities.ErrPermanent, 404, 1)).Once()
+	s.firsts(s.env, activities.FirstScanAttemptName, s.settings, fast404)
 	var dl activities.DeadLetter
 	s.env.OnActivity(activities.MarkScanErroredName, mock.Anything, mock.Anything).Return(
 		func(ctx context.Context, in activities.DeadLetter) (activities.MarkResult, error) {
@@ -320,8 +344,7 @@ func (s *WorkflowSuite) TestSettingsAreCapturedNotReadLive() {
 	settings := activities.DefaultRetrySettings()
 	settings.ParkingPeriod = 2 * time.Hour
 	workflows.Register(s.env, &activities.Activities{Settings: settings})
-	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).
-		Return(activities.UpdateResult{}, tcsErr(activities.ErrPermanent, 404, 1)).Once()
+	s.firsts(s.env, activities.FirstPlacementAttemptName, settings, fast404)
 	s.env.OnActivity(activities.MarkPlacementFailedName, mock.Anything, mock.Anything).Return(activities.MarkResult{Marked: true}, nil)
 	start := s.env.Now()
 	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
@@ -335,6 +358,8 @@ func TestUnknownErrorCountsAsTransient(t *testing.T) {
 	env := ts.NewTestWorkflowEnvironment()
 	workflows.Register(env, &activities.Activities{Settings: activities.RetrySettings{
 		InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute, Budget: 10 * time.Minute, ParkingPeriod: time.Hour}})
+	// The fast path itself fails (worker trouble): settings are captured the regular way.
+	env.OnActivity(activities.FirstScanAttemptName, mock.Anything, mock.Anything).Return(activities.FirstAttempt{}, errors.New("local activity failed"))
 	env.OnActivity(activities.UpdateScanName, mock.Anything, scan).Return(activities.UpdateResult{}, errors.New("boom"))
 	env.OnActivity(activities.MarkScanErroredName, mock.Anything, mock.Anything).Return(activities.MarkResult{Marked: true}, nil).Once()
 	env.ExecuteWorkflow(workflows.ScanWorkflowType, scan)
@@ -347,6 +372,7 @@ func TestUnknownErrorCountsAsTransient(t *testing.T) {
 
 func (s *WorkflowSuite) TestLongAuthSpellContinuesAsNewKeepingState() {
 	s.env.SetContinueAsNewSuggested(true)
+	s.firsts(s.env, activities.FirstPlacementAttemptName, s.settings, fastConfig)
 	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).
 		Return(activities.UpdateResult{}, tcsErr(activities.ErrConfig, 401, 3)).Once()
 	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
@@ -362,12 +388,12 @@ func (s *WorkflowSuite) TestLongAuthSpellContinuesAsNewKeepingState() {
 	env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).Return(activities.UpdateResult{Attempt: 1}, nil).Once()
 	var carry workflows.Carry
 	s.Require().NoError(converter.GetDefaultDataConverter().FromPayload(can.Input.Payloads[1], &carry))
-	s.Equal(3, carry.Status.Attempts)
+	s.Equal(4, carry.Status.Attempts)
 	s.Contains(carry.Status.LastError, "401")
 	env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement, &carry)
 	s.Require().NoError(env.GetWorkflowError())
 	var st workflows.Status
 	s.Require().NoError(env.GetWorkflowResult(&st))
 	s.Equal(workflows.StateCompleted, st.State)
-	s.Equal(4, st.Attempts)
+	s.Equal(5, st.Attempts)
 }
