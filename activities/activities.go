@@ -49,7 +49,7 @@ func (a *Activities) UpdatePlacement(ctx context.Context, msg messages.Placement
 			return UpdateResult{Attempt: attempt, AlreadyWritten: true}, nil
 		}
 	}
-	_, err = a.TCS.MarkESRExported(ctx, tcs.ESRExport{
+	err = a.TCS.MarkESRExported(ctx, tcs.ESRExport{
 		PlacementID: msg.PlacementID, PositionNumber: msg.PositionNumber, PositionID: msg.PositionID,
 		Filename: msg.Filename, ExportedAt: msg.ExportedAt,
 	})
@@ -86,7 +86,7 @@ func (a *Activities) firstAttempt(res UpdateResult, err error) FirstAttempt {
 func (a *Activities) UpdateScan(ctx context.Context, msg messages.ScanCompleted) (UpdateResult, error) {
 	attempt := activity.GetInfo(ctx).Attempt
 	completed := msg.CompletedAt
-	_, err := a.TCS.PutScan(ctx, msg.ScanID, tcs.ScanUpdate{
+	err := a.TCS.PutScan(ctx, msg.ScanID, tcs.ScanUpdate{
 		Status: tcs.ScanCompleted, Result: msg.Result, FileName: msg.FileName, CompletedAt: &completed,
 	})
 	if err != nil {
@@ -132,15 +132,18 @@ func (a *Activities) MarkPlacementFailed(ctx context.Context, dl DeadLetter) (Ma
 }
 
 func (a *Activities) markPlacement(ctx context.Context, ref PlacementRef, dl DeadLetter) (MarkResult, error) {
-	// On a retried attempt an earlier one may have written the mark without hearing back:
-	// if this file's latest event is already FAILED, the mark is in place.
+	// On a retried attempt an earlier one may have written the mark without hearing back: if a
+	// FAILED event for this file is there, TCS shows the cross already (TCS does not promise an
+	// order of events, so any FAILED event counts).
 	if activity.GetInfo(ctx).Attempt > 1 {
 		p, err := a.TCS.GetPlacement(ctx, ref.PlacementID)
 		if err != nil {
 			return a.markOutcome(err)
 		}
-		if latest := latestEvent(p.ESREvents, ref.Filename); latest != nil && latest.Status == tcs.StatusFailed {
-			return MarkResult{Marked: true, Note: "already marked"}, nil
+		for _, ev := range p.ESREvents {
+			if ev.Filename == ref.Filename && ev.Status == tcs.StatusFailed {
+				return MarkResult{Marked: true, Note: "already marked"}, nil
+			}
 		}
 	}
 	err := a.TCS.MarkESRExportFailed(ctx, ref.PlacementID, tcs.ESRExportFailure{
@@ -158,7 +161,7 @@ func (a *Activities) MarkScanErrored(ctx context.Context, dl DeadLetter) (MarkRe
 		return MarkResult{}, temporal.NewNonRetryableApplicationError("no scan in dead letter", "BadInput", nil)
 	}
 	failed := dl.DeadLetteredAt
-	_, err := a.TCS.PutScan(ctx, dl.Scan.ScanID, tcs.ScanUpdate{Status: tcs.ScanErrored, Reason: reasonText(dl), FailedAt: &failed})
+	err := a.TCS.PutScan(ctx, dl.Scan.ScanID, tcs.ScanUpdate{Status: tcs.ScanErrored, Reason: reasonText(dl), FailedAt: &failed})
 	res := MarkResult{Marked: true}
 	if err != nil {
 		if res, err = a.markOutcome(err); err != nil {
@@ -202,14 +205,4 @@ func (a *Activities) critical(ctx context.Context, dl DeadLetter, res MarkResult
 
 func reasonText(dl DeadLetter) string {
 	return fmt.Sprintf("writeback dead-lettered after %d attempt(s): %s", dl.Attempts, dl.LastError)
-}
-
-func latestEvent(evs []tcs.ESREvent, filename string) *tcs.ESREvent {
-	var latest *tcs.ESREvent
-	for i := range evs {
-		if evs[i].Filename == filename && (latest == nil || evs[i].ID > latest.ID) {
-			latest = &evs[i]
-		}
-	}
-	return latest
 }

@@ -16,22 +16,20 @@ import (
 	"time"
 )
 
-// Placement is what GET /api/placements/{id} returns.
+// Placement is what GET /api/placements/{id} returns. Only the fields writeback reads are typed:
+// another TCS implementation may render the rest differently (numbers as strings, dates as
+// arrays), and that must not make a healthy answer unreadable.
 type Placement struct {
-	ID        int64      `json:"id"`
+	ID        any        `json:"id"`
 	ESREvents []ESREvent `json:"esrEvents"`
 }
 
-// ESREvent is one PlacementEsrEvent row.
+// ESREvent is one PlacementEsrEvent row, in the order TCS lists them.
 type ESREvent struct {
-	ID             int64  `json:"id"`
-	PlacementID    int64  `json:"placementId"`
-	EventDateTime  string `json:"eventDateTime"`
-	Filename       string `json:"filename"`
-	PositionNumber int64  `json:"positionNumber,omitempty"`
-	PositionID     int64  `json:"positionId,omitempty"`
-	Status         string `json:"status"`
-	Reason         string `json:"reason,omitempty"`
+	ID            any    `json:"id,omitempty"`
+	EventDateTime any    `json:"eventDateTime,omitempty"`
+	Filename      string `json:"filename"`
+	Status        string `json:"status"`
 }
 
 // Event statuses.
@@ -56,15 +54,10 @@ type ESRExportFailure struct {
 	FailedAt time.Time `json:"failedAt"`
 }
 
-// Scan is what the scan endpoints return.
+// Scan is what GET /api/scans/{id} returns (the fields writeback reads).
 type Scan struct {
-	ID          string `json:"id"`
-	Status      string `json:"status"`
-	Result      string `json:"result,omitempty"`
-	FileName    string `json:"fileName,omitempty"`
-	CompletedAt string `json:"completedAt,omitempty"`
-	Reason      string `json:"reason,omitempty"`
-	FailedAt    string `json:"failedAt,omitempty"`
+	Status string `json:"status"`
+	Result string `json:"result,omitempty"`
 }
 
 // ScanUpdate is the body of PUT /api/scans/{id}: either a COMPLETED result or an ERRORED mark.
@@ -166,10 +159,9 @@ func (c *Client) GetPlacement(ctx context.Context, placementID int64) (Placement
 }
 
 // MarkESRExported inserts an EXPORTED event. TCS does not deduplicate: callers check first.
-func (c *Client) MarkESRExported(ctx context.Context, e ESRExport) (ESREvent, error) {
-	var ev ESREvent
-	err := c.do(ctx, EndpointESRExported, http.MethodPost, fmt.Sprintf("/api/placements/%d/esr-exported", e.PlacementID), e, &ev)
-	return ev, err
+// The answer's body is not read: a 2xx is all that matters.
+func (c *Client) MarkESRExported(ctx context.Context, e ESRExport) error {
+	return c.do(ctx, EndpointESRExported, http.MethodPost, fmt.Sprintf("/api/placements/%d/esr-exported", e.PlacementID), e, nil)
 }
 
 // MarkESRExportFailed records a FAILED event for a placement whose export could not be written.
@@ -177,11 +169,10 @@ func (c *Client) MarkESRExportFailed(ctx context.Context, placementID int64, f E
 	return c.do(ctx, EndpointESRExportFaild, http.MethodPost, fmt.Sprintf("/api/placements/%d/esr-export-failed", placementID), f, nil)
 }
 
-// PutScan writes a scan's outcome (COMPLETED or ERRORED). It is idempotent in TCS.
-func (c *Client) PutScan(ctx context.Context, scanID string, u ScanUpdate) (Scan, error) {
-	var s Scan
-	err := c.do(ctx, EndpointPutScan, http.MethodPut, "/api/scans/"+url.PathEscape(scanID), u, &s)
-	return s, err
+// PutScan writes a scan's outcome (COMPLETED or ERRORED). It is idempotent in TCS. The answer's
+// body is not read.
+func (c *Client) PutScan(ctx context.Context, scanID string, u ScanUpdate) error {
+	return c.do(ctx, EndpointPutScan, http.MethodPut, "/api/scans/"+url.PathEscape(scanID), u, nil)
 }
 
 // GetScan reads a scan.

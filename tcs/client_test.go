@@ -52,7 +52,7 @@ func TestTimeoutIsTransientAndTokenStaysOut(t *testing.T) {
 	c, err := tcs.New(tcs.Options{BaseURL: srv.URL, Token: tcs.StaticToken("very-secret"), Timeout: 50 * time.Millisecond,
 		Observe: func(o tcs.Observation) { seen = append(seen, o) }})
 	require.NoError(t, err)
-	_, err = c.PutScan(context.Background(), "3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c11", tcs.ScanUpdate{Status: tcs.ScanCompleted})
+	err = c.PutScan(context.Background(), "3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c11", tcs.ScanUpdate{Status: tcs.ScanCompleted})
 	require.Equal(t, tcs.Transient, tcs.Classify(err))
 	require.Contains(t, err.Error(), "timed out")
 	require.False(t, strings.Contains(err.Error(), "very-secret"))
@@ -71,4 +71,26 @@ func TestUnreadableTokenIsConfig(t *testing.T) {
 func TestBadBaseURL(t *testing.T) {
 	_, err := tcs.New(tcs.Options{BaseURL: "not a url", Token: tcs.StaticToken("t")})
 	require.Error(t, err)
+}
+
+// Another TCS may render what writeback does not read differently: ids as strings, dates as arrays,
+// and answer bodies writeback ignores. None of that may make a healthy answer unreadable.
+func TestLenientAboutFieldsItDoesNotRead(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch {
+		case r.Method == http.MethodGet:
+			_, _ = w.Write([]byte(`{"id":"1708036","esrEvents":[{"id":"e-1","eventDateTime":[2021,7,28,13,10],"filename":"A.DAT","status":"EXPORTED","positionId":"x"}]}`))
+		default:
+			_, _ = w.Write([]byte(`<html>ok</html>`))
+		}
+	}))
+	defer srv.Close()
+	c, err := tcs.New(tcs.Options{BaseURL: srv.URL, Token: tcs.StaticToken("t")})
+	require.NoError(t, err)
+	p, err := c.GetPlacement(context.Background(), 1708036)
+	require.NoError(t, err)
+	require.Equal(t, "A.DAT", p.ESREvents[0].Filename)
+	require.Equal(t, tcs.StatusExported, p.ESREvents[0].Status)
+	require.NoError(t, c.MarkESRExported(context.Background(), tcs.ESRExport{PlacementID: 1, Filename: "A.DAT"}))
+	require.NoError(t, c.PutScan(context.Background(), "s", tcs.ScanUpdate{Status: tcs.ScanCompleted}))
 }
