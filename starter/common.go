@@ -4,11 +4,13 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"go.temporal.io/sdk/client"
 	"os"
 	"time"
 
 	"github.com/tis-writeback/writeback/internal/config"
 	"github.com/tis-writeback/writeback/internal/logging"
+	"github.com/tis-writeback/writeback/internal/temporalclient"
 	"github.com/tis-writeback/writeback/starter/broker"
 )
 
@@ -83,4 +85,16 @@ func openBroker(ctx context.Context, bf *brokerFlags, declare bool) (*broker.Con
 		return nil, nil, false
 	}
 	return conn, pub, true
+}
+
+// dialTemporal connects for a short operator command (15 s at most); on failure it has printed why.
+func dialTemporal(ctx context.Context, tc *temporalclient.Config) (client.Client, bool) {
+	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	c, err := temporalclient.Dial(dctx, tc, logging.New(os.Stderr, logging.ParseLevel("error")), nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cannot reach Temporal:", err)
+		return nil, false
+	}
+	return c, true
 }

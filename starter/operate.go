@@ -9,10 +9,8 @@ import (
 	"os/user"
 	"sort"
 	"text/tabwriter"
-	"time"
 
 	"github.com/tis-writeback/writeback/internal/config"
-	"github.com/tis-writeback/writeback/internal/logging"
 	"github.com/tis-writeback/writeback/internal/progress"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
 	"github.com/tis-writeback/writeback/messages"
@@ -57,12 +55,8 @@ operator are the signal's payload, so they are in the workflow's history.`)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
-	log := logging.New(os.Stderr, logging.ParseLevel("error"))
-	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-	defer cancel()
-	c, err := temporalclient.Dial(dctx, tc, log, nil)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "cannot reach Temporal:", err)
+	c, ok := dialTemporal(ctx, tc)
+	if !ok {
 		return 1
 	}
 	defer c.Close()
@@ -217,12 +211,8 @@ where a closed run of the same ID exists (its write did not stick). Placements T
 	defer stop()
 	var starter intake.Starter = noStarter{}
 	if !*dry {
-		log := logging.New(os.Stderr, logging.ParseLevel("error"))
-		dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
-		defer cancel()
-		c, err := temporalclient.Dial(dctx, tc, log, nil)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "cannot reach Temporal:", err)
+		c, ok := dialTemporal(ctx, tc)
+		if !ok {
 			return 1
 		}
 		defer c.Close()
