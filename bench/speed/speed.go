@@ -205,30 +205,32 @@ func noop(context.Context) error { return nil }
 
 func ceiling(ctx context.Context, tc client.Client, n int) (float64, int, error) {
 	const tq = "bench-ceiling"
-	w := worker.New(tc, tq, worker.Options{MaxConcurrentActivityExecutionSize: 200})
+	w := worker.New(tc, tq, worker.Options{MaxConcurrentActivityExecutionSize: 200, MaxConcurrentWorkflowTaskExecutionSize: 200})
 	w.RegisterWorkflowWithOptions(bareWorkflow, workflow.RegisterOptions{Name: "BareWorkflow"})
 	w.RegisterActivityWithOptions(noop, activityName("noop"))
 	if err := w.Start(); err != nil {
 		return 0, 0, err
 	}
 	defer w.Stop()
+	// Start them all from 200 goroutines, then wait for every result: the server is kept as busy
+	// as it can be, so the ceiling is not understated by the load generator.
 	start := time.Now()
 	var wg sync.WaitGroup
 	var firstErr atomic.Value
 	work := make(chan int)
 	prefix := uuid.NewString()[:8]
-	for g := 0; g < 64; g++ {
+	runs := make([]client.WorkflowRun, n)
+	for g := 0; g < 200; g++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			for i := range work {
 				run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: fmt.Sprintf("bare-%s-%d", prefix, i), TaskQueue: tq}, "BareWorkflow")
-				if err == nil {
-					err = run.Get(ctx, nil)
-				}
 				if err != nil {
 					firstErr.CompareAndSwap(nil, err)
+					continue
 				}
+				runs[i] = run
 			}
 		}()
 	}
@@ -239,6 +241,11 @@ func ceiling(ctx context.Context, tc client.Client, n int) (float64, int, error)
 	wg.Wait()
 	if e, ok := firstErr.Load().(error); ok {
 		return 0, 0, e
+	}
+	for _, run := range runs {
+		if err := run.Get(ctx, nil); err != nil {
+			return 0, 0, err
+		}
 	}
 	rate := float64(n) / time.Since(start).Seconds()
 	return rate, historyLen(ctx, tc, fmt.Sprintf("bare-%s-0", prefix)), nil

@@ -67,7 +67,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	set.Duration(&c.Retry.AttemptTimeout, "attempt-timeout", "ATTEMPT_TIMEOUT", d.AttemptTimeout, "bound of one TCS activity attempt (keep above 2 × tcs-timeout)")
 	set.String(&c.DeploymentName, "deployment-name", "TEMPORAL_DEPLOYMENT_NAME", "", "worker deployment name (Worker Versioning; with --build-id)")
 	set.String(&c.BuildID, "build-id", "TEMPORAL_BUILD_ID", "", "build ID of this worker (Worker Versioning; with --deployment-name)")
-	set.Int(&c.WorkflowCacheSize, "workflow-cache-size", "WORKFLOW_CACHE_SIZE", 2000, "workflows cached in memory between tasks (process-wide)")
+	set.Int(&c.WorkflowCacheSize, "workflow-cache-size", "WORKFLOW_CACHE_SIZE", 500, "workflows cached in memory between tasks (process-wide)")
 	set.Duration(&c.Retry.ParkingPeriod, "parking-period", "PARKING_PERIOD", d.ParkingPeriod, "how long a dead letter waits for a retry or abandon signal")
 	return c
 }
