@@ -65,7 +65,7 @@ func TestRetryAndAbandonCommands(t *testing.T) {
 	s.waitState(t, other, workflows.StateAbandoned, 10*time.Second)
 
 	// The cause is fixed: TCS now knows the placements.
-	s.sim.Store.AddPlacements(5001, 5002, 5003)
+	s.sim.Store.MakeKnown([]int64{5001, 5002, 5003}, nil, false)
 	require.Eventually(t, func() bool {
 		return count(t, s.tm.Client, `WritebackState="DeadLettered" AND ExecutionStatus="Running"`) == 3
 	}, 10*time.Second, 100*time.Millisecond)

@@ -123,11 +123,10 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 		return nil, err
 	}
 	defer st.Close()
-	naiveSim, naiveAddr, naiveAdmin, err := st.StartSim("naive-tcs")
+	_, naiveAddr, naiveAdmin, err := st.StartSim("naive-tcs")
 	if err != nil {
 		return nil, err
 	}
-	_ = naiveSim
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	conn, pub, cleanup, err := st.Broker("chaos-bench", []string{tag + ".naive", tag + ".naive.dlq"}, []string{tag + ".naive.dlx"})
 	if err != nil {
@@ -489,7 +488,6 @@ func reconcile(ctx context.Context, rep *Report, recs []record, st *stack.Stack,
 			wbExp := countEvents(a, p.PlacementID, p.Filename, tcs.StatusExported)
 			nvExp := countEvents(b, p.PlacementID, p.Filename, tcs.StatusExported)
 			rep.Writeback.Failed += min(1, countEvents(a, p.PlacementID, p.Filename, tcs.StatusFailed))
-			rep.Naive.Failed += 0 // the old consumer had no way to mark a failure
 			if wbExp > 0 {
 				rep.Writeback.Exported++
 			}

@@ -12,7 +12,6 @@ import (
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
-	"gonum.org/v1/plot/vg/draw"
 )
 
 // Table is a markdown table.
@@ -143,7 +142,6 @@ func Plot(path, title, xLabel, yLabel string, series []Series, spans []Span) err
 	p.Legend.Left = true
 	p.Legend.YOffs = -vg.Points(4)
 	p.Add(plotter.NewGrid())
-	_ = draw.PosLeft
 	return p.Save(10*vg.Inch, 5*vg.Inch, path)
 }
 

@@ -195,15 +195,6 @@ func (s *Store) ScanRecord(id string) (Scan, bool) {
 	return Scan{}, false
 }
 
-// AddPlacements makes placements known (e.g. to fix a dead letter for an unknown placement).
-func (s *Store) AddPlacements(ids ...int64) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, id := range ids {
-		s.extra[id] = true
-	}
-}
-
 // Stats is what GET /admin/stats returns.
 type Stats struct {
 	Requests map[string]map[string]int `json:"requests"`
@@ -521,17 +512,6 @@ func (s *Store) AdminHandler() http.Handler {
 			return
 		}
 		s.MakeKnown(body.Placements, body.Scans, body.All)
-		writeJSON(w, 200, body)
-	})
-	mux.HandleFunc("POST /admin/placements", func(w http.ResponseWriter, r *http.Request) {
-		var body struct {
-			IDs []int64 `json:"ids"`
-		}
-		if err := json.NewDecoder(r.Body).Decode(&body); err != nil {
-			problem(w, http.StatusBadRequest, `body must be {"ids":[...]}`)
-			return
-		}
-		s.AddPlacements(body.IDs...)
 		writeJSON(w, 200, body)
 	})
 	return mux
