@@ -36,17 +36,27 @@ func Decode(kind messages.Kind, body []byte) (Record, error) {
 		if err != nil {
 			return Record{}, err
 		}
-		return Record{Kind: kind, WorkflowID: m.WorkflowID(), WorkflowType: workflows.PlacementWorkflowType,
-			RecordID: m.RecordID(), Summary: m.Summary(), Input: m}, nil
+		return PlacementRecord(m), nil
 	case messages.KindScan:
 		m, err := messages.DecodeScan(body)
 		if err != nil {
 			return Record{}, err
 		}
-		return Record{Kind: kind, WorkflowID: m.WorkflowID(), WorkflowType: workflows.ScanWorkflowType,
-			RecordID: m.RecordID(), Summary: m.Summary(), Input: m}, nil
+		return ScanRecord(m), nil
 	}
 	return Record{}, &messages.Invalid{Reason: fmt.Sprintf("unknown kind of record %q", kind)}
+}
+
+// PlacementRecord is the Record of a valid placement message.
+func PlacementRecord(m messages.PlacementExported) Record {
+	return Record{Kind: messages.KindPlacement, WorkflowID: m.WorkflowID(), WorkflowType: workflows.PlacementWorkflowType,
+		RecordID: m.RecordID(), Summary: m.Summary(), Input: m}
+}
+
+// ScanRecord is the Record of a valid scan message.
+func ScanRecord(m messages.ScanCompleted) Record {
+	return Record{Kind: messages.KindScan, WorkflowID: m.WorkflowID(), WorkflowType: workflows.ScanWorkflowType,
+		RecordID: m.RecordID(), Summary: m.Summary(), Input: m}
 }
 
 // Starter starts workflows.

@@ -93,11 +93,7 @@ func reconcileOne(ctx context.Context, tc *tcs.Client, starter intake.Starter, m
 	if dryRun {
 		return "missing", ""
 	}
-	rec, err := intake.Decode(messages.KindPlacement, mustJSON(m))
-	if err != nil {
-		return "failed", err.Error()
-	}
-	started, err := starter.Start(ctx, rec)
+	started, err := starter.Start(ctx, intake.PlacementRecord(m))
 	switch {
 	case err != nil:
 		return "start-failed", err.Error()
