@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
@@ -38,7 +39,10 @@ func startConsumer(t *testing.T, b *testenv.Broker, tc client.Client, prefetch i
 	pub, err := broker.NewPublisher(conn)
 	require.NoError(t, err)
 	m := intake.NewMetrics(prometheus.NewRegistry(), []string{b.Topology.PlacementQueue, b.Topology.ScanQueue}, b.Topology.DLQ)
-	c := &intake.Consumer{Conn: conn, Topology: b.Topology, Publisher: pub, Starter: intake.TemporalStarter{Client: tc},
+	dial := func() (*amqp.Connection, error) {
+		return broker.DialPlain(broker.ConnConfig{URL: testenv.AMQPURL(), Name: "writeback-test-consumer"})
+	}
+	c := &intake.Consumer{Conn: conn, Dial: dial, Topology: b.Topology, Publisher: pub, Starter: intake.TemporalStarter{Client: tc},
 		Log: log, Metrics: m, Prefetch: prefetch, RetryMax: 2 * time.Second, DrainTimeout: 5 * time.Second}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)

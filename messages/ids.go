@@ -1,16 +1,83 @@
 package messages
 
 import (
+	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 )
 
 // Workflow IDs are part of the contract (SPEC section 3): they make a redelivered or duplicate
 // message land on the workflow that already exists.
 
-// PlacementWorkflowID is the workflow ID of one exported placement.
+// MaxWorkflowIDBytes is the longest workflow ID the Temporal server accepts by default
+// (dynamic config limit.maxIDLength, counted in bytes).
+const MaxWorkflowIDBytes = 1000
+
+const placementIDPrefix = "placement-esr/"
+
+// PlacementWorkflowID is the workflow ID of one exported placement. The filename is
+// percent-encoded (SPEC section 3): the SDK sends the ID in a gRPC header, which carries only
+// printable ASCII.
 func PlacementWorkflowID(placementID int64, filename string) string {
-	return fmt.Sprintf("placement-esr/%d/%s", placementID, filename)
+	return placementIDPrefix + strconv.FormatInt(placementID, 10) + "/" + EscapeFilename(filename)
+}
+
+// EscapeFilename writes each byte outside printable ASCII (0x20-0x7E), and "%", as %XX.
+func EscapeFilename(s string) string {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e || c == '%' {
+			fmt.Fprintf(&b, "%%%02X", c)
+			continue
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+// UnescapeFilename reverses EscapeFilename; it accepts only what EscapeFilename writes.
+func UnescapeFilename(s string) (string, error) {
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c > 0x7e {
+			return "", fmt.Errorf("byte %#x is not printable ASCII", c)
+		}
+		if c != '%' {
+			b.WriteByte(c)
+			continue
+		}
+		if i+2 >= len(s) || !isUpperHex(s[i+1]) || !isUpperHex(s[i+2]) {
+			return "", errors.New("a % is not followed by two upper-case hex digits")
+		}
+		v, _ := strconv.ParseUint(s[i+1:i+3], 16, 8)
+		b.WriteByte(byte(v))
+		i += 2
+	}
+	return b.String(), nil
+}
+
+func isUpperHex(c byte) bool { return (c >= '0' && c <= '9') || (c >= 'A' && c <= 'F') }
+
+// ParsePlacementWorkflowID splits a placement workflow ID into its placement ID and filename.
+func ParsePlacementWorkflowID(id string) (placementID int64, filename string, err error) {
+	rest, ok := strings.CutPrefix(id, placementIDPrefix)
+	num, enc, ok2 := strings.Cut(rest, "/")
+	if !ok || !ok2 {
+		return 0, "", fmt.Errorf("%q is not a placement workflow ID (placement-esr/<placementId>/<filename>)", id)
+	}
+	if placementID, err = strconv.ParseInt(num, 10, 64); err != nil || placementID < 1 {
+		return 0, "", fmt.Errorf("%q: %q is not a placement ID", id, num)
+	}
+	if filename, err = UnescapeFilename(enc); err != nil {
+		return 0, "", fmt.Errorf("%q: filename: %w", id, err)
+	}
+	if filename == "" || strings.Contains(filename, "/") {
+		return 0, "", fmt.Errorf("%q: the filename must be non-empty and hold no \"/\"", id)
+	}
+	return placementID, filename, nil
 }
 
 // ScanWorkflowID is the workflow ID of one finished scan; scanID is lower-cased by DecodeScan.

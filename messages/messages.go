@@ -106,6 +106,10 @@ func DecodePlacement(body []byte) (PlacementExported, error) {
 	if m.ExportedAt, err = timestamp(fields, "exportedAt"); err != nil {
 		return m, err
 	}
+	if n := len(m.WorkflowID()); n > MaxWorkflowIDBytes {
+		return m, invalid("field \"filename\" makes a workflow ID of %d bytes (non-ASCII characters are percent-encoded), over Temporal's limit of %d",
+			n, MaxWorkflowIDBytes)
+	}
 	return m, nil
 }
 

@@ -50,10 +50,13 @@ func TestPoisonReasons(t *testing.T) {
 		require.True(t, messages.IsInvalid(err))
 		require.Contains(t, err.Error(), want, body[:min(50, len(body))])
 	}
-	// 255 characters (not bytes) is the limit.
-	ok := `{"placementId": 1, "positionNumber": 1, "positionId": 1, "filename": "` + strings.Repeat("é", 255) + `", "exportedAt": "2021-07-28T13:10:00Z"}`
-	_, err := messages.DecodePlacement([]byte(ok))
-	require.NoError(t, err)
+	// 255 characters (not bytes) is the limit of the field; the workflow ID's 1,000 bytes bound
+	// non-ASCII names further (each such byte is written as %XX): 160 "é" fit, 255 do not.
+	for _, name := range []string{strings.Repeat("a", 255), strings.Repeat("é", 160)} {
+		ok := `{"placementId": 1, "positionNumber": 1, "positionId": 1, "filename": "` + name + `", "exportedAt": "2021-07-28T13:10:00Z"}`
+		_, err := messages.DecodePlacement([]byte(ok))
+		require.NoError(t, err)
+	}
 }
 
 // FuzzDecode: decoding never panics, and every rejection says why.
@@ -63,6 +66,22 @@ func FuzzDecode(f *testing.F) {
 		f.Add([]byte(seed))
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
+		// An accepted placement has an ID that gRPC can carry and that parses back to it.
+		if m, err := messages.DecodePlacement(body); err == nil {
+			id := m.WorkflowID()
+			if len(id) > messages.MaxWorkflowIDBytes {
+				t.Fatalf("accepted a workflow ID of %d bytes", len(id))
+			}
+			for i := 0; i < len(id); i++ {
+				if id[i] < 0x20 || id[i] > 0x7e {
+					t.Fatalf("workflow ID %q holds byte %#x", id, id[i])
+				}
+			}
+			pid, file, perr := messages.ParsePlacementWorkflowID(id)
+			if perr != nil || pid != m.PlacementID || file != m.Filename {
+				t.Fatalf("ID %q does not parse back: %v", id, perr)
+			}
+		}
 		for _, decode := range []func([]byte) error{
 			func(b []byte) error { _, err := messages.DecodePlacement(b); return err },
 			func(b []byte) error { _, err := messages.DecodeScan(b); return err },

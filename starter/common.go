@@ -73,9 +73,10 @@ func parse(fs *flag.FlagSet, args []string) (int, bool) {
 // openBroker connects to RabbitMQ (three tries) with a confirming publisher; declare also declares
 // the topology. On failure it has printed why and returns ok=false.
 func openBroker(ctx context.Context, bf *brokerFlags, declare bool) (*broker.Conn, *broker.Publisher, bool) {
-	conn, pub, err := broker.Connect(bf.conn, logging.New(os.Stderr, logging.ParseLevel("error")), 3, ctx.Done())
+	log := logging.New(os.Stderr, logging.ParseLevel("warn"))
+	conn, pub, err := broker.Connect(bf.conn, log, 3, ctx.Done())
 	if err == nil && declare {
-		if err = bf.topology.Declare(pub.Channel()); err != nil {
+		if err = bf.topology.Declare(conn, log); err != nil {
 			pub.Close()
 			conn.Close()
 		}

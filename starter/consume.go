@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"go.temporal.io/sdk/client"
 	"go.uber.org/fx"
 	"go.uber.org/fx/fxevent"
@@ -116,16 +117,20 @@ func consumeLifecycle(lc fx.Lifecycle, sd fx.Shutdowner, c *consumeConfig, log *
 				}
 				m.TemporalUp.Set(1)
 				go watchTemporal(ctx, tc, m)
+				consumerConn := c.broker.conn
+				consumerConn.Name = "writeback-starter-consumer"
+				consumer := &intake.Consumer{Conn: conn, Dial: func() (*amqp.Connection, error) { return broker.DialPlain(consumerConn) },
+					Topology: c.broker.topology, Publisher: pub,
+					Starter: intake.TemporalStarter{Client: tc}, Log: log, Metrics: m, Prefetch: c.prefetch,
+					DrainTimeout: c.drainTimeout}
 				health.Check = func(ctx context.Context) error {
 					if !conn.Up() {
 						return errors.New("RabbitMQ connection down")
 					}
-					return nil
+					// Never a green starter that consumes nothing.
+					return consumer.Ready()
 				}
 				health.SetReady(true)
-				consumer := &intake.Consumer{Conn: conn, Topology: c.broker.topology, Publisher: pub,
-					Starter: intake.TemporalStarter{Client: tc}, Log: log, Metrics: m, Prefetch: c.prefetch,
-					DrainTimeout: c.drainTimeout}
 				if err := consumer.Run(ctx); err != nil {
 					fail("consumer stopped", err)
 				}

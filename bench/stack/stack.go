@@ -356,7 +356,7 @@ func (s *Stack) Broker(name string, extraQueues, extraExchanges []string) (*brok
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if err := s.Topology.Declare(pub.Channel()); err != nil {
+	if err := s.Topology.Declare(conn, quiet); err != nil {
 		pub.Close()
 		conn.Close()
 		return nil, nil, nil, err

@@ -55,7 +55,7 @@ func StartBroker(t testing.TB, deliveryLimit int) *Broker {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := topo.Declare(pub.Channel()); err != nil {
+	if err := topo.Declare(conn, slog.New(slog.NewTextHandler(io.Discard, nil))); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {

@@ -80,14 +80,34 @@ func StartTemporalWithUI(t testing.TB, uiPort string) *Temporal {
 	return startTemporal(t, uiPort)
 }
 
-func startTemporal(t testing.TB, uiPort string) *Temporal {
+// StartTemporalWithArgs starts a headless dev server with extra arguments, e.g.
+// "--dynamic-config-value", "limit.maxIDLength=100".
+func StartTemporalWithArgs(t testing.TB, extra ...string) *Temporal {
+	t.Helper()
+	return startTemporal(t, "", extra...)
+}
+
+// StartBareTemporal starts a headless dev server without the writeback search attributes, as an
+// operator who skipped that step would have.
+func StartBareTemporal(t testing.TB) *Temporal {
+	t.Helper()
+	return startTemporalWith(t, "", false)
+}
+
+func startTemporal(t testing.TB, uiPort string, extra ...string) *Temporal {
+	return startTemporalWith(t, uiPort, true, extra...)
+}
+
+func startTemporalWith(t testing.TB, uiPort string, searchAttributes bool, extra ...string) *Temporal {
 	cli := TemporalCLI(t)
-	var args []string
+	args := append([]string(nil), extra...)
 	if uiPort == "" {
 		args = append(args, "--headless")
 	}
-	for _, sa := range workflows.SearchAttributeNames {
-		args = append(args, "--search-attribute", sa+"=Keyword")
+	if searchAttributes {
+		for _, sa := range workflows.SearchAttributeNames {
+			args = append(args, "--search-attribute", sa+"=Keyword")
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

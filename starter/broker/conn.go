@@ -36,25 +36,9 @@ type Conn struct {
 
 // Dial connects with recovery enabled, trying until it succeeds or attempts run out (0: forever).
 func Dial(c ConnConfig, log *slog.Logger, attempts int, stop <-chan struct{}) (*Conn, error) {
-	cfg := amqp.Config{
-		Heartbeat:  10 * time.Second,
-		Properties: amqp.NewConnectionProperties(),
-		Recovery: &amqp.Recovery{
-			ReconnectionConfig: &amqp.ReconnectionConfig{MaxRetryCount: math.MaxInt32, RetryInterval: c.RetryInterval},
-		},
-	}
-	if c.RetryInterval <= 0 {
-		cfg.Recovery.ReconnectionConfig.RetryInterval = 2 * time.Second
-	}
-	if c.Name != "" {
-		cfg.Properties.SetClientConnectionName(c.Name)
-	}
-	if strings.HasPrefix(c.URL, "amqps://") || c.CAFile != "" || c.CertFile != "" {
-		t, err := tlsConfig(c)
-		if err != nil {
-			return nil, err
-		}
-		cfg.TLSClientConfig = t
+	cfg, err := amqpConfig(c, true)
+	if err != nil {
+		return nil, err
 	}
 	wait := 500 * time.Millisecond
 	for i := 0; ; i++ {
@@ -76,6 +60,50 @@ func Dial(c ConnConfig, log *slog.Logger, attempts int, stop <-chan struct{}) (*
 		}
 		wait = min(wait*2, 10*time.Second)
 	}
+}
+
+// DialPlain makes one attempt at a connection WITHOUT amqp091-go's recovery. The consumer uses it:
+// the library reopens a broker-closed channel as the same *amqp.Channel with delivery tags starting
+// again at 1, so a delivery from before could be acked on the reopened channel (the wrong message,
+// or a 406 that closes it again). On a connection of its own, each channel the consumer opens is
+// one incarnation: once closed, acks through it fail, and the consumer opens a new one itself.
+func DialPlain(c ConnConfig) (*amqp.Connection, error) {
+	cfg, err := amqpConfig(c, false)
+	if err != nil {
+		return nil, err
+	}
+	conn, err := amqp.DialConfig(c.URL, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("RabbitMQ at %s: %w", redact(c.URL), err)
+	}
+	return conn, nil
+}
+
+func amqpConfig(c ConnConfig, recovery bool) (amqp.Config, error) {
+	cfg := amqp.Config{
+		Heartbeat:  10 * time.Second,
+		Properties: amqp.NewConnectionProperties(),
+	}
+	if recovery {
+		retry := c.RetryInterval
+		if retry <= 0 {
+			retry = 2 * time.Second
+		}
+		cfg.Recovery = &amqp.Recovery{
+			ReconnectionConfig: &amqp.ReconnectionConfig{MaxRetryCount: math.MaxInt32, RetryInterval: retry},
+		}
+	}
+	if c.Name != "" {
+		cfg.Properties.SetClientConnectionName(c.Name)
+	}
+	if strings.HasPrefix(c.URL, "amqps://") || c.CAFile != "" || c.CertFile != "" {
+		t, err := tlsConfig(c)
+		if err != nil {
+			return cfg, err
+		}
+		cfg.TLSClientConfig = t
+	}
+	return cfg, nil
 }
 
 func (c *Conn) watch() {

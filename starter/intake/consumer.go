@@ -2,7 +2,9 @@ package intake
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"log/slog"
 	"sync"
 	"time"
@@ -23,7 +25,12 @@ const (
 
 // Consumer consumes the record queues.
 type Consumer struct {
-	Conn      *broker.Conn
+	// Conn is the shared (recovering) connection, used to poll queue depths.
+	Conn *broker.Conn
+	// Dial opens the consumer's own connection, without amqp091-go's recovery (see
+	// broker.DialPlain): every channel the consumer opens is one incarnation, and a delivery is
+	// only ever acked through the channel it came from.
+	Dial      func() (*amqp.Connection, error)
 	Topology  broker.Topology
 	Publisher *broker.Publisher // for poison messages, with confirms
 	Starter   Starter
@@ -32,15 +39,45 @@ type Consumer struct {
 	// Prefetch bounds the deliveries in flight across both queues (split between them: quorum
 	// queues do not support a channel-wide prefetch).
 	Prefetch int
-	// RetryMin and RetryMax bound the backoff of a held start.
+	// RetryMin and RetryMax bound the backoff of a held start and of reconnections.
 	RetryMin, RetryMax time.Duration
 	// DrainTimeout is how long a stop waits for in-flight deliveries.
 	DrainTimeout time.Duration
 	// DepthEvery is how often the queue depths are polled for writeback_queue_messages (0: 15 s).
 	DepthEvery time.Duration
+
+	mu        sync.Mutex
+	consuming map[string]bool
+}
+
+// Ready says whether every record queue has a consumer; the error names the queues without one.
+func (c *Consumer) Ready() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var missing []string
+	for _, src := range c.Topology.Sources() {
+		if !c.consuming[src.Queue] {
+			missing = append(missing, src.Queue)
+		}
+	}
+	if len(missing) > 0 {
+		return fmt.Errorf("no consumer on %s", strings.Join(missing, ", "))
+	}
+	return nil
+}
+
+func (c *Consumer) setConsuming(queue string, on bool) {
+	c.mu.Lock()
+	if c.consuming == nil {
+		c.consuming = map[string]bool{}
+	}
+	c.consuming[queue] = on
+	c.mu.Unlock()
+	c.Metrics.ConsumerUp.WithLabelValues(queue).Set(b2f(on))
 }
 
 // Run consumes until ctx ends, then stops taking deliveries and waits for the ones in flight.
+// It reconnects by itself; it returns an error only when the first topology declaration fails.
 func (c *Consumer) Run(ctx context.Context) error {
 	if c.RetryMin <= 0 {
 		c.RetryMin = 200 * time.Millisecond
@@ -51,79 +88,170 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if c.DrainTimeout <= 0 {
 		c.DrainTimeout = 20 * time.Second
 	}
-	ch, err := c.Conn.Channel()
-	if err != nil {
-		return err
-	}
-	defer ch.Close()
-	sources := c.Topology.Sources()
-	if err := ch.Qos(max(1, c.Prefetch/len(sources)), 0, false); err != nil {
-		return fmt.Errorf("prefetch: %w", err)
-	}
-	if err := c.Topology.Declare(ch); err != nil {
-		return err
-	}
-
-	// work ends when the drain timeout passes after a stop: held deliveries are then left
-	// unacked and the broker requeues them when the channel closes.
-	work, stopWork := context.WithCancel(context.Background())
-	defer stopWork()
-	var inflight sync.WaitGroup
-	var loops sync.WaitGroup
-	for i, src := range sources {
-		tag := fmt.Sprintf("writeback-starter-%d-%d", time.Now().UnixNano(), i)
-		deliveries, err := ch.Consume(src.Queue, tag, false, false, false, false, nil)
-		if err != nil {
-			return fmt.Errorf("consume %s: %w", src.Queue, err)
-		}
-		loops.Add(1)
-		go func(src broker.Source, tag string) {
-			defer loops.Done()
-			for {
-				select {
-				case <-ctx.Done():
-					_ = ch.Cancel(tag, false)
-					// Deliveries already pushed to us stay unacked and are requeued on close.
-					return
-				case d, ok := <-deliveries:
-					if !ok {
-						return
-					}
-					epoch := c.Conn.Epoch()
-					inflight.Add(1)
-					c.Metrics.InFlight.Inc()
-					go func() {
-						defer inflight.Done()
-						defer c.Metrics.InFlight.Dec()
-						c.handle(work, src, d, epoch)
-					}()
-				}
-			}
-		}(src, tag)
-	}
 	go c.pollDepths(ctx)
-	c.Log.Info("consuming", "queues", []string{sources[0].Queue, sources[1].Queue}, "prefetch", c.Prefetch)
-	<-ctx.Done()
-	loops.Wait()
-
-	drained := make(chan struct{})
-	go func() { inflight.Wait(); close(drained) }()
-	select {
-	case <-drained:
-		c.Log.Info("consumer stopped; every delivery in flight was settled")
-	case <-time.After(c.DrainTimeout):
-		c.Log.Warn("consumer stopped with deliveries still held; the broker requeues them", "timeout", c.DrainTimeout)
-		stopWork()
-		<-drained
+	wait := c.RetryMin
+	for first := true; ctx.Err() == nil; first = false {
+		conn, err := c.Dial()
+		if err == nil {
+			err = c.runConnection(ctx, conn)
+			_ = conn.Close()
+			if err == nil {
+				wait = c.RetryMin
+			} else if first {
+				return err
+			}
+		}
+		if ctx.Err() != nil {
+			break
+		}
+		c.Log.Warn("RabbitMQ connection of the consumer lost; reconnecting", "error", err, "wait", wait)
+		select {
+		case <-ctx.Done():
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, c.RetryMax)
 	}
+	c.Log.Info("consumer stopped")
 	return nil
 }
 
-func (c *Consumer) handle(ctx context.Context, src broker.Source, d amqp.Delivery, epoch uint64) {
+// runConnection declares the topology and consumes every queue on conn until conn closes or ctx ends.
+func (c *Consumer) runConnection(ctx context.Context, conn *amqp.Connection) error {
+	if err := c.Topology.Declare(conn, c.Log); err != nil {
+		return err
+	}
+	sources := c.Topology.Sources()
+	var wg sync.WaitGroup
+	for _, src := range sources {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c.consumeQueue(ctx, conn, src)
+		}()
+	}
+	c.Log.Info("consuming", "queues", []string{sources[0].Queue, sources[1].Queue}, "prefetch", c.Prefetch)
+	wg.Wait()
+	return nil
+}
+
+// consumeQueue keeps a consumer on one queue for as long as conn is open: a channel the broker
+// closed, or a consumer it cancelled (queue deleted), is replaced by a new one.
+func (c *Consumer) consumeQueue(ctx context.Context, conn *amqp.Connection, src broker.Source) {
+	wait := c.RetryMin
+	for {
+		err := c.consumeOnce(ctx, conn, src)
+		c.setConsuming(src.Queue, false)
+		if ctx.Err() != nil || conn.IsClosed() {
+			return
+		}
+		c.Log.Warn("consumer of a record queue stopped; consuming again", "queue", src.Queue, "error", err, "wait", wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, c.RetryMax)
+	}
+}
+
+// consumeOnce runs one channel incarnation: its handlers ack only through it, and stop when it dies.
+func (c *Consumer) consumeOnce(ctx context.Context, conn *amqp.Connection, src broker.Source) error {
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	defer ch.Close() // deliveries still unacked are requeued by the broker
+	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
+	cancelled := ch.NotifyCancel(make(chan string, 1))
+	if err := ch.Qos(max(1, c.Prefetch/len(c.Topology.Sources())), 0, false); err != nil {
+		return fmt.Errorf("prefetch: %w", err)
+	}
+	// The queue may have been deleted since the topology was declared: declare it again.
+	if err := c.Topology.EnsureSource(conn, src, c.Log); err != nil {
+		return err
+	}
+	tag := fmt.Sprintf("writeback-starter-%s-%d", src.Kind, time.Now().UnixNano())
+	deliveries, err := ch.Consume(src.Queue, tag, false, false, false, false, nil)
+	if err != nil {
+		return fmt.Errorf("consume %s: %w", src.Queue, err)
+	}
+	c.setConsuming(src.Queue, true)
+
+	// Handlers of this incarnation. They end when the channel dies (their acks could not land),
+	// or when a stop's drain timeout passes.
+	inc, stopInc := context.WithCancel(context.Background())
+	defer stopInc()
+	var handlers sync.WaitGroup
+	for {
+		select {
+		case <-ctx.Done():
+			_ = ch.Cancel(tag, false)
+			c.drain(&handlers, stopInc)
+			return nil
+		case e := <-closed:
+			stopInc()
+			handlers.Wait()
+			return fmt.Errorf("channel closed by the broker: %v", e)
+		case <-cancelled:
+			// The broker cancelled the consumer (queue deleted). Deliveries in flight settle on this
+			// channel first, so a new consumer never takes the total above the prefetch.
+			c.setConsuming(src.Queue, false)
+			c.Log.Warn("the broker cancelled the consumer; consuming again once deliveries in flight settled", "queue", src.Queue)
+			c.drainOrDie(ctx, &handlers, stopInc, closed)
+			return fmt.Errorf("consumer of %s cancelled by the broker", src.Queue)
+		case d, ok := <-deliveries:
+			if !ok {
+				deliveries = nil // closed or cancelled: one of the notifications above follows
+				if ch.IsClosed() {
+					stopInc()
+					handlers.Wait()
+					return errors.New("channel closed")
+				}
+				continue
+			}
+			handlers.Add(1)
+			c.Metrics.InFlight.Inc()
+			go func() {
+				defer handlers.Done()
+				defer c.Metrics.InFlight.Dec()
+				c.handle(inc, src, d)
+			}()
+		}
+	}
+}
+
+// drain waits up to the drain timeout for handlers, then ends them (their deliveries are requeued).
+func (c *Consumer) drain(handlers *sync.WaitGroup, stop context.CancelFunc) {
+	drained := make(chan struct{})
+	go func() { handlers.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-time.After(c.DrainTimeout):
+		c.Log.Warn("consumer stopped with deliveries still held; the broker requeues them", "timeout", c.DrainTimeout)
+		stop()
+		<-drained
+	}
+}
+
+// drainOrDie waits for handlers while the channel lives; a stop drains as usual.
+func (c *Consumer) drainOrDie(ctx context.Context, handlers *sync.WaitGroup, stop context.CancelFunc, closed <-chan *amqp.Error) {
+	drained := make(chan struct{})
+	go func() { handlers.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-closed:
+		stop()
+		<-drained
+	case <-ctx.Done():
+		c.drain(handlers, stop)
+	}
+}
+
+func (c *Consumer) handle(ctx context.Context, src broker.Source, d amqp.Delivery) {
 	received := time.Now()
 	rec, err := Decode(src.Kind, d.Body)
 	if err != nil {
-		c.poison(ctx, src, d, epoch, err.(*messages.Invalid).Reason)
+		c.deadLetterMessage(ctx, src, d, err.(*messages.Invalid).Reason, OutcomePoison)
 		return
 	}
 	wait := c.RetryMin
@@ -140,10 +268,20 @@ func (c *Consumer) handle(ctx context.Context, src broker.Source, d amqp.Deliver
 			if !started {
 				outcome = OutcomeDuplicate
 			}
-			if c.ack(d, epoch) {
+			if c.ack(d) {
 				c.Metrics.Messages.WithLabelValues(src.Queue, outcome).Inc()
 				c.Metrics.StartDuration.Observe(time.Since(received).Seconds())
 			}
+			return
+		}
+		if reason, ok := Refusal(err); ok {
+			// Temporal refused this message's start (not an outage): holding it would hold it forever.
+			c.Log.Error("Temporal refused a start for the message itself; moving it to the DLQ",
+				"queue", src.Queue, "workflowId", rec.WorkflowID, "reason", reason)
+			if held {
+				c.Metrics.Held.Dec()
+			}
+			c.deadLetterMessage(ctx, src, d, "Temporal refused the start: "+reason, OutcomeRefused)
 			return
 		}
 		// Temporal did not accept the start: an infrastructure fault, never the message's.
@@ -168,9 +306,10 @@ func (c *Consumer) handle(ctx context.Context, src broker.Source, d amqp.Deliver
 	}
 }
 
-// poison moves an invalid message to the DLQ with its reason, then acks it. The ack waits for
-// the DLQ's confirm, so the message is never in neither place.
-func (c *Consumer) poison(ctx context.Context, src broker.Source, d amqp.Delivery, epoch uint64, reason string) {
+// deadLetterMessage moves a message that can never become a workflow (poison, or refused by
+// Temporal) to the DLQ with its reason, then acks it. The ack waits for the DLQ's confirm, so the
+// message is never in neither place.
+func (c *Consumer) deadLetterMessage(ctx context.Context, src broker.Source, d amqp.Delivery, reason, outcome string) {
 	key := d.RoutingKey
 	if key == "" {
 		key = src.RoutingKey
@@ -199,26 +338,28 @@ func (c *Consumer) poison(ctx context.Context, src broker.Source, d amqp.Deliver
 		}
 		wait = min(wait*2, c.RetryMax)
 	}
-	if c.ack(d, epoch) {
-		c.Metrics.Messages.WithLabelValues(src.Queue, OutcomePoison).Inc()
-		c.Log.Warn("poison message moved to the DLQ", "queue", src.Queue, "reason", reason, "dlq", c.Topology.DLQ,
+	if c.ack(d) {
+		c.Metrics.Messages.WithLabelValues(src.Queue, outcome).Inc()
+		c.Log.Warn("message moved to the DLQ", "outcome", outcome, "queue", src.Queue, "reason", reason, "dlq", c.Topology.DLQ,
 			"messageId", d.MessageId, "redelivered", d.Redelivered)
 	}
 }
 
-// ack acks a delivery unless the connection was re-established since it arrived: its tag then
-// belongs to the old channel, and the broker has already requeued it (its redelivery will be a
-// duplicate, acked then).
-func (c *Consumer) ack(d amqp.Delivery, epoch uint64) bool {
-	if c.Conn.Epoch() != epoch {
-		c.Log.Info("not acking a delivery from before a reconnection; the broker redelivers it", "messageId", d.MessageId)
-		return false
-	}
+// ack acks a delivery through the channel it came from. If that channel has died, the ack fails
+// and the broker has requeued the message: its redelivery is a duplicate, acked then.
+func (c *Consumer) ack(d amqp.Delivery) bool {
 	if err := d.Ack(false); err != nil {
 		c.Log.Warn("ack failed; the broker redelivers the message and its duplicate is acked then", "error", err)
 		return false
 	}
 	return true
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // pollDepths keeps writeback_queue_messages current, for the queue-growing and DLQ alerts.

@@ -9,6 +9,7 @@ const (
 	OutcomeStarted   = "started"   // a workflow was started
 	OutcomeDuplicate = "duplicate" // its workflow existed: acked, nothing started
 	OutcomePoison    = "poison"    // invalid: moved to the DLQ with its reason
+	OutcomeRefused   = "refused"   // Temporal refused the start for the message itself: moved to the DLQ with the server's reason
 )
 
 // Metrics of the intake.
@@ -20,6 +21,7 @@ type Metrics struct {
 	TemporalUp    prometheus.Gauge
 	StartDuration prometheus.Histogram
 	QueueDepth    *prometheus.GaugeVec
+	ConsumerUp    *prometheus.GaugeVec
 }
 
 // NewMetrics registers the intake metrics, every queue × outcome series at 0 from start-up.
@@ -47,13 +49,17 @@ func NewMetrics(reg prometheus.Registerer, queues []string, dlq string) *Metrics
 		QueueDepth: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "writeback_queue_messages", Help: "Messages ready in each writeback queue (the DLQ included), polled by the starter.",
 		}, []string{"queue"}),
+		ConsumerUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "writeback_consumer_up", Help: "1 while the starter has a consumer on the record queue; 0 names a queue nothing consumes.",
+		}, []string{"queue"}),
 	}
-	reg.MustRegister(m.Messages, m.StartRetries, m.InFlight, m.Held, m.TemporalUp, m.StartDuration, m.QueueDepth)
+	reg.MustRegister(m.Messages, m.StartRetries, m.InFlight, m.Held, m.TemporalUp, m.StartDuration, m.QueueDepth, m.ConsumerUp)
 	for _, q := range queues {
-		for _, o := range []string{OutcomeStarted, OutcomeDuplicate, OutcomePoison} {
+		for _, o := range []string{OutcomeStarted, OutcomeDuplicate, OutcomePoison, OutcomeRefused} {
 			m.Messages.WithLabelValues(q, o)
 		}
 		m.StartRetries.WithLabelValues(q)
+		m.ConsumerUp.WithLabelValues(q)
 		m.QueueDepth.WithLabelValues(q)
 	}
 	m.QueueDepth.WithLabelValues(dlq)

@@ -66,6 +66,21 @@ type Starter interface {
 	Start(ctx context.Context, rec Record) (started bool, err error)
 }
 
+// Refusal reports whether err is Temporal refusing a start for the request itself (an invalid
+// argument such as an ID over the server's limit or an unregistered search attribute, or an
+// unknown namespace), as opposed to Temporal being unavailable. reason is the server's own words.
+func Refusal(err error) (reason string, refused bool) {
+	var inv *serviceerror.InvalidArgument
+	var nsNotFound *serviceerror.NamespaceNotFound
+	switch {
+	case errors.As(err, &inv):
+		return inv.Message, true
+	case errors.As(err, &nsNotFound):
+		return nsNotFound.Error(), true
+	}
+	return "", false
+}
+
 // TemporalStarter starts workflows on Temporal.
 type TemporalStarter struct {
 	Client client.Client

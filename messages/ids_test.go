@@ -1,0 +1,64 @@
+package messages_test
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tis-writeback/writeback/messages"
+)
+
+// SPEC section 3: bytes outside printable ASCII, and "%", are written as %XX (upper-case hex).
+func TestPlacementWorkflowIDPercentEncodesTheFilename(t *testing.T) {
+	cases := map[string]string{
+		"Ärzte.DAT":          "placement-esr/7/%C3%84rzte.DAT",
+		"100%.DAT":           "placement-esr/7/100%25.DAT",
+		"tab\there.DAT":      "placement-esr/7/tab%09here.DAT",
+		"space ok ~.DAT":     "placement-esr/7/space ok ~.DAT",
+		"del\x7f.DAT":        "placement-esr/7/del%7F.DAT",
+		"日本.DAT":             "placement-esr/7/%E6%97%A5%E6%9C%AC.DAT",
+		"%C3%84rzte.DAT":     "placement-esr/7/%25C3%2584rzte.DAT", // never mistaken for an encoded Ä
+		"DE_SEV_APP_001.DAT": "placement-esr/7/DE_SEV_APP_001.DAT",
+	}
+	for file, want := range cases {
+		id := messages.PlacementWorkflowID(7, file)
+		require.Equal(t, want, id, file)
+		for i := 0; i < len(id); i++ {
+			require.True(t, id[i] >= 0x20 && id[i] <= 0x7e, "byte %x of %q is not printable ASCII", id[i], id)
+		}
+		gotID, gotFile, err := messages.ParsePlacementWorkflowID(id)
+		require.NoError(t, err, id)
+		require.Equal(t, int64(7), gotID)
+		require.Equal(t, file, gotFile)
+	}
+}
+
+func TestParseWorkflowIDRejectsForeignIDs(t *testing.T) {
+	for _, id := range []string{"placement-esr/x/A.DAT", "placement-esr/7/", "placement-esr/7/a%ZZ", "placement-esr/7/a%c3%84",
+		"scan/1", "placement-esr/7/a/b"} {
+		_, _, err := messages.ParsePlacementWorkflowID(id)
+		require.Error(t, err, id)
+	}
+}
+
+func TestDecodePlacementWithNonASCIIFilename(t *testing.T) {
+	m, err := messages.DecodePlacement([]byte(`{"placementId":7,"positionNumber":1,"positionId":1,"filename":"Ärzte.DAT","exportedAt":"2021-07-28T13:10:00Z"}`))
+	require.NoError(t, err)
+	require.Equal(t, "Ärzte.DAT", m.Filename, "the record keeps its filename; only the ID is encoded")
+	require.Equal(t, "placement-esr/7/%C3%84rzte.DAT", m.WorkflowID())
+}
+
+// 255 characters are allowed; encoded, 255 × "Ä" is 1,530 bytes of ID, over Temporal's 1,000.
+func TestPlacementWhoseIDIsTooLongIsPoison(t *testing.T) {
+	body := `{"placementId":7,"positionNumber":1,"positionId":1,"filename":"` + strings.Repeat("Ä", 255) + `","exportedAt":"2021-07-28T13:10:00Z"}`
+	_, err := messages.DecodePlacement([]byte(body))
+	require.Error(t, err)
+	require.True(t, messages.IsInvalid(err))
+	require.Contains(t, err.Error(), "workflow ID")
+	require.Contains(t, err.Error(), "1000")
+	// 255 ASCII characters fit.
+	ok := `{"placementId":7,"positionNumber":1,"positionId":1,"filename":"` + strings.Repeat("a", 255) + `","exportedAt":"2021-07-28T13:10:00Z"}`
+	_, err = messages.DecodePlacement([]byte(ok))
+	require.NoError(t, err)
+}
