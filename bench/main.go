@@ -10,7 +10,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "Usage: go run ./bench chaos|speed [flags]   (--help for each)")
+		fmt.Fprintln(os.Stderr, "Usage: go run ./bench chaos|speed|bodies [flags]   (--help for each)")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -18,8 +18,10 @@ func main() {
 		os.Exit(runChaos(os.Args[2:]))
 	case "speed":
 		os.Exit(runSpeed(os.Args[2:]))
+	case "bodies":
+		os.Exit(runBodies(os.Args[2:]))
 	default:
-		fmt.Fprintf(os.Stderr, "unknown command %q: chaos or speed\n", os.Args[1])
+		fmt.Fprintf(os.Stderr, "unknown command %q: chaos, speed or bodies\n", os.Args[1])
 		os.Exit(2)
 	}
 }

@@ -93,3 +93,14 @@ type rmqPolicy struct {
 		RabbitmqClusterReference clusterRef     `json:"rabbitmqClusterReference"`
 	} `json:"spec"`
 }
+
+type rmqCluster struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata"`
+	Spec              struct {
+		Replicas int `json:"replicas"`
+		Rabbitmq struct {
+			AdditionalConfig string `json:"additionalConfig"`
+		} `json:"rabbitmq"`
+	} `json:"spec"`
+}

@@ -146,6 +146,8 @@ func rendered(t *testing.T, extra []string) map[string][]any {
 			obj = &rmqBinding{}
 		case "rabbitmq.com/v1beta1/Policy":
 			obj = &rmqPolicy{}
+		case "rabbitmq.com/v1beta1/RabbitmqCluster":
+			obj = &rmqCluster{}
 		default:
 			t.Fatalf("unexpected manifest %s %s", head.APIVersion, head.Kind)
 		}
@@ -243,9 +245,12 @@ func TestTopologyAgreesEverywhere(t *testing.T) {
 	for _, src := range want.Sources() {
 		args := queues[src.Queue]
 		require.NotNil(t, args, "compose definitions lack %s", src.Queue)
-		require.Equal(t, starterArgs["x-queue-type"], args["x-queue-type"])
-		require.EqualValues(t, starterArgs["x-delivery-limit"], args["x-delivery-limit"])
-		require.Equal(t, starterArgs["x-dead-letter-exchange"], args["x-dead-letter-exchange"])
+		// Every argument the starter declares, the same: a queue preloaded otherwise would refuse
+		// the starter's declaration, and broker dead-lettering must never drop a message.
+		require.Len(t, args, len(starterArgs), "compose %s arguments", src.Queue)
+		for k, v := range starterArgs {
+			require.EqualValues(t, v, args[k], "compose %s argument %s", src.Queue, k)
+		}
 		found := false
 		for _, bnd := range defs.Bindings {
 			found = found || (bnd.Source == want.Exchange && bnd.Destination == src.Queue && bnd.RoutingKey == src.RoutingKey)
@@ -256,6 +261,13 @@ func TestTopologyAgreesEverywhere(t *testing.T) {
 	require.Equal(t, "quorum", queues[want.DLQ]["x-queue-type"])
 	require.EqualValues(t, want.DeliveryLimit, defs.Policies[0].Definition["delivery-limit"])
 	require.Equal(t, want.DLX, defs.Policies[0].Definition["dead-letter-exchange"])
+	require.Equal(t, "at-least-once", defs.Policies[0].Definition["dead-letter-strategy"])
+	require.Equal(t, "reject-publish", defs.Policies[0].Definition["overflow"])
+	conf, err := os.ReadFile(filepath.Join(root(t), "deploy", "rabbitmq", "rabbitmq.conf"))
+	require.NoError(t, err)
+	// A Temporal outage holds deliveries: 24 h × the delivery limit of 20 rides out 20 days.
+	require.Contains(t, string(conf), "consumer_timeout = 86400000")
+	require.Contains(t, string(conf), "max_message_size = 1048576")
 
 	prod := rendered(t, valueSets["production"])
 	crQueues := map[string]*rmqQueue{}
@@ -266,8 +278,12 @@ func TestTopologyAgreesEverywhere(t *testing.T) {
 		q := crQueues[src.Queue]
 		require.NotNil(t, q, "Helm lacks Queue %s", src.Queue)
 		require.Equal(t, "quorum", q.Spec.Type)
-		require.EqualValues(t, want.DeliveryLimit, q.Spec.Arguments["x-delivery-limit"])
-		require.Equal(t, want.DLX, q.Spec.Arguments["x-dead-letter-exchange"])
+		for k, v := range starterArgs {
+			if k == "x-queue-type" {
+				continue // spec.type
+			}
+			require.EqualValues(t, v, q.Spec.Arguments[k], "Helm %s argument %s", src.Queue, k)
+		}
 	}
 	require.Equal(t, "quorum", crQueues[want.DLQ].Spec.Type)
 	crExchanges := map[string]string{}
@@ -287,8 +303,18 @@ func TestTopologyAgreesEverywhere(t *testing.T) {
 	pol := prod["Policy"][0].(*rmqPolicy)
 	require.EqualValues(t, want.DeliveryLimit, pol.Spec.Definition["delivery-limit"])
 	require.Equal(t, want.DLX, pol.Spec.Definition["dead-letter-exchange"])
+	require.Equal(t, "at-least-once", pol.Spec.Definition["dead-letter-strategy"])
+	require.Equal(t, "reject-publish", pol.Spec.Definition["overflow"])
 	for _, src := range want.Sources() {
 		require.Regexp(t, pol.Spec.Pattern, src.Queue)
 	}
 	require.NotRegexp(t, pol.Spec.Pattern, want.DLQ, "the DLQ must not dead-letter into itself")
+
+	// The broker settings, the same for Helm as for compose.
+	withCluster := rendered(t, append(append([]string(nil), valueSets["production"]...), "--set", "rabbitmqCluster.create=true"))
+	require.Len(t, withCluster["RabbitmqCluster"], 1)
+	cfg := withCluster["RabbitmqCluster"][0].(*rmqCluster).Spec.Rabbitmq.AdditionalConfig
+	require.Contains(t, cfg, "consumer_timeout = 86400000")
+	require.Contains(t, cfg, "max_message_size = 1048576")
+	require.Equal(t, "tis-rabbitmq", withCluster["RabbitmqCluster"][0].(*rmqCluster).Name)
 }

@@ -26,9 +26,10 @@ import (
 
 // consumer runs the intake code in this process against b and Temporal at address.
 type consumer struct {
-	logs    *testenv.Logs
-	metrics *intake.Metrics
-	stop    func()
+	consumer *intake.Consumer
+	logs     *testenv.Logs
+	metrics  *intake.Metrics
+	stop     func()
 }
 
 func startConsumer(t *testing.T, b *testenv.Broker, tc client.Client, prefetch int) *consumer {
@@ -57,13 +58,29 @@ func startConsumer(t *testing.T, b *testenv.Broker, tc client.Client, prefetch i
 		})
 	}
 	t.Cleanup(stop)
-	return &consumer{logs: logs, metrics: m, stop: stop}
+	return &consumer{consumer: c, logs: logs, metrics: m, stop: stop}
 }
 
+// count counts workflows; a transient RPC error (a busy dev server, one restarting) is retried
+// for up to 15 s before it fails the test, so polling loops never flake on one bad answer.
 func count(t *testing.T, c client.Client, query string) int {
-	resp, err := c.CountWorkflow(context.Background(), &workflowservice.CountWorkflowExecutionsRequest{Query: query})
-	require.NoError(t, err)
-	return int(resp.GetCount())
+	t.Helper()
+	var err error
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		var resp *workflowservice.CountWorkflowExecutionsResponse
+		resp, err = c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: query})
+		cancel()
+		if err == nil {
+			return int(resp.GetCount())
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	require.NoError(t, err, "count %q", query)
+	return 0
 }
 
 func waitCount(t *testing.T, c client.Client, query string, want int, within time.Duration) {

@@ -13,6 +13,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/tis-writeback/writeback/activities"
 	"github.com/tis-writeback/writeback/internal/testenv"
@@ -49,11 +50,23 @@ func (s *stack) start(t *testing.T, wfType, id string, input any) client.Workflo
 	return run
 }
 
+// query asks a workflow its state, retrying a transient RPC error for up to 15 s.
 func (s *stack) query(t *testing.T, id string) workflows.Status {
-	v, err := s.tm.Client.QueryWorkflow(context.Background(), id, "", workflows.QueryState)
-	require.NoError(t, err)
+	t.Helper()
 	var st workflows.Status
-	require.NoError(t, v.Get(&st))
+	var err error
+	for deadline := time.Now().Add(15 * time.Second); ; {
+		var v converter.EncodedValue
+		if v, err = s.tm.Client.QueryWorkflow(context.Background(), id, "", workflows.QueryState); err == nil {
+			require.NoError(t, v.Get(&st))
+			return st
+		}
+		if time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(250 * time.Millisecond)
+	}
+	require.NoError(t, err, "query %s", id)
 	return st
 }
 

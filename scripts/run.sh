@@ -49,7 +49,8 @@ bin/temporal server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "
 pids+=($!)
 wait_for 127.0.0.1 "$TEMPORAL_PORT" 30 "Temporal dev server"
 
-bin/tcssim >.data/logs/tcssim.log 2>&1 &
+# The simulator accepts the same token the worker sends: a user's own TCS_TOKEN works.
+TCSSIM_TOKEN="$TCS_TOKEN" bin/tcssim >.data/logs/tcssim.log 2>&1 &
 pids+=($!)
 wait_for 127.0.0.1 8081 10 "TCS simulator"
 
@@ -70,7 +71,7 @@ cat <<BANNER
   Temporal UI      http://localhost:$UI_PORT/namespaces/default/workflows
   Dead letters     http://localhost:$UI_PORT/namespaces/default/workflows?query=WritebackState%3D%22DeadLettered%22
   Worker metrics   http://127.0.0.1:9464/metrics     Starter metrics  http://127.0.0.1:9465/metrics
-  TCS simulator    http://127.0.0.1:8081 (token $TCS_TOKEN), admin http://127.0.0.1:8082/admin/stats
+  TCS simulator    http://127.0.0.1:8081 (token: \$TCS_TOKEN, dev-token unless you set it), admin http://127.0.0.1:8082/admin/stats
   Logs             .data/logs/   (CRITICAL lines: grep CRITICAL .data/logs/worker.log)
 
   The demo's dead letters are records TCS does not know. To see them through:

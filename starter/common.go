@@ -62,6 +62,10 @@ func parse(fs *flag.FlagSet, args []string) (int, bool) {
 		}
 		return 2, false
 	}
+	if err := config.ApplyEnv(fs); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2, false
+	}
 	if fs.NArg() > 0 {
 		fmt.Fprintf(os.Stderr, "unexpected arguments: %v\n", fs.Args())
 		fs.Usage()

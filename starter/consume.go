@@ -11,7 +11,6 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.temporal.io/sdk/client"
 	"go.uber.org/fx"
-	"go.uber.org/fx/fxevent"
 
 	"github.com/tis-writeback/writeback/internal/config"
 	"github.com/tis-writeback/writeback/internal/logging"
@@ -19,6 +18,7 @@ import (
 	"github.com/tis-writeback/writeback/internal/temporalclient"
 	"github.com/tis-writeback/writeback/starter/broker"
 	"github.com/tis-writeback/writeback/starter/intake"
+	"github.com/tis-writeback/writeback/starter/ops"
 )
 
 type consumeConfig struct {
@@ -27,6 +27,7 @@ type consumeConfig struct {
 	metricsAddr  string
 	prefetch     int
 	drainTimeout time.Duration
+	returnEvery  time.Duration
 	logLevel     string
 }
 
@@ -40,6 +41,8 @@ never rejected. Serves /metrics, /healthz and /readyz. Stops gracefully on SIGTE
 	set.String(&c.metricsAddr, "metrics-addr", "METRICS_ADDR", "127.0.0.1:9465", "address of /metrics, /healthz, /readyz")
 	set.Int(&c.prefetch, "prefetch", "PREFETCH", 100, "deliveries in flight at most, across both queues")
 	set.Duration(&c.drainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 20*time.Second, "on stop, how long deliveries in flight may settle")
+	set.Duration(&c.returnEvery, "dlq-return-every", "DLQ_RETURN_EVERY", time.Minute,
+		"how often messages the broker dead-lettered for the delivery limit go back to their queue while Temporal is healthy (0: never)")
 	set.String(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	if code, ok := parse(fs, args); !ok {
 		return code
@@ -51,7 +54,7 @@ never rejected. Serves /metrics, /healthz and /readyz. Stops gracefully on SIGTE
 	}
 	app := fx.New(
 		fx.Supply(c, log),
-		fx.WithLogger(func() fxevent.Logger { return &fxevent.SlogLogger{Logger: log} }),
+		fx.WithLogger(logging.FxLogger(log)),
 		fx.Provide(
 			telemetry.NewRegistry,
 			func() *telemetry.Health { return &telemetry.Health{} },
@@ -117,6 +120,11 @@ func consumeLifecycle(lc fx.Lifecycle, sd fx.Shutdowner, c *consumeConfig, log *
 				}
 				m.TemporalUp.Set(1)
 				go watchTemporal(ctx, tc, m)
+				if c.returnEvery > 0 {
+					r := &ops.Returner{Conn: conn, Pub: pub, Topology: c.broker.topology, Log: log, Every: c.returnEvery,
+						Healthy: func(ctx context.Context) bool { return temporalHealthy(ctx, tc) }, Returned: m.Returned.Inc}
+					go r.Run(ctx)
+				}
 				consumerConn := c.broker.conn
 				consumerConn.Name = "writeback-starter-consumer"
 				consumer := &intake.Consumer{Conn: conn, Dial: func() (*amqp.Connection, error) { return broker.DialPlain(consumerConn) },
@@ -166,12 +174,16 @@ func watchTemporal(ctx context.Context, tc client.Client, m *intake.Metrics) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
-			_, err := tc.CheckHealth(cctx, nil)
-			cancel()
-			m.TemporalUp.Set(b2f(err == nil))
+			m.TemporalUp.Set(b2f(temporalHealthy(ctx, tc)))
 		}
 	}
+}
+
+func temporalHealthy(ctx context.Context, tc client.Client) bool {
+	cctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	_, err := tc.CheckHealth(cctx, nil)
+	return err == nil
 }
 
 func b2f(b bool) float64 {

@@ -179,7 +179,7 @@ where a closed run of the same ID exists (its write did not stick). Placements T
 	var conc int
 	set := config.Set{FS: fs}
 	set.String(&tcsURL, "tcs-url", "TCS_URL", "http://127.0.0.1:8081", "TCS base URL")
-	set.String(&token, "tcs-token", "TCS_TOKEN", "", "TCS bearer token")
+	set.Secret(&token, "tcs-token", "TCS_TOKEN", "TCS bearer token")
 	set.String(&tokenFile, "tcs-token-file", "TCS_TOKEN_FILE", "", "file holding the TCS bearer token")
 	set.Int(&conc, "concurrency", "RECONCILE_CONCURRENCY", 8, "TCS checks in flight at once")
 	if code, ok := parse(fs, args); !ok {

@@ -13,9 +13,9 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 	"go.uber.org/fx"
-	"go.uber.org/fx/fxevent"
 
 	"github.com/tis-writeback/writeback/activities"
+	"github.com/tis-writeback/writeback/internal/config"
 	"github.com/tis-writeback/writeback/internal/logging"
 	"github.com/tis-writeback/writeback/internal/telemetry"
 	"github.com/tis-writeback/writeback/internal/workerapp"
@@ -29,7 +29,11 @@ func main() {
 		fs.PrintDefaults()
 	}
 	cfg := workerapp.Flags(fs)
-	_ = fs.Parse(os.Args[1:])
+	_ = fs.Parse(os.Args[1:]) // ExitOnError: a malformed flag has printed why and exited
+	if err := config.ApplyEnv(fs); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
 	log := logging.New(os.Stderr, logging.ParseLevel(cfg.LogLevel))
 	if err := cfg.Validate(); err != nil {
 		log.Error("invalid configuration", "error", err)
@@ -38,7 +42,7 @@ func main() {
 
 	app := fx.New(
 		fx.Supply(cfg, log),
-		fx.WithLogger(func() fxevent.Logger { return &fxevent.SlogLogger{Logger: log} }),
+		fx.WithLogger(logging.FxLogger(log)),
 		fx.Provide(
 			telemetry.NewRegistry,
 			func(r *telemetry.Registry) *telemetry.TCSMetrics { return telemetry.NewTCSMetrics(r) },

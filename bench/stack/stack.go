@@ -326,19 +326,24 @@ func RabbitApp(start bool) error {
 }
 
 // RSS is a process's resident memory in bytes (Linux).
-func RSS(pid int) (int64, error) {
+func RSS(pid int) (int64, error) { return procStatus(pid, "VmRSS:") }
+
+// PeakRSS is a process's peak resident memory in bytes (Linux VmHWM).
+func PeakRSS(pid int) (int64, error) { return procStatus(pid, "VmHWM:") }
+
+func procStatus(pid int, field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
+		if strings.HasPrefix(line, field) {
 			f := strings.Fields(line)
 			kb, _ := strconv.ParseInt(f[1], 10, 64)
 			return kb * 1024, nil
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS")
+	return 0, fmt.Errorf("no %s", field)
 }
 
 // Close stops everything, newest first.

@@ -6,6 +6,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+
+	"go.uber.org/fx/fxevent"
 )
 
 // LevelCritical is above ERROR and is rendered as "CRITICAL".
@@ -38,4 +40,15 @@ func ParseLevel(s string) slog.Level {
 		return slog.LevelInfo
 	}
 	return l
+}
+
+// FxLogger logs fx's own lifecycle events at debug (about 40 lines at every start otherwise);
+// its errors stay at ERROR.
+func FxLogger(log *slog.Logger) func() fxevent.Logger {
+	return func() fxevent.Logger {
+		l := &fxevent.SlogLogger{Logger: log}
+		l.UseLogLevel(slog.LevelDebug)
+		l.UseErrorLevel(slog.LevelError)
+		return l
+	}
 }

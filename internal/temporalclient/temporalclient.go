@@ -40,7 +40,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	set.String(&c.TLSKey, "temporal-tls-key", "TEMPORAL_TLS_KEY", "", "client key (PEM) for mTLS")
 	set.String(&c.TLSCA, "temporal-tls-ca", "TEMPORAL_TLS_CA", "", "CA bundle (PEM) to verify the server")
 	set.String(&c.ServerName, "temporal-tls-server-name", "TEMPORAL_TLS_SERVER_NAME", "", "TLS server name override")
-	set.String(&c.APIKey, "temporal-api-key", "TEMPORAL_API_KEY", "", "API key (Temporal Cloud); implies TLS")
+	set.Secret(&c.APIKey, "temporal-api-key", "TEMPORAL_API_KEY", "API key (Temporal Cloud); implies TLS")
 	return c
 }
 

@@ -52,7 +52,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	d := activities.DefaultRetrySettings()
 	set := config.Set{FS: fs}
 	set.String(&c.TCSURL, "tcs-url", "TCS_URL", "http://127.0.0.1:8081", "TCS base URL")
-	set.String(&c.TCSToken, "tcs-token", "TCS_TOKEN", "", "TCS bearer token")
+	set.Secret(&c.TCSToken, "tcs-token", "TCS_TOKEN", "TCS bearer token")
 	set.String(&c.TCSTokenFile, "tcs-token-file", "TCS_TOKEN_FILE", "", "file holding the TCS bearer token (wins over --tcs-token; re-read per request)")
 	set.Duration(&c.TCSTimeout, "tcs-timeout", "TCS_TIMEOUT", 10*time.Second, "timeout of one TCS request")
 	set.String(&c.MetricsAddr, "metrics-addr", "METRICS_ADDR", "127.0.0.1:9464", "address of /metrics, /healthz, /readyz")

@@ -22,6 +22,8 @@ type Metrics struct {
 	StartDuration prometheus.Histogram
 	QueueDepth    *prometheus.GaugeVec
 	ConsumerUp    *prometheus.GaugeVec
+	// Returned counts delivery-limit dead letters put back in their queue by the starter.
+	Returned prometheus.Counter
 }
 
 // NewMetrics registers the intake metrics, every queue × outcome series at 0 from start-up.
@@ -52,8 +54,11 @@ func NewMetrics(reg prometheus.Registerer, queues []string, dlq string) *Metrics
 		ConsumerUp: prometheus.NewGaugeVec(prometheus.GaugeOpts{
 			Name: "writeback_consumer_up", Help: "1 while the starter has a consumer on the record queue; 0 names a queue nothing consumes.",
 		}, []string{"queue"}),
+		Returned: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "writeback_dlq_returned_total", Help: "Messages the broker dead-lettered for the delivery limit (never judged bad) that the starter put back in their queue.",
+		}),
 	}
-	reg.MustRegister(m.Messages, m.StartRetries, m.InFlight, m.Held, m.TemporalUp, m.StartDuration, m.QueueDepth, m.ConsumerUp)
+	reg.MustRegister(m.Messages, m.StartRetries, m.InFlight, m.Held, m.TemporalUp, m.StartDuration, m.QueueDepth, m.ConsumerUp, m.Returned)
 	for _, q := range queues {
 		for _, o := range []string{OutcomeStarted, OutcomeDuplicate, OutcomePoison, OutcomeRefused} {
 			m.Messages.WithLabelValues(q, o)

@@ -27,6 +27,12 @@ const HeaderRedrivenAt = "x-writeback-redriven-at"
 // routing key, each with a confirm before its ack. A message without a known routing key stays.
 func Redrive(ctx context.Context, conn *broker.Conn, pub *broker.Publisher, topo broker.Topology, dryRun bool,
 	each func(RedriveItem)) ([]RedriveItem, error) {
+	return redrive(ctx, conn, pub, topo, dryRun, nil, each)
+}
+
+// redrive is Redrive for the messages only accepts (all when nil); the others stay in the DLQ.
+func redrive(ctx context.Context, conn *broker.Conn, pub *broker.Publisher, topo broker.Topology, dryRun bool,
+	only func(amqp.Delivery) (bool, string), each func(RedriveItem)) ([]RedriveItem, error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return nil, err
@@ -47,7 +53,16 @@ func Redrive(ctx context.Context, conn *broker.Conn, pub *broker.Publisher, topo
 			break
 		}
 		it := RedriveItem{MessageID: d.MessageId, RoutingKey: RoutingKeyOf(d), Reason: ReasonOf(d)}
+		var skip string
+		if only != nil {
+			var ok bool
+			if ok, skip = only(d); ok {
+				skip = ""
+			}
+		}
 		switch {
+		case skip != "":
+			it.Outcome = "kept: " + skip
 		case it.RoutingKey == "":
 			it.Outcome = "kept: no original routing key in x-writeback-routing-key or x-death"
 		case dryRun:

@@ -1,0 +1,183 @@
+package integration_test
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/stretchr/testify/require"
+
+	"github.com/tis-writeback/writeback/internal/testenv"
+	"github.com/tis-writeback/writeback/messages"
+	"github.com/tis-writeback/writeback/starter/intake"
+	"github.com/tis-writeback/writeback/starter/ops"
+)
+
+// setConsumerTimeout lowers RabbitMQ's consumer_timeout for this test and restores it after.
+func setConsumerTimeout(t *testing.T, ms int) {
+	rabbitmqctl, err := exec.LookPath("rabbitmqctl")
+	if err != nil {
+		t.Skip("rabbitmqctl not installed")
+	}
+	out, err := exec.Command(rabbitmqctl, "eval", "application:get_env(rabbit, consumer_timeout).").CombinedOutput()
+	require.NoError(t, err, string(out))
+	restore := "1800000"
+	if s := strings.TrimSpace(string(out)); strings.HasPrefix(s, "{ok,") {
+		restore = strings.TrimSuffix(strings.TrimPrefix(s, "{ok,"), "}")
+	}
+	set := func(v string) {
+		out, err := exec.Command(rabbitmqctl, "eval", fmt.Sprintf("application:set_env(rabbit, consumer_timeout, %s).", v)).CombinedOutput()
+		require.NoError(t, err, string(out))
+	}
+	set(fmt.Sprint(ms))
+	t.Cleanup(func() { set(restore) })
+}
+
+// queueInfo is a queue's ready messages and consumers.
+func queueInfo(t *testing.T, b *testenv.Broker, queue string) (messages, consumers int, ok bool) {
+	ch, err := b.Conn.Channel()
+	require.NoError(t, err)
+	defer ch.Close()
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	if err != nil {
+		return 0, 0, false
+	}
+	return q.Messages, q.Consumers, true
+}
+
+// A delivery held through a long Temporal outage trips consumer_timeout: the broker closes the
+// consumer's channel (406) while the connection stays up. The held deliveries must not be acked
+// on a reopened channel (wrong message, or another 406 and another count against the delivery
+// limit); they are redelivered and started exactly once, and nothing reaches the DLQ.
+func TestConsumerTimeoutClosesTheChannelNothingIsLostOrDeadLettered(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	setConsumerTimeout(t, 5000)
+	b := testenv.StartBroker(t, 3)
+	tp := testenv.StartTemporalProcess(t)
+	tc := tp.Client(t)
+	c := startConsumer(t, b, tc, 10)
+	b.Publish(t, messages.RoutingKeyPlacementExported, placementBody(1, "FIRST.DAT"))
+	waitCount(t, tc, "", 1, 30*time.Second)
+
+	tp.Stop(t)
+	for i := int64(1); i <= 8; i++ {
+		b.Publish(t, messages.RoutingKeyPlacementExported, placementBody(i, "HELD.DAT"))
+	}
+	// Held until the broker's consumer timeout closes the channel, at least once.
+	require.Eventually(t, func() bool { return len(c.logs.Lines("channel closed by the broker")) > 0 }, 3*time.Minute, time.Second,
+		"the consumer timeout never closed the channel; log:\n%s", strings.Join(c.logs.Lines(""), "\n"))
+	require.LessOrEqual(t, testutilGauge(c.metrics.InFlight), 10.0, "never more deliveries in flight than the prefetch")
+	tp.Start(t)
+	waitCount(t, tc, "", 9, 2*time.Minute)
+	require.Eventually(t, func() bool {
+		n, _, _ := queueInfo(t, b, b.Topology.PlacementQueue)
+		return n == 0 && testutilGauge(c.metrics.InFlight) == 0
+	}, time.Minute, 200*time.Millisecond)
+	require.Equal(t, 0, b.Depth(t, b.Topology.DLQ), "nothing dead-lettered for an infrastructure fault; log:\n%s",
+		strings.Join(c.logs.Lines(""), "\n"))
+	require.Empty(t, c.logs.Lines("unknown delivery tag"), "an ack went to a channel the delivery did not come from")
+	require.NoError(t, readyErr(c))
+}
+
+// The broker cancels the consumer when its queue is deleted; the starter declares the queue again
+// and consumes again, rather than staying green while consuming nothing.
+func TestDeletedQueueIsConsumedAgain(t *testing.T) {
+	b, tm := intakeStack(t, 0)
+	c := startConsumer(t, b, tm.Client, 10)
+	b.Publish(t, messages.RoutingKeyPlacementExported, placementBody(1, "BEFORE.DAT"))
+	waitCount(t, tm.Client, "", 1, 20*time.Second)
+
+	ch, err := b.Conn.Channel()
+	require.NoError(t, err)
+	_, err = ch.QueueDelete(b.Topology.PlacementQueue, false, false, false)
+	require.NoError(t, err)
+	_ = ch.Close()
+	require.Eventually(t, func() bool {
+		_, consumers, ok := queueInfo(t, b, b.Topology.PlacementQueue)
+		return ok && consumers == 1
+	}, 30*time.Second, 200*time.Millisecond, "log:\n%s", strings.Join(c.logs.Lines(""), "\n"))
+	b.Publish(t, messages.RoutingKeyPlacementExported, placementBody(2, "AFTER.DAT"))
+	waitCount(t, tm.Client, "", 2, 20*time.Second)
+	require.NoError(t, readyErr(c))
+	require.Equal(t, 1.0, testutilGauge(c.metrics.ConsumerUp.WithLabelValues(b.Topology.PlacementQueue)))
+}
+
+// While a record queue cannot be consumed (here another connection holds it exclusively), the
+// starter is not ready and the metric names the queue; once it can, it consumes again.
+func TestQueueThatCannotBeConsumedMakesTheStarterNotReady(t *testing.T) {
+	b, tm := intakeStack(t, 0)
+	c := startConsumer(t, b, tm.Client, 10)
+	require.Eventually(t, func() bool { return readyErr(c) == nil }, 20*time.Second, 100*time.Millisecond)
+
+	// Another client deletes the queue and declares it exclusive to its own connection.
+	other, err := amqp.Dial(testenv.AMQPURL())
+	require.NoError(t, err)
+	och, err := other.Channel()
+	require.NoError(t, err)
+	_, err = och.QueueDelete(b.Topology.PlacementQueue, false, false, false)
+	require.NoError(t, err)
+	_, err = och.QueueDeclare(b.Topology.PlacementQueue, false, true, true, false, nil)
+	require.NoError(t, err)
+	require.Eventually(t, func() bool {
+		err := readyErr(c)
+		return err != nil && strings.Contains(err.Error(), b.Topology.PlacementQueue) &&
+			testutilGauge(c.metrics.ConsumerUp.WithLabelValues(b.Topology.PlacementQueue)) == 0
+	}, 20*time.Second, 100*time.Millisecond)
+	require.Equal(t, 1.0, testutilGauge(c.metrics.ConsumerUp.WithLabelValues(b.Topology.ScanQueue)), "the other queue is still consumed")
+
+	_ = other.Close() // the exclusive queue goes with its connection
+	require.Eventually(t, func() bool { return readyErr(c) == nil }, 30*time.Second, 200*time.Millisecond,
+		"log:\n%s", strings.Join(c.logs.Lines(""), "\n"))
+	b.Publish(t, messages.RoutingKeyPlacementExported, placementBody(3, "BACK.DAT"))
+	waitCount(t, tm.Client, "", 1, 20*time.Second)
+}
+
+func readyErr(c *consumer) error { return c.consumer.Ready() }
+
+// A message the broker dead-lettered for the delivery limit (as after repeated consumer timeouts
+// in a long Temporal outage) was never judged bad: once Temporal is healthy the starter puts it
+// back by itself, and it is started. A poison message in the same DLQ stays there.
+func TestDeliveryLimitDeadLettersComeBackByThemselves(t *testing.T) {
+	b, tm := intakeStack(t, 1)
+	// Make the broker dead-letter a valid message for the delivery limit: take it back twice.
+	raw, err := amqp.Dial(testenv.AMQPURL())
+	require.NoError(t, err)
+	defer raw.Close()
+	rch, err := raw.Channel()
+	require.NoError(t, err)
+	b.Publish(t, messages.RoutingKeyPlacementExported, placementBody(5, "LIMIT.DAT"))
+	require.Eventually(t, func() bool {
+		d, ok, err := rch.Get(b.Topology.PlacementQueue, false)
+		require.NoError(t, err)
+		if ok {
+			require.NoError(t, d.Nack(false, true))
+		}
+		return b.Depth(t, b.Topology.DLQ) == 1
+	}, 20*time.Second, 50*time.Millisecond)
+	c := startConsumer(t, b, tm.Client, 10)
+	b.Publish(t, messages.RoutingKeyScanCompleted, []byte(`{"scanId":"nope"}`)) // poison: goes to the DLQ and stays
+	require.Eventually(t, func() bool { return b.Depth(t, b.Topology.DLQ) == 2 }, 20*time.Second, 100*time.Millisecond)
+
+	r := &ops.Returner{Conn: b.Conn, Pub: b.Pub, Topology: b.Topology, Log: testLogger(), Every: 500 * time.Millisecond,
+		Healthy:  func(ctx context.Context) bool { _, err := tm.Client.CheckHealth(ctx, nil); return err == nil },
+		Returned: c.metrics.Returned.Inc}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Run(ctx)
+	waitCount(t, tm.Client, fmt.Sprintf(`WorkflowId=%q`, messages.PlacementWorkflowID(5, "LIMIT.DAT")), 1, 30*time.Second)
+	time.Sleep(2 * time.Second) // several passes
+	require.Equal(t, 1, b.Depth(t, b.Topology.DLQ), "the poison message stays for an operator")
+	d := b.Drain(t, b.Topology.DLQ)[0]
+	require.Contains(t, d.Headers[intake.HeaderError], "UUID")
+	require.Equal(t, 1.0, testutilCounter(c.metrics.Returned))
+}
+
+func testLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -1,0 +1,86 @@
+package ops
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/tis-writeback/writeback/starter/broker"
+	"github.com/tis-writeback/writeback/starter/intake"
+)
+
+// Returner brings back, by itself, the messages the broker dead-lettered for the delivery limit.
+// writeback never judged them bad: they reach the limit only when the broker took them back again
+// and again (a consumer_timeout during a Temporal outage longer than the timeout, each time
+// counting against x-delivery-limit). Once Temporal is healthy they go back to their queue; a
+// poison message (it carries x-writeback-error) is never touched.
+type Returner struct {
+	Conn     *broker.Conn
+	Pub      *broker.Publisher
+	Topology broker.Topology
+	Log      *slog.Logger
+	// Healthy says whether Temporal accepts starts now; no pass runs while it does not.
+	Healthy func(context.Context) bool
+	// Every is the time between passes.
+	Every time.Duration
+	// Returned is told of each message put back.
+	Returned func()
+}
+
+// DeliveryLimitDeadLetter reports whether d was dead-lettered by the broker for the delivery limit
+// and never by writeback; otherwise it says why it is not.
+func DeliveryLimitDeadLetter(d amqp.Delivery) (bool, string) {
+	if _, ok := d.Headers[intake.HeaderError]; ok {
+		return false, "a poison message (x-writeback-error): for an operator to look at"
+	}
+	if deaths, ok := d.Headers["x-death"].([]any); ok && len(deaths) > 0 {
+		// The most recent death comes first.
+		if death, ok := deaths[0].(amqp.Table); ok && death["reason"] == "delivery_limit" {
+			return true, ""
+		}
+	}
+	return false, "not dead-lettered for the delivery limit"
+}
+
+// Run makes a pass every Every until ctx ends.
+func (r *Returner) Run(ctx context.Context) {
+	t := time.NewTicker(r.Every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !r.Healthy(ctx) || !r.Conn.Up() {
+			continue
+		}
+		r.pass(ctx)
+	}
+}
+
+func (r *Returner) pass(ctx context.Context) {
+	ch, err := r.Conn.Channel()
+	if err != nil {
+		return
+	}
+	q, err := ch.QueueDeclarePassive(r.Topology.DLQ, true, false, false, false, nil)
+	_ = ch.Close()
+	if err != nil || q.Messages == 0 {
+		return
+	}
+	_, err = redrive(ctx, r.Conn, r.Pub, r.Topology, false, DeliveryLimitDeadLetter, func(it RedriveItem) {
+		if it.Outcome == "redriven" {
+			r.Log.Info("a message the broker dead-lettered for the delivery limit went back to its queue",
+				"messageId", it.MessageID, "routingKey", it.RoutingKey)
+			if r.Returned != nil {
+				r.Returned()
+			}
+		}
+	})
+	if err != nil {
+		r.Log.Warn("DLQ pass for delivery-limit dead letters failed; trying again later", "error", err)
+	}
+}
