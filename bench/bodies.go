@@ -39,7 +39,7 @@ func runBodies(args []string) int {
 	}
 	body := fmt.Sprintf(`## Large bodies
 
-Command: go run ./bench bodies %s. Oversized bodies (SPEC limit 64 KiB) are poison: each moves to the
+Command: go run ./bench bodies%s. Oversized bodies (SPEC limit 64 KiB) are poison: each moves to the
 DLQ whole, with its reason, so nothing is lost. Peak RSS of the starter process (VmHWM) while they
 pass; it grows with prefetch × body size, which is why deploy/ caps RabbitMQ's max_message_size at
 1 MiB (prefetch 100 × 1 MiB at most).
@@ -47,7 +47,7 @@ pass; it grows with prefetch × body size, which is why deploy/ caps RabbitMQ's 
 | PREFETCH | bodies | starter peak RSS | all in the DLQ after |
 |---|---|---|---|
 %s
-`, strings.Join(args, " "), strings.Join(rows, "\n"))
+`, strings.TrimRight(" "+strings.Join(args, " "), " "), strings.Join(rows, "\n"))
 	if err := report.WriteSection(*out, "bodies", body); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 	}

@@ -58,6 +58,8 @@ func TestStarterGracefulStopAndHelp(t *testing.T) {
 		t.Fatal("starter did not stop")
 	}
 	require.NotEmpty(t, logs.Lines("every delivery in flight was settled"))
+	require.Empty(t, logs.Lines(`"level":"INFO"`, "OnStart hook"), "fx's own events are logged at debug")
+	require.Empty(t, logs.Lines(`"level":"INFO"`, `"msg":"provided"`), "fx's own events are logged at debug")
 
 	for _, c := range []string{"consume", "publish"} {
 		out, err := exec.Command(bin, c, "--help").CombinedOutput()

@@ -186,7 +186,9 @@ func (c *Consumer) consumeOnce(ctx context.Context, conn *amqp.Connection, src b
 		select {
 		case <-ctx.Done():
 			_ = ch.Cancel(tag, false)
-			c.drain(&handlers, stopInc)
+			if c.drain(&handlers, stopInc) {
+				c.Log.Info("consumer stopped; every delivery in flight was settled", "queue", src.Queue)
+			}
 			return nil
 		case e := <-closed:
 			stopInc()
@@ -220,16 +222,19 @@ func (c *Consumer) consumeOnce(ctx context.Context, conn *amqp.Connection, src b
 	}
 }
 
-// drain waits up to the drain timeout for handlers, then ends them (their deliveries are requeued).
-func (c *Consumer) drain(handlers *sync.WaitGroup, stop context.CancelFunc) {
+// drain waits up to the drain timeout for handlers, then ends them (their deliveries are
+// requeued). It reports whether every handler settled in time.
+func (c *Consumer) drain(handlers *sync.WaitGroup, stop context.CancelFunc) bool {
 	drained := make(chan struct{})
 	go func() { handlers.Wait(); close(drained) }()
 	select {
 	case <-drained:
+		return true
 	case <-time.After(c.DrainTimeout):
 		c.Log.Warn("consumer stopped with deliveries still held; the broker requeues them", "timeout", c.DrainTimeout)
 		stop()
 		<-drained
+		return false
 	}
 }
 
