@@ -38,6 +38,7 @@ chaos: $(TEMPORAL)
 ## bench: speed figures (ceiling, P1..P4, history events) into BENCHMARKS.md
 bench: $(TEMPORAL)
 	go run ./bench speed $(BENCH_ARGS)
+	go run ./bench bodies
 
 ## fuzz: the message decoder's fuzz target for a minute
 fuzz:

@@ -76,6 +76,10 @@ func (a *Activities) firstAttempt(res UpdateResult, err error) FirstAttempt {
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
 		fa.ErrType, fa.Message, fa.RetryAfter = appErr.Type(), appErr.Message(), appErr.NextRetryDelay()
+		var d FailureDetails
+		if appErr.HasDetails() && appErr.Details(&d) == nil {
+			fa.Status = d.Status
+		}
 	} else if err != nil {
 		fa.ErrType, fa.Message = ErrTransient, err.Error()
 	}
@@ -193,6 +197,7 @@ func (a *Activities) critical(ctx context.Context, dl DeadLetter, res MarkResult
 	logging.Critical(ctx, a.Log, "record dead-lettered: it could not be written to TCS",
 		"kind", dl.Kind,
 		"recordId", dl.RecordID,
+		"group", dl.Group,
 		"workflowId", info.WorkflowExecution.ID,
 		"runId", info.WorkflowExecution.RunID,
 		"attempts", dl.Attempts,

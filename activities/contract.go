@@ -67,8 +67,10 @@ type FailureDetails struct {
 
 // DeadLetter describes one dead-lettering for the mark activity and its CRITICAL log line.
 type DeadLetter struct {
-	Kind           string    `json:"kind"`
-	RecordID       string    `json:"recordId"`
+	Kind     string `json:"kind"`
+	RecordID string `json:"recordId"`
+	// Group is the failure group (WritebackFailure), e.g. tcs-404, budget-spent, poison-exportedAt.
+	Group          string    `json:"group,omitempty"`
 	Attempts       int       `json:"attempts"`
 	LastError      string    `json:"lastError"`
 	DeadLetteredAt time.Time `json:"deadLetteredAt"`
@@ -105,6 +107,8 @@ type FirstAttempt struct {
 	// ErrType is "" on success, else ErrTransient, ErrConfig or ErrPermanent.
 	ErrType string `json:"errType,omitempty"`
 	Message string `json:"message,omitempty"`
+	// Status is TCS's HTTP status on a failure (0 when no answer came).
+	Status int `json:"status,omitempty"`
 	// RetryAfter is TCS's Retry-After on a 429/503.
 	RetryAfter time.Duration `json:"retryAfter,omitempty"`
 }

@@ -180,7 +180,10 @@ func TestPoisonMessagesGoToTheDLQWithTheirReason(t *testing.T) {
 	}
 	// The consumer keeps consuming: a valid message after the poison is started.
 	b.Publish(t, messages.RoutingKeyPlacementExported, placementBody(7, "AFTER.DAT"))
-	waitCount(t, tm.Client, "", 1, 20*time.Second)
+	waitCount(t, tm.Client, fmt.Sprintf("WorkflowId=%q", messages.PlacementWorkflowID(7, "AFTER.DAT")), 1, 20*time.Second)
+	// Two of them still name their record (placement 1 "A.DAT" with a bad time, a scan with a bad
+	// result): those also became dead letters of their records, the rest started nothing.
+	waitCount(t, tm.Client, "", 3, 20*time.Second)
 
 	var got []string
 	require.Eventually(t, func() bool { return b.Depth(t, b.Topology.DLQ) == len(poison) }, 20*time.Second, 100*time.Millisecond)

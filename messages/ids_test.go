@@ -62,3 +62,33 @@ func TestPlacementWhoseIDIsTooLongIsPoison(t *testing.T) {
 	_, err = messages.DecodePlacement([]byte(ok))
 	require.NoError(t, err)
 }
+
+// A poison message that still names its record (SPEC section 5) is identified, with its group.
+func TestIdentifyPoisonThatNamesItsRecord(t *testing.T) {
+	body := []byte(`{"placementId":7,"positionNumber":1,"positionId":"x","filename":"A.DAT","exportedAt":"yesterday"}`)
+	_, err := messages.DecodePlacement(body)
+	var inv *messages.Invalid
+	require.ErrorAs(t, err, &inv)
+	require.Equal(t, "poison-positionId", inv.Group())
+	m, ok := messages.IdentifyPlacement(body)
+	require.True(t, ok)
+	require.Equal(t, "placement-esr/7/A.DAT", m.WorkflowID())
+	require.Equal(t, int64(1), m.PositionNumber)
+	require.True(t, m.ExportedAt.IsZero())
+
+	for _, b := range []string{`{"placementId":7}`, `{"filename":"A.DAT"}`, `{"placementId":0,"filename":"A.DAT"}`, `not json`,
+		`{"placementId":7,"filename":"a/b"}`} {
+		_, ok := messages.IdentifyPlacement([]byte(b))
+		require.False(t, ok, b)
+	}
+	_, err = messages.DecodePlacement([]byte(`not json`))
+	require.ErrorAs(t, err, &inv)
+	require.Equal(t, "poison-body", inv.Group())
+
+	sc, ok := messages.IdentifyScan([]byte(`{"scanId":"3F1C2A9E-0B7D-4C55-9A1E-6D2F0E8B4C11","result":"DIRTY"}`))
+	require.True(t, ok)
+	require.Equal(t, "scan/3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c11", sc.WorkflowID())
+	require.Empty(t, sc.Result)
+	_, ok = messages.IdentifyScan([]byte(`{"scanId":"nope","result":"CLEAN"}`))
+	require.False(t, ok)
+}

@@ -71,12 +71,29 @@ type ScanCompleted struct {
 // Scan results TCS accepts.
 var ScanResults = []string{"CLEAN", "SANITISED", "BLOCKED"}
 
-// Invalid is the error for a poison message: Reason says why in words.
-type Invalid struct{ Reason string }
+// Invalid is the error for a poison message: Reason says why in words; Field names the field at
+// fault ("" when the body as a whole is, e.g. not JSON).
+type Invalid struct {
+	Reason string
+	Field  string
+}
 
 func (e *Invalid) Error() string { return "invalid message: " + e.Reason }
 
+// Group is the failure group of a poison message: "poison-<field>", or "poison-body".
+func (e *Invalid) Group() string {
+	if e.Field == "" {
+		return "poison-body"
+	}
+	return "poison-" + e.Field
+}
+
 func invalid(format string, args ...any) error { return &Invalid{Reason: fmt.Sprintf(format, args...)} }
+
+// invalidField is invalid for one field.
+func invalidField(field, format string, args ...any) error {
+	return &Invalid{Reason: fmt.Sprintf(format, args...), Field: field}
+}
 
 // IsInvalid reports whether err marks a poison message.
 func IsInvalid(err error) bool {
@@ -107,7 +124,7 @@ func DecodePlacement(body []byte) (PlacementExported, error) {
 		return m, err
 	}
 	if n := len(m.WorkflowID()); n > MaxWorkflowIDBytes {
-		return m, invalid("field \"filename\" makes a workflow ID of %d bytes (non-ASCII characters are percent-encoded), over Temporal's limit of %d",
+		return m, invalidField("filename", "field \"filename\" makes a workflow ID of %d bytes (non-ASCII characters are percent-encoded), over Temporal's limit of %d",
 			n, MaxWorkflowIDBytes)
 	}
 	return m, nil
@@ -126,14 +143,14 @@ func DecodeScan(body []byte) (ScanCompleted, error) {
 	}
 	id, perr := uuid.Parse(raw)
 	if perr != nil || len(raw) != 36 {
-		return m, invalid("scanId %q is not a UUID", clip(raw))
+		return m, invalidField("scanId", "scanId %q is not a UUID", clip(raw))
 	}
 	m.ScanID = id.String() // lower case, as the workflow ID wants it
 	if m.Result, err = str(fields, "result"); err != nil {
 		return m, err
 	}
 	if !validResult(m.Result) {
-		return m, invalid("result %q is not one of %s", clip(m.Result), strings.Join(ScanResults, ", "))
+		return m, invalidField("result", "result %q is not one of %s", clip(m.Result), strings.Join(ScanResults, ", "))
 	}
 	if m.FileName, err = fileName(fields, "fileName"); err != nil {
 		return m, err
@@ -191,7 +208,7 @@ func decodeObject(body []byte) (map[string]json.RawMessage, error) {
 func present(fields map[string]json.RawMessage, name string) (json.RawMessage, error) {
 	raw, ok := fields[name]
 	if !ok || string(raw) == "null" {
-		return nil, invalid("required field %q is missing", name)
+		return nil, invalidField(name, "required field %q is missing", name)
 	}
 	return raw, nil
 }
@@ -202,20 +219,20 @@ func positiveInt(fields map[string]json.RawMessage, name string) (int64, error) 
 		return 0, err
 	}
 	if raw[0] == '"' {
-		return 0, invalid("field %q must be an integer, got the string %s", name, clip(string(raw)))
+		return 0, invalidField(name, "field %q must be an integer, got the string %s", name, clip(string(raw)))
 	}
 	var n json.Number
 	dec := json.NewDecoder(bytes.NewReader(raw))
 	dec.UseNumber()
 	if err := dec.Decode(&n); err != nil {
-		return 0, invalid("field %q must be an integer, got %s", name, clip(string(raw)))
+		return 0, invalidField(name, "field %q must be an integer, got %s", name, clip(string(raw)))
 	}
 	v, err := n.Int64()
 	if err != nil {
-		return 0, invalid("field %q must be an integer from 1 to 2^63-1, got %s", name, clip(n.String()))
+		return 0, invalidField(name, "field %q must be an integer from 1 to 2^63-1, got %s", name, clip(n.String()))
 	}
 	if v < 1 {
-		return 0, invalid("field %q must be from 1 to 2^63-1, got %d", name, v)
+		return 0, invalidField(name, "field %q must be from 1 to 2^63-1, got %d", name, v)
 	}
 	return v, nil
 }
@@ -227,7 +244,7 @@ func str(fields map[string]json.RawMessage, name string) (string, error) {
 	}
 	var s string
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return "", invalid("field %q must be a string, got %s", name, clip(string(raw)))
+		return "", invalidField(name, "field %q must be a string, got %s", name, clip(string(raw)))
 	}
 	return s, nil
 }
@@ -239,10 +256,10 @@ func fileName(fields map[string]json.RawMessage, name string) (string, error) {
 	}
 	n := utf8.RuneCountInString(s)
 	if n < 1 || n > 255 {
-		return "", invalid("field %q must be 1 to 255 characters, got %d", name, n)
+		return "", invalidField(name, "field %q must be 1 to 255 characters, got %d", name, n)
 	}
 	if strings.Contains(s, "/") {
-		return "", invalid("field %q must not contain \"/\", got %q", name, clip(s))
+		return "", invalidField(name, "field %q must not contain \"/\", got %q", name, clip(s))
 	}
 	return s, nil
 }
@@ -254,7 +271,7 @@ func timestamp(fields map[string]json.RawMessage, name string) (time.Time, error
 	}
 	t, perr := time.Parse(time.RFC3339Nano, s)
 	if perr != nil {
-		return time.Time{}, invalid("field %q must be an RFC 3339 time, got %q", name, clip(s))
+		return time.Time{}, invalidField(name, "field %q must be an RFC 3339 time, got %q", name, clip(s))
 	}
 	return t, nil
 }
@@ -265,4 +282,48 @@ func clip(s string) string {
 		return s[:77] + "..."
 	}
 	return s
+}
+
+// IdentifyPlacement reads a poison placement body for the fields that name its record: a usable
+// placementId and filename (and an ID Temporal accepts). The other valid fields are filled in too.
+func IdentifyPlacement(body []byte) (PlacementExported, bool) {
+	var m PlacementExported
+	fields, err := decodeObject(body)
+	if err != nil {
+		return m, false
+	}
+	if m.PlacementID, err = positiveInt(fields, "placementId"); err != nil {
+		return m, false
+	}
+	if m.Filename, err = fileName(fields, "filename"); err != nil || len(m.WorkflowID()) > MaxWorkflowIDBytes {
+		return m, false
+	}
+	m.PositionNumber, _ = positiveInt(fields, "positionNumber")
+	m.PositionID, _ = positiveInt(fields, "positionId")
+	m.ExportedAt, _ = timestamp(fields, "exportedAt")
+	return m, true
+}
+
+// IdentifyScan reads a poison scan body for a usable scanId, filling in the other valid fields.
+func IdentifyScan(body []byte) (ScanCompleted, bool) {
+	var m ScanCompleted
+	fields, err := decodeObject(body)
+	if err != nil {
+		return m, false
+	}
+	raw, err := str(fields, "scanId")
+	if err != nil {
+		return m, false
+	}
+	id, perr := uuid.Parse(raw)
+	if perr != nil || len(raw) != 36 {
+		return m, false
+	}
+	m.ScanID = id.String()
+	if r, err := str(fields, "result"); err == nil && validResult(r) {
+		m.Result = r
+	}
+	m.FileName, _ = fileName(fields, "fileName")
+	m.CompletedAt, _ = timestamp(fields, "completedAt")
+	return m, true
 }

@@ -42,7 +42,7 @@ go build -o bin/tcssim ./tcssim
 [ -d starter ] && go build -o bin/starter ./starter
 
 sa=()
-for k in WritebackKind WritebackRecordId WritebackState; do sa+=(--search-attribute "$k=Keyword"); done
+for k in WritebackKind WritebackRecordId WritebackState WritebackFailure; do sa+=(--search-attribute "$k=Keyword"); done
 bin/temporal server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$UI_PORT" \
   --db-filename .data/temporal.db --sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal \
   --log-level warn "${sa[@]}" >.data/logs/temporal.log 2>&1 &

@@ -1,6 +1,9 @@
 package workflows
 
 import (
+	"encoding/json"
+	"strconv"
+
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/tis-writeback/writeback/messages"
@@ -37,10 +40,29 @@ var (
 	KindKey     = temporal.NewSearchAttributeKeyKeyword("WritebackKind")
 	RecordIDKey = temporal.NewSearchAttributeKeyKeyword("WritebackRecordId")
 	StateKey    = temporal.NewSearchAttributeKeyKeyword("WritebackState")
+	// FailureKey holds the group of the last dead-lettering (empty before the first).
+	FailureKey = temporal.NewSearchAttributeKeyKeyword("WritebackFailure")
 )
 
 // SearchAttributeNames lists the search attributes to register on a namespace.
-var SearchAttributeNames = []string{KindKey.GetName(), RecordIDKey.GetName(), StateKey.GetName()}
+var SearchAttributeNames = []string{KindKey.GetName(), RecordIDKey.GetName(), StateKey.GetName(), FailureKey.GetName()}
+
+// Failure groups: a short stable name per cause of a dead-lettering (WritebackFailure). Poison
+// messages have "poison-<field>" (messages.Invalid.Group).
+const (
+	// GroupBudgetSpent: transient failures (no answer, 5xx, 429) went on past the retry budget.
+	GroupBudgetSpent = "budget-spent"
+	// GroupTCSPermanent: TCS refused the record without an HTTP status (e.g. a body it cannot take).
+	GroupTCSPermanent = "tcs-permanent"
+)
+
+// TCSGroup is the failure group of a permanent TCS answer: "tcs-404", "tcs-422", ….
+func TCSGroup(status int) string {
+	if status == 0 {
+		return GroupTCSPermanent
+	}
+	return "tcs-" + strconv.Itoa(status)
+}
 
 // Workflow IDs (see messages for the format).
 var (
@@ -58,6 +80,9 @@ const (
 type SignalPayload struct {
 	Reason string `json:"reason,omitempty"`
 	By     string `json:"by,omitempty"`
+	// Record, on retry only, is a corrected message of the same record (SPEC section 3): the retry
+	// writes it instead of the original. An invalid or foreign one makes the signal ignored.
+	Record json.RawMessage `json:"record,omitempty"`
 }
 
 // Status is what the state query returns.

@@ -4,6 +4,7 @@
 package workflows
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -16,11 +17,16 @@ import (
 	"github.com/tis-writeback/writeback/messages"
 )
 
-// Carry is what a run hands to the run it continues as new (long 401 spells make long histories).
+// Carry is the workflows' optional second input. A run hands its state to the run it continues as
+// new (long 401 spells make long histories); the starter sets Poison for a poison message that
+// still names its record, which then becomes a dead letter of that record without a TCS write.
 type Carry struct {
 	Status     Status                   `json:"status"`
 	Settings   activities.RetrySettings `json:"settings"`
 	BudgetLeft time.Duration            `json:"budgetLeft"`
+	// Poison is why the message is invalid; PoisonGroup its failure group (poison-<field>).
+	Poison      string `json:"poison,omitempty"`
+	PoisonGroup string `json:"poisonGroup,omitempty"`
 }
 
 // RecordPlacementExport writes one exported placement's EXPORTED event to TCS.
@@ -45,6 +51,8 @@ type record interface {
 	markActivity() string
 	deadLetter(dl activities.DeadLetter) activities.DeadLetter
 	continueAsNew(ctx workflow.Context, carry *Carry) error
+	// corrected validates a corrected message of this same record (a retry's record).
+	corrected(raw json.RawMessage) (record, error)
 }
 
 type placementRecord struct{ msg messages.PlacementExported }
@@ -65,6 +73,17 @@ func (r placementRecord) deadLetter(dl activities.DeadLetter) activities.DeadLet
 func (r placementRecord) continueAsNew(ctx workflow.Context, carry *Carry) error {
 	return workflow.NewContinueAsNewError(ctx, PlacementWorkflowType, r.msg, carry)
 }
+func (r placementRecord) corrected(raw json.RawMessage) (record, error) {
+	m, err := messages.DecodePlacement(raw)
+	if err != nil {
+		return nil, err
+	}
+	if m.PlacementID != r.msg.PlacementID || m.Filename != r.msg.Filename {
+		return nil, fmt.Errorf("it names placement %d file %q, not this record (placement %d file %q)",
+			m.PlacementID, m.Filename, r.msg.PlacementID, r.msg.Filename)
+	}
+	return placementRecord{msg: m}, nil
+}
 
 type scanRecord struct{ msg messages.ScanCompleted }
 
@@ -84,11 +103,23 @@ func (r scanRecord) deadLetter(dl activities.DeadLetter) activities.DeadLetter {
 func (r scanRecord) continueAsNew(ctx workflow.Context, carry *Carry) error {
 	return workflow.NewContinueAsNewError(ctx, ScanWorkflowType, r.msg, carry)
 }
+func (r scanRecord) corrected(raw json.RawMessage) (record, error) {
+	m, err := messages.DecodeScan(raw)
+	if err != nil {
+		return nil, err
+	}
+	if m.ScanID != r.msg.ScanID {
+		return nil, fmt.Errorf("it names scan %s, not this record (scan %s)", m.ScanID, r.msg.ScanID)
+	}
+	return scanRecord{msg: m}, nil
+}
 
 // decision is an operator's signal acted on while the record is a dead letter.
 type decision struct {
 	signal  string
 	payload SignalPayload
+	// record is the corrected message a retry carries (nil: the same one again).
+	record record
 }
 
 // recorder is one run's state.
@@ -99,6 +130,13 @@ type recorder struct {
 	settings   activities.RetrySettings
 	budgetLeft time.Duration
 	pending    *decision
+	// poison is why the message is invalid (from the starter); it is dead-lettered, never written,
+	// until a retry brings a corrected record.
+	poison, poisonGroup string
+	// failure is the group of the last dead-lettering (WritebackFailure).
+	failure string
+	// failureSA is false for histories from before WritebackFailure existed.
+	failureSA bool
 	// fresh is true when an Updating phase begins (start, retry signal): its first attempt takes
 	// the local-activity fast path, which also captures the settings.
 	fresh bool
@@ -122,11 +160,14 @@ func (r *recorder) setup(ctx workflow.Context, carry *Carry) error {
 	}
 	r.listenForSignals(ctx)
 
-	if carry != nil {
+	if carry != nil && carry.Status.State != "" {
 		r.status, r.settings, r.budgetLeft = carry.Status, carry.Settings, carry.BudgetLeft
 	} else {
 		r.status.State = StateUpdating
 		r.fresh = true
+	}
+	if carry != nil {
+		r.poison, r.poisonGroup = carry.Poison, carry.PoisonGroup
 	}
 	workflow.SetCurrentDetails(ctx, r.rec.summary())
 	return r.publishState(ctx)
@@ -162,8 +203,22 @@ func (r *recorder) listenForSignals(ctx workflow.Context) {
 						"reason", p.Reason, "by", p.By)
 					return
 				}
-				r.log.Info("operator signal accepted", "signal", name, "reason", p.Reason, "by", p.By)
-				r.pending = &decision{signal: name, payload: p}
+				d := &decision{signal: name, payload: p}
+				if name == SignalRetry && len(p.Record) > 0 {
+					next, err := r.rec.corrected(p.Record)
+					if err != nil {
+						r.log.Warn("retry ignored: its corrected record is not usable", "why", err.Error(), "reason", p.Reason, "by", p.By)
+						return
+					}
+					if r.poison == "" && sameMessage(next, r.rec) {
+						// A byte-identical duplicate (e.g. redelivered on the queue) is not a correction.
+						r.log.Info("retry ignored: the corrected record is the record as it is", "reason", p.Reason, "by", p.By)
+						return
+					}
+					d.record = next
+				}
+				r.log.Info("operator signal accepted", "signal", name, "reason", p.Reason, "by", p.By, "corrected", d.record != nil)
+				r.pending = d
 			}
 		}
 		sel.AddReceive(retryCh, handle(SignalRetry))
@@ -177,7 +232,17 @@ func (r *recorder) listenForSignals(ctx workflow.Context) {
 func (r *recorder) run(ctx workflow.Context) (Status, error) {
 	for {
 		if r.status.State == StateUpdating {
-			cause, err := r.update(ctx)
+			var cause, group string
+			var err error
+			if r.poison != "" {
+				// Never written: the message is invalid. It becomes a dead letter of its record.
+				cause, group = r.poison, r.poisonGroup
+				if r.settings == (activities.RetrySettings{}) {
+					err = r.captureSettings(ctx)
+				}
+			} else {
+				cause, group, err = r.update(ctx)
+			}
 			if errors.Is(err, errContinueAsNew) {
 				return r.status, r.rec.continueAsNew(ctx, &Carry{Status: r.status, Settings: r.settings, BudgetLeft: r.budgetLeft})
 			}
@@ -187,7 +252,7 @@ func (r *recorder) run(ctx workflow.Context) (Status, error) {
 			if cause == "" {
 				return r.status, r.setState(ctx, StateCompleted)
 			}
-			if err := r.deadLetter(ctx, cause); err != nil {
+			if err := r.deadLetter(ctx, cause, group); err != nil {
 				return r.status, err
 			}
 		}
@@ -217,6 +282,9 @@ func (r *recorder) run(ctx workflow.Context) (Status, error) {
 		}
 		r.status.Retries++
 		workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"kind": string(r.rec.kind())}).Counter(MetricManualRetries).Inc(1)
+		if d.record != nil {
+			r.rec, r.poison, r.poisonGroup = d.record, "", ""
+		}
 		r.fresh = true
 		if err := r.setState(ctx, StateUpdating); err != nil {
 			return r.status, err
@@ -226,7 +294,7 @@ func (r *recorder) run(ctx workflow.Context) (Status, error) {
 
 // firstAttempt runs the phase's first TCS update as a local activity, capturing the settings.
 // done is true when it settled the phase (success, or a permanent answer given in cause).
-func (r *recorder) firstAttempt(ctx workflow.Context) (done bool, cause string, err error) {
+func (r *recorder) firstAttempt(ctx workflow.Context) (done bool, cause, group string, err error) {
 	r.fresh = false
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		// Two TCS requests at most; anything slower falls back to the regular activity.
@@ -241,21 +309,21 @@ func (r *recorder) firstAttempt(ctx workflow.Context) (done bool, cause string, 
 		r.status.Attempts++
 		r.status.LastError = describe(lerr).message
 		if err := r.captureSettings(ctx); err != nil {
-			return false, "", err
+			return false, "", "", err
 		}
-		return false, "", r.wait(ctx, r.settings.InitialInterval, "first attempt failed: waiting before retrying")
+		return false, "", "", r.wait(ctx, r.settings.InitialInterval, "first attempt failed: waiting before retrying")
 	}
 	r.settings, r.budgetLeft = fa.Settings, fa.Settings.Budget
 	r.status.Attempts++
 	switch fa.ErrType {
 	case "":
-		return true, "", nil
+		return true, "", "", nil
 	case activities.ErrPermanent:
 		r.status.LastError = fa.Message
-		return true, fa.Message, nil
+		return true, fa.Message, TCSGroup(fa.Status), nil
 	default:
 		r.status.LastError = fa.Message
-		return false, "", r.wait(ctx, max(r.settings.InitialInterval, fa.RetryAfter), "first attempt failed: waiting before retrying")
+		return false, "", "", r.wait(ctx, max(r.settings.InitialInterval, fa.RetryAfter), "first attempt failed: waiting before retrying")
 	}
 }
 
@@ -264,18 +332,19 @@ func (r *recorder) wait(ctx workflow.Context, d time.Duration, summary string) e
 	return workflow.NewTimerWithOptions(ctx, d, workflow.TimerOptions{Summary: summary}).Get(ctx, nil)
 }
 
-// update writes the record to TCS. It returns "" on success, or why the record must be dead-lettered.
-func (r *recorder) update(ctx workflow.Context) (cause string, err error) {
+// update writes the record to TCS. It returns "" on success, or why the record must be
+// dead-lettered and the failure group of that cause.
+func (r *recorder) update(ctx workflow.Context) (cause, group string, err error) {
 	if r.fresh {
-		done, cause, err := r.firstAttempt(ctx)
+		done, cause, group, err := r.firstAttempt(ctx)
 		if err != nil || done {
-			return cause, err
+			return cause, group, err
 		}
 	}
 	configFailures := 0
 	for {
 		if r.budgetLeft <= 0 {
-			return fmt.Sprintf("retry budget of %s spent; last error: %s", r.settings.Budget, r.status.LastError), nil
+			return fmt.Sprintf("retry budget of %s spent; last error: %s", r.settings.Budget, r.status.LastError), GroupBudgetSpent, nil
 		}
 		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 			// The budget: how long transient failures may go on. 401/403 do not spend it (see below).
@@ -295,14 +364,14 @@ func (r *recorder) update(ctx workflow.Context) (cause string, err error) {
 		r.budgetLeft -= workflow.Now(ctx).Sub(start)
 		if err == nil {
 			r.status.Attempts += int(max(res.Attempt, 1))
-			return "", nil
+			return "", "", nil
 		}
 		f := describe(err)
 		r.status.Attempts += f.attempts
 		r.status.LastError = f.message
 		switch f.errType {
 		case activities.ErrPermanent:
-			return f.message, nil
+			return f.message, TCSGroup(f.status), nil
 		case activities.ErrConfig:
 			// Our credentials are wrong, not the record: wait and try again without end. The wait is
 			// not charged to the budget; the worker counts these answers in a metric that alerts.
@@ -310,10 +379,10 @@ func (r *recorder) update(ctx workflow.Context) (cause string, err error) {
 			configFailures++
 			r.log.Error("TCS refused our credentials; waiting before trying again", "error", f.message, "wait", wait)
 			if err := r.wait(ctx, wait, "TCS refused credentials (401/403): waiting"); err != nil {
-				return "", err
+				return "", "", err
 			}
 			if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
-				return "", errContinueAsNew
+				return "", "", errContinueAsNew
 			}
 		default:
 			// Transient failures until the budget ran out (the retry policy gave up).
@@ -322,11 +391,14 @@ func (r *recorder) update(ctx workflow.Context) (cause string, err error) {
 	}
 }
 
-func (r *recorder) deadLetter(ctx workflow.Context, cause string) error {
+func (r *recorder) deadLetter(ctx workflow.Context, cause, group string) error {
 	now := workflow.Now(ctx).UTC()
 	r.status.LastError = cause
+	// WritebackFailure came later: histories recorded before it show no such upsert.
+	r.failureSA = workflow.GetVersion(ctx, "failure-group", workflow.DefaultVersion, 1) >= 1
+	r.failure = group
 	dl := r.rec.deadLetter(activities.DeadLetter{
-		Kind: string(r.rec.kind()), RecordID: r.rec.recordID(), Attempts: r.status.Attempts,
+		Kind: string(r.rec.kind()), RecordID: r.rec.recordID(), Group: group, Attempts: r.status.Attempts,
 		LastError: cause, DeadLetteredAt: now,
 	})
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
@@ -366,10 +438,14 @@ func (r *recorder) setState(ctx workflow.Context, state string) error {
 func (r *recorder) publishState(ctx workflow.Context) error {
 	current := workflow.GetTypedSearchAttributes(ctx)
 	var updates []temporal.SearchAttributeUpdate
-	want := []struct {
+	type keyword struct {
 		key   temporal.SearchAttributeKeyKeyword
 		value string
-	}{{KindKey, string(r.rec.kind())}, {RecordIDKey, r.rec.recordID()}, {StateKey, r.status.State}}
+	}
+	want := []keyword{{KindKey, string(r.rec.kind())}, {RecordIDKey, r.rec.recordID()}, {StateKey, r.status.State}}
+	if r.failureSA && r.failure != "" {
+		want = append(want, keyword{FailureKey, r.failure})
+	}
 	for _, w := range want {
 		if v, ok := current.GetKeyword(w.key); !ok || v != w.value {
 			updates = append(updates, w.key.ValueSet(w.value))
@@ -386,6 +462,7 @@ type failure struct {
 	errType  string
 	message  string
 	attempts int
+	status   int
 }
 
 // describe reads a failed TCS-update activity: its class, the last error in words, and how many
@@ -397,8 +474,11 @@ func describe(err error) failure {
 		f.errType = appErr.Type()
 		f.message = appErr.Message()
 		var d activities.FailureDetails
-		if appErr.HasDetails() && appErr.Details(&d) == nil && d.Attempt > 0 {
-			f.attempts = int(d.Attempt)
+		if appErr.HasDetails() && appErr.Details(&d) == nil {
+			if d.Attempt > 0 {
+				f.attempts = int(d.Attempt)
+			}
+			f.status = d.Status
 		}
 	}
 	var timeoutErr *temporal.TimeoutError
@@ -415,4 +495,11 @@ func backoff(s activities.RetrySettings, n int) time.Duration {
 		d = time.Duration(float64(d) * s.BackoffCoefficient)
 	}
 	return min(d, s.MaximumInterval)
+}
+
+// sameMessage reports whether two records carry the same message.
+func sameMessage(a, b record) bool {
+	x, _ := json.Marshal(a.input())
+	y, _ := json.Marshal(b.input())
+	return string(x) == string(y)
 }

@@ -44,10 +44,15 @@ func (s *WorkflowSuite) SetupTest() {
 	s.env = s.NewTestWorkflowEnvironment()
 	a := &activities.Activities{Settings: s.settings}
 	workflows.Register(s.env, a)
+	s.watchSearchAttributes()
+}
+
+// watchSearchAttributes records every upsert of s.env.
+func (s *WorkflowSuite) watchSearchAttributes() {
 	s.saState, s.saAll, s.marks = "", map[string][]string{}, 0
 	s.env.OnUpsertTypedSearchAttributes(mock.Anything).Run(func(args mock.Arguments) {
 		sa := args.Get(0).(temporal.SearchAttributes)
-		for _, key := range []temporal.SearchAttributeKeyKeyword{workflows.KindKey, workflows.RecordIDKey, workflows.StateKey} {
+		for _, key := range []temporal.SearchAttributeKeyKeyword{workflows.KindKey, workflows.RecordIDKey, workflows.StateKey, workflows.FailureKey} {
 			if v, ok := sa.GetKeyword(key); ok {
 				s.saAll[key.GetName()] = append(s.saAll[key.GetName()], v)
 				if key == workflows.StateKey {

@@ -256,9 +256,43 @@ func (c *Consumer) handle(ctx context.Context, src broker.Source, d amqp.Deliver
 	received := time.Now()
 	rec, err := Decode(src.Kind, d.Body)
 	if err != nil {
-		c.deadLetterMessage(ctx, src, d, err.(*messages.Invalid).Reason, OutcomePoison)
+		inv := err.(*messages.Invalid)
+		// A poison message that names its record also becomes a dead letter of that record.
+		if prec, ok := PoisonRecord(src.Kind, d.Body, inv); ok {
+			if st := c.start(ctx, src, prec); st.stopped {
+				return // left unacked: redelivered later
+			}
+		}
+		c.deadLetterMessage(ctx, src, d, inv.Reason, OutcomePoison)
 		return
 	}
+	st := c.start(ctx, src, rec)
+	switch {
+	case st.stopped:
+	case st.refusal != "":
+		c.deadLetterMessage(ctx, src, d, "Temporal refused the start: "+st.refusal, OutcomeRefused)
+	default:
+		outcome := OutcomeStarted
+		if !st.started {
+			outcome = OutcomeDuplicate
+		}
+		if c.ack(d) {
+			c.Metrics.Messages.WithLabelValues(src.Queue, outcome).Inc()
+			c.Metrics.StartDuration.Observe(time.Since(received).Seconds())
+		}
+	}
+}
+
+// startResult is how a start ended: started (or a duplicate), refused by Temporal for the message
+// itself, or given up because the handler was stopped.
+type startResult struct {
+	started bool
+	refusal string
+	stopped bool
+}
+
+// start starts rec's workflow, holding the delivery and retrying while Temporal is unavailable.
+func (c *Consumer) start(ctx context.Context, src broker.Source, rec Record) startResult {
 	wait := c.RetryMin
 	held := false
 	for attempt := 1; ; attempt++ {
@@ -269,15 +303,7 @@ func (c *Consumer) handle(ctx context.Context, src broker.Source, d amqp.Deliver
 				c.Metrics.Held.Dec()
 				c.Log.Info("start accepted after Temporal came back", "workflowId", rec.WorkflowID, "attempts", attempt)
 			}
-			outcome := OutcomeStarted
-			if !started {
-				outcome = OutcomeDuplicate
-			}
-			if c.ack(d) {
-				c.Metrics.Messages.WithLabelValues(src.Queue, outcome).Inc()
-				c.Metrics.StartDuration.Observe(time.Since(received).Seconds())
-			}
-			return
+			return startResult{started: started}
 		}
 		if reason, ok := Refusal(err); ok {
 			// Temporal refused this message's start (not an outage): holding it would hold it forever.
@@ -286,8 +312,7 @@ func (c *Consumer) handle(ctx context.Context, src broker.Source, d amqp.Deliver
 			if held {
 				c.Metrics.Held.Dec()
 			}
-			c.deadLetterMessage(ctx, src, d, "Temporal refused the start: "+reason, OutcomeRefused)
-			return
+			return startResult{refusal: reason}
 		}
 		// Temporal did not accept the start: an infrastructure fault, never the message's.
 		// Hold the delivery (no nack: that would count against the delivery limit) and retry.
@@ -304,7 +329,7 @@ func (c *Consumer) handle(ctx context.Context, src broker.Source, d amqp.Deliver
 		select {
 		case <-ctx.Done():
 			c.Metrics.Held.Dec()
-			return // left unacked: requeued by the broker when the channel closes
+			return startResult{stopped: true} // left unacked: requeued by the broker when the channel closes
 		case <-time.After(wait):
 		}
 		wait = min(wait*2, c.RetryMax)

@@ -5,12 +5,14 @@ package intake
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/tis-writeback/writeback/messages"
@@ -25,6 +27,12 @@ type Record struct {
 	RecordID     string
 	Summary      string
 	Input        any
+	// Body is the message as it arrived: a valid one is offered as a correction to a workflow of
+	// the same record that is parked as a dead letter.
+	Body []byte
+	// Carry, for a poison message that names its record, says why it is poison (the workflow then
+	// dead-letters the record without writing it).
+	Carry *workflows.Carry
 }
 
 // Decode validates a body of the given kind and builds its Record; the error is a *messages.Invalid
@@ -36,15 +44,40 @@ func Decode(kind messages.Kind, body []byte) (Record, error) {
 		if err != nil {
 			return Record{}, err
 		}
-		return PlacementRecord(m), nil
+		rec := PlacementRecord(m)
+		rec.Body = body
+		return rec, nil
 	case messages.KindScan:
 		m, err := messages.DecodeScan(body)
 		if err != nil {
 			return Record{}, err
 		}
-		return ScanRecord(m), nil
+		rec := ScanRecord(m)
+		rec.Body = body
+		return rec, nil
 	}
 	return Record{}, &messages.Invalid{Reason: fmt.Sprintf("unknown kind of record %q", kind)}
+}
+
+// PoisonRecord is the Record of a poison message that still names its record (a usable
+// placementId and filename, or scanId): its workflow dead-letters the record with the reason.
+func PoisonRecord(kind messages.Kind, body []byte, inv *messages.Invalid) (Record, bool) {
+	carry := &workflows.Carry{Poison: inv.Reason, PoisonGroup: inv.Group()}
+	switch kind {
+	case messages.KindPlacement:
+		if m, ok := messages.IdentifyPlacement(body); ok {
+			rec := PlacementRecord(m)
+			rec.Carry = carry
+			return rec, true
+		}
+	case messages.KindScan:
+		if m, ok := messages.IdentifyScan(body); ok {
+			rec := ScanRecord(m)
+			rec.Carry = carry
+			return rec, true
+		}
+	}
+	return Record{}, false
 }
 
 // PlacementRecord is the Record of a valid placement message.
@@ -62,7 +95,8 @@ func ScanRecord(m messages.ScanCompleted) Record {
 // Starter starts workflows.
 type Starter interface {
 	// Start starts rec's workflow. started is false when a run of that ID exists or existed
-	// (a duplicate or redelivered message). An error means Temporal did not accept the start.
+	// (a duplicate or redelivered message); a valid message is then offered as a correction to a
+	// run parked as a dead letter. An error means Temporal did not accept the start.
 	Start(ctx context.Context, rec Record) (started bool, err error)
 }
 
@@ -94,6 +128,10 @@ func (s TemporalStarter) Start(ctx context.Context, rec Record) (bool, error) {
 	if s.AllowRerun {
 		reuse = enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
 	}
+	args := []any{rec.Input}
+	if rec.Carry != nil {
+		args = append(args, rec.Carry)
+	}
 	_, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       rec.WorkflowID,
 		TaskQueue:                workflows.TaskQueue,
@@ -108,13 +146,47 @@ func (s TemporalStarter) Start(ctx context.Context, rec Record) (bool, error) {
 			workflows.RecordIDKey.ValueSet(rec.RecordID),
 			workflows.StateKey.ValueSet(workflows.StateUpdating),
 		),
-	}, rec.WorkflowType, rec.Input)
+	}, rec.WorkflowType, args...)
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &already) {
-		return false, nil
+		return false, s.offerCorrection(ctx, rec)
 	}
 	if err != nil {
 		return false, err
 	}
 	return true, nil
+}
+
+// offerCorrection sends a valid message of a record whose run is parked as a dead letter to that
+// run as a retry with the message as its record. The workflow ignores it when it is the same
+// message (a plain duplicate) or the run is not a dead letter.
+func (s TemporalStarter) offerCorrection(ctx context.Context, rec Record) error {
+	if rec.Body == nil || rec.Carry != nil {
+		return nil
+	}
+	desc, err := s.Client.DescribeWorkflowExecution(ctx, rec.WorkflowID, "")
+	var notFound *serviceerror.NotFound
+	if errors.As(err, &notFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	if info.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return nil // closed: TCS holds the record (or an operator abandoned it); see the README
+	}
+	var state string
+	if f := info.GetSearchAttributes().GetIndexedFields()[workflows.StateKey.GetName()]; f != nil {
+		_ = converter.GetDefaultDataConverter().FromPayload(f, &state)
+	}
+	if state != workflows.StateDeadLettered {
+		return nil
+	}
+	err = s.Client.SignalWorkflow(ctx, rec.WorkflowID, "", workflows.SignalRetry, workflows.SignalPayload{
+		Reason: "a message of this record arrived on the queue", By: "starter", Record: json.RawMessage(rec.Body)})
+	if errors.As(err, &notFound) {
+		return nil
+	}
+	return err
 }

@@ -1,0 +1,100 @@
+package integration_test
+
+import (
+	"context"
+	"encoding/json"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tis-writeback/writeback/internal/testenv"
+	"github.com/tis-writeback/writeback/messages"
+	"github.com/tis-writeback/writeback/workflows"
+)
+
+func searchAttr(t *testing.T, tm *testenv.Temporal, id, key string) string {
+	t.Helper()
+	desc, err := tm.Client.DescribeWorkflowExecution(context.Background(), id, "")
+	require.NoError(t, err)
+	var v string
+	if p := desc.GetWorkflowExecutionInfo().GetSearchAttributes().GetIndexedFields()[key]; p != nil {
+		require.NoError(t, json.Unmarshal(p.GetData(), &v))
+	}
+	return v
+}
+
+// A poison message that still names its record becomes a dead letter of that record (marked in
+// TCS, CRITICAL, DeadLettered with the poison reason and group) besides its DLQ copy; the corrected
+// message arriving on the queue retries it with the new content; a byte-identical duplicate of the
+// correction writes nothing more. A message that names no record stays in the DLQ alone.
+func TestPoisonThatNamesItsRecordThenItsCorrection(t *testing.T) {
+	b, tm := intakeStack(t, 0)
+	s := testenv.StartSim(t, 1000)
+	w := testenv.StartWorker(t, tm, s.URL(), testenv.WorkerOptions{})
+	c := startConsumer(t, b, tm.Client, 10)
+	st := &stack{tm: tm, sim: s}
+
+	bad := []byte(`{"placementId":42,"positionNumber":1,"positionId":2,"filename":"POISON.DAT","exportedAt":"yesterday"}`)
+	b.Publish(t, messages.RoutingKeyPlacementExported, bad)
+	b.Publish(t, messages.RoutingKeyScanCompleted, []byte(`{"scanId":"3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c11","result":"DIRTY","fileName":"a.pdf","completedAt":"2026-11-22T09:15:00Z"}`))
+	b.Publish(t, messages.RoutingKeyPlacementExported, []byte(`{"positionNumber":1}`)) // names no record
+
+	id := messages.PlacementWorkflowID(42, "POISON.DAT")
+	status := st.waitState(t, id, workflows.StateDeadLettered, 30*time.Second)
+	require.Contains(t, status.LastError, `"exportedAt" must be an RFC 3339 time`)
+	require.Equal(t, 0, status.Attempts)
+	require.Eventually(t, func() bool { return searchAttr(t, tm, id, "WritebackFailure") == "poison-exportedAt" }, 10*time.Second, 100*time.Millisecond)
+	require.Equal(t, 1, s.Store.FailedCount(42, "POISON.DAT"), "marked errored in TCS")
+	require.Equal(t, 0, s.Store.ExportedCount(42, "POISON.DAT"), "never written")
+	require.Len(t, w.Logs.Lines(`"level":"CRITICAL"`, id), 1)
+	scanID := "scan/3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c11"
+	st.waitState(t, scanID, workflows.StateDeadLettered, 30*time.Second)
+	require.Equal(t, "poison-result", searchAttr(t, tm, scanID, "WritebackFailure"))
+	sc, ok := s.Store.ScanRecord("3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c11")
+	require.True(t, ok)
+	require.Equal(t, "ERRORED", sc.Status)
+
+	require.Eventually(t, func() bool { return b.Depth(t, b.Topology.DLQ) == 3 }, 20*time.Second, 100*time.Millisecond,
+		"every poison message is in the DLQ too")
+	require.Equal(t, 2, count(t, tm.Client, ""), "the message that names no record starts nothing")
+
+	// The producer sends the corrected message: the parked dead letter retries with it.
+	fixed := []byte(`{"placementId":42,"positionNumber":1,"positionId":2,"filename":"POISON.DAT","exportedAt":"2021-07-28T13:10:00Z"}`)
+	b.Publish(t, messages.RoutingKeyPlacementExported, fixed)
+	done := st.waitState(t, id, workflows.StateCompleted, 30*time.Second)
+	require.Equal(t, 1, done.Retries)
+	require.Equal(t, 1, s.Store.ExportedCount(42, "POISON.DAT"))
+	// The same corrected message again (a redelivery): no second write, no new dead-lettering.
+	b.Publish(t, messages.RoutingKeyPlacementExported, fixed)
+	b.Publish(t, messages.RoutingKeyPlacementExported, bad)
+	time.Sleep(2 * time.Second)
+	require.Equal(t, 1, s.Store.ExportedCount(42, "POISON.DAT"))
+	require.Len(t, w.Logs.Lines(`"level":"CRITICAL"`, id), 1)
+	require.Equal(t, 2, count(t, tm.Client, ""))
+	_ = c
+}
+
+// A byte-identical duplicate of a message whose record is parked as a dead letter is not a
+// correction: no second write, no second dead-lettering or CRITICAL line.
+func TestDuplicateOfADeadLetteredRecordChangesNothing(t *testing.T) {
+	b, tm := intakeStack(t, 0)
+	s := testenv.StartSim(t, 10) // placement 500 is unknown: 404
+	w := testenv.StartWorker(t, tm, s.URL(), testenv.WorkerOptions{})
+	startConsumer(t, b, tm.Client, 10)
+	st := &stack{tm: tm, sim: s}
+	body := placementBody(500, "UNKNOWN.DAT")
+	b.Publish(t, messages.RoutingKeyPlacementExported, body)
+	id := messages.PlacementWorkflowID(500, "UNKNOWN.DAT")
+	st.waitState(t, id, workflows.StateDeadLettered, 30*time.Second)
+	require.Equal(t, "tcs-404", searchAttr(t, tm, id, "WritebackFailure"))
+	for i := 0; i < 3; i++ {
+		b.Publish(t, messages.RoutingKeyPlacementExported, body)
+	}
+	time.Sleep(3 * time.Second)
+	q := st.query(t, id)
+	require.Equal(t, workflows.StateDeadLettered, q.State)
+	require.Equal(t, 0, q.Retries)
+	require.Len(t, w.Logs.Lines(`"level":"CRITICAL"`, id), 1)
+	require.Equal(t, 0, s.Store.ExportedCount(500, "UNKNOWN.DAT"))
+}

@@ -1,0 +1,149 @@
+package workflows_test
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+
+	"github.com/tis-writeback/writeback/activities"
+	"github.com/tis-writeback/writeback/messages"
+	"github.com/tis-writeback/writeback/workflows"
+)
+
+// marks records every dead letter the mark activity is given.
+func (s *WorkflowSuite) marksOf(name string) *[]activities.DeadLetter {
+	got := &[]activities.DeadLetter{}
+	s.env.OnActivity(name, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, dl activities.DeadLetter) (activities.MarkResult, error) {
+			*got = append(*got, dl)
+			return activities.MarkResult{Marked: true}, nil
+		})
+	return got
+}
+
+func (s *WorkflowSuite) TestFailureGroupOfAPermanentAnswer() {
+	s.firsts(s.env, activities.FirstPlacementAttemptName, s.settings,
+		activities.FirstAttempt{ErrType: activities.ErrPermanent, Message: "TCS answered 404", Status: 404})
+	marks := s.marksOf(activities.MarkPlacementFailedName)
+	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
+	s.Equal(workflows.StateDeadLettered, s.result().State)
+	s.Equal([]string{"tcs-404"}, s.saAll["WritebackFailure"])
+	s.Require().Len(*marks, 1)
+	s.Equal("tcs-404", (*marks)[0].Group)
+}
+
+func (s *WorkflowSuite) TestFailureGroupOfASpentBudget() {
+	s.env = s.NewTestWorkflowEnvironment()
+	settings := activities.DefaultRetrySettings()
+	settings.Budget = 10 * time.Second
+	workflows.Register(s.env, &activities.Activities{Settings: settings})
+	s.watchSearchAttributes()
+	s.firsts(s.env, activities.FirstPlacementAttemptName, settings, fastTransient)
+	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).Return(
+		func(ctx context.Context, m messages.PlacementExported) (activities.UpdateResult, error) {
+			return activities.UpdateResult{}, tcsErr(activities.ErrTransient, 503, 1)
+		})
+	s.marksOf(activities.MarkPlacementFailedName)
+	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
+	s.Equal([]string{"budget-spent"}, s.saAll["WritebackFailure"])
+}
+
+// A poison message that names its record becomes a dead letter of it: no TCS write, the mark, the
+// poison reason as lastError, its group; a retry without a correction dead-letters it again at once.
+func (s *WorkflowSuite) TestPoisonThatNamesItsRecordIsADeadLetter() {
+	partial := placement
+	partial.ExportedAt = time.Time{}
+	writes := 0
+	s.env.OnActivity(activities.FirstPlacementAttemptName, mock.Anything, mock.Anything).Return(
+		func(context.Context, messages.PlacementExported) (activities.FirstAttempt, error) {
+			writes++
+			return activities.FirstAttempt{Settings: s.settings}, nil
+		}).Maybe()
+	marks := s.marksOf(activities.MarkPlacementFailedName)
+	reason := `field "exportedAt" must be an RFC 3339 time, got "yesterday"`
+	var parked, again workflows.Status
+	s.env.RegisterDelayedCallback(func() {
+		parked = s.query()
+		s.env.SignalWorkflow(workflows.SignalRetry, workflows.SignalPayload{Reason: "try again", By: "ops"})
+	}, time.Hour)
+	s.env.RegisterDelayedCallback(func() { again = s.query() }, 2*time.Hour)
+	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, partial, &workflows.Carry{Poison: reason, PoisonGroup: "poison-exportedAt"})
+	s.Equal(workflows.StateDeadLettered, parked.State)
+	s.Equal(reason, parked.LastError)
+	s.Equal(0, parked.Attempts)
+	s.Equal(0, writes, "a poison message is never written")
+	s.Equal(workflows.StateDeadLettered, again.State)
+	s.Equal(1, again.Retries)
+	s.Require().Len(*marks, 2)
+	s.Equal("poison-exportedAt", (*marks)[0].Group)
+	s.Equal([]string{"poison-exportedAt"}, s.saAll["WritebackFailure"])
+}
+
+// Edit and retry: the retry writes the corrected record; a foreign or invalid one is ignored.
+func (s *WorkflowSuite) TestRetryWithACorrectedRecord() {
+	partial := placement
+	partial.PositionID = 0
+	var written []messages.PlacementExported
+	s.env.OnActivity(activities.FirstPlacementAttemptName, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, m messages.PlacementExported) (activities.FirstAttempt, error) {
+			written = append(written, m)
+			return activities.FirstAttempt{Settings: s.settings, Result: activities.UpdateResult{Attempt: 1}}, nil
+		})
+	s.marksOf(activities.MarkPlacementFailedName)
+	good, _ := json.Marshal(placement)
+	foreign := placement
+	foreign.PlacementID = 99
+	foreignJSON, _ := json.Marshal(foreign)
+	s.env.RegisterDelayedCallback(func() {
+		s.env.SignalWorkflow(workflows.SignalRetry, workflows.SignalPayload{Record: foreignJSON})
+		s.env.SignalWorkflow(workflows.SignalRetry, workflows.SignalPayload{Record: json.RawMessage(`{"placementId":1708036}`)})
+	}, time.Hour)
+	var between workflows.Status
+	s.env.RegisterDelayedCallback(func() {
+		between = s.query()
+		s.env.SignalWorkflow(workflows.SignalRetry, workflows.SignalPayload{Record: good, Reason: "positionId fixed", By: "ops"})
+	}, 2*time.Hour)
+	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, partial, &workflows.Carry{Poison: `required field "positionId" is missing`, PoisonGroup: "poison-positionId"})
+	s.Equal(workflows.StateDeadLettered, between.State, "a foreign or invalid record is ignored")
+	s.Equal(0, between.Retries)
+	st := s.result()
+	s.Equal(workflows.StateCompleted, st.State)
+	s.Equal(1, st.Retries)
+	s.Equal([]messages.PlacementExported{placement}, written, "the corrected record, once")
+}
+
+// A byte-identical copy of the record (a duplicate on the queue) is not a correction: no write.
+func (s *WorkflowSuite) TestRetryWithTheSameRecordIsIgnored() {
+	s.firsts(s.env, activities.FirstPlacementAttemptName, s.settings, fast404)
+	marks := s.marksOf(activities.MarkPlacementFailedName)
+	same, _ := json.Marshal(placement)
+	s.env.RegisterDelayedCallback(func() {
+		s.env.SignalWorkflow(workflows.SignalRetry, workflows.SignalPayload{Record: same, By: "starter"})
+	}, time.Hour)
+	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
+	st := s.result()
+	s.Equal(workflows.StateDeadLettered, st.State)
+	s.Equal(0, st.Retries)
+	s.Len(*marks, 1, "no second dead-lettering, no second CRITICAL line")
+}
+
+func (s *WorkflowSuite) TestScanRetryWithACorrectedResult() {
+	s.firsts(s.env, activities.FirstScanAttemptName, s.settings, fast404, fastOK)
+	s.marksOf(activities.MarkScanErroredName)
+	fixed := scan
+	fixed.Result = "CLEAN"
+	b, _ := json.Marshal(fixed)
+	other := scan
+	other.ScanID = "00000000-0000-4000-8000-000000000000"
+	ob, _ := json.Marshal(other)
+	s.env.RegisterDelayedCallback(func() {
+		s.env.SignalWorkflow(workflows.SignalRetry, workflows.SignalPayload{Record: ob})
+		s.env.SignalWorkflow(workflows.SignalRetry, workflows.SignalPayload{Record: b})
+	}, time.Hour)
+	s.env.ExecuteWorkflow(workflows.ScanWorkflowType, scan)
+	st := s.result()
+	s.Equal(workflows.StateCompleted, st.State)
+	s.Equal(1, st.Retries)
+}
