@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -62,6 +63,7 @@ func TestRetryAndAbandonCommands(t *testing.T) {
 
 	out = starterCLI(t, bin, env, true, "abandon", "--query", `WritebackRecordId="5009"`, "--reason", "placement deleted", "--by", "ops")
 	require.Contains(t, out, "abandon: signalled 1, skipped 0")
+	require.Regexp(t, `completed\s+dead-lettered again\s+still updating\s+abandoned\s+0\s+0\s+0\s+1`, out, "abandon tells the outcome")
 	s.waitState(t, other, workflows.StateAbandoned, 10*time.Second)
 
 	// The cause is fixed: TCS now knows the placements.
@@ -71,6 +73,7 @@ func TestRetryAndAbandonCommands(t *testing.T) {
 	}, 10*time.Second, 100*time.Millisecond)
 	out = starterCLI(t, bin, env, true, "retry", "--all", "--reason", "placements created in TCS", "--by", "ops")
 	require.Contains(t, out, "retry: signalled 3, skipped 0")
+	require.Regexp(t, `completed\s+dead-lettered again\s+still updating\s+abandoned\s+3\s+0\s+0\s+0`, out, "retry tells the outcome")
 	for i, id := range dead {
 		st := s.waitState(t, id, workflows.StateCompleted, 30*time.Second)
 		require.Equal(t, 1, st.Retries)
@@ -183,13 +186,105 @@ func TestReconcileCommand(t *testing.T) {
 	require.Equal(t, 0, s.sim.Store.ExportedCount(14, "REC.DAT"))
 
 	out = starterCLI(t, bin, env, true, "reconcile", "--file", file)
-	require.Regexp(t, `checked\s+present\s+missing\s+started\s+running\s+unknown\s+failed`, out)
-	require.Regexp(t, `5\s+2\s+2\s+2\s+0\s+1\s+0`, out)
+	require.Regexp(t, `checked\s+present\s+missing\s+started\s+running\s+dead letters\s+retried\s+unknown\s+failed`, out)
+	require.Regexp(t, `5\s+2\s+2\s+2\s+0\s+0\s+0\s+1\s+0`, out)
 	for _, id := range []int64{13, 14} {
 		s.waitState(t, fmt.Sprintf("placement-esr/%d/REC.DAT", id), workflows.StateCompleted, 30*time.Second)
 		require.Equal(t, 1, s.sim.Store.ExportedCount(id, "REC.DAT"))
 	}
 	out = starterCLI(t, bin, env, true, "reconcile", "--file", file)
-	require.Regexp(t, `5\s+4\s+0\s+0\s+0\s+1\s+0`, out, "running it twice is harmless")
+	require.Regexp(t, `5\s+4\s+0\s+0\s+0\s+0\s+0\s+1\s+0`, out, "running it twice is harmless")
 	require.Equal(t, 0, s.sim.Store.Stats().Duplicates)
 }
+
+// Reconcile knows dead letters: a missing placement whose workflow is parked is reported as a dead
+// letter with its reason (not as running), and --retry-dead-letters retries it.
+func TestReconcileReportsAndRetriesDeadLetters(t *testing.T) {
+	s := newStack(t, testenv.WorkerOptions{})
+	bin := testenv.Build(t, "./starter", t.TempDir())
+	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address, "TCS_URL=" + s.sim.URL(), "TCS_TOKEN=" + testenv.Token}
+	s.sim.Store.SetFaults(sim.Faults{ErrorRate: 1, ErrorStatus: 422, Only: "/api/placements/15/esr-exported"})
+	parked := s.deadLetter(t, 15, "REC.DAT")
+	file := t.TempDir() + "/exported.jsonl"
+	require.NoError(t, os.WriteFile(file, append(placementBody(15, "REC.DAT"), '\n'), 0o644))
+
+	out := starterCLI(t, bin, env, true, "reconcile", "--file", file, "--dry-run")
+	require.Regexp(t, `dead letter\s+`+regexpQuote(parked)+`: .*422`, out)
+	out = starterCLI(t, bin, env, true, "reconcile", "--file", file)
+	require.Regexp(t, `1\s+0\s+1\s+0\s+0\s+1\s+0\s+0\s+0`, out, "reported as a dead letter, not as running:\n%s", out)
+	require.Equal(t, workflows.StateDeadLettered, s.query(t, parked).State)
+
+	s.sim.Store.SetFaults(sim.Faults{})
+	out = starterCLI(t, bin, env, true, "reconcile", "--file", file, "--retry-dead-letters", "--by", "ops")
+	require.Contains(t, out, "retried     "+parked)
+	st := s.waitState(t, parked, workflows.StateCompleted, 30*time.Second)
+	require.Equal(t, 1, st.Retries)
+	require.Equal(t, 1, s.sim.Store.ExportedCount(15, "REC.DAT"))
+}
+
+// Failure groups: deadletters prints each group with its command and UI link; retry --group
+// retries exactly that group and tells the outcome; edit-and-retry writes a corrected record and the
+// CLI refuses a correction of another record, saying why.
+func TestDeadLetterGroupsAndEditAndRetry(t *testing.T) {
+	s := newStack(t, testenv.WorkerOptions{})
+	bin := testenv.Build(t, "./starter", t.TempDir())
+	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address, "TEMPORAL_UI_URL=http://ui.example:8233"}
+	var unknown []string
+	for i := int64(0); i < 3; i++ {
+		unknown = append(unknown, s.deadLetter(t, 7101+i, "UNKNOWN.DAT")) // 404
+	}
+	s.sim.Store.SetFaults(sim.Faults{ErrorRate: 1, ErrorStatus: 422, Only: "/api/placements/71/esr-exported"})
+	rejected := s.deadLetter(t, 71, "REJECTED.DAT")
+	require.Eventually(t, func() bool {
+		return count(t, s.tm.Client, `WritebackFailure="tcs-404"`) == 3 && count(t, s.tm.Client, `WritebackFailure="tcs-422"`) == 1
+	}, 10*time.Second, 100*time.Millisecond)
+
+	out := starterCLI(t, bin, env, true, "deadletters")
+	require.Regexp(t, `placement\s+tcs-404\s+3\s+\S+\s+\S+\s+placement-esr/710[123]/UNKNOWN.DAT`, out)
+	require.Regexp(t, `placement\s+tcs-422\s+1\s+\S+\s+\S+\s+`+regexpQuote(rejected), out)
+	require.Contains(t, out, "go run ./starter retry --group tcs-404")
+	require.Contains(t, out, "http://ui.example:8233/namespaces/default/workflows?query=")
+	require.Contains(t, out, "WritebackFailure%3D%22tcs-404%22")
+
+	out = starterCLI(t, bin, env, true, "retry", "--group", "tcs-404", "--dry-run")
+	require.Contains(t, out, "would signal retry to 3 workflow(s)")
+	require.NotContains(t, out, rejected)
+	// TCS still does not know them: they dead-letter again, and the table says so with the reason.
+	out = starterCLI(t, bin, env, true, "retry", "--group", "tcs-404", "--reason", "try again", "--by", "ops", "--wait", "30s")
+	require.Regexp(t, `completed\s+dead-lettered again\s+still updating\s+abandoned\s+0\s+3\s+0\s+0`, out)
+	require.Contains(t, out, "dead-lettered again  "+unknown[0]+": ")
+	require.Contains(t, out, "404")
+
+	// Edit and retry: a correction of another record is refused by the CLI, with the reason.
+	s.sim.Store.SetFaults(sim.Faults{})
+	foreign := t.TempDir() + "/foreign.json"
+	require.NoError(t, os.WriteFile(foreign, placementBody(72, "REJECTED.DAT"), 0o644))
+	cmd := exec.Command(bin, "retry", "--workflow-id", rejected, "--record-file", foreign)
+	cmd.Env = append(os.Environ(), env...)
+	b, err := cmd.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(b), "names placement 72")
+	invalid := t.TempDir() + "/invalid.json"
+	require.NoError(t, os.WriteFile(invalid, []byte(`{"placementId":71,"filename":"REJECTED.DAT"}`), 0o644))
+	cmd = exec.Command(bin, "retry", "--workflow-id", rejected, "--record-file", invalid)
+	cmd.Env = append(os.Environ(), env...)
+	b, err = cmd.CombinedOutput()
+	require.Error(t, err)
+	require.Contains(t, string(b), `"positionNumber" is missing`)
+
+	fixed := placement(71, "REJECTED.DAT")
+	fixed.PositionID = 424242
+	good := t.TempDir() + "/good.json"
+	require.NoError(t, os.WriteFile(good, mustJSON(t, fixed), 0o644))
+	out = starterCLI(t, bin, env, true, "retry", "--workflow-id", rejected, "--record-file", good, "--reason", "positionId fixed", "--by", "ops")
+	require.Regexp(t, `completed\s+dead-lettered again\s+still updating\s+abandoned\s+1\s+0\s+0\s+0`, out)
+	evs := s.sim.Store.Events(71)
+	require.Len(t, evs, 2, "the FAILED mark and the EXPORTED event")
+	found := false
+	for _, ev := range evs {
+		found = found || (ev.Status == "EXPORTED" && ev.PositionID == 424242)
+	}
+	require.True(t, found, "the corrected record was written: %+v", evs)
+}
+
+func regexpQuote(s string) string { return regexp.QuoteMeta(s) }

@@ -1,5 +1,5 @@
 // Command starter moves records from RabbitMQ into writeback workflows, and is the operator's CLI
-// (SPEC section 5): consume, publish, retry, abandon, redrive, reconcile.
+// (SPEC section 5): consume, publish, retry, abandon, deadletters, redrive, reconcile.
 package main
 
 import (
@@ -11,8 +11,9 @@ func commands() []command {
 	return []command{
 		{"consume", "consume the record queues and start one workflow per message", runConsume},
 		{"publish", "publish messages (a file of JSON lines, or a demo batch) with publisher confirms", runPublish},
-		{"retry", "signal retry to dead-lettered workflows (one, a query, or all)", runRetry},
-		{"abandon", "signal abandon to dead-lettered workflows (one, a query, or all)", runAbandon},
+		{"retry", "signal retry to dead-lettered workflows (one, a query, a group, or all); optionally with a corrected record", runRetry},
+		{"abandon", "signal abandon to dead-lettered workflows (one, a query, a group, or all)", runAbandon},
+		{"deadletters", "the dead letters grouped by kind and failure group, with the command that retries each group", runDeadLetters},
 		{"redrive", "move the DLQ's messages back to the exchange under their original routing key", runRedrive},
 		{"reconcile", "start workflows for exported placements whose EXPORTED event TCS lacks", runReconcile},
 	}

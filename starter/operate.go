@@ -4,13 +4,19 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"os"
 	"os/signal"
 	"os/user"
 	"sort"
 	"text/tabwriter"
+	"time"
+
+	sdkclient "go.temporal.io/sdk/client"
 
 	"github.com/tis-writeback/writeback/internal/config"
+	"github.com/tis-writeback/writeback/internal/logging"
 	"github.com/tis-writeback/writeback/internal/progress"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
 	"github.com/tis-writeback/writeback/messages"
@@ -30,15 +36,25 @@ func runSignal(signalName string, args []string) int {
 	}[signalName]
 	fs := newFlagSet(signalName, what+`
 Select with exactly one of --workflow-id, --query (a visibility query; the running workflows it
-matches are signalled) or --all (every running workflow with WritebackState="DeadLettered").
+matches are signalled), --group (the dead letters whose WritebackFailure is NAME; see
+deadletters) or --all (every running workflow with WritebackState="DeadLettered").
 Workflows that are closed, or not DeadLettered, are reported as skipped. The reason and the
-operator are the signal's payload, so they are in the workflow's history.`)
+operator are the signal's payload, so they are in the workflow's history. Then it waits (--wait)
+for each signalled record to settle and ends with a table: completed, dead-lettered again (with
+the new reason), still updating, abandoned.`)
 	tc := temporalclient.Flags(fs)
 	var sel ops.Selection
 	fs.StringVar(&sel.WorkflowID, "workflow-id", "", "one workflow ID")
 	fs.StringVar(&sel.Query, "query", "", "a visibility query, e.g. 'WritebackKind=\"scan\" AND WritebackState=\"DeadLettered\"'")
+	fs.StringVar(&sel.Group, "group", "", "the dead letters of one failure group (WritebackFailure), e.g. tcs-404")
 	fs.BoolVar(&sel.All, "all", false, "every running dead letter")
 	dry := fs.Bool("dry-run", false, "print how many and which would be signalled, on standard output; signal nothing")
+	recordFile := ""
+	if signalName == workflows.SignalRetry {
+		fs.StringVar(&recordFile, "record-file", "", "with --workflow-id: a corrected message of the same record, written instead of the original")
+	}
+	wait := fs.Duration("wait", 60*time.Second, "how long to wait for the signalled records to settle")
+	noWait := fs.Bool("no-wait", false, "do not wait for the outcome")
 	reason := fs.String("reason", "", "why (recorded in the workflow's history)")
 	by := fs.String("by", currentUser(), "who (recorded in the workflow's history)")
 	var rate float64
@@ -52,6 +68,22 @@ operator are the signal's payload, so they are in the workflow's history.`)
 	if err := sel.Validate(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
+	}
+	payload := workflows.SignalPayload{Reason: *reason, By: *by}
+	if recordFile != "" {
+		if sel.WorkflowID == "" {
+			fmt.Fprintln(os.Stderr, "--record-file needs --workflow-id: a correction is for one record")
+			return 2
+		}
+		body, err := os.ReadFile(recordFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		if payload.Record, err = ops.CorrectedRecord(sel.WorkflowID, body); err != nil {
+			fmt.Fprintln(os.Stderr, "not sent:", err)
+			return 2
+		}
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -67,13 +99,18 @@ operator are the signal's payload, so they are in the workflow's history.`)
 		return 1
 	}
 	n := ops.ToSignal(targets)
+	waiting := !*dry && !*noWait && *wait > 0
+	var before map[string]string
+	if waiting {
+		before = ops.Snapshot(ctx, c, ops.SignalIDs(targets))
+	}
 	var bar *progress.Bar
 	if !*dry && n > 1 {
 		bar = progress.Start("signalling "+signalName, n)
 	}
 	last := 0
 	sum := ops.SignalAll(ctx, c, targets, ops.SignalOptions{Signal: signalName, DryRun: *dry, Rate: rate, Concurrency: conc,
-		Payload: workflows.SignalPayload{Reason: *reason, By: *by},
+		Payload: payload,
 		Progress: func(done int) {
 			if bar != nil {
 				bar.Add(done - last)
@@ -108,9 +145,76 @@ operator are the signal's payload, so they are in the workflow's history.`)
 	}
 	fmt.Printf("%s: signalled %d, skipped %d (closed %d, not DeadLettered %d), failed %d\n", signalName,
 		len(sum.Signalled), len(sum.SkippedClosed)+len(sum.SkippedState), len(sum.SkippedClosed), len(sum.SkippedState), len(sum.Failed))
+	if waiting && len(sum.Signalled) > 0 {
+		printOutcomes(ops.Await(ctx, c, sum.Signalled, before, *wait), *wait)
+	}
 	if len(sum.Failed) > 0 {
 		return 1
 	}
+	return 0
+}
+
+// printOutcomes ends a retry or abandon with what became of each signalled record.
+func printOutcomes(outcomes []ops.Outcome, wait time.Duration) {
+	counts := map[string]int{}
+	for _, o := range outcomes {
+		counts[o.Result]++
+		switch o.Result {
+		case ops.OutcomeDeadLettered:
+			fmt.Printf("dead-lettered again  %s: %s\n", o.WorkflowID, o.Reason)
+		case ops.OutcomeUpdating:
+			if counts[o.Result] <= 20 {
+				fmt.Printf("still updating       %s (after %s)\n", o.WorkflowID, wait)
+			}
+		}
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "completed\tdead-lettered again\tstill updating\tabandoned\t")
+	fmt.Fprintf(w, "%d\t%d\t%d\t%d\t\n", counts[ops.OutcomeCompleted], counts[ops.OutcomeDeadLettered], counts[ops.OutcomeUpdating],
+		counts[ops.OutcomeAbandoned])
+	w.Flush()
+}
+
+func runDeadLetters(args []string) int {
+	fs := newFlagSet("deadletters", `Lists the parked dead letters grouped by kind and failure group (WritebackFailure: tcs-404,
+budget-spent, poison-exportedAt, …): how many, the oldest and newest (workflow start), one example,
+the command that retries the group and its Temporal UI link.`)
+	tc := temporalclient.Flags(fs)
+	var uiURL string
+	config.Set{FS: fs}.String(&uiURL, "ui-url", "TEMPORAL_UI_URL", "http://localhost:8233", "base URL of the Temporal UI, for the links")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	c, ok := dialTemporal(ctx, tc)
+	if !ok {
+		return 1
+	}
+	defer c.Close()
+	groups, err := ops.DeadLetterGroups(ctx, c)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if len(groups) == 0 {
+		fmt.Println("no dead letters")
+		return 0
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "KIND\tGROUP\tCOUNT\tOLDEST\tNEWEST\tEXAMPLE")
+	total := 0
+	for _, g := range groups {
+		total += g.Count
+		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", g.Kind, g.Name, g.Count, g.Oldest.UTC().Format(time.RFC3339),
+			g.Newest.UTC().Format(time.RFC3339), g.Example)
+	}
+	w.Flush()
+	fmt.Println()
+	for _, g := range groups {
+		fmt.Printf("%s %s (%d):\n  retry: %s\n  UI:    %s\n", g.Kind, g.Name, g.Count, g.RetryCommand(), g.UILink(uiURL, tc.Namespace))
+	}
+	fmt.Printf("\n%d dead letter(s) in %d group(s)\n", total, len(groups))
 	return 0
 }
 
@@ -175,6 +279,9 @@ where a closed run of the same ID exists (its write did not stick). Placements T
 	tc := temporalclient.Flags(fs)
 	file := fs.String("file", "", "JSON-lines file of exported placements (- for stdin)")
 	dry := fs.Bool("dry-run", false, "list the missing ones and print how many, on standard output; start nothing")
+	retryDL := fs.Bool("retry-dead-letters", false, "retry the missing placements whose workflow is parked as a dead letter")
+	reason := fs.String("reason", "reconcile: TCS lacks the EXPORTED event", "why, for --retry-dead-letters (in the workflow's history)")
+	by := fs.String("by", currentUser(), "who, for --retry-dead-letters")
 	var tcsURL, token, tokenFile string
 	var conc int
 	set := config.Set{FS: fs}
@@ -210,6 +317,7 @@ where a closed run of the same ID exists (its write did not stick). Placements T
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	var starter intake.Starter = noStarter{}
+	dl := ops.DeadLetters{Retry: *retryDL, Payload: workflows.SignalPayload{Reason: *reason, By: *by}}
 	if !*dry {
 		c, ok := dialTemporal(ctx, tc)
 		if !ok {
@@ -217,11 +325,29 @@ where a closed run of the same ID exists (its write did not stick). Placements T
 		}
 		defer c.Close()
 		starter = intake.TemporalStarter{Client: c, AllowRerun: true}
+		dl.Client = c
+	} else if c, err := dialQuietly(ctx, tc); err == nil {
+		// A dry run tells dead letters apart too when Temporal is reachable.
+		defer c.Close()
+		dl.Client = c
 	}
 	bar := progress.Start("checking TCS", len(placements))
 	last := 0
-	sum := ops.Reconcile(ctx, client, starter, placements, *dry, conc, func(n int) { bar.Add(n - last); last = n })
+	sum := ops.Reconcile(ctx, client, starter, placements, *dry, conc, dl, func(n int) { bar.Add(n - last); last = n })
 	bar.Done()
+
+	deadIDs := make([]string, 0, len(sum.DeadLetterReasons))
+	for id := range sum.DeadLetterReasons {
+		deadIDs = append(deadIDs, id)
+	}
+	sort.Strings(deadIDs)
+	verb := "dead letter"
+	if *retryDL && !*dry {
+		verb = "retried"
+	}
+	for _, id := range deadIDs {
+		fmt.Printf("%-11s %s: %s\n", verb, id, sum.DeadLetterReasons[id])
+	}
 
 	sort.Strings(sum.MissingIDs)
 	if *dry {
@@ -237,8 +363,9 @@ where a closed run of the same ID exists (its write did not stick). Placements T
 		fmt.Println("failed   " + id + ": " + e)
 	}
 	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "checked\tpresent\tmissing\tstarted\trunning\tunknown\tfailed\t")
-	fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", sum.Checked, sum.Present, sum.Missing, sum.Started, sum.Running, sum.Unknown, sum.Failed+len(bad))
+	fmt.Fprintln(w, "checked\tpresent\tmissing\tstarted\trunning\tdead letters\tretried\tunknown\tfailed\t")
+	fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", sum.Checked, sum.Present, sum.Missing, sum.Started, sum.Running,
+		sum.DeadLettered, sum.Retried, sum.Unknown, sum.Failed+len(bad))
 	w.Flush()
 	if *dry {
 		fmt.Printf("%d missing\n", sum.Missing)
@@ -278,4 +405,11 @@ func readPlacements(path string) ([]messages.PlacementExported, []string, error)
 		out = append(out, m)
 	}
 	return out, bad, sc.Err()
+}
+
+// dialQuietly tries Temporal for a few seconds, saying nothing when it is not there.
+func dialQuietly(ctx context.Context, tc *temporalclient.Config) (sdkclient.Client, error) {
+	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	return temporalclient.Dial(dctx, tc, logging.New(io.Discard, slog.LevelError), nil)
 }

@@ -2,16 +2,35 @@ package ops
 
 import (
 	"context"
+	"errors"
 	"sync"
+
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
 
 	"github.com/tis-writeback/writeback/messages"
 	"github.com/tis-writeback/writeback/starter/intake"
 	"github.com/tis-writeback/writeback/tcs"
+	"github.com/tis-writeback/writeback/workflows"
 )
+
+// DeadLetters tells reconcile how to treat a missing placement whose workflow is parked as a dead
+// letter: it is reported with its reason, and retried when Retry is set.
+type DeadLetters struct {
+	Client  client.Client // nil: not looked at (dry run without Temporal)
+	Retry   bool
+	Payload workflows.SignalPayload
+}
 
 // ReconcileSummary counts what reconcile found and did.
 type ReconcileSummary struct {
 	Checked, Present, Missing, Started, Running, Unknown, Failed int
+	// DeadLettered counts missing placements whose workflow is parked as a dead letter; Retried
+	// those of them that were sent a retry.
+	DeadLettered, Retried int
+	// DeadLetterReasons maps their workflow IDs to their last error.
+	DeadLetterReasons map[string]string
 	// MissingIDs are the workflow IDs of the placements TCS lacks an EXPORTED event for.
 	MissingIDs []string
 	// UnknownIDs are placements TCS does not know (404): reported, not started.
@@ -24,8 +43,8 @@ type ReconcileSummary struct {
 // the same ID exists (its write did not stick). Running it twice is harmless: the second finds
 // them present, or running.
 func Reconcile(ctx context.Context, tc *tcs.Client, starter intake.Starter, placements []messages.PlacementExported,
-	dryRun bool, concurrency int, progress func(int)) ReconcileSummary {
-	sum := ReconcileSummary{Failures: map[string]string{}}
+	dryRun bool, concurrency int, dl DeadLetters, progress func(int)) ReconcileSummary {
+	sum := ReconcileSummary{Failures: map[string]string{}, DeadLetterReasons: map[string]string{}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	work := make(chan messages.PlacementExported)
@@ -37,7 +56,7 @@ func Reconcile(ctx context.Context, tc *tcs.Client, starter intake.Starter, plac
 		go func() {
 			defer wg.Done()
 			for m := range work {
-				outcome, detail := reconcileOne(ctx, tc, starter, m, dryRun)
+				outcome, detail := reconcileOne(ctx, tc, starter, m, dryRun, dl)
 				mu.Lock()
 				sum.Checked++
 				switch outcome {
@@ -57,6 +76,12 @@ func Reconcile(ctx context.Context, tc *tcs.Client, starter intake.Starter, plac
 						sum.Started++
 					case "running":
 						sum.Running++
+					case "dead-lettered", "retried":
+						sum.DeadLettered++
+						sum.DeadLetterReasons[m.WorkflowID()] = detail
+						if outcome == "retried" {
+							sum.Retried++
+						}
 					case "start-failed":
 						sum.Failed++
 						sum.Failures[m.WorkflowID()] = detail
@@ -77,7 +102,8 @@ func Reconcile(ctx context.Context, tc *tcs.Client, starter intake.Starter, plac
 	return sum
 }
 
-func reconcileOne(ctx context.Context, tc *tcs.Client, starter intake.Starter, m messages.PlacementExported, dryRun bool) (string, string) {
+func reconcileOne(ctx context.Context, tc *tcs.Client, starter intake.Starter, m messages.PlacementExported, dryRun bool,
+	dl DeadLetters) (string, string) {
 	p, err := tc.GetPlacement(ctx, m.PlacementID)
 	if tcs.IsNotFound(err) {
 		return "unknown", ""
@@ -89,6 +115,16 @@ func reconcileOne(ctx context.Context, tc *tcs.Client, starter intake.Starter, m
 		if ev.Status == tcs.StatusExported && ev.Filename == m.Filename {
 			return "present", ""
 		}
+	}
+	if reason, parked := deadLettered(ctx, dl.Client, m.WorkflowID()); parked {
+		if dryRun || !dl.Retry {
+			return "dead-lettered", reason
+		}
+		err := dl.Client.SignalWorkflow(ctx, m.WorkflowID(), "", workflows.SignalRetry, dl.Payload)
+		if err != nil {
+			return "start-failed", "retry signal: " + err.Error()
+		}
+		return "retried", reason
 	}
 	if dryRun {
 		return "missing", ""
@@ -102,4 +138,25 @@ func reconcileOne(ctx context.Context, tc *tcs.Client, starter intake.Starter, m
 	default:
 		return "running", "" // a run of this ID is open: it is writing the record now
 	}
+}
+
+// deadLettered reports whether the open run of id is parked as a dead letter, with its last error.
+func deadLettered(ctx context.Context, c client.Client, id string) (string, bool) {
+	if c == nil {
+		return "", false
+	}
+	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) || err != nil {
+		return "", false
+	}
+	info := desc.GetWorkflowExecutionInfo()
+	if info.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING || stateOf(info.GetSearchAttributes()) != workflows.StateDeadLettered {
+		return "", false
+	}
+	st, err := queryState(ctx, c, id)
+	if err != nil {
+		return "(state query failed: " + err.Error() + ")", true
+	}
+	return st.LastError, true
 }

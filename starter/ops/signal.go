@@ -21,20 +21,21 @@ import (
 type Selection struct {
 	WorkflowID string
 	Query      string
-	All        bool // every running workflow with WritebackState="DeadLettered"
-	PageSize   int  // visibility page size (default 1000)
+	All        bool   // every running workflow with WritebackState="DeadLettered"
+	Group      string // the running dead letters whose WritebackFailure is this group
+	PageSize   int    // visibility page size (default 1000)
 }
 
 // Validate reports a selection that names none or several.
 func (s Selection) Validate() error {
 	n := 0
-	for _, set := range []bool{s.WorkflowID != "", s.Query != "", s.All} {
+	for _, set := range []bool{s.WorkflowID != "", s.Query != "", s.All, s.Group != ""} {
 		if set {
 			n++
 		}
 	}
 	if n != 1 {
-		return errors.New("give exactly one of --workflow-id, --query or --all")
+		return errors.New("give exactly one of --workflow-id, --query, --group or --all")
 	}
 	return nil
 }
@@ -83,6 +84,9 @@ func Find(ctx context.Context, c client.Client, sel Selection) ([]Target, error)
 	query := sel.Query
 	if sel.All {
 		query = fmt.Sprintf(`%s=%q AND ExecutionStatus="Running"`, workflows.StateKey.GetName(), workflows.StateDeadLettered)
+	}
+	if sel.Group != "" {
+		query = GroupQuery(sel.Group)
 	}
 	pageSize := sel.PageSize
 	if pageSize <= 0 {
@@ -172,6 +176,17 @@ func SignalAll(ctx context.Context, c client.Client, targets []Target, o SignalO
 	close(work)
 	wg.Wait()
 	return sum
+}
+
+// SignalIDs are the IDs of the targets SignalAll would signal.
+func SignalIDs(targets []Target) []string {
+	var ids []string
+	for _, t := range targets {
+		if t.Running && t.State == workflows.StateDeadLettered {
+			ids = append(ids, t.WorkflowID)
+		}
+	}
+	return ids
 }
 
 // ToSignal counts the targets SignalAll would signal.
