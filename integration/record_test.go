@@ -15,20 +15,37 @@ import (
 )
 
 // TestRecordHistories records the histories that workflows/replay_test.go replays, with the real
-// CLI's JSON output. Run it after a deliberate workflow change:
+// CLI's JSON output, into workflows/testdata/<release>/. A history once recorded is never
+// recorded again (a released folder is frozen): record the new paths of a release with
 //
-//	WRITEBACK_RECORD_HISTORIES=1 go test ./integration -run TestRecordHistories
+//	WRITEBACK_RECORD_HISTORIES=v2 go test ./integration -run TestRecordHistories
 func TestRecordHistories(t *testing.T) {
-	if os.Getenv("WRITEBACK_RECORD_HISTORIES") == "" {
-		t.Skip("set WRITEBACK_RECORD_HISTORIES=1 to re-record workflows/testdata")
+	release := os.Getenv("WRITEBACK_RECORD_HISTORIES")
+	if release == "" {
+		t.Skip("set WRITEBACK_RECORD_HISTORIES=<release folder> to record workflows/testdata/<release>")
 	}
 	s := newStack(t, testenv.WorkerOptions{})
-	dir := filepath.Join(testenv.RepoRoot(t), "workflows", "testdata")
+	dir := filepath.Join(testenv.RepoRoot(t), "workflows", "testdata", release)
+	require.NoError(t, os.MkdirAll(dir, 0o755))
 	save := func(name, id string) {
+		path := filepath.Join(dir, name)
+		if _, err := os.Stat(path); err == nil {
+			t.Fatalf("%s exists: recorded histories are frozen, never recorded again", path)
+		}
 		out := s.tm.CLI(t, "workflow", "show", "--workflow-id", id, "--output", "json")
-		require.NoError(t, os.WriteFile(filepath.Join(dir, name), []byte(out), 0o644))
+		require.NoError(t, os.WriteFile(path, []byte(out), 0o644))
 	}
+	recorders := map[string]func(){
+		"v1": func() { recordV1(t, s, save) },
+		"v2": func() { recordV2(t, s, save) },
+	}
+	rec, ok := recorders[release]
+	require.True(t, ok, "no recorder for release %q", release)
+	rec()
+}
 
+// recordV1 is the first release's set (kept to show how it was made; its files are frozen).
+func recordV1(t *testing.T, s *stack, save func(name, id string)) {
 	ok := placement(701, "DE_SEV_APP_20210728_00003779.DAT")
 	result(t, s.start(t, workflows.PlacementWorkflowType, ok.WorkflowID(), ok), 30*time.Second)
 	save("placement_completed.json", ok.WorkflowID())
@@ -64,4 +81,35 @@ func TestRecordHistories(t *testing.T) {
 		CompletedAt: time.Date(2026, 11, 22, 9, 15, 0, 0, time.UTC)}
 	result(t, s.start(t, workflows.ScanWorkflowType, good.WorkflowID(), good), 30*time.Second)
 	save("scan_completed.json", good.WorkflowID())
+}
+
+// recordV2: failure groups, a poison message's dead letter, edit and retry.
+func recordV2(t *testing.T, s *stack, save func(name, id string)) {
+	// A 404 dead letter with its group, retried with a corrected record after TCS learnt it.
+	dl := placement(50001, "UNKNOWN.DAT")
+	run := s.start(t, workflows.PlacementWorkflowType, dl.WorkflowID(), dl)
+	s.waitState(t, dl.WorkflowID(), workflows.StateDeadLettered, 30*time.Second)
+	s.sim.Store.MakeKnown([]int64{50001}, nil, false)
+	fixed := dl
+	fixed.PositionID = 99
+	s.tm.CLI(t, "workflow", "signal", "--workflow-id", dl.WorkflowID(), "--name", workflows.SignalRetry,
+		"--input", `{"reason":"positionId fixed","by":"recorder","record":`+string(mustJSON(t, fixed))+`}`)
+	result(t, run, 30*time.Second)
+	save("placement_404_group_corrected_completed.json", dl.WorkflowID())
+
+	// A poison message that names its record: dead letter without a write, a retry without a
+	// correction dead-letters it again, then the correction completes it.
+	partial := placement(704, "POISON.DAT")
+	partial.ExportedAt = time.Time{}
+	run = s.start(t, workflows.PlacementWorkflowType, partial.WorkflowID(), partial,
+		&workflows.Carry{Poison: `field "exportedAt" must be an RFC 3339 time, got "yesterday"`, PoisonGroup: "poison-exportedAt"})
+	s.waitState(t, partial.WorkflowID(), workflows.StateDeadLettered, 30*time.Second)
+	s.tm.CLI(t, "workflow", "signal", "--workflow-id", partial.WorkflowID(), "--name", workflows.SignalRetry, "--input", `{"reason":"again","by":"recorder"}`)
+	require.Eventually(t, func() bool { return s.query(t, partial.WorkflowID()).Retries == 1 }, 30*time.Second, 100*time.Millisecond)
+	s.waitState(t, partial.WorkflowID(), workflows.StateDeadLettered, 30*time.Second)
+	good := placement(704, "POISON.DAT")
+	s.tm.CLI(t, "workflow", "signal", "--workflow-id", partial.WorkflowID(), "--name", workflows.SignalRetry,
+		"--input", `{"reason":"producer fixed","by":"recorder","record":`+string(mustJSON(t, good))+`}`)
+	result(t, run, 30*time.Second)
+	save("placement_poison_deadletter_corrected_completed.json", partial.WorkflowID())
 }

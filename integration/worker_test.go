@@ -43,9 +43,9 @@ func placement(id int64, file string) messages.PlacementExported {
 		ExportedAt: time.Date(2021, 7, 28, 13, 10, 0, 0, time.UTC)}
 }
 
-func (s *stack) start(t *testing.T, wfType, id string, input any) client.WorkflowRun {
+func (s *stack) start(t *testing.T, wfType, id string, input any, more ...any) client.WorkflowRun {
 	run, err := s.tm.Client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{
-		ID: id, TaskQueue: workflows.TaskQueue}, wfType, input)
+		ID: id, TaskQueue: workflows.TaskQueue}, wfType, append([]any{input}, more...)...)
 	require.NoError(t, err)
 	return run
 }

@@ -12,14 +12,15 @@ import (
 )
 
 // TestReplayRecordedHistories replays histories recorded from a real dev server (see
-// integration/record_test.go). A change to workflow code that would break running workflows fails
-// here; guard such a change with workflow.GetVersion.
+// integration/record_test.go), one folder per release: testdata/v1 is the first release's, frozen
+// like every folder once released. A change to workflow code that would break running workflows
+// (parked ones live 30 days) fails here; guard such a change with workflow.GetVersion.
 func TestReplayRecordedHistories(t *testing.T) {
-	files, err := filepath.Glob(filepath.Join("testdata", "*.json"))
+	files, err := filepath.Glob(filepath.Join("testdata", "*", "*.json"))
 	require.NoError(t, err)
-	require.GreaterOrEqual(t, len(files), 5)
+	require.GreaterOrEqual(t, len(files), 7)
 	for _, f := range files {
-		t.Run(filepath.Base(f), func(t *testing.T) {
+		t.Run(filepath.Base(filepath.Dir(f))+"/"+filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflowWithOptions(workflows.RecordPlacementExport, workflow.RegisterOptions{Name: workflows.PlacementWorkflowType})
 			r.RegisterWorkflowWithOptions(workflows.RecordScanResult, workflow.RegisterOptions{Name: workflows.ScanWorkflowType})
