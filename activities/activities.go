@@ -4,6 +4,9 @@ package activities
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +25,9 @@ type Activities struct {
 	TCS      *tcs.Client
 	Log      *slog.Logger
 	Settings RetrySettings
+	// KeyHonoured says TCS honours Idempotency-Key (SPEC section 4's extension): the read before
+	// each write is then skipped.
+	KeyHonoured bool
 }
 
 // New builds the activities.
@@ -35,28 +41,76 @@ func (a *Activities) CurrentRetrySettings(ctx context.Context) (RetrySettings, e
 	return a.Settings, nil
 }
 
-// UpdatePlacement writes one EXPORTED event, exactly once: it reads the placement first and
-// writes only if no EXPORTED event for this file exists, since TCS inserts a row on every POST and
-// an earlier attempt's answer may have been lost after the write.
+// UpdatePlacement writes one EXPORTED event, exactly once. It sends an Idempotency-Key that is
+// the same for every attempt and retry of this record in this run, so a TCS with that extension
+// makes one row even when an earlier attempt's write commits after this one's read. For a TCS
+// without it, it also reads the placement first and writes only if no EXPORTED event for this file
+// exists (TCS inserts a row on every POST, and an earlier answer may have been lost after the
+// write). With KeyHonoured (TCS_IDEMPOTENCY_KEY_HONOURED) the read is skipped: one request.
 func (a *Activities) UpdatePlacement(ctx context.Context, msg messages.PlacementExported) (UpdateResult, error) {
-	attempt := activity.GetInfo(ctx).Attempt
-	p, err := a.TCS.GetPlacement(ctx, msg.PlacementID)
-	if err != nil {
-		return UpdateResult{}, updateError(attempt, err)
-	}
-	for _, ev := range p.ESREvents {
-		if ev.Status == tcs.StatusExported && ev.Filename == msg.Filename {
+	info := activity.GetInfo(ctx)
+	attempt := info.Attempt
+	if !a.KeyHonoured {
+		p, err := a.TCS.GetPlacement(ctx, msg.PlacementID)
+		if err != nil {
+			return UpdateResult{}, updateError(attempt, err)
+		}
+		if exported(p, msg.Filename) {
 			return UpdateResult{Attempt: attempt, AlreadyWritten: true}, nil
 		}
 	}
-	err = a.TCS.MarkESRExported(ctx, tcs.ESRExport{
+	err := a.TCS.MarkESRExported(ctx, tcs.ESRExport{
 		PlacementID: msg.PlacementID, PositionNumber: msg.PositionNumber, PositionID: msg.PositionID,
 		Filename: msg.Filename, ExportedAt: msg.ExportedAt,
-	})
+	}, IdempotencyKey(info.WorkflowExecution.RunID, msg))
 	if err != nil {
 		return UpdateResult{}, updateError(attempt, err)
 	}
 	return UpdateResult{Attempt: attempt}, nil
+}
+
+// IdempotencyKey is the Idempotency-Key of a placement's write: stable across every attempt and
+// retry of the same record content in one run; a corrected record, or a new run (reconcile: its
+// write did not stick), gets its own.
+func IdempotencyKey(runID string, msg messages.PlacementExported) string {
+	b, _ := json.Marshal(msg)
+	sum := sha256.Sum256(append([]byte(runID+"\n"), b...))
+	return "writeback-" + hex.EncodeToString(sum[:16])
+}
+
+func exported(p tcs.Placement, filename string) bool {
+	for _, ev := range p.ESREvents {
+		if ev.Status == tcs.StatusExported && ev.Filename == filename {
+			return true
+		}
+	}
+	return false
+}
+
+// CheckPlacementWritten reads TCS for the placement's EXPORTED event: the look before a record
+// whose budget ran out is dead-lettered (its writes may have landed while their answers were lost).
+// A 404 means not written; other failures are retried.
+func (a *Activities) CheckPlacementWritten(ctx context.Context, msg messages.PlacementExported) (bool, error) {
+	p, err := a.TCS.GetPlacement(ctx, msg.PlacementID)
+	if err != nil {
+		if tcs.IsNotFound(err) {
+			return false, nil
+		}
+		return false, temporal.NewApplicationError(err.Error(), string(tcs.Classify(err)))
+	}
+	return exported(p, msg.Filename), nil
+}
+
+// CheckScanWritten reads TCS for the scan: written when it is COMPLETED with this result.
+func (a *Activities) CheckScanWritten(ctx context.Context, msg messages.ScanCompleted) (bool, error) {
+	sc, err := a.TCS.GetScan(ctx, msg.ScanID)
+	if err != nil {
+		if tcs.IsNotFound(err) {
+			return false, nil
+		}
+		return false, temporal.NewApplicationError(err.Error(), string(tcs.Classify(err)))
+	}
+	return sc.Status == tcs.ScanCompleted && sc.Result == msg.Result, nil
 }
 
 // FirstPlacementAttempt tries UpdatePlacement once and reports the outcome with the settings.
@@ -164,8 +218,18 @@ func (a *Activities) MarkScanErrored(ctx context.Context, dl DeadLetter) (MarkRe
 	if dl.Scan == nil {
 		return MarkResult{}, temporal.NewNonRetryableApplicationError("no scan in dead letter", "BadInput", nil)
 	}
+	// A COMPLETED scan is never overwritten with ERRORED: TCS holds a result.
+	current, err := a.TCS.GetScan(ctx, dl.Scan.ScanID)
+	if err == nil && current.Status == tcs.ScanCompleted {
+		res := MarkResult{Marked: false, Note: "TCS holds the scan COMPLETED (" + current.Result + "): not overwritten with ERRORED"}
+		a.critical(ctx, dl, res)
+		return res, nil
+	}
+	if err != nil && !tcs.IsNotFound(err) {
+		return a.markOutcome(err)
+	}
 	failed := dl.DeadLetteredAt
-	err := a.TCS.PutScan(ctx, dl.Scan.ScanID, tcs.ScanUpdate{Status: tcs.ScanErrored, Reason: reasonText(dl), FailedAt: &failed})
+	err = a.TCS.PutScan(ctx, dl.Scan.ScanID, tcs.ScanUpdate{Status: tcs.ScanErrored, Reason: reasonText(dl), FailedAt: &failed})
 	res := MarkResult{Marked: true}
 	if err != nil {
 		if res, err = a.markOutcome(err); err != nil {

@@ -11,6 +11,8 @@ const (
 	UpdateScanName            = "UpdateScan"
 	MarkPlacementFailedName   = "MarkPlacementFailed"
 	MarkScanErroredName       = "MarkScanErrored"
+	CheckPlacementWrittenName = "CheckPlacementWritten"
+	CheckScanWrittenName      = "CheckScanWritten"
 )
 
 // Error types of the TCS-update activities; the workflows branch on them.

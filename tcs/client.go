@@ -158,10 +158,13 @@ func (c *Client) GetPlacement(ctx context.Context, placementID int64) (Placement
 	return p, err
 }
 
-// MarkESRExported inserts an EXPORTED event. TCS does not deduplicate: callers check first.
-// The answer's body is not read: a 2xx is all that matters.
-func (c *Client) MarkESRExported(ctx context.Context, e ESRExport) error {
-	return c.do(ctx, EndpointESRExported, http.MethodPost, fmt.Sprintf("/api/placements/%d/esr-exported", e.PlacementID), e, nil)
+// MarkESRExported inserts an EXPORTED event. idempotencyKey, if set, goes in the Idempotency-Key
+// header: a TCS with that extension inserts nothing for a key it has seen; one without it inserts
+// a row on every call, so callers check first. The answer's body is not read: a 2xx is all that
+// matters.
+func (c *Client) MarkESRExported(ctx context.Context, e ESRExport, idempotencyKey string) error {
+	return c.doWithHeaders(ctx, EndpointESRExported, http.MethodPost, fmt.Sprintf("/api/placements/%d/esr-exported", e.PlacementID), e, nil,
+		map[string]string{"Idempotency-Key": idempotencyKey})
 }
 
 // MarkESRExportFailed records a FAILED event for a placement whose export could not be written.
@@ -182,7 +185,11 @@ func (c *Client) GetScan(ctx context.Context, scanID string) (Scan, error) {
 	return s, err
 }
 
-func (c *Client) do(ctx context.Context, ep Endpoint, method, path string, in, out any) (err error) {
+func (c *Client) do(ctx context.Context, ep Endpoint, method, path string, in, out any) error {
+	return c.doWithHeaders(ctx, ep, method, path, in, out, nil)
+}
+
+func (c *Client) doWithHeaders(ctx context.Context, ep Endpoint, method, path string, in, out any, headers map[string]string) (err error) {
 	start := time.Now()
 	status := 0
 	defer func() {
@@ -208,6 +215,11 @@ func (c *Client) do(ctx context.Context, ep Endpoint, method, path string, in, o
 	}
 	req.Header.Set("Authorization", "Bearer "+tok)
 	req.Header.Set("Accept", "application/json")
+	for k, v := range headers {
+		if v != "" {
+			req.Header.Set(k, v)
+		}
+	}
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}

@@ -91,6 +91,20 @@ func TestLenientAboutFieldsItDoesNotRead(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "A.DAT", p.ESREvents[0].Filename)
 	require.Equal(t, tcs.StatusExported, p.ESREvents[0].Status)
-	require.NoError(t, c.MarkESRExported(context.Background(), tcs.ESRExport{PlacementID: 1, Filename: "A.DAT"}))
+	require.NoError(t, c.MarkESRExported(context.Background(), tcs.ESRExport{PlacementID: 1, Filename: "A.DAT"}, "k1"))
 	require.NoError(t, c.PutScan(context.Background(), "s", tcs.ScanUpdate{Status: tcs.ScanCompleted}))
+}
+
+func TestIdempotencyKeyHeader(t *testing.T) {
+	var got []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		got = append(got, r.Header.Get("Idempotency-Key"))
+		w.WriteHeader(200)
+	}))
+	defer srv.Close()
+	c, err := tcs.New(tcs.Options{BaseURL: srv.URL, Token: tcs.StaticToken("t")})
+	require.NoError(t, err)
+	require.NoError(t, c.MarkESRExported(context.Background(), tcs.ESRExport{PlacementID: 1, Filename: "A.DAT"}, "writeback-abc"))
+	require.NoError(t, c.MarkESRExported(context.Background(), tcs.ESRExport{PlacementID: 1, Filename: "A.DAT"}, ""))
+	require.Equal(t, []string{"writeback-abc", ""}, got)
 }

@@ -49,7 +49,9 @@ func main() {
 			workerapp.NewTemporalHandler,
 			workerapp.NewTCSClient,
 			func(c *tcs.Client, cfg *workerapp.Config, log *slog.Logger) *activities.Activities {
-				return activities.New(c, log, cfg.Retry)
+				a := activities.New(c, log, cfg.Retry)
+				a.KeyHonoured = cfg.TCSKeyHonoured
+				return a
 			},
 			func() *telemetry.Health { return &telemetry.Health{} },
 			func(cfg *workerapp.Config, r *telemetry.Registry, h *telemetry.Health) (*telemetry.Server, error) {

@@ -45,9 +45,44 @@ func (s *WorkflowSuite) TestFailureGroupOfASpentBudget() {
 		func(ctx context.Context, m messages.PlacementExported) (activities.UpdateResult, error) {
 			return activities.UpdateResult{}, tcsErr(activities.ErrTransient, 503, 1)
 		})
+	s.env.OnActivity(activities.CheckPlacementWrittenName, mock.Anything, mock.Anything).Return(false, nil).Once()
 	s.marksOf(activities.MarkPlacementFailedName)
 	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
 	s.Equal([]string{"budget-spent"}, s.saAll["WritebackFailure"])
+}
+
+// Look before dead-lettering: the answers were lost but the writes landed. The record completes:
+// no FAILED mark, no CRITICAL line.
+func (s *WorkflowSuite) TestSpentBudgetButTCSHoldsTheRecordCompletes() {
+	for _, kind := range []string{"placement", "scan"} {
+		s.Run(kind, func() {
+			s.env = s.NewTestWorkflowEnvironment()
+			settings := activities.DefaultRetrySettings()
+			settings.Budget = 10 * time.Second
+			workflows.Register(s.env, &activities.Activities{Settings: settings})
+			s.watchSearchAttributes()
+			lost := activities.FirstAttempt{ErrType: activities.ErrTransient, Message: "TCS did not answer in time"}
+			if kind == "scan" {
+				s.firsts(s.env, activities.FirstScanAttemptName, settings, lost)
+				s.env.OnActivity(activities.UpdateScanName, mock.Anything, scan).Return(activities.UpdateResult{}, tcsErr(activities.ErrTransient, 503, 1))
+				s.env.OnActivity(activities.CheckScanWrittenName, mock.Anything, scan).Return(true, nil).Once()
+				s.env.OnActivity(activities.MarkScanErroredName, mock.Anything, mock.Anything).Return(activities.MarkResult{}, nil).Never()
+				s.env.ExecuteWorkflow(workflows.ScanWorkflowType, scan)
+			} else {
+				s.firsts(s.env, activities.FirstPlacementAttemptName, settings, lost)
+				s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).Return(activities.UpdateResult{}, tcsErr(activities.ErrTransient, 503, 1))
+				s.env.OnActivity(activities.CheckPlacementWrittenName, mock.Anything, placement).Return(true, nil).Once()
+				s.env.OnActivity(activities.MarkPlacementFailedName, mock.Anything, mock.Anything).Return(activities.MarkResult{}, nil).Never()
+				s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
+			}
+			st := s.result()
+			s.Equal(workflows.StateCompleted, st.State)
+			s.Empty(st.DeadLetteredAt)
+			s.NotContains(s.saAll["WritebackState"], workflows.StateDeadLettered)
+			s.Empty(s.saAll["WritebackFailure"])
+			s.env.AssertExpectations(s.T())
+		})
+	}
 }
 
 // A poison message that names its record becomes a dead letter of it: no TCS write, the mark, the

@@ -19,4 +19,6 @@ func Register(w worker.Registry, a *activities.Activities) {
 	w.RegisterActivityWithOptions(a.UpdateScan, activity.RegisterOptions{Name: activities.UpdateScanName})
 	w.RegisterActivityWithOptions(a.MarkPlacementFailed, activity.RegisterOptions{Name: activities.MarkPlacementFailedName})
 	w.RegisterActivityWithOptions(a.MarkScanErrored, activity.RegisterOptions{Name: activities.MarkScanErroredName})
+	w.RegisterActivityWithOptions(a.CheckPlacementWritten, activity.RegisterOptions{Name: activities.CheckPlacementWrittenName})
+	w.RegisterActivityWithOptions(a.CheckScanWritten, activity.RegisterOptions{Name: activities.CheckScanWrittenName})
 }

@@ -49,6 +49,7 @@ type record interface {
 	firstAttemptActivity() string
 	input() any
 	markActivity() string
+	checkActivity() string
 	deadLetter(dl activities.DeadLetter) activities.DeadLetter
 	continueAsNew(ctx workflow.Context, carry *Carry) error
 	// corrected validates a corrected message of this same record (a retry's record).
@@ -66,6 +67,9 @@ func (r placementRecord) firstAttemptActivity() string {
 }
 func (r placementRecord) input() any           { return r.msg }
 func (r placementRecord) markActivity() string { return activities.MarkPlacementFailedName }
+func (r placementRecord) checkActivity() string {
+	return activities.CheckPlacementWrittenName
+}
 func (r placementRecord) deadLetter(dl activities.DeadLetter) activities.DeadLetter {
 	dl.Placement = &activities.PlacementRef{PlacementID: r.msg.PlacementID, Filename: r.msg.Filename}
 	return dl
@@ -94,8 +98,9 @@ func (r scanRecord) updateActivity() string { return activities.UpdateScanName }
 func (r scanRecord) firstAttemptActivity() string {
 	return activities.FirstScanAttemptName
 }
-func (r scanRecord) input() any           { return r.msg }
-func (r scanRecord) markActivity() string { return activities.MarkScanErroredName }
+func (r scanRecord) input() any            { return r.msg }
+func (r scanRecord) markActivity() string  { return activities.MarkScanErroredName }
+func (r scanRecord) checkActivity() string { return activities.CheckScanWrittenName }
 func (r scanRecord) deadLetter(dl activities.DeadLetter) activities.DeadLetter {
 	dl.Scan = &activities.ScanRef{ScanID: r.msg.ScanID}
 	return dl
@@ -249,6 +254,18 @@ func (r *recorder) run(ctx workflow.Context) (Status, error) {
 			if err != nil {
 				return r.status, err
 			}
+			if cause != "" && group == GroupBudgetSpent &&
+				workflow.GetVersion(ctx, "look-before-dead-letter", workflow.DefaultVersion, 1) >= 1 {
+				// Writes whose answers were lost may have landed: look before marking it errored.
+				written, err := r.checkWritten(ctx)
+				if err != nil {
+					return r.status, err
+				}
+				if written {
+					r.log.Info("the retry budget ran out, but TCS holds the record: completed, not dead-lettered")
+					cause = ""
+				}
+			}
 			if cause == "" {
 				return r.status, r.setState(ctx, StateCompleted)
 			}
@@ -389,6 +406,22 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 			r.budgetLeft = 0
 		}
 	}
+}
+
+// checkWritten reads TCS for the record, retried until TCS answers (like the mark).
+func (r *recorder) checkWritten(ctx workflow.Context) (bool, error) {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: r.attemptTimeout(),
+		RetryPolicy: &temporal.RetryPolicy{
+			InitialInterval:    r.settings.InitialInterval,
+			BackoffCoefficient: r.settings.BackoffCoefficient,
+			MaximumInterval:    r.settings.MaximumInterval,
+		},
+		Summary: "look in TCS before dead-lettering: " + r.rec.summary(),
+	})
+	var written bool
+	err := workflow.ExecuteActivity(actx, r.rec.checkActivity(), r.rec.input()).Get(ctx, &written)
+	return written, err
 }
 
 func (r *recorder) deadLetter(ctx workflow.Context, cause, group string) error {

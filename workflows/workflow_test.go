@@ -227,6 +227,7 @@ func (s *WorkflowSuite) TestBudgetSpentDeadLetters() {
 			calls++
 			return activities.UpdateResult{}, tcsErr(activities.ErrTransient, 503, int32(calls))
 		})
+	s.env.OnActivity(activities.CheckPlacementWrittenName, mock.Anything, mock.Anything).Return(false, nil).Once()
 	s.expectMark(activities.MarkPlacementFailedName, 1)
 	var parked workflows.Status
 	s.env.RegisterDelayedCallback(func() { parked = s.query() }, time.Hour)
@@ -366,6 +367,7 @@ func TestUnknownErrorCountsAsTransient(t *testing.T) {
 	// The fast path itself fails (worker trouble): settings are captured the regular way.
 	env.OnActivity(activities.FirstScanAttemptName, mock.Anything, mock.Anything).Return(activities.FirstAttempt{}, errors.New("local activity failed"))
 	env.OnActivity(activities.UpdateScanName, mock.Anything, scan).Return(activities.UpdateResult{}, errors.New("boom"))
+	env.OnActivity(activities.CheckScanWrittenName, mock.Anything, mock.Anything).Return(false, nil).Once()
 	env.OnActivity(activities.MarkScanErroredName, mock.Anything, mock.Anything).Return(activities.MarkResult{Marked: true}, nil).Once()
 	env.ExecuteWorkflow(workflows.ScanWorkflowType, scan)
 	require.NoError(t, env.GetWorkflowError())

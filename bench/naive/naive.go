@@ -87,7 +87,7 @@ func (c *Consumer) handle(ctx context.Context, d amqp.Delivery) {
 		return
 	}
 	err = c.TCS.MarkESRExported(ctx, tcs.ESRExport{PlacementID: m.PlacementID, PositionNumber: m.PositionNumber,
-		PositionID: m.PositionID, Filename: m.Filename, ExportedAt: m.ExportedAt})
+		PositionID: m.PositionID, Filename: m.Filename, ExportedAt: m.ExportedAt}, "")
 	if err != nil {
 		// The incident: TCS's unavailability treated like a problem with the message.
 		c.Rejected.Add(1)

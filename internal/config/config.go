@@ -25,6 +25,7 @@ const (
 	kindInt
 	kindFloat
 	kindDuration
+	kindBool
 )
 
 type binding struct {
@@ -76,6 +77,12 @@ func (s Set) Duration(p *time.Duration, name, env string, def time.Duration, u s
 	s.bind(name, env, kindDuration, true)
 }
 
+// Bool defines a boolean flag (true/false, 1/0).
+func (s Set) Bool(p *bool, name, env string, def bool, u string) {
+	s.FS.BoolVar(p, name, def, usage(u, env))
+	s.bind(name, env, kindBool, true)
+}
+
 // Parse parses the command line, then fills each flag not given there from its environment
 // variable. The error names every malformed setting.
 func Parse(fs *flag.FlagSet, args []string) error {
@@ -120,6 +127,7 @@ func describe(b binding, v string) string {
 		kindInt:      "a whole number, e.g. 100",
 		kindFloat:    "a number, e.g. 10 or 2.5",
 		kindDuration: "a Go duration, e.g. 90s, 5m or 24h",
+		kindBool:     "true or false",
 	}[b.kind]
 	if b.kind == kindSecret {
 		return fmt.Sprintf("setting %s (flag -%s) is malformed", b.env, b.name)

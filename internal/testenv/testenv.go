@@ -194,6 +194,8 @@ type WorkerOptions struct {
 	Retry      activities.RetrySettings
 	TCSTimeout time.Duration
 	TCSRate    float64
+	// KeyHonoured: the simulator honours Idempotency-Key; skip the read before each write.
+	KeyHonoured bool
 }
 
 // StartWorker runs the real worker code (the same constructors as ./worker) against tm and tcsURL.
@@ -249,7 +251,9 @@ func StartWorker(t testing.TB, tm *Temporal, tcsURL string, o WorkerOptions) *Wo
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := workerapp.NewWorker(cl, cfg, activities.New(tcsClient, log, cfg.Retry))
+	acts := activities.New(tcsClient, log, cfg.Retry)
+	acts.KeyHonoured = o.KeyHonoured
+	w := workerapp.NewWorker(cl, cfg, acts)
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}

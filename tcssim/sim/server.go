@@ -1,8 +1,10 @@
 package sim
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"io"
 	"math/rand/v2"
 	"net"
 	"net/http"
@@ -142,6 +144,19 @@ func (s *Server) withFaults(next http.Handler) http.Handler {
 			}
 			s.Store.count(ep, status)
 			problem(w, status, "injected fault")
+			return
+		}
+		if applies && f.LateCommitRate > 0 && r.Method != http.MethodGet && s.Store.random() < f.LateCommitRate {
+			// Hold the write unanswered until the client gives up, then commit it later.
+			body, _ := io.ReadAll(r.Body)
+			<-r.Context().Done()
+			s.Store.count(ep, 0)
+			late := r.Clone(context.Background())
+			late.Body = io.NopCloser(bytes.NewReader(body))
+			go func() {
+				time.Sleep(time.Duration(f.LateCommitMs) * time.Millisecond)
+				next.ServeHTTP(httptest.NewRecorder(), late)
+			}()
 			return
 		}
 		if applies && f.TimeoutRate > 0 && s.Store.random() < f.TimeoutRate {

@@ -24,6 +24,10 @@ type Faults struct {
 	TimeoutRate       float64 `json:"timeoutRate"`
 	RetryAfterSeconds int     `json:"retryAfterSeconds"`
 	Only              string  `json:"only,omitempty"`
+	// LateCommitRate of the write requests are held unanswered until the client gives up, and
+	// committed LateCommitMs after that: the write lands after the client's next read.
+	LateCommitRate float64 `json:"lateCommitRate,omitempty"`
+	LateCommitMs   int     `json:"lateCommitMs,omitempty"`
 }
 
 // Event is one PlacementEsrEvent row.
@@ -58,6 +62,7 @@ type Store struct {
 	extraScans map[string]bool
 	allKnown   bool // every placement and scan is known (after POST /admin/known {"all":true})
 	events     map[int64][]Event
+	idempotent map[string]Event // Idempotency-Key → the event its first request inserted
 	nextID     int64
 	scans      map[string]*Scan
 	requests   map[string]map[string]int // endpoint → status → count
@@ -73,7 +78,8 @@ type Store struct {
 func NewStore(placements int64, rnd func() float64) *Store {
 	return &Store{
 		seeded: placements, extra: map[int64]bool{}, extraScans: map[string]bool{}, events: map[int64][]Event{}, scans: map[string]*Scan{},
-		requests: map[string]map[string]int{}, inFlight: map[string]int{}, rnd: rnd, now: func() time.Time { return time.Now().UTC() },
+		idempotent: map[string]Event{},
+		requests:   map[string]map[string]int{}, inFlight: map[string]int{}, rnd: rnd, now: func() time.Time { return time.Now().UTC() },
 	}
 }
 
@@ -354,11 +360,23 @@ func (s *Store) postExported(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusNotFound, fmt.Sprintf("placement %d not found", id))
 		return
 	}
-	// Real TCS semantics: a new row on every call, no deduplication.
+	// The Idempotency-Key extension (SPEC section 4): a key seen before inserts nothing and
+	// answers with the first request's event. It is checked when the write commits, so a late
+	// commit and a later request with the same key make one row.
+	key := r.Header.Get("Idempotency-Key")
+	if ev, seen := s.idempotent[key]; key != "" && seen {
+		s.mu.Unlock()
+		writeJSON(w, http.StatusOK, ev)
+		return
+	}
+	// Real TCS semantics otherwise: a new row on every call, no deduplication.
 	s.nextID++
 	ev := Event{ID: s.nextID, PlacementID: id, EventDateTime: s.now().Format(time.RFC3339Nano), Filename: *body.Filename,
 		PositionNumber: *body.PositionNumber, PositionID: *body.PositionID, Status: "EXPORTED"}
 	s.events[id] = append(s.events[id], ev)
+	if key != "" {
+		s.idempotent[key] = ev
+	}
 	s.mu.Unlock()
 	writeJSON(w, http.StatusOK, ev)
 }
@@ -471,8 +489,9 @@ func (s *Store) AdminHandler() http.Handler {
 			problem(w, http.StatusBadRequest, "faults must be a JSON object: "+err.Error())
 			return
 		}
-		if f.ErrorRate < 0 || f.ErrorRate > 1 || f.TimeoutRate < 0 || f.TimeoutRate > 1 || f.LatencyMs < 0 {
-			problem(w, http.StatusBadRequest, "errorRate and timeoutRate must be 0..1, latencyMs ≥ 0")
+		if f.ErrorRate < 0 || f.ErrorRate > 1 || f.TimeoutRate < 0 || f.TimeoutRate > 1 || f.LatencyMs < 0 ||
+			f.LateCommitRate < 0 || f.LateCommitRate > 1 || f.LateCommitMs < 0 {
+			problem(w, http.StatusBadRequest, "errorRate, timeoutRate and lateCommitRate must be 0..1, latencyMs and lateCommitMs ≥ 0")
 			return
 		}
 		s.SetFaults(f)

@@ -1,0 +1,90 @@
+package integration_test
+
+import (
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
+
+	"github.com/tis-writeback/writeback/activities"
+	"github.com/tis-writeback/writeback/internal/testenv"
+	"github.com/tis-writeback/writeback/messages"
+	"github.com/tis-writeback/writeback/tcssim/sim"
+	"github.com/tis-writeback/writeback/workflows"
+)
+
+func requestsTo(st sim.Stats, endpoint string) int {
+	n := 0
+	for _, c := range st.Requests[endpoint] {
+		n += c
+	}
+	return n
+}
+
+// TCS commits some writes after the client gave up, later than the next attempt's read: only the
+// Idempotency-Key (stable across attempts) keeps that to one EXPORTED row.
+func TestLateCommitsNeverDuplicate(t *testing.T) {
+	for _, tc := range []struct {
+		name        string
+		keyHonoured bool
+	}{{"check before write, key sent", false}, {"key honoured, no read", true}} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newStack(t, testenv.WorkerOptions{TCSTimeout: 300 * time.Millisecond, KeyHonoured: tc.keyHonoured,
+				Retry: activities.RetrySettings{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2,
+					MaximumInterval: time.Second, Budget: time.Hour, ParkingPeriod: time.Hour}})
+			// Held until the client gives up (300 ms), committed 2.5 s later: after the retry's read.
+			s.sim.Store.SetFaults(sim.Faults{LateCommitRate: 0.2, LateCommitMs: 2500, Only: "/esr-exported"})
+			const n = 100
+			var runs []client.WorkflowRun
+			for i := int64(0); i < n; i++ {
+				m := placement(400+i, "LATE.DAT")
+				runs = append(runs, s.start(t, workflows.PlacementWorkflowType, m.WorkflowID(), m))
+			}
+			for _, run := range runs {
+				require.Equal(t, workflows.StateCompleted, result(t, run, 2*time.Minute).State)
+			}
+			time.Sleep(3 * time.Second) // the last late commits land
+			for i := int64(0); i < n; i++ {
+				require.Equal(t, 1, s.sim.Store.ExportedCount(400+i, "LATE.DAT"), "placement %d", 400+i)
+			}
+			st := s.sim.Store.Stats()
+			require.Equal(t, 0, st.Duplicates)
+			gets, posts := requestsTo(st, "GET placement"), requestsTo(st, "POST esr-exported")
+			t.Logf("MEASURED (%s): %d records, 20%% late commits: 0 duplicates; TCS requests per record: %.2f GET + %.2f POST",
+				tc.name, n, float64(gets)/n, float64(posts)/n)
+			if tc.keyHonoured {
+				require.Zero(t, gets, "no read before the write when the key is honoured")
+			}
+		})
+	}
+}
+
+// A scan whose PUT answers were all lost until the budget ran out: TCS holds its result, so the
+// workflow completes; the scan is never overwritten with ERRORED and no CRITICAL line is logged.
+func TestLostAnswersUntilTheBudgetRanOutCompleteInstead(t *testing.T) {
+	s := newStack(t, testenv.WorkerOptions{TCSTimeout: 300 * time.Millisecond,
+		Retry: activities.RetrySettings{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2,
+			MaximumInterval: 500 * time.Millisecond, Budget: 3 * time.Second, ParkingPeriod: time.Hour}})
+	s.sim.Store.SetFaults(sim.Faults{TimeoutRate: 1, Only: "/api/scans/"})
+	sc := messages.ScanCompleted{ScanID: "3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c99", Result: "SANITISED", FileName: "a.pdf",
+		CompletedAt: time.Date(2026, 11, 22, 9, 15, 0, 0, time.UTC)}
+	p := placement(77, "LOSTALL.DAT")
+	runScan := s.start(t, workflows.ScanWorkflowType, sc.WorkflowID(), sc)
+	s.sim.Store.SetFaults(sim.Faults{TimeoutRate: 1, Only: "/api/"})
+	runPlacement := s.start(t, workflows.PlacementWorkflowType, p.WorkflowID(), p)
+	time.Sleep(4 * time.Second) // past the budget
+	s.sim.Store.SetFaults(sim.Faults{})
+	require.Equal(t, workflows.StateCompleted, result(t, runScan, time.Minute).State)
+	got, ok := s.sim.Store.ScanRecord(sc.ScanID)
+	require.True(t, ok)
+	require.Equal(t, "COMPLETED", got.Status)
+	require.Equal(t, "SANITISED", got.Result)
+	// The placement: every request timed out, some POSTs committed; the look finds the event.
+	st := result(t, runPlacement, time.Minute)
+	if s.sim.Store.ExportedCount(77, "LOSTALL.DAT") == 1 {
+		require.Equal(t, workflows.StateCompleted, st.State)
+		require.Zero(t, s.sim.Store.FailedCount(77, "LOSTALL.DAT"))
+	}
+	require.Empty(t, s.worker.Logs.Lines(`"level":"CRITICAL"`, sc.WorkflowID()))
+}
