@@ -48,6 +48,7 @@ func (a *Activities) CurrentRetrySettings(ctx context.Context) (RetrySettings, e
 // exists (TCS inserts a row on every POST, and an earlier answer may have been lost after the
 // write). With KeyHonoured (TCS_IDEMPOTENCY_KEY_HONOURED) the read is skipped: one request.
 func (a *Activities) UpdatePlacement(ctx context.Context, msg messages.PlacementExported) (UpdateResult, error) {
+	ctx = caller(ctx)
 	info := activity.GetInfo(ctx)
 	attempt := info.Attempt
 	if !a.KeyHonoured {
@@ -67,6 +68,12 @@ func (a *Activities) UpdatePlacement(ctx context.Context, msg messages.Placement
 		return UpdateResult{}, updateError(attempt, err)
 	}
 	return UpdateResult{Attempt: attempt}, nil
+}
+
+// caller names the workflow behind the TCS requests made with ctx: the Governor counts distinct
+// callers to tell an outage from one record's trouble, and wakes refused ones when TCS is back.
+func caller(ctx context.Context) context.Context {
+	return tcs.WithCaller(ctx, activity.GetInfo(ctx).WorkflowExecution.ID)
 }
 
 // IdempotencyKey is the Idempotency-Key of a placement's write: stable across every attempt and
@@ -91,6 +98,7 @@ func exported(p tcs.Placement, filename string) bool {
 // whose budget ran out is dead-lettered (its writes may have landed while their answers were lost).
 // A 404 means not written; other failures are retried.
 func (a *Activities) CheckPlacementWritten(ctx context.Context, msg messages.PlacementExported) (bool, error) {
+	ctx = caller(ctx)
 	p, err := a.TCS.GetPlacement(ctx, msg.PlacementID)
 	if err != nil {
 		if tcs.IsNotFound(err) {
@@ -103,6 +111,7 @@ func (a *Activities) CheckPlacementWritten(ctx context.Context, msg messages.Pla
 
 // CheckScanWritten reads TCS for the scan: written when it is COMPLETED with this result.
 func (a *Activities) CheckScanWritten(ctx context.Context, msg messages.ScanCompleted) (bool, error) {
+	ctx = caller(ctx)
 	sc, err := a.TCS.GetScan(ctx, msg.ScanID)
 	if err != nil {
 		if tcs.IsNotFound(err) {
@@ -142,6 +151,7 @@ func (a *Activities) firstAttempt(res UpdateResult, err error) FirstAttempt {
 
 // UpdateScan writes a scan's result; PUT is idempotent in TCS, so no check is needed.
 func (a *Activities) UpdateScan(ctx context.Context, msg messages.ScanCompleted) (UpdateResult, error) {
+	ctx = caller(ctx)
 	attempt := activity.GetInfo(ctx).Attempt
 	completed := msg.CompletedAt
 	err := a.TCS.PutScan(ctx, msg.ScanID, tcs.ScanUpdate{
@@ -163,6 +173,9 @@ func updateError(attempt int32, err error) error {
 	case tcs.Config:
 		return temporal.NewApplicationErrorWithOptions(err.Error(), ErrConfig,
 			temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{details}})
+	case tcs.Refused:
+		return temporal.NewApplicationErrorWithOptions(err.Error(), ErrOutage,
+			temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{details}})
 	default:
 		opts := temporal.ApplicationErrorOptions{Details: []any{details}}
 		var te *tcs.Error
@@ -177,6 +190,7 @@ func updateError(attempt int32, err error) error {
 // CRITICAL line. It is retried while TCS is down; a 404 (TCS does not know the placement) is
 // "nothing to mark".
 func (a *Activities) MarkPlacementFailed(ctx context.Context, dl DeadLetter) (MarkResult, error) {
+	ctx = caller(ctx)
 	if dl.Placement == nil {
 		return MarkResult{}, temporal.NewNonRetryableApplicationError("no placement in dead letter", "BadInput", nil)
 	}
@@ -215,6 +229,7 @@ func (a *Activities) markPlacement(ctx context.Context, ref PlacementRef, dl Dea
 
 // MarkScanErrored sets a dead-lettered scan to ERRORED, then logs the CRITICAL line.
 func (a *Activities) MarkScanErrored(ctx context.Context, dl DeadLetter) (MarkResult, error) {
+	ctx = caller(ctx)
 	if dl.Scan == nil {
 		return MarkResult{}, temporal.NewNonRetryableApplicationError("no scan in dead letter", "BadInput", nil)
 	}

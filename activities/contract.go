@@ -24,6 +24,10 @@ const (
 	ErrConfig = "TCSConfig"
 	// ErrPermanent (400/404/409/422) dead-letters the record now.
 	ErrPermanent = "TCSPermanent"
+	// ErrOutage: the request was not sent, because TCS fails for everyone (outage mode) or an
+	// operator holds every request. Returned to the workflow at once; it waits without spending
+	// the record's budget.
+	ErrOutage = "TCSOutage"
 )
 
 // RetrySettings are worker settings that a workflow captures in its history when it starts and

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -80,6 +81,23 @@ func (s *stack) waitState(t *testing.T, id, state string, within time.Duration) 
 		_ = v.Get(&st)
 		return st.State == state
 	}, within, 100*time.Millisecond, "workflow %s never reached %s (last %+v)", id, state, st)
+	return st
+}
+
+// waitStateOr is waitState that adds more to its failure message.
+func (s *stack) waitStateOr(t *testing.T, id, state string, within time.Duration, more func() string) workflows.Status {
+	var st workflows.Status
+	ok := assert.Eventually(t, func() bool {
+		v, err := s.tm.Client.QueryWorkflow(context.Background(), id, "", workflows.QueryState)
+		if err != nil {
+			return false
+		}
+		_ = v.Get(&st)
+		return st.State == state
+	}, within, 100*time.Millisecond)
+	if !ok {
+		t.Fatalf("workflow %s never reached %s (last %+v)\n%s", id, state, st, more())
+	}
 	return st
 }
 

@@ -105,6 +105,7 @@ type Client struct {
 	token   func() (string, error)
 	http    *http.Client
 	observe func(Observation)
+	gov     *Governor
 }
 
 // Options configure a Client.
@@ -119,6 +120,8 @@ type Options struct {
 	Observe func(Observation)
 	// Transport overrides the HTTP transport (tests, TLS settings).
 	Transport http.RoundTripper
+	// Governor, if set, caps the request rate and holds requests back in an outage or a hold.
+	Governor *Governor
 }
 
 // New builds a client.
@@ -143,7 +146,7 @@ func New(o Options) (*Client, error) {
 	if obs == nil {
 		obs = func(Observation) {}
 	}
-	return &Client{base: u, token: o.Token, http: &http.Client{Timeout: o.Timeout, Transport: tr}, observe: obs}, nil
+	return &Client{base: u, token: o.Token, http: &http.Client{Timeout: o.Timeout, Transport: tr}, observe: obs, gov: o.Governor}, nil
 }
 
 // StaticToken is a token source for a fixed token.
@@ -190,10 +193,23 @@ func (c *Client) do(ctx context.Context, ep Endpoint, method, path string, in, o
 }
 
 func (c *Client) doWithHeaders(ctx context.Context, ep Endpoint, method, path string, in, out any, headers map[string]string) (err error) {
+	if c.gov != nil {
+		if gerr := c.gov.acquire(ctx); gerr != nil {
+			class := Refused
+			if _, ok := gerr.(errRefused); !ok {
+				class = Transient // the rate cap's wait outlasted the caller's deadline
+			}
+			return &Error{Endpoint: ep, Method: method, Path: path, Class: class, Msg: gerr.Error()}
+		}
+	}
 	start := time.Now()
 	status := 0
 	defer func() {
-		c.observe(Observation{Endpoint: ep, Status: status, Class: Classify(err), Duration: time.Since(start)})
+		class := Classify(err)
+		c.observe(Observation{Endpoint: ep, Status: status, Class: class, Duration: time.Since(start)})
+		if c.gov != nil {
+			c.gov.observe(ctx, class)
+		}
 	}()
 
 	var body io.Reader

@@ -19,6 +19,9 @@ const (
 	Config Class = "config"
 	// Permanent: 400/404/409/422 — TCS rejects this record; retrying cannot help.
 	Permanent Class = "permanent"
+	// Refused: not sent; the Governor holds requests back (outage mode, or an operator's hold).
+	// Not the record's fault and not a TCS answer: it must not spend the record's budget.
+	Refused Class = "refused"
 )
 
 // Classes lists every class, so metrics can be created at start-up.

@@ -47,6 +47,7 @@ func main() {
 			telemetry.NewRegistry,
 			func(r *telemetry.Registry) *telemetry.TCSMetrics { return telemetry.NewTCSMetrics(r) },
 			workerapp.NewTemporalHandler,
+			workerapp.NewGovernor,
 			workerapp.NewTCSClient,
 			func(c *tcs.Client, cfg *workerapp.Config, log *slog.Logger) *activities.Activities {
 				a := activities.New(c, log, cfg.Retry)
@@ -72,7 +73,7 @@ func main() {
 // (a worker started before Temporal waits for it); SIGTERM stops the worker, letting running
 // activities finish within the stop timeout.
 func run(lc fx.Lifecycle, sd fx.Shutdowner, cfg *workerapp.Config, log *slog.Logger, reg *telemetry.Registry,
-	h client.MetricsHandler, acts *activities.Activities, srv *telemetry.Server, health *telemetry.Health) {
+	h client.MetricsHandler, acts *activities.Activities, srv *telemetry.Server, health *telemetry.Health, gov *workerapp.Governor) {
 	ctx, cancel := context.WithCancel(context.Background())
 	var (
 		cl client.Client
@@ -99,12 +100,14 @@ func run(lc fx.Lifecycle, sd fx.Shutdowner, cfg *workerapp.Config, log *slog.Log
 				}
 				cl = c
 				health.Check = func(ctx context.Context) error { _, err := c.CheckHealth(ctx, nil); return err }
+				gov.Prime(ctx, c)
 				w = workerapp.NewWorker(c, cfg, acts)
 				if err := w.Start(); err != nil {
 					log.Error("worker cannot start", "error", err)
 					_ = sd.Shutdown(fx.ExitCode(1))
 					return
 				}
+				go gov.Run(ctx, c)
 				health.SetReady(true)
 				log.Info("worker started", "taskQueue", "writeback", "temporal", cfg.Temporal.Address,
 					"namespace", cfg.Temporal.Namespace, "tcs", cfg.TCSURL, "metrics", srv.Addr(), "tcsRate", cfg.TCSRate)

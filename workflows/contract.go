@@ -25,6 +25,9 @@ const (
 	SignalRetry   = "retry"
 	SignalAbandon = "abandon"
 	QueryState    = "state"
+	// SignalTCSAvailable is internal: a worker sends it to the records whose requests it held back
+	// (outage mode, hold) once TCS takes requests again, so they need not wait out their backoff.
+	SignalTCSAvailable = "tcs-available"
 )
 
 // States, as the query and the WritebackState search attribute show them.

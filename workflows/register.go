@@ -12,6 +12,7 @@ import (
 func Register(w worker.Registry, a *activities.Activities) {
 	w.RegisterWorkflowWithOptions(RecordPlacementExport, workflow.RegisterOptions{Name: PlacementWorkflowType})
 	w.RegisterWorkflowWithOptions(RecordScanResult, workflow.RegisterOptions{Name: ScanWorkflowType})
+	w.RegisterWorkflowWithOptions(TCSControl, workflow.RegisterOptions{Name: TCSControlWorkflowType})
 	w.RegisterActivityWithOptions(a.CurrentRetrySettings, activity.RegisterOptions{Name: activities.CurrentRetrySettingsName})
 	w.RegisterActivityWithOptions(a.FirstPlacementAttempt, activity.RegisterOptions{Name: activities.FirstPlacementAttemptName})
 	w.RegisterActivityWithOptions(a.FirstScanAttempt, activity.RegisterOptions{Name: activities.FirstScanAttemptName})

@@ -142,6 +142,8 @@ type recorder struct {
 	failure string
 	// failureSA is false for histories from before WritebackFailure existed.
 	failureSA bool
+	// tcsBack is set by SignalTCSAvailable: stop waiting for TCS.
+	tcsBack bool
 	// fresh is true when an Updating phase begins (start, retry signal): its first attempt takes
 	// the local-activity fast path, which also captures the settings.
 	fresh bool
@@ -228,6 +230,10 @@ func (r *recorder) listenForSignals(ctx workflow.Context) {
 		}
 		sel.AddReceive(retryCh, handle(SignalRetry))
 		sel.AddReceive(abandonCh, handle(SignalAbandon))
+		sel.AddReceive(workflow.GetSignalChannel(ctx, SignalTCSAvailable), func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(ctx, nil)
+			r.tcsBack = true
+		})
 		for {
 			sel.Select(ctx)
 		}
@@ -259,7 +265,9 @@ func (r *recorder) run(ctx workflow.Context) (Status, error) {
 				// Writes whose answers were lost may have landed: look before marking it errored.
 				written, err := r.checkWritten(ctx)
 				if err != nil {
-					return r.status, err
+					// TCS does not answer this record's read either: dead-letter it (the mark is
+					// retried until it lands).
+					r.log.Warn("could not look in TCS before dead-lettering", "error", err.Error())
 				}
 				if written {
 					r.log.Info("the retry budget ran out, but TCS holds the record: completed, not dead-lettered")
@@ -338,10 +346,28 @@ func (r *recorder) firstAttempt(ctx workflow.Context) (done bool, cause, group s
 	case activities.ErrPermanent:
 		r.status.LastError = fa.Message
 		return true, fa.Message, TCSGroup(fa.Status), nil
+	case activities.ErrOutage:
+		r.status.Attempts-- // not sent: not an attempt
+		r.status.LastError = fa.Message
+		return false, "", "", r.awaitTCS(ctx, r.settings.InitialInterval)
 	default:
 		r.status.LastError = fa.Message
 		return false, "", "", r.wait(ctx, max(r.settings.InitialInterval, fa.RetryAfter), "first attempt failed: waiting before retrying")
 	}
+}
+
+// outageWaitMax bounds a record's wait while TCS is unavailable for everyone: a worker wakes the
+// records it refused once TCS is back, and this bounds the wait of the others.
+const outageWaitMax = time.Minute
+
+// awaitTCS waits up to d for TCS to take requests again (SignalTCSAvailable).
+func (r *recorder) awaitTCS(ctx workflow.Context, d time.Duration) error {
+	r.tcsBack = false
+	_, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
+		Timeout:      d,
+		TimerOptions: workflow.TimerOptions{Summary: "TCS unavailable for everyone (outage mode or hold): waiting"},
+	}, func() bool { return r.tcsBack })
+	return err
 }
 
 // wait sleeps on a durable timer with a summary the UI shows.
@@ -358,7 +384,7 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 			return cause, group, err
 		}
 	}
-	configFailures := 0
+	configFailures, outageWaits := 0, 0
 	for {
 		if r.budgetLeft <= 0 {
 			return fmt.Sprintf("retry budget of %s spent; last error: %s", r.settings.Budget, r.status.LastError), GroupBudgetSpent, nil
@@ -378,7 +404,8 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 		start := workflow.Now(ctx)
 		var res activities.UpdateResult
 		err := workflow.ExecuteActivity(actx, r.rec.updateActivity(), r.rec.input()).Get(ctx, &res)
-		r.budgetLeft -= workflow.Now(ctx).Sub(start)
+		elapsed := workflow.Now(ctx).Sub(start)
+		r.budgetLeft -= elapsed
 		if err == nil {
 			r.status.Attempts += int(max(res.Attempt, 1))
 			return "", "", nil
@@ -389,6 +416,19 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 		switch f.errType {
 		case activities.ErrPermanent:
 			return f.message, TCSGroup(f.status), nil
+		case activities.ErrOutage:
+			// Not sent: TCS fails for everyone (outage mode) or an operator holds requests. That time
+			// is not this record's: give it back to the budget, and wait for TCS (a worker wakes us).
+			r.status.Attempts-- // the refused call was not an attempt
+			r.budgetLeft += elapsed
+			wait := min(backoff(r.settings, outageWaits), outageWaitMax)
+			outageWaits++
+			if err := r.awaitTCS(ctx, wait); err != nil {
+				return "", "", err
+			}
+			if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+				return "", "", errContinueAsNew
+			}
 		case activities.ErrConfig:
 			// Our credentials are wrong, not the record: wait and try again without end. The wait is
 			// not charged to the budget; the worker counts these answers in a metric that alerts.
@@ -408,7 +448,7 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 	}
 }
 
-// checkWritten reads TCS for the record, retried until TCS answers (like the mark).
+// checkWritten reads TCS for the record: a few attempts, since the record's budget is spent.
 func (r *recorder) checkWritten(ctx workflow.Context) (bool, error) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: r.attemptTimeout(),
@@ -416,6 +456,7 @@ func (r *recorder) checkWritten(ctx workflow.Context) (bool, error) {
 			InitialInterval:    r.settings.InitialInterval,
 			BackoffCoefficient: r.settings.BackoffCoefficient,
 			MaximumInterval:    r.settings.MaximumInterval,
+			MaximumAttempts:    3,
 		},
 		Summary: "look in TCS before dead-lettering: " + r.rec.summary(),
 	})

@@ -14,6 +14,10 @@ import (
 type TCSMetrics struct {
 	requests *prometheus.CounterVec
 	duration *prometheus.HistogramVec
+	// Mode is 1 for the TCS mode in force (normal, outage, hold), 0 for the others.
+	Mode *prometheus.GaugeVec
+	// RateLimit is the cap in force for all workers together, requests per second.
+	RateLimit prometheus.Gauge
 }
 
 // NewTCSMetrics registers the TCS metrics, every endpoint × class series at 0 from start-up.
@@ -29,7 +33,14 @@ func NewTCSMetrics(reg prometheus.Registerer) *TCSMetrics {
 			Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
 		}, []string{"endpoint"}),
 	}
-	reg.MustRegister(m.requests, m.duration)
+	m.Mode = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "writeback_tcs_mode", Help: "1 for the TCS mode in force (normal, outage: TCS fails for everyone, hold: an operator's), 0 for the others.",
+	}, []string{"mode"})
+	m.RateLimit = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "writeback_tcs_rate_limit", Help: "The cap on TCS requests per second for all workers together.",
+	})
+	reg.MustRegister(m.requests, m.duration, m.Mode, m.RateLimit)
+	m.SetMode(tcs.ModeNormal)
 	initial := map[tcs.Class]string{tcs.OK: "200", tcs.Transient: "503", tcs.Config: "401", tcs.Permanent: "404"}
 	for _, ep := range tcs.Endpoints {
 		m.duration.WithLabelValues(string(ep))
@@ -39,6 +50,17 @@ func NewTCSMetrics(reg prometheus.Registerer) *TCSMetrics {
 		m.requests.WithLabelValues(string(ep), string(tcs.Transient), "0")
 	}
 	return m
+}
+
+// SetMode shows mode as the one in force.
+func (m *TCSMetrics) SetMode(mode tcs.Mode) {
+	for _, x := range tcs.Modes {
+		v := 0.0
+		if x == mode {
+			v = 1
+		}
+		m.Mode.WithLabelValues(string(x)).Set(v)
+	}
 }
 
 // Observe is the tcs.Client's observer.

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -184,9 +185,10 @@ func (l *Logs) Lines(subs ...string) []string {
 
 // Worker is the worker code running in this process.
 type Worker struct {
-	Logs    *Logs
-	Metrics string // base URL of /metrics
-	Stop    func()
+	Governor *workerapp.Governor
+	Logs     *Logs
+	Metrics  string // base URL of /metrics
+	Stop     func()
 }
 
 // WorkerOptions tune a test worker.
@@ -196,7 +198,13 @@ type WorkerOptions struct {
 	TCSRate    float64
 	// KeyHonoured: the simulator honours Idempotency-Key; skip the read before each write.
 	KeyHonoured bool
+	// Outage mode settings (zero: the worker's defaults).
+	OutageWindow      time.Duration
+	OutageMinFailures int
+	OutageProbeEvery  time.Duration
 }
+
+var workerSeq atomic.Int64
 
 // StartWorker runs the real worker code (the same constructors as ./worker) against tm and tcsURL.
 func StartWorker(t testing.TB, tm *Temporal, tcsURL string, o WorkerOptions) *Worker {
@@ -224,6 +232,10 @@ func StartWorker(t testing.TB, tm *Temporal, tcsURL string, o WorkerOptions) *Wo
 		MaxConcurrentActivities: 100,
 		StopTimeout:             5 * time.Second,
 		Retry:                   o.Retry,
+		OutageWindow:            o.OutageWindow,
+		OutageMinFailures:       o.OutageMinFailures,
+		OutageProbeEvery:        o.OutageProbeEvery,
+		Identity:                fmt.Sprintf("test-worker-%d-%d", os.Getpid(), workerSeq.Add(1)),
 	}
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -236,7 +248,8 @@ func StartWorker(t testing.TB, tm *Temporal, tcsURL string, o WorkerOptions) *Wo
 	if err != nil {
 		t.Fatal(err)
 	}
-	tcsClient, err := workerapp.NewTCSClient(cfg, tcsMetrics)
+	gov := workerapp.NewGovernor(cfg, tcsMetrics, log)
+	tcsClient, err := workerapp.NewTCSClient(cfg, tcsMetrics, gov)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,20 +266,24 @@ func StartWorker(t testing.TB, tm *Temporal, tcsURL string, o WorkerOptions) *Wo
 	}
 	acts := activities.New(tcsClient, log, cfg.Retry)
 	acts.KeyHonoured = o.KeyHonoured
+	gov.Prime(context.Background(), cl)
 	w := workerapp.NewWorker(cl, cfg, acts)
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
+	govCtx, stopGov := context.WithCancel(context.Background())
+	go gov.Run(govCtx, cl)
 	var once sync.Once
 	stop := func() {
 		once.Do(func() {
+			stopGov()
 			w.Stop()
 			cl.Close()
 			_ = srv.Shutdown(context.Background())
 		})
 	}
 	t.Cleanup(stop)
-	return &Worker{Logs: logs, Metrics: fmt.Sprintf("http://%s/metrics", srv.Addr()), Stop: stop}
+	return &Worker{Logs: logs, Metrics: fmt.Sprintf("http://%s/metrics", srv.Addr()), Stop: stop, Governor: gov}
 }
 
 // Build compiles a main package of this module (e.g. "./worker") into dir and returns the binary.

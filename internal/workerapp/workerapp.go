@@ -34,6 +34,14 @@ type Config struct {
 	// TCSRate caps TCS-bound activities per second across all workers of the task queue, so
 	// thousands of workflows retrying after an outage cannot stampede TCS when it returns.
 	TCSRate float64
+	// Identity names this worker to Temporal (default pid@host); workers sharing the TCS cap
+	// count each other by it.
+	Identity string
+	// Outage mode (see tcs.GovernorOptions): the window and the failures that make an outage,
+	// and how often a probe goes out during one.
+	OutageWindow      time.Duration
+	OutageMinFailures int
+	OutageProbeEvery  time.Duration
 	// TCSKeyHonoured: TCS honours the Idempotency-Key extension, so no read before each write.
 	TCSKeyHonoured          bool
 	MaxConcurrentActivities int
@@ -59,9 +67,13 @@ func Flags(fs *flag.FlagSet) *Config {
 	set.Duration(&c.TCSTimeout, "tcs-timeout", "TCS_TIMEOUT", 10*time.Second, "timeout of one TCS request")
 	set.String(&c.MetricsAddr, "metrics-addr", "METRICS_ADDR", "127.0.0.1:9464", "address of /metrics, /healthz, /readyz")
 	set.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
-	set.Float(&c.TCSRate, "tcs-rate", "TCS_RATE", 100, "TCS-bound activities per second, across all workers of the task queue")
+	set.Float(&c.TCSRate, "tcs-rate", "TCS_RATE", 100, "TCS requests per second, all workers together, every path (first attempts, retries, marks, probes)")
 	set.Bool(&c.TCSKeyHonoured, "tcs-idempotency-key-honoured", "TCS_IDEMPOTENCY_KEY_HONOURED", false,
 		"TCS honours the Idempotency-Key header (SPEC section 4): skip the read before each write (1 request per record instead of 2)")
+	set.Duration(&c.OutageWindow, "outage-window", "OUTAGE_WINDOW", 30*time.Second,
+		"outage mode: the window in which transient failures from several records and no working answer make an outage")
+	set.Int(&c.OutageMinFailures, "outage-min-failures", "OUTAGE_MIN_FAILURES", 10, "outage mode: transient failures in the window that make an outage")
+	set.Duration(&c.OutageProbeEvery, "outage-probe-every", "OUTAGE_PROBE_EVERY", 5*time.Second, "outage mode: one request goes out as a probe this often")
 	set.Int(&c.MaxConcurrentActivities, "max-concurrent-activities", "MAX_CONCURRENT_ACTIVITIES", 200, "activities run at once by this worker")
 	set.Duration(&c.StopTimeout, "stop-timeout", "STOP_TIMEOUT", 30*time.Second, "on SIGTERM, how long running activities may finish")
 	set.Duration(&c.Retry.InitialInterval, "retry-initial-interval", "RETRY_INITIAL_INTERVAL", d.InitialInterval, "first retry interval of a TCS update")
@@ -96,13 +108,13 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// NewTCSClient builds the TCS client, observed by the metrics.
-func NewTCSClient(c *Config, m *telemetry.TCSMetrics) (*tcs.Client, error) {
+// NewTCSClient builds the TCS client, observed by the metrics, every request through gov.
+func NewTCSClient(c *Config, m *telemetry.TCSMetrics, gov *Governor) (*tcs.Client, error) {
 	tok, err := config.Token(c.TCSToken, c.TCSTokenFile)
 	if err != nil {
 		return nil, err
 	}
-	return tcs.New(tcs.Options{BaseURL: c.TCSURL, Token: tok, Timeout: c.TCSTimeout, Observe: m.Observe})
+	return tcs.New(tcs.Options{BaseURL: c.TCSURL, Token: tok, Timeout: c.TCSTimeout, Observe: m.Observe, Governor: gov.Governor})
 }
 
 // NewTemporalHandler builds the SDK metrics handler on the registry, with our workflow counters at 0.
@@ -135,6 +147,7 @@ func NewWorker(cl client.Client, c *Config, acts *activities.Activities) worker.
 		MaxConcurrentActivityExecutionSize: c.MaxConcurrentActivities,
 		TaskQueueActivitiesPerSecond:       c.TCSRate,
 		WorkerStopTimeout:                  c.StopTimeout,
+		Identity:                           c.WorkerIdentity(),
 	}
 	if c.DeploymentName != "" {
 		opts.DeploymentOptions = worker.DeploymentOptions{

@@ -63,6 +63,7 @@ type Store struct {
 	allKnown   bool // every placement and scan is known (after POST /admin/known {"all":true})
 	events     map[int64][]Event
 	idempotent map[string]Event // Idempotency-Key → the event its first request inserted
+	timeline   map[int64]int    // Unix second → API requests that arrived in it
 	nextID     int64
 	scans      map[string]*Scan
 	requests   map[string]map[string]int // endpoint → status → count
@@ -78,8 +79,8 @@ type Store struct {
 func NewStore(placements int64, rnd func() float64) *Store {
 	return &Store{
 		seeded: placements, extra: map[int64]bool{}, extraScans: map[string]bool{}, events: map[int64][]Event{}, scans: map[string]*Scan{},
-		idempotent: map[string]Event{},
-		requests:   map[string]map[string]int{}, inFlight: map[string]int{}, rnd: rnd, now: func() time.Time { return time.Now().UTC() },
+		idempotent: map[string]Event{}, timeline: map[int64]int{},
+		requests: map[string]map[string]int{}, inFlight: map[string]int{}, rnd: rnd, now: func() time.Time { return time.Now().UTC() },
 	}
 }
 
@@ -124,6 +125,40 @@ func (s *Store) track(endpoint string, delta int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.inFlight[endpoint] += delta
+	if delta > 0 {
+		s.timeline[s.now().Unix()]++
+	}
+}
+
+// Timeline is the number of API requests that arrived in each second (Unix time → count).
+func (s *Store) Timeline() map[int64]int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[int64]int, len(s.timeline))
+	for k, v := range s.timeline {
+		out[k] = v
+	}
+	return out
+}
+
+// MaxRate is the highest average of requests per second over any window of w seconds.
+func MaxRate(timeline map[int64]int, w int) float64 {
+	if len(timeline) == 0 {
+		return 0
+	}
+	var first, last int64 = 1 << 62, 0
+	for k := range timeline {
+		first, last = min(first, k), max(last, k)
+	}
+	best := 0
+	for start := first; start <= last; start++ {
+		n := 0
+		for k := start; k < start+int64(w); k++ {
+			n += timeline[k]
+		}
+		best = max(best, n)
+	}
+	return float64(best) / float64(w)
 }
 
 // InFlight returns how many requests to an endpoint (e.g. "POST esr-exported") are being served.
@@ -499,6 +534,7 @@ func (s *Store) AdminHandler() http.Handler {
 	})
 	mux.HandleFunc("GET /admin/export", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.Export()) })
 	mux.HandleFunc("GET /admin/stats", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.Stats()) })
+	mux.HandleFunc("GET /admin/timeline", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, 200, s.Timeline()) })
 	mux.HandleFunc("GET /admin/events", func(w http.ResponseWriter, r *http.Request) {
 		id, err := strconv.ParseInt(r.URL.Query().Get("placementId"), 10, 64)
 		if err != nil {

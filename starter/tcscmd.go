@@ -1,0 +1,175 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"os/signal"
+	"strconv"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	sdkclient "go.temporal.io/sdk/client"
+
+	"github.com/tis-writeback/writeback/internal/config"
+	"github.com/tis-writeback/writeback/internal/temporalclient"
+	"github.com/tis-writeback/writeback/workflows"
+)
+
+// runTCS is `starter tcs status|hold|release|rate`: the TCS mode for every worker, kept in the TCS
+// control workflow.
+func runTCS(args []string) int {
+	usage := `Usage: go run ./starter tcs <status|hold|release|rate> [flags]
+
+  status [--json]                 the TCS mode in force for every worker (normal, outage, hold) and the rate cap
+  hold --reason R [--by B]        within 10 s no worker sends TCS any request, until release; no record's budget is spent
+  release [--reason R] [--by B]   requests flow again; the records held back are woken
+  rate N [--reason R] [--by B]    the cap on TCS requests per second for all workers together, within 10 s
+  rate --reset                    back to the workers' TCS_RATE
+`
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(os.Stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	sub, rest := args[0], args[1:]
+	fs := newFlagSet("tcs "+sub, "The TCS mode for every worker, kept in Temporal (workflow "+workflows.TCSControlWorkflowID+").")
+	tc := temporalclient.Flags(fs)
+	asJSON := fs.Bool("json", false, "status: print JSON")
+	reason := fs.String("reason", "", "why (kept with the change and logged by the workers)")
+	by := fs.String("by", currentUser(), "who")
+	reset := fs.Bool("reset", false, "rate: back to the workers' TCS_RATE")
+	var workerRate float64
+	config.Set{FS: fs}.Float(&workerRate, "tcs-rate", "TCS_RATE", 100, "the workers' TCS_RATE, shown while no operator set a rate")
+	var rate float64
+	if sub == "rate" && len(rest) > 0 && rest[0] != "" && rest[0][0] != '-' {
+		n, err := strconv.ParseFloat(rest[0], 64)
+		if err != nil || n <= 0 {
+			fmt.Fprintf(os.Stderr, "rate %q: want a number of requests per second above 0\n", rest[0])
+			return 2
+		}
+		rate, rest = n, rest[1:]
+	}
+	if code, ok := parse(fs, rest); !ok {
+		return code
+	}
+	var cmd *workflows.TCSCommand
+	switch sub {
+	case "status":
+	case "hold":
+		if *reason == "" {
+			fmt.Fprintln(os.Stderr, "tcs hold needs --reason: every worker logs who held TCS and why")
+			return 2
+		}
+		cmd = &workflows.TCSCommand{Op: workflows.TCSHold, Reason: *reason, By: *by}
+	case "release":
+		cmd = &workflows.TCSCommand{Op: workflows.TCSRelease, Reason: *reason, By: *by}
+	case "rate":
+		switch {
+		case *reset:
+			cmd = &workflows.TCSCommand{Op: workflows.TCSRateReset, Reason: *reason, By: *by}
+		case rate > 0:
+			cmd = &workflows.TCSCommand{Op: workflows.TCSRate, Rate: rate, Reason: *reason, By: *by}
+		default:
+			fmt.Fprintln(os.Stderr, "tcs rate needs N (requests per second) or --reset")
+			return 2
+		}
+	default:
+		fmt.Fprintf(os.Stderr, "unknown tcs command %q\n\n%s", sub, usage)
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	c, ok := dialTemporal(ctx, tc)
+	if !ok {
+		return 1
+	}
+	defer c.Close()
+	if cmd != nil {
+		_, err := c.SignalWithStartWorkflow(ctx, workflows.TCSControlWorkflowID, workflows.SignalTCSCommand, *cmd,
+			sdkclient.StartWorkflowOptions{ID: workflows.TCSControlWorkflowID, TaskQueue: workflows.TaskQueue,
+				StaticSummary: "TCS control: hold, rate cap, outage reports"},
+			workflows.TCSControlWorkflowType, nil)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "cannot reach the TCS control:", err)
+			return 1
+		}
+	}
+	st, err := tcsStatus(ctx, c, cmd)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if st.Rate == 0 {
+		st.Rate, st.RateSource = workerRate, "TCS_RATE"
+	}
+	if *asJSON {
+		out := map[string]any{"mode": st.Mode, "since": st.Since, "reason": st.Reason, "by": st.By, "rate": st.Rate, "rateSource": st.RateSource}
+		b, _ := json.Marshal(out)
+		fmt.Println(string(b))
+		return 0
+	}
+	fmt.Printf("mode   %s since %s", st.Mode, orDash(st.Since))
+	if st.Reason != "" || st.By != "" {
+		fmt.Printf(" (by %s: %s)", orDash(st.By), orDash(st.Reason))
+	}
+	fmt.Printf("\nrate   %g requests/s for all workers (%s)\n", st.Rate, st.RateSource)
+	if cmd != nil {
+		fmt.Println("workers apply it within 10 s")
+	}
+	return 0
+}
+
+// tcsStatus reads the TCS control; after a command it waits until the control shows it.
+func tcsStatus(ctx context.Context, c sdkclient.Client, cmd *workflows.TCSCommand) (workflows.TCSStatus, error) {
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		var st workflows.TCSStatus
+		desc, err := c.DescribeWorkflowExecution(ctx, workflows.TCSControlWorkflowID, "")
+		var nf *serviceerror.NotFound
+		if errors.As(err, &nf) && cmd == nil {
+			return workflows.TCSStatus{Mode: "normal", RateSource: "TCS_RATE"}, nil // nobody ever changed it
+		}
+		if err == nil {
+			var ok bool
+			if st, ok = workflows.ReadTCSStatus(desc.GetWorkflowExecutionInfo().GetMemo().GetFields()); !ok {
+				err = errors.New("the TCS control has not published its state yet")
+			}
+		}
+		if err == nil && (cmd == nil || applied(st, *cmd)) {
+			return st, nil
+		}
+		if time.Now().After(deadline) {
+			if err == nil {
+				err = errors.New("the TCS control did not show the change within 20 s (is a worker running?)")
+			}
+			return st, fmt.Errorf("TCS control: %w", err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+func applied(st workflows.TCSStatus, cmd workflows.TCSCommand) bool {
+	switch cmd.Op {
+	case workflows.TCSHold:
+		return st.Held
+	case workflows.TCSRelease:
+		return !st.Held
+	case workflows.TCSRate:
+		return st.RateOverride == cmd.Rate
+	case workflows.TCSRateReset:
+		return st.RateOverride == 0
+	}
+	return true
+}
+
+func orDash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}

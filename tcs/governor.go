@@ -1,0 +1,258 @@
+package tcs
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Mode is how the Governor lets requests through to TCS.
+type Mode string
+
+const (
+	// ModeNormal: every request, at the rate cap.
+	ModeNormal Mode = "normal"
+	// ModeOutage: TCS fails for everyone; only a probe now and then goes out.
+	ModeOutage Mode = "outage"
+	// ModeHold: an operator stopped every request.
+	ModeHold Mode = "hold"
+)
+
+// Modes lists every mode, so their metric series exist from start-up.
+var Modes = []Mode{ModeNormal, ModeOutage, ModeHold}
+
+// GovernorOptions tune a Governor; zero values take the defaults.
+type GovernorOptions struct {
+	// Rate is this process's share of the requests per second TCS may get (all paths).
+	Rate float64
+	// Window, MinFailures and MinCallers decide an outage: within Window, at least MinFailures
+	// transient failures (no answer, 5xx, 429) from at least MinCallers distinct callers, and not
+	// one answer that shows TCS working (a 2xx, or a 4xx about a record). Defaults 30 s, 10, 3.
+	Window      time.Duration
+	MinFailures int
+	MinCallers  int
+	// ProbeEvery is how often one request goes out as a probe during an outage (default 5 s).
+	ProbeEvery time.Duration
+	// OnChange is told of each change of mode, with why.
+	OnChange func(from, to Mode, why string)
+	// OnRecover is given the callers refused during an outage or hold once requests flow again,
+	// so they need not wait out their backoff.
+	OnRecover func(callers []string)
+	// Now is the clock (tests).
+	Now func() time.Time
+}
+
+// Governor stands between the client and TCS: one rate cap for every request, and an outage mode
+// that stops calling a TCS that fails for everyone, except for probes. It is safe for concurrent
+// use. TCS protection is its whole job; it knows nothing of what callers do with a refusal.
+type Governor struct {
+	o       GovernorOptions
+	limiter *rate.Limiter
+
+	mu        sync.Mutex
+	mode      Mode
+	held      bool // the operator's hold, over any other mode
+	since     time.Time
+	recent    []outcome
+	lastProbe time.Time
+	refused   map[string]struct{}
+}
+
+type outcome struct {
+	at      time.Time
+	caller  string
+	failure bool
+}
+
+// NewGovernor builds a Governor in normal mode.
+func NewGovernor(o GovernorOptions) *Governor {
+	if o.Rate <= 0 {
+		o.Rate = 100
+	}
+	if o.Window <= 0 {
+		o.Window = 30 * time.Second
+	}
+	if o.MinFailures <= 0 {
+		o.MinFailures = 10
+	}
+	if o.MinCallers <= 0 {
+		o.MinCallers = 3
+	}
+	if o.ProbeEvery <= 0 {
+		o.ProbeEvery = 5 * time.Second
+	}
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	return &Governor{o: o, limiter: rate.NewLimiter(rate.Limit(o.Rate), max(1, int(o.Rate/10))), mode: ModeNormal,
+		since: o.Now(), refused: map[string]struct{}{}}
+}
+
+type callerKey struct{}
+
+// WithCaller names who makes the requests made with ctx (e.g. a workflow ID): outage detection
+// counts distinct callers, and refused callers are handed to OnRecover.
+func WithCaller(ctx context.Context, caller string) context.Context {
+	return context.WithValue(ctx, callerKey{}, caller)
+}
+
+func callerOf(ctx context.Context) string {
+	s, _ := ctx.Value(callerKey{}).(string)
+	return s
+}
+
+// Mode is the mode in force and since when.
+func (g *Governor) Mode() (Mode, time.Time) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.effective(), g.since
+}
+
+func (g *Governor) effective() Mode {
+	if g.held {
+		return ModeHold
+	}
+	return g.mode
+}
+
+// Rate is the cap in force (requests per second, this process).
+func (g *Governor) Rate() float64 { return float64(g.limiter.Limit()) }
+
+// SetRate changes the cap.
+func (g *Governor) SetRate(r float64) {
+	if r > 0 && rate.Limit(r) != g.limiter.Limit() {
+		g.limiter.SetLimit(rate.Limit(r))
+		g.limiter.SetBurst(max(1, int(r/10)))
+	}
+}
+
+// SetHold holds or releases every request (the operator's switch).
+func (g *Governor) SetHold(on bool, why string) {
+	g.mu.Lock()
+	if g.held == on {
+		g.mu.Unlock()
+		return
+	}
+	from := g.effective()
+	g.held = on
+	g.since = g.o.Now()
+	to := g.effective()
+	callers := g.takeRefused(to)
+	g.mu.Unlock()
+	g.changed(from, to, why, callers)
+}
+
+// acquire lets a request go, or refuses it (no request is sent) during a hold or an outage; during
+// an outage one request per ProbeEvery goes out as a probe. It waits for the rate cap.
+func (g *Governor) acquire(ctx context.Context) error {
+	g.mu.Lock()
+	switch g.effective() {
+	case ModeHold:
+		g.refuse(ctx)
+		g.mu.Unlock()
+		return errRefused{mode: ModeHold}
+	case ModeOutage:
+		now := g.o.Now()
+		if now.Sub(g.lastProbe) < g.o.ProbeEvery {
+			g.refuse(ctx)
+			g.mu.Unlock()
+			return errRefused{mode: ModeOutage}
+		}
+		g.lastProbe = now
+	}
+	g.mu.Unlock()
+	if err := g.limiter.Wait(ctx); err != nil {
+		return fmt.Errorf("waiting for the TCS rate cap: %w", err)
+	}
+	return nil
+}
+
+func (g *Governor) refuse(ctx context.Context) {
+	if c := callerOf(ctx); c != "" && len(g.refused) < 100000 {
+		g.refused[c] = struct{}{}
+	}
+}
+
+// observe learns from an answer (or its absence).
+func (g *Governor) observe(ctx context.Context, class Class) {
+	now := g.o.Now()
+	g.mu.Lock()
+	from := g.effective()
+	failure := class == Transient
+	g.recent = append(g.recent, outcome{at: now, caller: callerOf(ctx), failure: failure})
+	cut := 0
+	for cut < len(g.recent) && now.Sub(g.recent[cut].at) > g.o.Window {
+		cut++
+	}
+	g.recent = g.recent[cut:]
+	why := ""
+	switch {
+	case g.mode == ModeOutage && !failure:
+		g.mode, g.since, g.recent = ModeNormal, now, nil
+		why = fmt.Sprintf("a probe got an answer (%s): TCS is back", class)
+	case g.mode == ModeNormal && failure:
+		failures, callers, alive := 0, map[string]bool{}, false
+		for _, o := range g.recent {
+			if o.failure {
+				failures++
+				callers[o.caller] = true
+			} else {
+				alive = true
+			}
+		}
+		if !alive && failures >= g.o.MinFailures && len(callers) >= g.o.MinCallers {
+			g.mode, g.since, g.lastProbe = ModeOutage, now, now
+			why = fmt.Sprintf("%d transient failures from %d callers in %s and no answer that shows TCS working", failures,
+				len(callers), g.o.Window)
+		}
+	}
+	to := g.effective()
+	var callers []string
+	if from != to {
+		callers = g.takeRefused(to)
+	}
+	g.mu.Unlock()
+	if why != "" && from != to {
+		g.changed(from, to, why, callers)
+	}
+}
+
+// takeRefused hands over the refused callers when requests flow again.
+func (g *Governor) takeRefused(to Mode) []string {
+	if to != ModeNormal || len(g.refused) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(g.refused))
+	for c := range g.refused {
+		out = append(out, c)
+	}
+	sort.Strings(out)
+	g.refused = map[string]struct{}{}
+	return out
+}
+
+func (g *Governor) changed(from, to Mode, why string, callers []string) {
+	if from == to {
+		return
+	}
+	if g.o.OnChange != nil {
+		g.o.OnChange(from, to, why)
+	}
+	if len(callers) > 0 && g.o.OnRecover != nil {
+		g.o.OnRecover(callers)
+	}
+}
+
+// errRefused is a request the Governor did not send.
+type errRefused struct{ mode Mode }
+
+func (e errRefused) Error() string {
+	if e.mode == ModeHold {
+		return "TCS requests are on hold by an operator: not sent"
+	}
+	return "TCS is in outage mode (it fails for everyone): not sent; a probe goes out every few seconds"
+}

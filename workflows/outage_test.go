@@ -1,0 +1,105 @@
+package workflows_test
+
+import (
+	"context"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/tis-writeback/writeback/activities"
+	"github.com/tis-writeback/writeback/messages"
+	"github.com/tis-writeback/writeback/workflows"
+)
+
+func refused(attempt int32) error {
+	return temporal.NewApplicationErrorWithOptions("TCS is in outage mode: not sent", activities.ErrOutage,
+		temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{activities.FailureDetails{Attempt: attempt}}})
+}
+
+// An outage for everyone (the worker refuses the requests) lasting far longer than the budget
+// spends none of it: the record is written when TCS is back, never dead-lettered.
+func (s *WorkflowSuite) TestOutageLongerThanTheBudgetNeverDeadLetters() {
+	s.env = s.NewTestWorkflowEnvironment()
+	settings := activities.DefaultRetrySettings()
+	settings.Budget = 2 * time.Minute
+	workflows.Register(s.env, &activities.Activities{Settings: settings})
+	s.watchSearchAttributes()
+	s.firsts(s.env, activities.FirstPlacementAttemptName, settings,
+		activities.FirstAttempt{ErrType: activities.ErrOutage, Message: "TCS is in outage mode: not sent"})
+	start := s.env.Now()
+	calls := 0
+	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).Return(
+		func(ctx context.Context, m messages.PlacementExported) (activities.UpdateResult, error) {
+			calls++
+			if s.env.Now().Sub(start) < 3*time.Hour {
+				return activities.UpdateResult{}, refused(1)
+			}
+			return activities.UpdateResult{Attempt: 1}, nil
+		})
+	s.env.OnActivity(activities.MarkPlacementFailedName, mock.Anything, mock.Anything).Return(activities.MarkResult{}, nil).Never()
+	var mid workflows.Status
+	s.env.RegisterDelayedCallback(func() { mid = s.query() }, 2*time.Hour)
+	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
+	s.Equal(workflows.StateUpdating, mid.State)
+	s.Contains(mid.LastError, "outage mode")
+	st := s.result()
+	s.Equal(workflows.StateCompleted, st.State)
+	s.Equal(1, st.Attempts, "refused calls were never sent: not attempts")
+	s.Greater(calls, 150, "it kept asking, at most a minute apart")
+	s.NotContains(s.saAll["WritebackState"], workflows.StateDeadLettered)
+}
+
+// A transient failure only this record gets still spends its budget.
+func (s *WorkflowSuite) TestOwnTransientFailuresStillSpendTheBudget() {
+	s.env = s.NewTestWorkflowEnvironment()
+	settings := activities.DefaultRetrySettings()
+	settings.Budget = 30 * time.Second
+	workflows.Register(s.env, &activities.Activities{Settings: settings})
+	s.watchSearchAttributes()
+	s.firsts(s.env, activities.FirstPlacementAttemptName, settings, fastTransient)
+	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).Return(activities.UpdateResult{}, tcsErr(activities.ErrTransient, 503, 1))
+	s.env.OnActivity(activities.CheckPlacementWrittenName, mock.Anything, mock.Anything).Return(false, nil)
+	s.marksOf(activities.MarkPlacementFailedName)
+	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
+	s.Equal([]string{"budget-spent"}, s.saAll["WritebackFailure"])
+}
+
+// The worker wakes a record it refused as soon as TCS takes requests again.
+func (s *WorkflowSuite) TestTCSAvailableSignalEndsTheWait() {
+	s.firsts(s.env, activities.FirstPlacementAttemptName, s.settings,
+		activities.FirstAttempt{ErrType: activities.ErrOutage, Message: "not sent"})
+	calls := 0
+	var at []time.Duration
+	start := s.env.Now()
+	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).Return(
+		func(ctx context.Context, m messages.PlacementExported) (activities.UpdateResult, error) {
+			calls++
+			at = append(at, s.env.Now().Sub(start))
+			if calls < 8 {
+				return activities.UpdateResult{}, refused(1)
+			}
+			return activities.UpdateResult{Attempt: 1}, nil
+		})
+	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(workflows.SignalTCSAvailable, nil) }, 200*time.Second)
+	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
+	s.Equal(workflows.StateCompleted, s.result().State)
+	s.Less(at[len(at)-1], 210*time.Second, "woken at 200 s, not at the end of a minute's wait: %v", at)
+}
+
+// When TCS does not answer the look before dead-lettering either, the record is dead-lettered
+// anyway (its own failures): the look is a few attempts, not a wait without end.
+func (s *WorkflowSuite) TestLookBeforeDeadLetteringGivesUp() {
+	s.env = s.NewTestWorkflowEnvironment()
+	settings := activities.DefaultRetrySettings()
+	settings.Budget = 10 * time.Second
+	workflows.Register(s.env, &activities.Activities{Settings: settings})
+	s.watchSearchAttributes()
+	s.firsts(s.env, activities.FirstPlacementAttemptName, settings, fastTransient)
+	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).Return(activities.UpdateResult{}, tcsErr(activities.ErrTransient, 503, 1))
+	s.env.OnActivity(activities.CheckPlacementWrittenName, mock.Anything, mock.Anything).Return(false, temporal.NewApplicationError("503", "transient")).Times(3)
+	marks := s.marksOf(activities.MarkPlacementFailedName)
+	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
+	s.Len(*marks, 1)
+	s.Equal([]string{"budget-spent"}, s.saAll["WritebackFailure"])
+}

@@ -1,0 +1,213 @@
+package workflows
+
+import (
+	"fmt"
+	"sort"
+	"time"
+
+	commonpb "go.temporal.io/api/common/v1"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/workflow"
+)
+
+// The TCS control: one long-lived workflow that keeps the operator's switches for TCS (hold, and a
+// rate cap in force for all workers) and the workers' own outage reports, so they survive worker
+// restarts without another store. Workers read it every few seconds (query); the CLI changes it
+// (signal-with-start) and reads it back.
+const (
+	TCSControlWorkflowType = "WritebackTCSControl"
+	TCSControlWorkflowID   = "writeback-tcs-control"
+	// SignalTCSCommand carries a TCSCommand from the operator's CLI.
+	SignalTCSCommand = "tcs-command"
+	// SignalTCSWorkerMode carries a WorkerModeReport from a worker.
+	SignalTCSWorkerMode = "tcs-worker-mode"
+	// QueryTCS returns the TCSStatus.
+	QueryTCS = "tcs"
+	// MemoTCS holds the TCSStatus in the control's memo: readable with DescribeWorkflowExecution
+	// even when no worker runs (a worker starting during a hold reads it before it takes a task).
+	MemoTCS = "tcs"
+)
+
+// TCS commands.
+const (
+	TCSHold      = "hold"
+	TCSRelease   = "release"
+	TCSRate      = "rate"
+	TCSRateReset = "rate-reset"
+)
+
+// TCSCommand is an operator's change to the TCS mode or cap.
+type TCSCommand struct {
+	Op     string  `json:"op"`
+	Rate   float64 `json:"rate,omitempty"`
+	Reason string  `json:"reason,omitempty"`
+	By     string  `json:"by,omitempty"`
+}
+
+// WorkerModeReport is a worker telling its TCS mode (and its TCS_RATE) when it starts and at each change.
+type WorkerModeReport struct {
+	Worker  string  `json:"worker"`
+	Mode    string  `json:"mode"` // normal or outage
+	TCSRate float64 `json:"tcsRate"`
+	Why     string  `json:"why,omitempty"`
+}
+
+// TCSStatus is what `starter tcs status --json` prints (SPEC section 5) and workers apply.
+type TCSStatus struct {
+	Mode       string  `json:"mode"` // normal, outage, hold
+	Since      string  `json:"since"`
+	Reason     string  `json:"reason"`
+	By         string  `json:"by"`
+	Rate       float64 `json:"rate"`
+	RateSource string  `json:"rateSource"` // "TCS_RATE" (the workers' setting) or "tcs rate" (an operator's)
+	// Held and RateOverride are what workers apply.
+	Held         bool     `json:"held"`
+	RateOverride float64  `json:"rateOverride,omitempty"`
+	OutageOn     []string `json:"outageWorkers,omitempty"`
+}
+
+// TCSControlState is the control's state, carried over continue-as-new.
+type TCSControlState struct {
+	Held                   bool
+	HoldReason, HoldBy     string
+	HoldSince              time.Time
+	Rate                   float64
+	RateReason, RateBy     string
+	WorkerRate             float64
+	Outage                 map[string]time.Time
+	NormalSince            time.Time
+	LastOutageWhy, LastWhy string
+}
+
+// TCSControl keeps the TCS switches. state is nil on the first run.
+func TCSControl(ctx workflow.Context, state *TCSControlState) error {
+	s := TCSControlState{Outage: map[string]time.Time{}, NormalSince: workflow.Now(ctx)}
+	if state != nil {
+		s = *state
+		if s.Outage == nil {
+			s.Outage = map[string]time.Time{}
+		}
+	}
+	log := workflow.GetLogger(ctx)
+	if err := workflow.SetQueryHandler(ctx, QueryTCS, func() (TCSStatus, error) { return s.status(), nil }); err != nil {
+		return err
+	}
+	published := ""
+	publish := func() error {
+		st := s.status()
+		key := fmt.Sprintf("%+v", st)
+		if key == published {
+			return nil
+		}
+		published = key
+		return workflow.UpsertMemo(ctx, map[string]any{MemoTCS: st})
+	}
+	if err := publish(); err != nil {
+		return err
+	}
+	cmds := workflow.GetSignalChannel(ctx, SignalTCSCommand)
+	reports := workflow.GetSignalChannel(ctx, SignalTCSWorkerMode)
+	for {
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(cmds, func(c workflow.ReceiveChannel, _ bool) {
+			var cmd TCSCommand
+			c.Receive(ctx, &cmd)
+			now := workflow.Now(ctx)
+			switch cmd.Op {
+			case TCSHold:
+				if !s.Held {
+					s.HoldSince = now
+				}
+				s.Held, s.HoldReason, s.HoldBy = true, cmd.Reason, cmd.By
+			case TCSRelease:
+				if s.Held {
+					s.NormalSince = now
+				}
+				s.Held, s.HoldReason, s.HoldBy = false, cmd.Reason, cmd.By
+			case TCSRate:
+				if cmd.Rate > 0 {
+					s.Rate, s.RateReason, s.RateBy = cmd.Rate, cmd.Reason, cmd.By
+				}
+			case TCSRateReset:
+				s.Rate, s.RateReason, s.RateBy = 0, cmd.Reason, cmd.By
+			default:
+				log.Warn("unknown TCS command ignored", "op", cmd.Op)
+				return
+			}
+			log.Info("TCS control changed by an operator", "op", cmd.Op, "rate", cmd.Rate, "reason", cmd.Reason, "by", cmd.By)
+		})
+		sel.AddReceive(reports, func(c workflow.ReceiveChannel, _ bool) {
+			var r WorkerModeReport
+			c.Receive(ctx, &r)
+			if r.TCSRate > 0 {
+				s.WorkerRate = r.TCSRate
+			}
+			_, was := s.Outage[r.Worker]
+			switch {
+			case r.Mode == "outage" && !was:
+				s.Outage[r.Worker] = workflow.Now(ctx)
+				s.LastOutageWhy = r.Why
+			case r.Mode != "outage" && was:
+				delete(s.Outage, r.Worker)
+				if len(s.Outage) == 0 {
+					s.NormalSince = workflow.Now(ctx)
+				}
+			}
+		})
+		sel.Select(ctx)
+		if err := publish(); err != nil {
+			return err
+		}
+		if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
+			for sel.HasPending() { // act on what has arrived, so no signal is lost across the new run
+				sel.Select(ctx)
+			}
+			if err := publish(); err != nil {
+				return err
+			}
+			return workflow.NewContinueAsNewError(ctx, TCSControlWorkflowType, &s)
+		}
+	}
+}
+
+func (s TCSControlState) status() TCSStatus {
+	st := TCSStatus{Mode: "normal", Since: stamp(s.NormalSince), Held: s.Held, RateOverride: s.Rate,
+		Rate: s.WorkerRate, RateSource: "TCS_RATE"}
+	if s.Rate > 0 {
+		st.Rate, st.RateSource = s.Rate, "tcs rate"
+	}
+	for w := range s.Outage {
+		st.OutageOn = append(st.OutageOn, w)
+	}
+	sort.Strings(st.OutageOn)
+	switch {
+	case s.Held:
+		st.Mode, st.Since, st.Reason, st.By = "hold", stamp(s.HoldSince), s.HoldReason, s.HoldBy
+	case len(s.Outage) > 0:
+		first := time.Time{}
+		for _, t := range s.Outage {
+			if first.IsZero() || t.Before(first) {
+				first = t
+			}
+		}
+		st.Mode, st.Since, st.Reason, st.By = "outage", stamp(first), s.LastOutageWhy, fmt.Sprintf("%d worker(s)", len(s.Outage))
+	}
+	return st
+}
+
+func stamp(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return t.UTC().Format(time.RFC3339)
+}
+
+// ReadTCSStatus decodes the TCSStatus from the control's memo (nil memo: never set).
+func ReadTCSStatus(memo map[string]*commonpb.Payload) (TCSStatus, bool) {
+	var st TCSStatus
+	p, ok := memo[MemoTCS]
+	if !ok || converter.GetDefaultDataConverter().FromPayload(p, &st) != nil {
+		return st, false
+	}
+	return st, true
+}
