@@ -35,10 +35,11 @@ tools: $(TEMPORAL) $(HELM)
 chaos: $(TEMPORAL)
 	go run ./bench chaos $(CHAOS_ARGS)
 
-## bench: speed figures (ceiling, P1..P4, history events) into BENCHMARKS.md
+## bench: speed (ceiling, P1..P4, history events), large bodies, protecting TCS (cap, outage mode, late commits) into BENCHMARKS.md
 bench: $(TEMPORAL)
 	go run ./bench speed $(BENCH_ARGS)
 	go run ./bench bodies
+	go run ./bench protect
 
 ## fuzz: the message decoder's fuzz target for a minute
 fuzz:

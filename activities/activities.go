@@ -101,10 +101,7 @@ func (a *Activities) CheckPlacementWritten(ctx context.Context, msg messages.Pla
 	ctx = caller(ctx)
 	p, err := a.TCS.GetPlacement(ctx, msg.PlacementID)
 	if err != nil {
-		if tcs.IsNotFound(err) {
-			return false, nil
-		}
-		return false, temporal.NewApplicationError(err.Error(), string(tcs.Classify(err)))
+		return false, checkError(err)
 	}
 	return exported(p, msg.Filename), nil
 }
@@ -114,12 +111,21 @@ func (a *Activities) CheckScanWritten(ctx context.Context, msg messages.ScanComp
 	ctx = caller(ctx)
 	sc, err := a.TCS.GetScan(ctx, msg.ScanID)
 	if err != nil {
-		if tcs.IsNotFound(err) {
-			return false, nil
-		}
-		return false, temporal.NewApplicationError(err.Error(), string(tcs.Classify(err)))
+		return false, checkError(err)
 	}
 	return sc.Status == tcs.ScanCompleted && sc.Result == msg.Result, nil
+}
+
+// checkError: a 404 means "not written" (nil); a request the Governor did not send returns at once
+// as ErrOutage (the workflow waits for TCS and looks again); the rest is retried.
+func checkError(err error) error {
+	switch {
+	case tcs.IsNotFound(err):
+		return nil
+	case tcs.Classify(err) == tcs.Refused:
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrOutage, nil)
+	}
+	return temporal.NewApplicationError(err.Error(), string(tcs.Classify(err)))
 }
 
 // FirstPlacementAttempt tries UpdatePlacement once and reports the outcome with the settings.

@@ -18,6 +18,7 @@ import (
 	"github.com/tis-writeback/writeback/internal/testenv"
 	"github.com/tis-writeback/writeback/messages"
 	"github.com/tis-writeback/writeback/starter/intake"
+	"github.com/tis-writeback/writeback/starter/ops"
 	"github.com/tis-writeback/writeback/workflows"
 )
 
@@ -81,7 +82,13 @@ func TestTemporalUIShowsTheDeadLetter(t *testing.T) {
 	defer cancelTimeout()
 
 	base := "http://127.0.0.1:" + uiPort
-	listURL := base + "/namespaces/default/workflows?query=" + urlQueryEscape(`WritebackState="DeadLettered"`)
+	// The link `starter deadletters` prints for the dead letter's failure group.
+	require.Eventually(t, func() bool { return count(t, tm.Client, `WritebackFailure="tcs-404"`) == 1 }, 10*time.Second, 100*time.Millisecond)
+	groups, err := ops.DeadLetterGroups(context.Background(), tm.Client)
+	require.NoError(t, err)
+	require.Len(t, groups, 1)
+	require.Equal(t, "tcs-404", groups[0].Name)
+	listURL := groups[0].UILink(base, "default")
 	var listText string
 	var shot []byte
 	require.NoError(t, chromedp.Run(ctx,

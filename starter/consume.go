@@ -42,7 +42,7 @@ never rejected. Serves /metrics, /healthz and /readyz. Stops gracefully on SIGTE
 	set.Int(&c.prefetch, "prefetch", "PREFETCH", 100, "deliveries in flight at most, across both queues")
 	set.Duration(&c.drainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 20*time.Second, "on stop, how long deliveries in flight may settle")
 	set.Duration(&c.returnEvery, "dlq-return-every", "DLQ_RETURN_EVERY", time.Minute,
-		"how often messages the broker dead-lettered for the delivery limit go back to their queue while Temporal is healthy (0: never)")
+		"how often Temporal's health is checked for putting back messages the broker dead-lettered for the delivery limit (at start and after each Temporal outage; 0: never)")
 	set.String(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	if code, ok := parse(fs, args); !ok {
 		return code

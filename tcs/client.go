@@ -195,11 +195,7 @@ func (c *Client) do(ctx context.Context, ep Endpoint, method, path string, in, o
 func (c *Client) doWithHeaders(ctx context.Context, ep Endpoint, method, path string, in, out any, headers map[string]string) (err error) {
 	if c.gov != nil {
 		if gerr := c.gov.acquire(ctx); gerr != nil {
-			class := Refused
-			if _, ok := gerr.(errRefused); !ok {
-				class = Transient // the rate cap's wait outlasted the caller's deadline
-			}
-			return &Error{Endpoint: ep, Method: method, Path: path, Class: class, Msg: gerr.Error()}
+			return &Error{Endpoint: ep, Method: method, Path: path, Class: Refused, Msg: gerr.Error()}
 		}
 	}
 	start := time.Now()

@@ -149,26 +149,41 @@ func (g *Governor) SetHold(on bool, why string) {
 // acquire lets a request go, or refuses it (no request is sent) during a hold or an outage; during
 // an outage one request per ProbeEvery goes out as a probe. It waits for the rate cap.
 func (g *Governor) acquire(ctx context.Context) error {
+	probe, err := g.admit(ctx, false)
+	if err != nil {
+		return err
+	}
+	if err := g.limiter.Wait(ctx); err != nil {
+		// Not sent: the cap's queue is longer than the caller may wait. Not the record's fault.
+		return errRefused{mode: ModeNormal}
+	}
+	// A hold or an outage may have begun while this request waited for its slot.
+	_, err = g.admit(ctx, probe)
+	return err
+}
+
+// admit checks the mode; during an outage it lets one request per ProbeEvery through as a probe
+// (a request already admitted as the probe keeps its place).
+func (g *Governor) admit(ctx context.Context, isProbe bool) (probe bool, err error) {
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	switch g.effective() {
 	case ModeHold:
 		g.refuse(ctx)
-		g.mu.Unlock()
-		return errRefused{mode: ModeHold}
+		return false, errRefused{mode: ModeHold}
 	case ModeOutage:
+		if isProbe {
+			return true, nil
+		}
 		now := g.o.Now()
 		if now.Sub(g.lastProbe) < g.o.ProbeEvery {
 			g.refuse(ctx)
-			g.mu.Unlock()
-			return errRefused{mode: ModeOutage}
+			return false, errRefused{mode: ModeOutage}
 		}
 		g.lastProbe = now
+		return true, nil
 	}
-	g.mu.Unlock()
-	if err := g.limiter.Wait(ctx); err != nil {
-		return fmt.Errorf("waiting for the TCS rate cap: %w", err)
-	}
-	return nil
+	return false, nil
 }
 
 func (g *Governor) refuse(ctx context.Context) {
@@ -251,8 +266,11 @@ func (g *Governor) changed(from, to Mode, why string, callers []string) {
 type errRefused struct{ mode Mode }
 
 func (e errRefused) Error() string {
-	if e.mode == ModeHold {
+	switch e.mode {
+	case ModeHold:
 		return "TCS requests are on hold by an operator: not sent"
+	case ModeOutage:
+		return "TCS is in outage mode (it fails for everyone): not sent; a probe goes out every few seconds"
 	}
-	return "TCS is in outage mode (it fails for everyone): not sent; a probe goes out every few seconds"
+	return "the TCS rate cap's queue is longer than this attempt may wait: not sent"
 }

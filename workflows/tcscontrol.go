@@ -66,6 +66,14 @@ type TCSStatus struct {
 	OutageOn     []string `json:"outageWorkers,omitempty"`
 }
 
+// OutageReport is one worker's outage: since when, and its last report (a worker re-reports while
+// it lasts; one that stops reporting, e.g. it died, is forgotten after outageReportTTL).
+type OutageReport struct {
+	Since, Seen time.Time
+}
+
+const outageReportTTL = 2 * time.Minute
+
 // TCSControlState is the control's state, carried over continue-as-new.
 type TCSControlState struct {
 	Held                   bool
@@ -74,18 +82,18 @@ type TCSControlState struct {
 	Rate                   float64
 	RateReason, RateBy     string
 	WorkerRate             float64
-	Outage                 map[string]time.Time
+	Outage                 map[string]OutageReport
 	NormalSince            time.Time
 	LastOutageWhy, LastWhy string
 }
 
 // TCSControl keeps the TCS switches. state is nil on the first run.
 func TCSControl(ctx workflow.Context, state *TCSControlState) error {
-	s := TCSControlState{Outage: map[string]time.Time{}, NormalSince: workflow.Now(ctx)}
+	s := TCSControlState{Outage: map[string]OutageReport{}, NormalSince: workflow.Now(ctx)}
 	if state != nil {
 		s = *state
 		if s.Outage == nil {
-			s.Outage = map[string]time.Time{}
+			s.Outage = map[string]OutageReport{}
 		}
 	}
 	log := workflow.GetLogger(ctx)
@@ -142,18 +150,37 @@ func TCSControl(ctx workflow.Context, state *TCSControlState) error {
 			if r.TCSRate > 0 {
 				s.WorkerRate = r.TCSRate
 			}
-			_, was := s.Outage[r.Worker]
+			now := workflow.Now(ctx)
+			rep, was := s.Outage[r.Worker]
 			switch {
-			case r.Mode == "outage" && !was:
-				s.Outage[r.Worker] = workflow.Now(ctx)
-				s.LastOutageWhy = r.Why
-			case r.Mode != "outage" && was:
+			case r.Mode == "outage":
+				if !was {
+					rep.Since = now
+					s.LastOutageWhy = r.Why
+				}
+				rep.Seen = now
+				s.Outage[r.Worker] = rep
+			case was:
 				delete(s.Outage, r.Worker)
 				if len(s.Outage) == 0 {
-					s.NormalSince = workflow.Now(ctx)
+					s.NormalSince = now
 				}
 			}
 		})
+		if len(s.Outage) > 0 {
+			// Forget workers that stopped reporting their outage (died, replaced).
+			sel.AddFuture(workflow.NewTimer(ctx, time.Minute), func(workflow.Future) {
+				now := workflow.Now(ctx)
+				for w, rep := range s.Outage {
+					if now.Sub(rep.Seen) > outageReportTTL {
+						delete(s.Outage, w)
+					}
+				}
+				if len(s.Outage) == 0 {
+					s.NormalSince = now
+				}
+			})
+		}
 		sel.Select(ctx)
 		if err := publish(); err != nil {
 			return err
@@ -185,9 +212,9 @@ func (s TCSControlState) status() TCSStatus {
 		st.Mode, st.Since, st.Reason, st.By = "hold", stamp(s.HoldSince), s.HoldReason, s.HoldBy
 	case len(s.Outage) > 0:
 		first := time.Time{}
-		for _, t := range s.Outage {
-			if first.IsZero() || t.Before(first) {
-				first = t
+		for _, rep := range s.Outage {
+			if first.IsZero() || rep.Since.Before(first) {
+				first = rep.Since
 			}
 		}
 		st.Mode, st.Since, st.Reason, st.By = "outage", stamp(first), s.LastOutageWhy, fmt.Sprintf("%d worker(s)", len(s.Outage))

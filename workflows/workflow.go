@@ -142,8 +142,9 @@ type recorder struct {
 	failure string
 	// failureSA is false for histories from before WritebackFailure existed.
 	failureSA bool
-	// tcsBack is set by SignalTCSAvailable: stop waiting for TCS.
-	tcsBack bool
+	// wakes counts SignalTCSAvailable: a wait for TCS ends when it moves past the count taken
+	// before the refused call (a wake that arrives while the call returns is not lost).
+	wakes int
 	// fresh is true when an Updating phase begins (start, retry signal): its first attempt takes
 	// the local-activity fast path, which also captures the settings.
 	fresh bool
@@ -232,7 +233,7 @@ func (r *recorder) listenForSignals(ctx workflow.Context) {
 		sel.AddReceive(abandonCh, handle(SignalAbandon))
 		sel.AddReceive(workflow.GetSignalChannel(ctx, SignalTCSAvailable), func(c workflow.ReceiveChannel, _ bool) {
 			c.Receive(ctx, nil)
-			r.tcsBack = true
+			r.wakes++
 		})
 		for {
 			sel.Select(ctx)
@@ -328,6 +329,7 @@ func (r *recorder) firstAttempt(ctx workflow.Context) (done bool, cause, group s
 		Summary:             "first attempt: write " + r.rec.summary(),
 	})
 	var fa activities.FirstAttempt
+	seen := r.wakes
 	if lerr := workflow.ExecuteLocalActivity(lctx, r.rec.firstAttemptActivity(), r.rec.input()).Get(ctx, &fa); lerr != nil {
 		// The local activity itself failed (timeout, worker trouble): capture the settings the
 		// regular way and let the activity's retry policy take over.
@@ -349,7 +351,7 @@ func (r *recorder) firstAttempt(ctx workflow.Context) (done bool, cause, group s
 	case activities.ErrOutage:
 		r.status.Attempts-- // not sent: not an attempt
 		r.status.LastError = fa.Message
-		return false, "", "", r.awaitTCS(ctx, r.settings.InitialInterval)
+		return false, "", "", r.awaitTCS(ctx, r.settings.InitialInterval, seen)
 	default:
 		r.status.LastError = fa.Message
 		return false, "", "", r.wait(ctx, max(r.settings.InitialInterval, fa.RetryAfter), "first attempt failed: waiting before retrying")
@@ -360,13 +362,13 @@ func (r *recorder) firstAttempt(ctx workflow.Context) (done bool, cause, group s
 // records it refused once TCS is back, and this bounds the wait of the others.
 const outageWaitMax = time.Minute
 
-// awaitTCS waits up to d for TCS to take requests again (SignalTCSAvailable).
-func (r *recorder) awaitTCS(ctx workflow.Context, d time.Duration) error {
-	r.tcsBack = false
+// awaitTCS waits up to d for TCS to take requests again: until a SignalTCSAvailable beyond the
+// count seen before the refused call.
+func (r *recorder) awaitTCS(ctx workflow.Context, d time.Duration, seen int) error {
 	_, err := workflow.AwaitWithOptions(ctx, workflow.AwaitOptions{
 		Timeout:      d,
 		TimerOptions: workflow.TimerOptions{Summary: "TCS unavailable for everyone (outage mode or hold): waiting"},
-	}, func() bool { return r.tcsBack })
+	}, func() bool { return r.wakes > seen })
 	return err
 }
 
@@ -401,11 +403,10 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 			},
 			Summary: "write " + r.rec.summary(),
 		})
-		start := workflow.Now(ctx)
+		start, seen := workflow.Now(ctx), r.wakes
 		var res activities.UpdateResult
 		err := workflow.ExecuteActivity(actx, r.rec.updateActivity(), r.rec.input()).Get(ctx, &res)
-		elapsed := workflow.Now(ctx).Sub(start)
-		r.budgetLeft -= elapsed
+		r.budgetLeft -= workflow.Now(ctx).Sub(start)
 		if err == nil {
 			r.status.Attempts += int(max(res.Attempt, 1))
 			return "", "", nil
@@ -417,13 +418,13 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 		case activities.ErrPermanent:
 			return f.message, TCSGroup(f.status), nil
 		case activities.ErrOutage:
-			// Not sent: TCS fails for everyone (outage mode) or an operator holds requests. That time
-			// is not this record's: give it back to the budget, and wait for TCS (a worker wakes us).
+			// Not sent: TCS fails for everyone (outage mode), an operator holds requests, or the
+			// cap's queue is long. A refusal takes no time, and the wait below is outside the
+			// budget's clock; a worker wakes us when TCS takes requests again.
 			r.status.Attempts-- // the refused call was not an attempt
-			r.budgetLeft += elapsed
 			wait := min(backoff(r.settings, outageWaits), outageWaitMax)
 			outageWaits++
-			if err := r.awaitTCS(ctx, wait); err != nil {
+			if err := r.awaitTCS(ctx, wait, seen); err != nil {
 				return "", "", err
 			}
 			if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
@@ -448,21 +449,42 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 	}
 }
 
-// checkWritten reads TCS for the record: a few attempts, since the record's budget is spent.
-func (r *recorder) checkWritten(ctx workflow.Context) (bool, error) {
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+// tcsReadOrMark are the options of an activity that reads or marks the record in TCS, retried
+// under the captured settings (attempts 0: until it lands).
+func (r *recorder) tcsReadOrMark(ctx workflow.Context, attempts int32, summary string) workflow.Context {
+	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: r.attemptTimeout(),
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    r.settings.InitialInterval,
 			BackoffCoefficient: r.settings.BackoffCoefficient,
 			MaximumInterval:    r.settings.MaximumInterval,
-			MaximumAttempts:    3,
+			MaximumAttempts:    attempts,
 		},
-		Summary: "look in TCS before dead-lettering: " + r.rec.summary(),
+		Summary: summary + r.rec.summary(),
 	})
-	var written bool
-	err := workflow.ExecuteActivity(actx, r.rec.checkActivity(), r.rec.input()).Get(ctx, &written)
-	return written, err
+}
+
+// checkWritten reads TCS for the record: a few attempts, since the record's budget is spent.
+func (r *recorder) checkWritten(ctx workflow.Context) (bool, error) {
+	actx := r.tcsReadOrMark(ctx, 3, "look in TCS before dead-lettering: ")
+	for waits := 0; ; waits++ {
+		var written bool
+		seen := r.wakes
+		err := workflow.ExecuteActivity(actx, r.rec.checkActivity(), r.rec.input()).Get(ctx, &written)
+		if !refusedByGovernor(err) {
+			return written, err
+		}
+		// Not sent (outage mode, hold): wait for TCS and look then, rather than dead-letter blind.
+		if err := r.awaitTCS(ctx, min(backoff(r.settings, waits), outageWaitMax), seen); err != nil {
+			return false, err
+		}
+	}
+}
+
+// refusedByGovernor reports an activity failure whose last attempt was not sent to TCS.
+func refusedByGovernor(err error) bool {
+	var appErr *temporal.ApplicationError
+	return errors.As(err, &appErr) && (appErr.Type() == activities.ErrOutage || appErr.Type() == "refused")
 }
 
 func (r *recorder) deadLetter(ctx workflow.Context, cause, group string) error {
@@ -475,16 +497,8 @@ func (r *recorder) deadLetter(ctx workflow.Context, cause, group string) error {
 		Kind: string(r.rec.kind()), RecordID: r.rec.recordID(), Group: group, Attempts: r.status.Attempts,
 		LastError: cause, DeadLetteredAt: now,
 	})
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		// A dead letter must not be lost either: the mark is retried until it lands.
-		StartToCloseTimeout: r.attemptTimeout(),
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:    r.settings.InitialInterval,
-			BackoffCoefficient: r.settings.BackoffCoefficient,
-			MaximumInterval:    r.settings.MaximumInterval,
-		},
-		Summary: "mark errored in TCS: " + r.rec.summary(),
-	})
+	// A dead letter must not be lost either: the mark is retried until it lands.
+	actx := r.tcsReadOrMark(ctx, 0, "mark errored in TCS: ")
 	var res activities.MarkResult
 	if err := workflow.ExecuteActivity(actx, r.rec.markActivity(), dl).Get(ctx, &res); err != nil {
 		return err

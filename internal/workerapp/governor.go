@@ -31,11 +31,14 @@ type Governor struct {
 	metrics *telemetry.TCSMetrics
 	client  atomic.Pointer[client.Client]
 	workers atomic.Int64
+	lastWhy atomic.Value
+	// poke wakes the reporter, which tells the TCS control this worker's outage mode, in order.
+	poke chan struct{}
 }
 
 // NewGovernor builds the Governor with the whole cap as its share until it has counted the workers.
 func NewGovernor(c *Config, m *telemetry.TCSMetrics, log *slog.Logger) *Governor {
-	g := &Governor{cfg: c, log: log, metrics: m}
+	g := &Governor{cfg: c, log: log, metrics: m, poke: make(chan struct{}, 1)}
 	g.workers.Store(1)
 	g.cap.Store(c.TCSRate)
 	g.Governor = tcs.NewGovernor(tcs.GovernorOptions{
@@ -51,27 +54,56 @@ func NewGovernor(c *Config, m *telemetry.TCSMetrics, log *slog.Logger) *Governor
 }
 
 func (g *Governor) changed(from, to tcs.Mode, why string) {
-	g.metrics.SetMode(to)
+	mode, _ := g.Mode() // what is in force now, should two changes race
+	g.metrics.SetMode(mode)
 	level := slog.LevelWarn
 	if to == tcs.ModeNormal {
 		level = slog.LevelInfo
 	}
 	g.log.Log(context.Background(), level, "TCS mode changed", "from", string(from), "to", string(to), "why", why)
-	// The worker's own outage (not an operator's hold) is reported to the TCS control.
 	if from == tcs.ModeOutage || to == tcs.ModeOutage {
-		go g.report(to, why)
+		g.lastWhy.Store(why)
+		select {
+		case g.poke <- struct{}{}:
+		default:
+		}
 	}
 }
 
-func (g *Governor) report(mode tcs.Mode, why string) {
+// reportOutages tells the TCS control this worker's own outage mode (not an operator's hold): at
+// each change, and every 30 s while it lasts, from one goroutine so reports arrive in order.
+func (g *Governor) reportOutages(ctx context.Context) {
+	reported := false // the control believes this worker is in outage
+	t := time.NewTicker(30 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-g.poke:
+		case <-t.C:
+		}
+		mode, _ := g.Governor.Mode()
+		inOutage := mode == tcs.ModeOutage || (mode == tcs.ModeHold && reported)
+		if !inOutage && !reported {
+			continue
+		}
+		why, _ := g.lastWhy.Load().(string)
+		if g.report(ctx, inOutage, why) == nil {
+			reported = inOutage
+		}
+	}
+}
+
+func (g *Governor) report(ctx context.Context, outage bool, why string) error {
 	cp := g.client.Load()
 	if cp == nil {
-		return
+		return errors.New("no Temporal client yet")
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	m := "normal"
-	if mode == tcs.ModeOutage {
+	if outage {
 		m = "outage"
 	}
 	_, err := (*cp).SignalWithStartWorkflow(ctx, workflows.TCSControlWorkflowID, workflows.SignalTCSWorkerMode,
@@ -80,8 +112,9 @@ func (g *Governor) report(mode tcs.Mode, why string) {
 			StaticSummary: "TCS control: hold, rate cap, outage reports"},
 		workflows.TCSControlWorkflowType, nil)
 	if err != nil {
-		g.log.Warn("cannot report the TCS mode to the TCS control", "error", err)
+		g.log.Warn("cannot report the TCS mode to the TCS control; trying again", "error", err)
 	}
+	return err
 }
 
 // control applies the operator's switches kept in the TCS control workflow (hold, rate).
@@ -163,6 +196,7 @@ func (g *Governor) Prime(ctx context.Context, c client.Client) {
 
 func (g *Governor) Run(ctx context.Context, c client.Client) {
 	g.client.Store(&c)
+	go g.reportOutages(ctx)
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for i := 0; ; i++ {

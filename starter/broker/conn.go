@@ -2,6 +2,7 @@ package broker
 
 import (
 	"crypto/tls"
+	"errors"
 	"crypto/x509"
 	"fmt"
 	"log/slog"
@@ -36,6 +37,9 @@ type Conn struct {
 
 // Dial connects with recovery enabled, trying until it succeeds or attempts run out (0: forever).
 func Dial(c ConnConfig, log *slog.Logger, attempts int, stop <-chan struct{}) (*Conn, error) {
+	if err := checkURL(c.URL); err != nil {
+		return nil, err
+	}
 	cfg, err := amqpConfig(c, true)
 	if err != nil {
 		return nil, err
@@ -68,6 +72,9 @@ func Dial(c ConnConfig, log *slog.Logger, attempts int, stop <-chan struct{}) (*
 // or a 406 that closes it again). On a connection of its own, each channel the consumer opens is
 // one incarnation: once closed, acks through it fail, and the consumer opens a new one itself.
 func DialPlain(c ConnConfig) (*amqp.Connection, error) {
+	if err := checkURL(c.URL); err != nil {
+		return nil, err
+	}
 	cfg, err := amqpConfig(c, false)
 	if err != nil {
 		return nil, err
@@ -157,6 +164,15 @@ func tlsConfig(c ConnConfig) (*tls.Config, error) {
 		t.Certificates = []tls.Certificate{pair}
 	}
 	return t, nil
+}
+
+// checkURL refuses a malformed AMQP URL with an error that quotes nothing of it: the parser's own
+// error would quote the whole URL, password included.
+func checkURL(u string) error {
+	if _, err := amqp.ParseURI(u); err != nil {
+		return errors.New("AMQP_URL is malformed (amqp://user:password@host:port/vhost; percent-encode reserved characters in the password)")
+	}
+	return nil
 }
 
 // redact hides the password of an AMQP URL in logs.

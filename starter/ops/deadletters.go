@@ -9,11 +9,9 @@ import (
 	"strings"
 	"time"
 
-	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 
 	"github.com/tis-writeback/writeback/messages"
 	"github.com/tis-writeback/writeback/workflows"
@@ -108,18 +106,6 @@ func DeadLetterGroups(ctx context.Context, c client.Client) ([]Group, error) {
 		return out[i].Kind+out[i].Name < out[j].Kind+out[j].Name
 	})
 	return out, nil
-}
-
-func keyword(sa *commonpb.SearchAttributes, key string) string {
-	p, ok := sa.GetIndexedFields()[key]
-	if !ok {
-		return ""
-	}
-	var s string
-	if err := converter.GetDefaultDataConverter().FromPayload(p, &s); err != nil {
-		return ""
-	}
-	return s
 }
 
 // CorrectedRecord checks a corrected message for the workflow workflowID before it is sent as a

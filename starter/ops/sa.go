@@ -8,8 +8,11 @@ import (
 )
 
 // stateOf reads WritebackState from raw search attributes ("" if unset).
-func stateOf(sa *commonpb.SearchAttributes) string {
-	p, ok := sa.GetIndexedFields()[workflows.StateKey.GetName()]
+func stateOf(sa *commonpb.SearchAttributes) string { return keyword(sa, workflows.StateKey.GetName()) }
+
+// keyword reads a Keyword search attribute ("" if unset).
+func keyword(sa *commonpb.SearchAttributes, key string) string {
+	p, ok := sa.GetIndexedFields()[key]
 	if !ok {
 		return ""
 	}

@@ -44,10 +44,14 @@ func DeliveryLimitDeadLetter(d amqp.Delivery) (bool, string) {
 	return false, "not dead-lettered for the delivery limit"
 }
 
-// Run makes a pass every Every until ctx ends.
+// Run checks Temporal's health every Every until ctx ends, and makes a pass the first time it is
+// healthy and each time it is healthy again after it was not (delivery-limit dead letters come from
+// Temporal outages). Passes are rare on purpose: a pass takes every DLQ message and returns the
+// poison ones, which counts as a delivery on brokers that limit the DLQ's deliveries too.
 func (r *Returner) Run(ctx context.Context) {
 	t := time.NewTicker(r.Every)
 	defer t.Stop()
+	due := true
 	for {
 		select {
 		case <-ctx.Done():
@@ -55,9 +59,13 @@ func (r *Returner) Run(ctx context.Context) {
 		case <-t.C:
 		}
 		if !r.Healthy(ctx) || !r.Conn.Up() {
+			due = true
 			continue
 		}
-		r.pass(ctx)
+		if due {
+			r.pass(ctx)
+			due = false
+		}
 	}
 }
 

@@ -1,0 +1,271 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+
+	"github.com/tis-writeback/writeback/bench/report"
+	"github.com/tis-writeback/writeback/bench/stack"
+	"github.com/tis-writeback/writeback/messages"
+	"github.com/tis-writeback/writeback/tcssim/sim"
+	"github.com/tis-writeback/writeback/workflows"
+)
+
+// runProtect measures what protects TCS: one cap across worker processes (fast path included),
+// outage mode through a long storm, exactly-once under late commits.
+func runProtect(args []string) int {
+	fs := flag.NewFlagSet("bench protect", flag.ExitOnError)
+	capN := fs.Int("cap-records", 3000, "backlog for the cap run (2 workers, TCS_RATE=cap-rate)")
+	capRate := fs.Float64("cap-rate", 10, "TCS_RATE of the cap run")
+	stormN := fs.Int("storm-records", 2000, "records pending during each storm")
+	storm := fs.Duration("storm", 5*time.Minute, "length of each storm (503 to everything, then connections refused)")
+	lateN := fs.Int("late-records", 1000, "records for the late-commit run")
+	out := fs.String("out", "BENCHMARKS.md", "report file (its protect section is replaced)")
+	_ = fs.Parse(args)
+	root, _ := os.Getwd()
+	logf := func(f string, a ...any) { fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05")+" "+f+"\n", a...) }
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	var rows []string
+	if *capN > 0 {
+		peak, took, err := protectCap(ctx, root, *capN, *capRate, logf)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "cap run:", err)
+			return 1
+		}
+		rows = append(rows, fmt.Sprintf("| one cap | 2 worker processes, TCS_RATE=%g, %d records released at once | peak %.1f requests/s over any 10 s window (goal ≤ %.0f); all written in %.0f s |",
+			*capRate, *capN, peak, *capRate*1.1, took.Seconds()))
+	}
+	if *stormN > 0 {
+		for _, f := range []sim.Faults{{ErrorRate: 1, ErrorStatus: 503}, {Outage: true}} {
+			r, err := protectStorm(ctx, root, *stormN, *storm, f, logf)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "storm run:", err)
+				return 1
+			}
+			rows = append(rows, r)
+		}
+	}
+	if *lateN > 0 {
+		r, err := protectLate(ctx, root, *lateN, logf)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "late-commit run:", err)
+			return 1
+		}
+		rows = append(rows, r...)
+	}
+	body := fmt.Sprintf(`## Protecting TCS
+
+Command: go run ./bench protect%s. Worker processes, the dev server, the TCS simulator (its request
+timeline counts what reached TCS), on this machine.
+
+| what | run | measured |
+|---|---|---|
+%s
+`, strings.TrimRight(" "+strings.Join(args, " "), " "), strings.Join(rows, "\n"))
+	if err := report.WriteSection(*out, "protect", body); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	fmt.Print(body)
+	return 0
+}
+
+func protectStack(ctx context.Context, root string, workers int, rate float64, env []string) (*stack.Stack, client.Client, func(), error) {
+	dir, err := os.MkdirTemp("", "writeback-protect-")
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	st, err := stack.Start(ctx, stack.Config{Dir: dir, Root: root, Workers: workers, Placements: 100000, TCSRate: rate,
+		WorkerEnv: env, TopologyTag: fmt.Sprintf("protect-%d", time.Now().UnixNano()%1e9)})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, nil, nil, err
+	}
+	tc, err := st.Client()
+	if err != nil {
+		st.Close()
+		os.RemoveAll(dir)
+		return nil, nil, nil, err
+	}
+	return st, tc, func() { tc.Close(); st.Close(); os.RemoveAll(dir) }, nil
+}
+
+// startAll starts n placement workflows (ids from base), 16 at a time.
+func startAll(ctx context.Context, tc client.Client, base int64, n int, file string) error {
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	sem := make(chan struct{}, 16)
+	for i := 0; i < n; i++ {
+		m := messages.PlacementExported{PlacementID: base + int64(i), PositionNumber: 1, PositionID: 2, Filename: file,
+			ExportedAt: time.Date(2021, 7, 28, 13, 10, 0, 0, time.UTC)}
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			_, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: m.WorkflowID(), TaskQueue: workflows.TaskQueue},
+				workflows.PlacementWorkflowType, m)
+			if err != nil {
+				errs <- err
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	return <-errs
+}
+
+func countState(ctx context.Context, tc client.Client, state string) int {
+	resp, err := tc.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{
+		Query: fmt.Sprintf(`%s=%q`, workflows.StateKey.GetName(), state)})
+	if err != nil {
+		return -1
+	}
+	return int(resp.GetCount())
+}
+
+func waitState(ctx context.Context, tc client.Client, state string, n int, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if countState(ctx, tc, state) >= n {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("fewer than %d workflows %s after %s", n, state, timeout)
+}
+
+func timeline(admin string) map[int64]int {
+	var raw map[string]int
+	_ = stack.AdminGet(admin, "/admin/timeline", &raw)
+	out := map[int64]int{}
+	for k, v := range raw {
+		var sec int64
+		fmt.Sscan(k, &sec)
+		out[sec] = v
+	}
+	return out
+}
+
+func protectCap(ctx context.Context, root string, n int, rate float64, logf func(string, ...any)) (float64, time.Duration, error) {
+	st, tc, done, err := protectStack(ctx, root, 0, rate, []string{"TCS_IDEMPOTENCY_KEY_HONOURED=true"})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer done()
+	if err := startAll(ctx, tc, 1, n, "CAP.DAT"); err != nil {
+		return 0, 0, err
+	}
+	logf("cap: %d records waiting; starting 2 workers", n)
+	start := time.Now()
+	for i := 0; i < 2; i++ {
+		if _, err := st.AddWorker(); err != nil {
+			return 0, 0, err
+		}
+	}
+	if err := waitState(ctx, tc, workflows.StateCompleted, n, time.Duration(float64(n)/rate*2+120)*time.Second); err != nil {
+		return 0, 0, err
+	}
+	took := time.Since(start)
+	peak := sim.MaxRate(timeline(st.TCSAdmin), 10)
+	logf("cap: peak %.1f requests/s over 10 s, %d records in %.0f s", peak, n, took.Seconds())
+	return peak, took, nil
+}
+
+func protectStorm(ctx context.Context, root string, n int, storm time.Duration, f sim.Faults, logf func(string, ...any)) (string, error) {
+	const rate = 100
+	st, tc, done, err := protectStack(ctx, root, 1, rate, []string{"RETRY_BUDGET=2m"})
+	if err != nil {
+		return "", err
+	}
+	defer done()
+	name := "503 to everything"
+	if f.Outage {
+		name = "connections refused"
+	}
+	if err := stack.SetFaults(st.TCSAdmin, f); err != nil {
+		return "", err
+	}
+	stormStart := time.Now()
+	if err := startAll(ctx, tc, 1, n, "STORM.DAT"); err != nil {
+		return "", err
+	}
+	logf("storm (%s): %d records pending; waiting %s", name, n, storm)
+	time.Sleep(time.Until(stormStart.Add(storm)))
+	tl := timeline(st.TCSAdmin)
+	during := 0
+	from := stormStart.Unix() + 60 // after the first minute (entering the mode)
+	for sec := from; sec < time.Now().Unix(); sec++ {
+		during += tl[sec]
+	}
+	perSec := float64(during) / float64(time.Now().Unix()-from)
+	if err := stack.SetFaults(st.TCSAdmin, sim.Faults{}); err != nil {
+		return "", err
+	}
+	back := time.Now()
+	goal := time.Duration(float64(n)/rate*1.3) * time.Second
+	if err := waitState(ctx, tc, workflows.StateCompleted, n, 10*time.Minute); err != nil {
+		return "", err
+	}
+	drain := time.Since(back)
+	dead := countState(ctx, tc, workflows.StateDeadLettered)
+	logf("storm (%s): %.2f requests/s reached TCS during it; %d dead letters; all written %.0f s after (goal %.0f s)",
+		name, perSec, dead, drain.Seconds(), goal.Seconds())
+	return fmt.Sprintf("| outage mode | %d records pending, TCS %s for %s, RETRY_BUDGET=2m, TCS_RATE=%d, 1 worker | %d dead letters; %.2f requests/s reached TCS during the storm (after its first minute; goal ≤ 2); all written %.0f s after it ended (goal %.0f s) |",
+		n, name, storm, rate, dead, perSec, drain.Seconds(), goal.Seconds()), nil
+}
+
+func protectLate(ctx context.Context, root string, n int, logf func(string, ...any)) ([]string, error) {
+	var rows []string
+	for _, honoured := range []bool{false, true} {
+		env := []string{"TCS_TIMEOUT=500ms", "RETRY_INITIAL_INTERVAL=200ms", "ATTEMPT_TIMEOUT=5s"}
+		label := "key sent, read before each write"
+		if honoured {
+			env = append(env, "TCS_IDEMPOTENCY_KEY_HONOURED=true")
+			label = "key honoured, no read"
+		}
+		st, tc, done, err := protectStack(ctx, root, 1, 100, env)
+		if err != nil {
+			return nil, err
+		}
+		if err := stack.SetFaults(st.TCSAdmin, sim.Faults{LateCommitRate: 0.2, LateCommitMs: 3000, Only: "/esr-exported"}); err != nil {
+			done()
+			return nil, err
+		}
+		if err := startAll(ctx, tc, 1, n, "LATE.DAT"); err != nil {
+			done()
+			return nil, err
+		}
+		err = waitState(ctx, tc, workflows.StateCompleted, n, 10*time.Minute)
+		time.Sleep(4 * time.Second) // the last late commits land
+		var stats sim.Stats
+		_ = stack.AdminGet(st.TCSAdmin, "/admin/stats", &stats)
+		done()
+		if err != nil {
+			return nil, err
+		}
+		total := 0
+		for _, byStatus := range stats.Requests {
+			for _, c := range byStatus {
+				total += c
+			}
+		}
+		logf("late commits (%s): %d duplicates, %.2f requests per record", label, stats.Duplicates, float64(total)/float64(n))
+		rows = append(rows, fmt.Sprintf("| exactly once, late commits | %d records, 20%% of writes committed 3 s after the client gave up (%s) | %d duplicate rows; %.2f TCS requests per record |",
+			n, label, stats.Duplicates, float64(total)/float64(n)))
+	}
+	return rows, nil
+}
