@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"os"
 	"os/exec"
@@ -63,7 +64,7 @@ func TestRetryAndAbandonCommands(t *testing.T) {
 
 	out = starterCLI(t, bin, env, true, "abandon", "--query", `WritebackRecordId="5009"`, "--reason", "placement deleted", "--by", "ops")
 	require.Contains(t, out, "abandon: signalled 1, skipped 0")
-	require.Regexp(t, `completed\s+dead-lettered again\s+still updating\s+abandoned\s+0\s+0\s+0\s+1`, out, "abandon tells the outcome")
+	require.Regexp(t, `completed\s+dead-lettered again\s+still updating\s+abandoned\s+skipped\s+not yet signalled\s+0\s+0\s+0\s+1\s+0\s+0`, out, "abandon tells the outcome")
 	s.waitState(t, other, workflows.StateAbandoned, 10*time.Second)
 
 	// The cause is fixed: TCS now knows the placements.
@@ -73,7 +74,7 @@ func TestRetryAndAbandonCommands(t *testing.T) {
 	}, 10*time.Second, 100*time.Millisecond)
 	out = starterCLI(t, bin, env, true, "retry", "--all", "--reason", "placements created in TCS", "--by", "ops")
 	require.Contains(t, out, "retry: signalled 3, skipped 0")
-	require.Regexp(t, `completed\s+dead-lettered again\s+still updating\s+abandoned\s+3\s+0\s+0\s+0`, out, "retry tells the outcome")
+	require.Regexp(t, `completed\s+dead-lettered again\s+still updating\s+abandoned\s+skipped\s+not yet signalled\s+3\s+0\s+0\s+0\s+0\s+0`, out, "retry tells the outcome")
 	for i, id := range dead {
 		st := s.waitState(t, id, workflows.StateCompleted, 30*time.Second)
 		require.Equal(t, 1, st.Retries)
@@ -250,8 +251,9 @@ func TestDeadLetterGroupsAndEditAndRetry(t *testing.T) {
 	require.Contains(t, out, "would signal retry to 3 workflow(s)")
 	require.NotContains(t, out, rejected)
 	// TCS still does not know them: they dead-letter again, and the table says so with the reason.
-	out = starterCLI(t, bin, env, true, "retry", "--group", "tcs-404", "--reason", "try again", "--by", "ops", "--wait", "30s")
-	require.Regexp(t, `completed\s+dead-lettered again\s+still updating\s+abandoned\s+0\s+3\s+0\s+0`, out)
+	out = starterCLI(t, bin, env, true, "retry", "--group", "tcs-404", "--reason", "try again", "--by", "ops", "--wait", "30s", "--canary", "0")
+	require.Regexp(t, `^job retry-job-`, out, "a group retry runs as a job")
+	require.Regexp(t, `completed\s+dead-lettered again\s+still updating\s+abandoned\s+skipped\s+not yet signalled\s+0\s+3\s+0\s+0\s+0\s+0`, out)
 	require.Contains(t, out, "dead-lettered again  "+unknown[0]+": ")
 	require.Contains(t, out, "404")
 
@@ -285,6 +287,95 @@ func TestDeadLetterGroupsAndEditAndRetry(t *testing.T) {
 		found = found || (ev.Status == "EXPORTED" && ev.PositionID == 424242)
 	}
 	require.True(t, found, "the corrected record was written: %+v", evs)
+
+	// The record's timeline tells all of it.
+	out = starterCLI(t, bin, env, true, "history", "--workflow-id", rejected)
+	for _, want := range []string{"message ", `"placementId":71`, "first attempt (fast path) failed", "dead-lettered", "[tcs-422]",
+		"signal retry with a corrected record", "positionId fixed", "(by ops)", "written", "now: Completed"} {
+		require.Contains(t, out, want)
+	}
+	var tl struct {
+		Entries []map[string]any `json:"entries"`
+		Now     map[string]any   `json:"now"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(starterCLI(t, bin, env, true, "history", "--workflow-id", rejected, "--json")), &tl))
+	require.Equal(t, "Completed", tl.Now["state"])
+	require.NotEmpty(t, tl.Entries)
 }
 
 func regexpQuote(s string) string { return regexp.QuoteMeta(s) }
+
+// Retry jobs: the set is fixed at the start (--ids-file from a --dry-run), a canary goes first and
+// halts the job when it dead-letters again, jobs resume/cancel, jobs show --json per SPEC, and
+// --max-retries skips records retried too often.
+func TestRetryJobs(t *testing.T) {
+	s := newStack(t, testenv.WorkerOptions{})
+	bin := testenv.Build(t, "./starter", t.TempDir())
+	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address}
+	var dead []string
+	for i := int64(0); i < 4; i++ {
+		dead = append(dead, s.deadLetter(t, 8001+i, "JOB.DAT")) // unknown to TCS: 404
+	}
+	require.Eventually(t, func() bool { return count(t, s.tm.Client, `WritebackState="DeadLettered"`) == 4 }, 10*time.Second, 100*time.Millisecond)
+	plan := starterCLI(t, bin, env, true, "retry", "--all", "--dry-run")
+	file := t.TempDir() + "/ids.txt"
+	require.NoError(t, os.WriteFile(file, []byte(plan), 0o644))
+	late := s.deadLetter(t, 8009, "LATE.DAT") // dead-lettered after the review: not in the job
+
+	// TCS still lacks them: the canary dead-letters again and the job halts.
+	out := starterCLI(t, bin, env, true, "retry", "--ids-file", file, "--reason", "first try", "--by", "ops", "--wait", "60s")
+	first := strings.SplitN(out, "\n", 2)[0]
+	require.Regexp(t, `^job retry-job-\S+$`, first)
+	jobID := strings.TrimPrefix(first, "job ")
+	require.Contains(t, out, "Halted (canary failed: ")
+	var st map[string]any
+	require.NoError(t, json.Unmarshal([]byte(starterCLI(t, bin, env, true, "jobs", "show", jobID, "--json")), &st))
+	require.Equal(t, "Halted", st["state"])
+	require.EqualValues(t, 4, st["total"])
+	require.EqualValues(t, 1, st["signalled"])
+	require.EqualValues(t, 1, st["deadLettered"])
+	require.EqualValues(t, 3, st["pending"])
+	require.Equal(t, "ops", st["by"])
+	for _, k := range []string{"id", "state", "total", "signalled", "completed", "deadLettered", "abandoned", "skipped", "pending", "haltReason", "by", "reason", "startedAt"} {
+		require.Contains(t, st, k)
+	}
+	require.Contains(t, starterCLI(t, bin, env, true, "jobs"), jobID)
+
+	// Fixed in TCS; the operator resumes: the rest complete; the late dead letter was never in the set.
+	s.sim.Store.MakeKnown([]int64{8001, 8002, 8003, 8004, 8009}, nil, false)
+	starterCLI(t, bin, env, true, "jobs", "resume", jobID)
+	require.Eventually(t, func() bool {
+		require.NoError(t, json.Unmarshal([]byte(starterCLI(t, bin, env, true, "jobs", "show", jobID, "--json")), &st))
+		return st["state"] == "Done"
+	}, 60*time.Second, 500*time.Millisecond)
+	require.EqualValues(t, 3, st["completed"])
+	require.Equal(t, workflows.StateDeadLettered, s.query(t, late).State, "not in the job's fixed set")
+	for _, id := range dead[1:] {
+		require.Equal(t, workflows.StateCompleted, s.query(t, id).State)
+	}
+	// The signal names the job in the record's history.
+	iter := s.tm.Client.GetWorkflowHistory(context.Background(), dead[1], "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	found := false
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		require.NoError(t, err)
+		if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil {
+			found = found || strings.Contains(a.GetInput().String(), jobID)
+		}
+	}
+	require.True(t, found, "the job's ID is in the signal")
+
+	// The first record was retried once already: with --max-retries 1 it is skipped.
+	out = starterCLI(t, bin, env, true, "retry", "--workflow-id", dead[0], "--dry-run")
+	require.Contains(t, out, "would signal retry to 1")
+	out = starterCLI(t, bin, env, true, "retry", "--query", fmt.Sprintf("WorkflowId=%q", dead[0]), "--max-retries", "1", "--wait", "30s")
+	require.Contains(t, out, "already retried 1 times")
+	// A job can be cancelled.
+	out = starterCLI(t, bin, env, true, "abandon", "--all", "--no-wait", "--rate", "0.2")
+	jobID = strings.TrimPrefix(strings.SplitN(out, "\n", 2)[0], "job ")
+	starterCLI(t, bin, env, true, "jobs", "cancel", jobID)
+	require.Eventually(t, func() bool {
+		require.NoError(t, json.Unmarshal([]byte(starterCLI(t, bin, env, true, "jobs", "show", jobID, "--json")), &st))
+		return st["state"] == "Cancelled"
+	}, 60*time.Second, 500*time.Millisecond)
+}

@@ -14,6 +14,8 @@ func commands() []command {
 		{"retry", "signal retry to dead-lettered workflows (one, a query, a group, or all); optionally with a corrected record", runRetry},
 		{"abandon", "signal abandon to dead-lettered workflows (one, a query, a group, or all)", runAbandon},
 		{"deadletters", "the dead letters grouped by kind and failure group, with the command that retries each group", runDeadLetters},
+		{"history", "a record's timeline: message, attempts, dead-letterings, operator actions, state now", runHistory},
+		{"jobs", "the retry jobs: list, show JOB-ID [--json], cancel JOB-ID, resume JOB-ID", runJobs},
 		{"tcs", "the TCS mode for every worker: status, hold, release, rate", runTCS},
 		{"redrive", "move the DLQ's messages back to the exchange under their original routing key", runRedrive},
 		{"reconcile", "start workflows for exported placements whose EXPORTED event TCS lacks", runReconcile},

@@ -60,10 +60,26 @@ the new reason), still updating, abandoned.`)
 	var rate float64
 	var conc int
 	set := config.Set{FS: fs}
-	set.Float(&rate, "rate", "SIGNAL_RATE", 50, "signals per second at most")
-	set.Int(&conc, "concurrency", "SIGNAL_CONCURRENCY", 10, "signals in flight at once")
+	set.Float(&rate, "rate", "SIGNAL_RATE", 10, "signals per second at most")
+	set.Int(&conc, "concurrency", "SIGNAL_CONCURRENCY", 10, "signals in flight at once (one --workflow-id)")
+	idsFile := fs.String("ids-file", "", "the workflow IDs to signal, one a line (as --dry-run prints them)")
+	canary := fs.Int("canary", 1, "retry: the first K records are retried alone; the job goes on once they completed, halts if one dead-letters again")
+	maxFailureRatio := fs.Float64("max-failure-ratio", 0.5, "after at least 10 outcomes, the job halts when more than this share dead-lettered again")
+	maxRetries := fs.Int("max-retries", 5, "retry: skip a record operators already retried this many times (a loop guard)")
 	if code, ok := parse(fs, args); !ok {
 		return code
+	}
+	if *idsFile != "" {
+		ids, err := readIDs(*idsFile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 2
+		}
+		if sel.WorkflowID != "" || sel.Query != "" || sel.All || sel.Group != "" {
+			fmt.Fprintln(os.Stderr, "give exactly one of --workflow-id, --query, --group, --all or --ids-file")
+			return 2
+		}
+		sel.IDs = ids
 	}
 	if err := sel.Validate(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -97,6 +113,14 @@ the new reason), still updating, abandoned.`)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	if sel.WorkflowID == "" && !*dry {
+		// --all, --query, --group, --ids-file: a durable job kept in Temporal.
+		if signalName == workflows.SignalAbandon {
+			*canary = 0
+		}
+		return runJob(ctx, c, signalName, targets, workflows.JobInput{Signal: signalName, Rate: rate, Canary: *canary,
+			MaxFailureRatio: *maxFailureRatio, MaxRetries: *maxRetries, Reason: *reason, By: *by}, *wait, *noWait)
 	}
 	n := ops.ToSignal(targets)
 	waiting := !*dry && !*noWait && *wait > 0

@@ -83,6 +83,8 @@ const (
 type SignalPayload struct {
 	Reason string `json:"reason,omitempty"`
 	By     string `json:"by,omitempty"`
+	// Job is the retry job that sent the signal, if one did.
+	Job string `json:"job,omitempty"`
 	// Record, on retry only, is a corrected message of the same record (SPEC section 3): the retry
 	// writes it instead of the original. An invalid or foreign one makes the signal ignored.
 	Record json.RawMessage `json:"record,omitempty"`

@@ -1,6 +1,8 @@
 package workflows
 
 import (
+	"context"
+
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -22,4 +24,17 @@ func Register(w worker.Registry, a *activities.Activities) {
 	w.RegisterActivityWithOptions(a.MarkScanErrored, activity.RegisterOptions{Name: activities.MarkScanErroredName})
 	w.RegisterActivityWithOptions(a.CheckPlacementWritten, activity.RegisterOptions{Name: activities.CheckPlacementWrittenName})
 	w.RegisterActivityWithOptions(a.CheckScanWritten, activity.RegisterOptions{Name: activities.CheckScanWrittenName})
+}
+
+// JobActivities are what a retry job's workflow needs from the worker.
+type JobActivities interface {
+	SignalBatch(ctx context.Context, req BatchRequest) (BatchResult, error)
+	AwaitOutcomes(ctx context.Context, req AwaitRequest) ([]JobOutcome, error)
+}
+
+// RegisterJobs puts the retry-job workflow and its activities on a worker.
+func RegisterJobs(w worker.Registry, j JobActivities) {
+	w.RegisterWorkflowWithOptions(RetryJob, workflow.RegisterOptions{Name: RetryJobWorkflowType})
+	w.RegisterActivityWithOptions(j.SignalBatch, activity.RegisterOptions{Name: SignalBatchActivity})
+	w.RegisterActivityWithOptions(j.AwaitOutcomes, activity.RegisterOptions{Name: AwaitOutcomesActivity})
 }

@@ -31,18 +31,21 @@ type Governor struct {
 	metrics *telemetry.TCSMetrics
 	client  atomic.Pointer[client.Client]
 	workers atomic.Int64
+	divisor atomic.Int64 // what the cap is divided by: the workers, or 2 while starting
 	lastWhy atomic.Value
+	started time.Time
 	// poke wakes the reporter, which tells the TCS control this worker's outage mode, in order.
 	poke chan struct{}
 }
 
 // NewGovernor builds the Governor with the whole cap as its share until it has counted the workers.
 func NewGovernor(c *Config, m *telemetry.TCSMetrics, log *slog.Logger) *Governor {
-	g := &Governor{cfg: c, log: log, metrics: m, poke: make(chan struct{}, 1)}
+	g := &Governor{cfg: c, log: log, metrics: m, poke: make(chan struct{}, 1), started: time.Now()}
 	g.workers.Store(1)
+	g.divisor.Store(2)
 	g.cap.Store(c.TCSRate)
 	g.Governor = tcs.NewGovernor(tcs.GovernorOptions{
-		Rate:        c.TCSRate,
+		Rate:        c.TCSRate / 2, // until the workers are counted (Prime)
 		Window:      c.OutageWindow,
 		MinFailures: c.OutageMinFailures,
 		ProbeEvery:  c.OutageProbeEvery,
@@ -148,7 +151,7 @@ func (g *Governor) control(ctx context.Context, c client.Client) {
 		g.log.Info("TCS rate cap changed", "cap", capTotal, "source", st.RateSource, "by", st.By)
 	}
 	g.metrics.RateLimit.Set(capTotal)
-	g.SetRate(capTotal / float64(g.workers.Load()))
+	g.SetRate(capTotal / float64(g.divisor.Load()))
 }
 
 // wake signals the records this worker refused that TCS takes requests again, within the cap.
@@ -197,13 +200,17 @@ func (g *Governor) Prime(ctx context.Context, c client.Client) {
 func (g *Governor) Run(ctx context.Context, c client.Client) {
 	g.client.Store(&c)
 	go g.reportOutages(ctx)
-	t := time.NewTicker(5 * time.Second)
+	t := time.NewTicker(time.Second)
 	defer t.Stop()
 	for i := 0; ; i++ {
+		// The share follows workers joining and leaving within 2 s: over any 10 s window the
+		// workers together stay within about 10% of the cap.
 		if i%2 == 0 {
 			g.share(ctx, c)
 		}
-		g.control(ctx, c)
+		if i%5 == 0 {
+			g.control(ctx, c)
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -227,9 +234,15 @@ func (g *Governor) share(ctx context.Context, c client.Client) {
 		}
 	}
 	n := int64(len(seen))
+	divisor := n
+	if time.Since(g.started) < 10*time.Second {
+		// Workers starting together may not see each other's polls yet: take at most half the cap.
+		divisor = max(n, 2)
+	}
 	capTotal := g.cap.Load().(float64)
 	if old := g.workers.Swap(n); old != n {
 		g.log.Info("TCS rate cap shared among the workers", "workers", n, "cap", capTotal, "thisWorker", capTotal/float64(n))
 	}
-	g.SetRate(capTotal / float64(n))
+	g.divisor.Store(divisor)
+	g.SetRate(capTotal / float64(divisor))
 }

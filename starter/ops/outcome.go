@@ -2,123 +2,35 @@ package ops
 
 import (
 	"context"
-	"sync"
 	"time"
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/tis-writeback/writeback/internal/operate"
 	"github.com/tis-writeback/writeback/workflows"
 )
 
-// Outcomes of a signalled record, as the retry and abandon commands report them.
+// Outcomes of a signalled record (see internal/operate).
 const (
-	OutcomeCompleted    = "completed"
-	OutcomeDeadLettered = "dead-lettered again"
-	OutcomeUpdating     = "still updating"
-	OutcomeAbandoned    = "abandoned"
+	OutcomeCompleted    = operate.OutcomeCompleted
+	OutcomeDeadLettered = operate.OutcomeDeadLettered
+	OutcomeUpdating     = operate.OutcomeUpdating
+	OutcomeAbandoned    = operate.OutcomeAbandoned
 )
 
 // Outcome is what became of one signalled record.
-type Outcome struct {
-	WorkflowID string
-	Result     string // one of the Outcome constants
-	Reason     string // the new lastError, when dead-lettered again
-}
+type Outcome = operate.Outcome
 
-// queryState asks a workflow its state (the latest run).
-func queryState(ctx context.Context, c client.Client, id string) (workflows.Status, error) {
-	var st workflows.Status
-	v, err := c.QueryWorkflow(ctx, id, "", workflows.QueryState)
-	if err != nil {
-		return st, err
-	}
-	return st, v.Get(&st)
-}
-
-// Snapshot reads each workflow's last dead-lettering time, so that Await can tell a new
-// dead-lettering from the one the signal answered.
+// Snapshot reads each workflow's last dead-lettering time (see operate.Snapshot).
 func Snapshot(ctx context.Context, c client.Client, ids []string) map[string]string {
-	out := make(map[string]string, len(ids))
-	var mu sync.Mutex
-	forEach(ids, 16, func(id string) {
-		st, err := queryState(ctx, c, id)
-		if err == nil {
-			mu.Lock()
-			out[id] = st.DeadLetteredAt
-			mu.Unlock()
-		}
-	})
-	return out
+	return operate.Snapshot(ctx, c, ids)
 }
 
-// Await polls the signalled workflows until each has settled (completed, abandoned, or
-// dead-lettered again) or wait has passed; what has not settled is reported as still updating.
+// Await polls the signalled workflows until each has settled or wait has passed.
 func Await(ctx context.Context, c client.Client, ids []string, before map[string]string, wait time.Duration) []Outcome {
-	deadline := time.Now().Add(wait)
-	settled := map[string]Outcome{}
-	var mu sync.Mutex
-	for {
-		var open []string
-		for _, id := range ids {
-			if _, ok := settled[id]; !ok {
-				open = append(open, id)
-			}
-		}
-		if len(open) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
-			break
-		}
-		forEach(open, 16, func(id string) {
-			st, err := queryState(ctx, c, id)
-			if err != nil {
-				return // transient: asked again next round
-			}
-			o := Outcome{WorkflowID: id}
-			switch {
-			case st.State == workflows.StateCompleted:
-				o.Result = OutcomeCompleted
-			case st.State == workflows.StateAbandoned:
-				o.Result = OutcomeAbandoned
-			case st.State == workflows.StateDeadLettered && st.DeadLetteredAt != before[id]:
-				o.Result, o.Reason = OutcomeDeadLettered, st.LastError
-			default:
-				return
-			}
-			mu.Lock()
-			settled[id] = o
-			mu.Unlock()
-		})
-		select {
-		case <-ctx.Done():
-		case <-time.After(time.Second):
-		}
-	}
-	out := make([]Outcome, 0, len(ids))
-	for _, id := range ids {
-		o, ok := settled[id]
-		if !ok {
-			o = Outcome{WorkflowID: id, Result: OutcomeUpdating}
-		}
-		out = append(out, o)
-	}
-	return out
+	return operate.Await(ctx, c, ids, before, wait, nil)
 }
 
-// forEach runs f on every id, n at a time.
-func forEach(ids []string, n int, f func(string)) {
-	work := make(chan string)
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for id := range work {
-				f(id)
-			}
-		}()
-	}
-	for _, id := range ids {
-		work <- id
-	}
-	close(work)
-	wg.Wait()
+func queryState(ctx context.Context, c client.Client, id string) (workflows.Status, error) {
+	return operate.QueryState(ctx, c, id)
 }

@@ -21,21 +21,22 @@ import (
 type Selection struct {
 	WorkflowID string
 	Query      string
-	All        bool   // every running workflow with WritebackState="DeadLettered"
-	Group      string // the running dead letters whose WritebackFailure is this group
-	PageSize   int    // visibility page size (default 1000)
+	All        bool     // every running workflow with WritebackState="DeadLettered"
+	Group      string   // the running dead letters whose WritebackFailure is this group
+	IDs        []string // these workflow IDs (--ids-file)
+	PageSize   int      // visibility page size (default 1000)
 }
 
 // Validate reports a selection that names none or several.
 func (s Selection) Validate() error {
 	n := 0
-	for _, set := range []bool{s.WorkflowID != "", s.Query != "", s.All, s.Group != ""} {
+	for _, set := range []bool{s.WorkflowID != "", s.Query != "", s.All, s.Group != "", len(s.IDs) > 0} {
 		if set {
 			n++
 		}
 	}
 	if n != 1 {
-		return errors.New("give exactly one of --workflow-id, --query, --group or --all")
+		return errors.New("give exactly one of --workflow-id, --query, --group, --all or --ids-file")
 	}
 	return nil
 }
@@ -73,13 +74,25 @@ func Find(ctx context.Context, c client.Client, sel Selection) ([]Target, error)
 		return nil, err
 	}
 	if sel.WorkflowID != "" {
-		d, err := c.DescribeWorkflowExecution(ctx, sel.WorkflowID, "")
-		if err != nil {
-			return nil, fmt.Errorf("workflow %s: %w", sel.WorkflowID, err)
+		sel.IDs = []string{sel.WorkflowID}
+	}
+	if len(sel.IDs) > 0 {
+		var out []Target
+		for _, id := range sel.IDs {
+			d, err := c.DescribeWorkflowExecution(ctx, id, "")
+			var nf *serviceerror.NotFound
+			if errors.As(err, &nf) && sel.WorkflowID == "" {
+				out = append(out, Target{WorkflowID: id}) // reported as closed (no such workflow)
+				continue
+			}
+			if err != nil {
+				return nil, fmt.Errorf("workflow %s: %w", id, err)
+			}
+			info := d.GetWorkflowExecutionInfo()
+			out = append(out, Target{WorkflowID: id, RunID: info.GetExecution().GetRunId(),
+				Running: info.GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING, State: stateOf(info.GetSearchAttributes())})
 		}
-		info := d.GetWorkflowExecutionInfo()
-		return []Target{{WorkflowID: sel.WorkflowID, RunID: info.GetExecution().GetRunId(),
-			Running: info.GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING, State: stateOf(info.GetSearchAttributes())}}, nil
+		return out, nil
 	}
 	query := sel.Query
 	if sel.All {

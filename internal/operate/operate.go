@@ -1,0 +1,155 @@
+// Package operate holds what the operator's tools do to one record's workflow: read its state,
+// signal it, wait for the outcome. The starter's commands and the retry-job activities share it.
+package operate
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+
+	"github.com/tis-writeback/writeback/workflows"
+)
+
+// Outcomes of a signalled record.
+const (
+	OutcomeCompleted    = "completed"
+	OutcomeDeadLettered = "dead-lettered again"
+	OutcomeUpdating     = "still updating"
+	OutcomeAbandoned    = "abandoned"
+)
+
+// Outcome is what became of one signalled record.
+type Outcome struct {
+	WorkflowID string `json:"workflowId"`
+	Result     string `json:"result"`
+	Reason     string `json:"reason,omitempty"` // the new lastError, when dead-lettered again
+}
+
+// QueryState asks a workflow its state (the latest run).
+func QueryState(ctx context.Context, c client.Client, id string) (workflows.Status, error) {
+	var st workflows.Status
+	v, err := c.QueryWorkflow(ctx, id, "", workflows.QueryState)
+	if err != nil {
+		return st, err
+	}
+	return st, v.Get(&st)
+}
+
+// Parked reports whether id's latest run is open and DeadLettered (from visibility, no worker needed).
+func Parked(ctx context.Context, c client.Client, id string) (bool, error) {
+	d, err := c.DescribeWorkflowExecution(ctx, id, "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	info := d.GetWorkflowExecutionInfo()
+	if info.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return false, nil
+	}
+	var state string
+	if p := info.GetSearchAttributes().GetIndexedFields()[workflows.StateKey.GetName()]; p != nil {
+		_ = converter.GetDefaultDataConverter().FromPayload(p, &state)
+	}
+	return state == workflows.StateDeadLettered, nil
+}
+
+// Snapshot reads each workflow's last dead-lettering time, so that Await can tell a new
+// dead-lettering from the one the signal answered.
+func Snapshot(ctx context.Context, c client.Client, ids []string) map[string]string {
+	out := make(map[string]string, len(ids))
+	var mu sync.Mutex
+	ForEach(ids, 16, func(id string) {
+		st, err := QueryState(ctx, c, id)
+		if err == nil {
+			mu.Lock()
+			out[id] = st.DeadLetteredAt
+			mu.Unlock()
+		}
+	})
+	return out
+}
+
+// Await polls the signalled workflows until each has settled (completed, abandoned, or
+// dead-lettered again) or wait has passed; what has not settled is still updating. tick, if set,
+// is called each round (heartbeats).
+func Await(ctx context.Context, c client.Client, ids []string, before map[string]string, wait time.Duration, tick func()) []Outcome {
+	deadline := time.Now().Add(wait)
+	settled := map[string]Outcome{}
+	var mu sync.Mutex
+	for {
+		var open []string
+		for _, id := range ids {
+			if _, ok := settled[id]; !ok {
+				open = append(open, id)
+			}
+		}
+		if len(open) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+			break
+		}
+		ForEach(open, 16, func(id string) {
+			st, err := QueryState(ctx, c, id)
+			if err != nil {
+				return // transient: asked again next round
+			}
+			o := Outcome{WorkflowID: id}
+			switch {
+			case st.State == workflows.StateCompleted:
+				o.Result = OutcomeCompleted
+			case st.State == workflows.StateAbandoned:
+				o.Result = OutcomeAbandoned
+			case st.State == workflows.StateDeadLettered && st.DeadLetteredAt != before[id]:
+				o.Result, o.Reason = OutcomeDeadLettered, st.LastError
+			default:
+				return
+			}
+			mu.Lock()
+			settled[id] = o
+			mu.Unlock()
+		})
+		if tick != nil {
+			tick()
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+	out := make([]Outcome, 0, len(ids))
+	for _, id := range ids {
+		o, ok := settled[id]
+		if !ok {
+			o = Outcome{WorkflowID: id, Result: OutcomeUpdating}
+		}
+		out = append(out, o)
+	}
+	return out
+}
+
+// ForEach runs f on every id, n at a time.
+func ForEach(ids []string, n int, f func(string)) {
+	work := make(chan string)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for id := range work {
+				f(id)
+			}
+		}()
+	}
+	for _, id := range ids {
+		work <- id
+	}
+	close(work)
+	wg.Wait()
+}

@@ -1,0 +1,284 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/signal"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+	sdkclient "go.temporal.io/sdk/client"
+
+	"github.com/tis-writeback/writeback/internal/temporalclient"
+	"github.com/tis-writeback/writeback/starter/ops"
+	"github.com/tis-writeback/writeback/workflows"
+)
+
+// runJob starts a retry job for the running dead letters among targets, prints `job <ID>` first,
+// then (unless noWait) follows it and ends with its outcome table.
+func runJob(ctx context.Context, c sdkclient.Client, signalName string, targets []ops.Target, in workflows.JobInput,
+	wait time.Duration, noWait bool) int {
+	suffix := make([]byte, 3)
+	_, _ = rand.Read(suffix)
+	in.ID = workflows.RetryJobID(time.Now(), hex.EncodeToString(suffix))
+	in.IDs = ops.SignalIDs(targets)
+	_, err := c.ExecuteWorkflow(ctx, sdkclient.StartWorkflowOptions{ID: in.ID, TaskQueue: workflows.TaskQueue,
+		StaticSummary: fmt.Sprintf("%s job: %d record(s), by %s: %s", signalName, len(in.IDs), in.By, in.Reason)},
+		workflows.RetryJobWorkflowType, in)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "cannot start the job:", err)
+		return 1
+	}
+	fmt.Printf("job %s\n", in.ID)
+	closed, notDL := 0, 0
+	for _, t := range targets {
+		switch {
+		case !t.Running:
+			closed++
+			fmt.Printf("skipped    %s: closed\n", t.WorkflowID)
+		case t.State != workflows.StateDeadLettered:
+			notDL++
+			fmt.Printf("skipped    %s: state %s, not DeadLettered\n", t.WorkflowID, t.State)
+		}
+	}
+	fmt.Printf("%d record(s) in the job; follow it with: go run ./starter jobs show %s\n", len(in.IDs), in.ID)
+	if noWait || wait <= 0 {
+		return 0
+	}
+	st, err := followJob(ctx, c, in.ID, wait)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Printf("%s: signalled %d, skipped %d (closed %d, not DeadLettered %d, in the job %d), failed 0\n", signalName,
+		st.Signalled, st.Skipped+closed+notDL, closed, notDL, st.Skipped)
+	printJob(st)
+	return 0
+}
+
+// followJob polls a job's memo until it is no longer running, or wait has passed.
+func followJob(ctx context.Context, c sdkclient.Client, id string, wait time.Duration) (workflows.JobStatus, error) {
+	deadline := time.Now().Add(wait)
+	for {
+		st, err := jobStatus(ctx, c, id)
+		if err == nil && (st.State != workflows.JobRunning || time.Now().After(deadline)) {
+			return st, nil
+		}
+		if err != nil && time.Now().After(deadline) {
+			return st, err
+		}
+		select {
+		case <-ctx.Done():
+			return st, ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func jobStatus(ctx context.Context, c sdkclient.Client, id string) (workflows.JobStatus, error) {
+	var st workflows.JobStatus
+	d, err := c.DescribeWorkflowExecution(ctx, id, "")
+	if err != nil {
+		return st, fmt.Errorf("job %s: %w", id, err)
+	}
+	p, ok := d.GetWorkflowExecutionInfo().GetMemo().GetFields()[workflows.MemoJob]
+	if !ok {
+		return st, fmt.Errorf("job %s has not published its state yet", id)
+	}
+	if err := json.Unmarshal(p.GetData(), &st); err != nil {
+		return st, fmt.Errorf("job %s: %w", id, err)
+	}
+	return st, nil
+}
+
+// printJob prints a job's state and the outcome table.
+func printJob(st workflows.JobStatus) {
+	fmt.Printf("job %s: %s", st.ID, st.State)
+	if st.HaltReason != "" {
+		fmt.Printf(" (%s)", st.HaltReason)
+	}
+	fmt.Printf(", by %s: %s, started %s\n", orDash(st.By), orDash(st.Reason), st.StartedAt)
+	for _, f := range st.Recent {
+		if f.What == workflows.JobOutcomeDeadLettered {
+			fmt.Printf("dead-lettered again  %s: %s\n", f.WorkflowID, f.Reason)
+		} else {
+			fmt.Printf("%-20s %s: %s\n", f.What, f.WorkflowID, f.Reason)
+		}
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(w, "completed\tdead-lettered again\tstill updating\tabandoned\tskipped\tnot yet signalled\t")
+	fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%d\t%d\t\n", st.Completed, st.DeadLettered, st.Updating, st.Abandoned, st.Skipped, st.Pending)
+	w.Flush()
+}
+
+func readIDs(path string) ([]string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var ids []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		// The lines around the IDs that --dry-run prints are not IDs.
+		if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, "would signal") || strings.HasPrefix(line, "skipped ") ||
+			strings.Contains(line, ": signalled ") {
+			continue
+		}
+		ids = append(ids, line)
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if len(ids) == 0 {
+		return nil, fmt.Errorf("%s holds no workflow IDs", path)
+	}
+	return ids, nil
+}
+
+// runJobs is `starter jobs`, `jobs show ID [--json]`, `jobs cancel ID`, `jobs resume ID`.
+func runJobs(args []string) int {
+	sub := "list"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		sub, args = args[0], args[1:]
+	}
+	id := ""
+	if sub != "list" {
+		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
+			fmt.Fprintf(os.Stderr, "Usage: go run ./starter jobs [show|cancel|resume] JOB-ID\n")
+			return 2
+		}
+		id, args = args[0], args[1:]
+	}
+	fs := newFlagSet("jobs", `Lists the retry jobs (retry/abandon with --all, --query, --group or --ids-file), or shows,
+cancels or resumes one: jobs show JOB-ID [--json], jobs cancel JOB-ID, jobs resume JOB-ID (a halted job goes on).`)
+	tc := temporalclient.Flags(fs)
+	asJSON := fs.Bool("json", false, "show: print JSON")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	c, ok := dialTemporal(ctx, tc)
+	if !ok {
+		return 1
+	}
+	defer c.Close()
+	switch sub {
+	case "list":
+		return listJobs(ctx, c)
+	case "cancel", "resume":
+		name := workflows.SignalJobCancel
+		if sub == "resume" {
+			name = workflows.SignalJobResume
+		}
+		if err := c.SignalWorkflow(ctx, id, "", name, nil); err != nil {
+			fmt.Fprintf(os.Stderr, "%s job %s: %v\n", sub, id, err)
+			return 1
+		}
+		fmt.Printf("%s sent to job %s\n", sub, id)
+		return 0
+	case "show":
+		st, err := jobStatus(ctx, c, id)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if *asJSON {
+			b, _ := json.Marshal(map[string]any{"id": st.ID, "state": st.State, "total": st.Total, "signalled": st.Signalled,
+				"completed": st.Completed, "deadLettered": st.DeadLettered, "abandoned": st.Abandoned, "skipped": st.Skipped,
+				"pending": st.Pending + st.Updating, "haltReason": st.HaltReason, "by": st.By, "reason": st.Reason, "startedAt": st.StartedAt})
+			fmt.Println(string(b))
+			return 0
+		}
+		printJob(st)
+		return 0
+	}
+	fmt.Fprintf(os.Stderr, "unknown jobs command %q: show, cancel or resume\n", sub)
+	return 2
+}
+
+func listJobs(ctx context.Context, c sdkclient.Client) int {
+	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+		Query: fmt.Sprintf("WorkflowType=%q", workflows.RetryJobWorkflowType), PageSize: 100})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "JOB\tSTATE\tTOTAL\tSIGNALLED\tCOMPLETED\tDEAD-LETTERED AGAIN\tSKIPPED\tSTARTED\tBY")
+	for _, e := range resp.GetExecutions() {
+		var st workflows.JobStatus
+		if p, ok := e.GetMemo().GetFields()[workflows.MemoJob]; ok {
+			_ = json.Unmarshal(p.GetData(), &st)
+		}
+		if st.ID == "" {
+			st.ID = e.GetExecution().GetWorkflowId()
+		}
+		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", st.ID, orDash(st.State), st.Total, st.Signalled, st.Completed,
+			st.DeadLettered, st.Skipped, orDash(st.StartedAt), orDash(st.By))
+	}
+	w.Flush()
+	return 0
+}
+
+// runHistory is `starter history --workflow-id ID [--json]`: a record's timeline.
+func runHistory(args []string) int {
+	fs := newFlagSet("history", `Prints a record's timeline from its Temporal history: the message, each attempt to write it and
+its error, each dead-lettering with its group and reason, each operator action (signal, who, why, job,
+correction), and the state now.`)
+	tc := temporalclient.Flags(fs)
+	id := fs.String("workflow-id", "", "the record's workflow ID")
+	asJSON := fs.Bool("json", false, "print JSON")
+	if code, ok := parse(fs, args); !ok {
+		return code
+	}
+	if *id == "" {
+		fmt.Fprintln(os.Stderr, "--workflow-id is required")
+		return 2
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	c, ok := dialTemporal(ctx, tc)
+	if !ok {
+		return 1
+	}
+	defer c.Close()
+	tl, err := ops.History(ctx, c, *id)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	if *asJSON {
+		fmt.Println(tl.JSON())
+		return 0
+	}
+	fmt.Println(*id)
+	for _, e := range tl.Entries {
+		line := fmt.Sprintf("%s  %-13s %s", e.Time.Format(time.RFC3339), e.What, e.Detail)
+		if e.Group != "" {
+			line += " [" + e.Group + "]"
+		}
+		if e.Reason != "" {
+			line += " — " + e.Reason
+		}
+		if e.By != "" {
+			line += " (by " + e.By + ")"
+		}
+		if e.Job != "" {
+			line += " (job " + e.Job + ")"
+		}
+		fmt.Println(line)
+	}
+	n := tl.Now
+	fmt.Printf("now: %s, %d attempt(s), %d retry(ies), last error %q\n", orDash(n.State), n.Attempts, n.Retries, n.LastError)
+	return 0
+}
