@@ -36,6 +36,10 @@ func runProtect(args []string) int {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	var rows []string
+	keep := previousRows(*out) // rows of the runs skipped this time (n = 0) stay as they were
+	if *capN <= 0 {
+		rows = append(rows, keep["| one cap"]...)
+	}
 	if *capN > 0 {
 		peak, took, err := protectCap(ctx, root, *capN, *capRate, logf)
 		if err != nil {
@@ -44,6 +48,9 @@ func runProtect(args []string) int {
 		}
 		rows = append(rows, fmt.Sprintf("| one cap | 2 worker processes, TCS_RATE=%g, %d records released at once | peak %.1f requests/s over any 10 s window (goal ≤ %.0f); all written in %.0f s |",
 			*capRate, *capN, peak, *capRate*1.1, took.Seconds()))
+	}
+	if *stormN <= 0 {
+		rows = append(rows, keep["| outage mode"]...)
 	}
 	if *stormN > 0 {
 		for _, f := range []sim.Faults{{ErrorRate: 1, ErrorStatus: 503}, {Outage: true}} {
@@ -54,6 +61,9 @@ func runProtect(args []string) int {
 			}
 			rows = append(rows, r)
 		}
+	}
+	if *lateN <= 0 {
+		rows = append(rows, keep["| exactly once"]...)
 	}
 	if *lateN > 0 {
 		r, err := protectLate(ctx, root, *lateN, logf)
@@ -268,4 +278,27 @@ func protectLate(ctx context.Context, root string, n int, logf func(string, ...a
 			n, label, stats.Duplicates, float64(total)/float64(n)))
 	}
 	return rows, nil
+}
+
+// previousRows reads the rows of the protect section already in the report, by their first cell.
+func previousRows(path string) map[string][]string {
+	out := map[string][]string{}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return out
+	}
+	text := string(b)
+	start := strings.Index(text, "<!-- protect:start -->")
+	end := strings.Index(text, "<!-- protect:end -->")
+	if start < 0 || end < start {
+		return out
+	}
+	for _, line := range strings.Split(text[start:end], "\n") {
+		for _, k := range []string{"| one cap", "| outage mode", "| exactly once"} {
+			if strings.HasPrefix(line, k) {
+				out[k] = append(out[k], line)
+			}
+		}
+	}
+	return out
 }

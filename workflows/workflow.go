@@ -406,7 +406,8 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 		start, seen := workflow.Now(ctx), r.wakes
 		var res activities.UpdateResult
 		err := workflow.ExecuteActivity(actx, r.rec.updateActivity(), r.rec.input()).Get(ctx, &res)
-		r.budgetLeft -= workflow.Now(ctx).Sub(start)
+		elapsed := workflow.Now(ctx).Sub(start)
+		r.budgetLeft -= elapsed
 		if err == nil {
 			r.status.Attempts += int(max(res.Attempt, 1))
 			return "", "", nil
@@ -422,6 +423,11 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 			// cap's queue is long. A refusal takes no time, and the wait below is outside the
 			// budget's clock; a worker wakes us when TCS takes requests again.
 			r.status.Attempts-- // the refused call was not an attempt
+			if f.attempts == 1 {
+				// Nothing was sent in this call: its time (mostly waiting for a worker to take it,
+				// behind everyone else's held-back records) is not this record's.
+				r.budgetLeft += elapsed
+			}
 			wait := min(backoff(r.settings, outageWaits), outageWaitMax)
 			outageWaits++
 			if err := r.awaitTCS(ctx, wait, seen); err != nil {

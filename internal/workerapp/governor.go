@@ -34,13 +34,16 @@ type Governor struct {
 	divisor atomic.Int64 // what the cap is divided by: the workers, or 2 while starting
 	lastWhy atomic.Value
 	started time.Time
+	// lastSeen is when each worker identity was last seen polling (used by share only).
+	lastSeen map[string]time.Time
 	// poke wakes the reporter, which tells the TCS control this worker's outage mode, in order.
 	poke chan struct{}
 }
 
 // NewGovernor builds the Governor with the whole cap as its share until it has counted the workers.
 func NewGovernor(c *Config, m *telemetry.TCSMetrics, log *slog.Logger) *Governor {
-	g := &Governor{cfg: c, log: log, metrics: m, poke: make(chan struct{}, 1), started: time.Now()}
+	g := &Governor{cfg: c, log: log, metrics: m, poke: make(chan struct{}, 1), started: time.Now(),
+		lastSeen: map[string]time.Time{}}
 	g.workers.Store(1)
 	g.divisor.Store(2)
 	g.cap.Store(c.TCSRate)
@@ -175,6 +178,9 @@ func (g *Governor) wake(ids []string) {
 	}()
 }
 
+// workerMemory is how long a worker counts in the share after it was last seen polling.
+const workerMemory = 5 * time.Minute
+
 // WorkerIdentity is this worker's identity as its pollers show it (Identity, or pid@host).
 func (c *Config) WorkerIdentity() string {
 	if c.Identity != "" {
@@ -220,17 +226,30 @@ func (g *Governor) Run(ctx context.Context, c client.Client) {
 }
 
 func (g *Governor) share(ctx context.Context, c client.Client) {
-	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	resp, err := c.DescribeTaskQueue(dctx, workflows.TaskQueue, enums.TASK_QUEUE_TYPE_ACTIVITY)
-	if err != nil {
-		return // keep the last share
+	// A worker whose task slots are all busy (a backlog waiting for the cap) stops polling for a
+	// while, so a worker counts for workerMemory after it was last seen polling either task queue
+	// type: counting a departed worker a little longer only keeps the total under the cap.
+	now := time.Now()
+	for _, tqType := range []enums.TaskQueueType{enums.TASK_QUEUE_TYPE_WORKFLOW, enums.TASK_QUEUE_TYPE_ACTIVITY} {
+		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		resp, err := c.DescribeTaskQueue(dctx, workflows.TaskQueue, tqType)
+		cancel()
+		if err != nil {
+			return // keep the last share
+		}
+		for _, p := range resp.GetPollers() {
+			if at := p.GetLastAccessTime().AsTime(); at.After(g.lastSeen[p.GetIdentity()]) {
+				g.lastSeen[p.GetIdentity()] = at
+			}
+		}
 	}
-	// This worker counts even before its own first poll shows.
-	seen := map[string]bool{g.cfg.WorkerIdentity(): true}
-	for _, p := range resp.GetPollers() {
-		if time.Since(p.GetLastAccessTime().AsTime()) < time.Minute {
-			seen[p.GetIdentity()] = true
+	g.lastSeen[g.cfg.WorkerIdentity()] = now // this worker counts even before its own first poll shows
+	seen := map[string]bool{}
+	for id, at := range g.lastSeen {
+		if now.Sub(at) < workerMemory {
+			seen[id] = true
+		} else {
+			delete(g.lastSeen, id)
 		}
 	}
 	n := int64(len(seen))

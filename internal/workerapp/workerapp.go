@@ -14,8 +14,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/tis-writeback/writeback/activities"
-	"github.com/tis-writeback/writeback/activities/jobs"
 	"github.com/tis-writeback/writeback/internal/config"
+	"github.com/tis-writeback/writeback/internal/operate"
 	"github.com/tis-writeback/writeback/internal/telemetry"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
 	"github.com/tis-writeback/writeback/messages"
@@ -161,6 +161,6 @@ func NewWorker(cl client.Client, c *Config, acts *activities.Activities) worker.
 	}
 	w := worker.New(cl, workflows.TaskQueue, opts)
 	workflows.Register(w, acts)
-	workflows.RegisterJobs(w, &jobs.Jobs{Temporal: cl})
+	workflows.RegisterJobs(w, &operate.Jobs{Temporal: cl})
 	return w
 }

@@ -12,9 +12,9 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/tis-writeback/writeback/internal/operate"
 	"github.com/tis-writeback/writeback/messages"
 	"github.com/tis-writeback/writeback/workflows"
 )
@@ -164,25 +164,11 @@ func (s TemporalStarter) offerCorrection(ctx context.Context, rec Record) error 
 	if rec.Body == nil || rec.Carry != nil {
 		return nil
 	}
-	desc, err := s.Client.DescribeWorkflowExecution(ctx, rec.WorkflowID, "")
+	parked, err := operate.Parked(ctx, s.Client, rec.WorkflowID)
+	if err != nil || !parked {
+		return err // not parked (running, closed: see the README), or Temporal did not answer
+	}
 	var notFound *serviceerror.NotFound
-	if errors.As(err, &notFound) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	info := desc.GetWorkflowExecutionInfo()
-	if info.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
-		return nil // closed: TCS holds the record (or an operator abandoned it); see the README
-	}
-	var state string
-	if f := info.GetSearchAttributes().GetIndexedFields()[workflows.StateKey.GetName()]; f != nil {
-		_ = converter.GetDefaultDataConverter().FromPayload(f, &state)
-	}
-	if state != workflows.StateDeadLettered {
-		return nil
-	}
 	err = s.Client.SignalWorkflow(ctx, rec.WorkflowID, "", workflows.SignalRetry, workflows.SignalPayload{
 		Reason: "a message of this record arrived on the queue", By: "starter", Record: json.RawMessage(rec.Body)})
 	if errors.As(err, &notFound) {

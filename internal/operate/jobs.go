@@ -1,5 +1,4 @@
-// Package jobs holds the activities of a retry job: they signal the records' workflows and watch them.
-package jobs
+package operate
 
 import (
 	"context"
@@ -11,7 +10,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/time/rate"
 
-	"github.com/tis-writeback/writeback/internal/operate"
 	"github.com/tis-writeback/writeback/workflows"
 )
 
@@ -60,14 +58,14 @@ func (j *Jobs) SignalBatch(ctx context.Context, req workflows.BatchRequest) (wor
 }
 
 func (j *Jobs) signalOne(ctx context.Context, req workflows.BatchRequest, id string) (skip, before string, err error) {
-	parked, err := operate.Parked(ctx, j.Temporal, id)
+	parked, err := Parked(ctx, j.Temporal, id)
 	if err != nil {
 		return "", "", err
 	}
 	if !parked {
 		return "closed or no longer DeadLettered", "", nil
 	}
-	st, err := operate.QueryState(ctx, j.Temporal, id)
+	st, err := QueryState(ctx, j.Temporal, id)
 	if err != nil {
 		return "", "", err
 	}
@@ -84,7 +82,7 @@ func (j *Jobs) signalOne(ctx context.Context, req workflows.BatchRequest, id str
 
 // AwaitOutcomes watches signalled records until they settle or the wait passes.
 func (j *Jobs) AwaitOutcomes(ctx context.Context, req workflows.AwaitRequest) ([]workflows.JobOutcome, error) {
-	outs := operate.Await(ctx, j.Temporal, req.IDs, req.Before, req.Wait, func() { activity.RecordHeartbeat(ctx) })
+	outs := Await(ctx, j.Temporal, req.IDs, req.Before, req.Wait, func() { activity.RecordHeartbeat(ctx) })
 	res := make([]workflows.JobOutcome, len(outs))
 	for i, o := range outs {
 		res[i] = workflows.JobOutcome{WorkflowID: o.WorkflowID, Result: o.Result, Reason: o.Reason}
