@@ -74,7 +74,12 @@ func TestLostAnswersUntilTheBudgetRanOutCompleteInstead(t *testing.T) {
 	p := placement(77, "LOSTALL.DAT")
 	runScan := s.start(t, workflows.ScanWorkflowType, sc.WorkflowID(), sc)
 	runPlacement := s.start(t, workflows.PlacementWorkflowType, p.WorkflowID(), p)
-	time.Sleep(5 * time.Second) // past the budget: the look before dead-lettering waits for an answer
+	// Past the budget both workflows look in TCS before dead-lettering; their first looks get no
+	// answer either. Then TCS answers again.
+	for _, act := range []string{"CheckScanWritten", "CheckPlacementWritten"} {
+		require.Eventually(t, func() bool { return len(s.worker.Logs.Lines(`"ActivityType":"`+act+`"`)) > 0 },
+			30*time.Second, 20*time.Millisecond, "the budget ran out and the look began")
+	}
 	s.sim.Store.SetFaults(sim.Faults{})
 	require.Equal(t, workflows.StateCompleted, result(t, runScan, time.Minute).State)
 	got, ok := s.sim.Store.ScanRecord(sc.ScanID)

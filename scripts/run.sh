@@ -75,9 +75,11 @@ cat <<BANNER
   Logs             .data/logs/   (CRITICAL lines: grep CRITICAL .data/logs/worker.log)
 
   The demo's dead letters are records TCS does not know. To see them through:
-    go run ./starter retry --all --dry-run                            # which are dead letters
-    curl -X POST 127.0.0.1:8082/admin/known -d '{"all":true}'         # "fix" TCS: every record known
-    go run ./starter retry --all --reason "records created" --by you  # they turn Completed
+    go run ./starter deadletters                                       # grouped by cause, with the commands
+    curl -X POST 127.0.0.1:8082/admin/known -d '{"all":true}'          # "fix" TCS: every record known
+    go run ./starter retry --group tcs-404 --reason "records created" --by you   # a job: canary first
+    go run ./starter history --workflow-id placement-esr/…             # one record's story
+    go run ./starter tcs status                                        # TCS mode and cap for every worker
   Start one by hand:    bin/temporal workflow start --type RecordPlacementExport --task-queue writeback \\
                           --workflow-id placement-esr/101/A.DAT \\
                           --input '{"placementId":101,"positionNumber":1,"positionId":2,"filename":"A.DAT","exportedAt":"2021-07-28T13:10:00Z"}'
