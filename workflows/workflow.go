@@ -423,11 +423,11 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 			// cap's queue is long. A refusal takes no time, and the wait below is outside the
 			// budget's clock; a worker wakes us when TCS takes requests again.
 			r.status.Attempts-- // the refused call was not an attempt
-			if f.attempts == 1 {
-				// Nothing was sent in this call: its time (mostly waiting for a worker to take it,
-				// behind everyone else's held-back records) is not this record's.
-				r.budgetLeft += elapsed
-			}
+			// The call ended refused: TCS fails for everyone (or is held). Its time — waiting for a
+			// worker behind everyone's held-back records, and any attempt that went out as a probe —
+			// is the outage's, not this record's. (A record with failures of its own never meets
+			// outage mode: the others' answers keep it out.)
+			r.budgetLeft += elapsed
 			wait := min(backoff(r.settings, outageWaits), outageWaitMax)
 			outageWaits++
 			if err := r.awaitTCS(ctx, wait, seen); err != nil {
