@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/mock"
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/tis-writeback/writeback/activities"
@@ -102,4 +103,29 @@ func (s *WorkflowSuite) TestLookBeforeDeadLetteringGivesUp() {
 	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
 	s.Len(*marks, 1)
 	s.Equal([]string{"budget-spent"}, s.saAll["WritebackFailure"])
+}
+
+// A call that waited for a worker past the budget left (a backlog behind the cap) never reached
+// TCS: it is not the record's failure and does not dead-letter it.
+func (s *WorkflowSuite) TestQueuedPastTheBudgetIsNotAFailure() {
+	s.env = s.NewTestWorkflowEnvironment()
+	settings := activities.DefaultRetrySettings()
+	settings.Budget = time.Minute
+	workflows.Register(s.env, &activities.Activities{Settings: settings})
+	s.watchSearchAttributes()
+	s.firsts(s.env, activities.FirstPlacementAttemptName, settings, fastTransient)
+	calls := 0
+	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).Return(
+		func(ctx context.Context, m messages.PlacementExported) (activities.UpdateResult, error) {
+			calls++
+			if calls <= 3 {
+				return activities.UpdateResult{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE, nil)
+			}
+			return activities.UpdateResult{Attempt: 1}, nil
+		})
+	s.env.OnActivity(activities.MarkPlacementFailedName, mock.Anything, mock.Anything).Return(activities.MarkResult{}, nil).Never()
+	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
+	st := s.result()
+	s.Equal(workflows.StateCompleted, st.State)
+	s.Equal(4, calls)
 }

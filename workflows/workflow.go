@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
@@ -413,6 +414,9 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 			return "", "", nil
 		}
 		f := describe(err)
+		if f.queued && workflow.GetVersion(ctx, "queued-is-not-an-attempt", workflow.DefaultVersion, 1) >= 1 {
+			f.errType = activities.ErrOutage // waited behind a backlog: like a refusal, not the record's time
+		}
 		r.status.Attempts += f.attempts
 		r.status.LastError = f.message
 		switch f.errType {
@@ -557,6 +561,7 @@ type failure struct {
 	message  string
 	attempts int
 	status   int
+	queued   bool // the call never got an answer or a failure from TCS: it waited for a worker
 }
 
 // describe reads a failed TCS-update activity: its class, the last error in words, and how many
@@ -578,6 +583,12 @@ func describe(err error) failure {
 	var timeoutErr *temporal.TimeoutError
 	if errors.As(err, &timeoutErr) && appErr == nil {
 		f.message = "TCS did not answer in time (" + timeoutErr.TimeoutType().String() + ")"
+		if t := timeoutErr.TimeoutType(); t == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE || t == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START {
+			// No attempt ended before the budget did: the call waited for a worker (a backlog
+			// behind the cap, after an outage), it did not fail against TCS.
+			f.queued = true
+			f.message = "waited for a worker longer than the retry budget left (" + t.String() + "): not sent"
+		}
 	}
 	return f
 }
