@@ -4,9 +4,11 @@ import (
 	"context"
 	"flag"
 	"fmt"
-	"go.temporal.io/sdk/client"
 	"os"
+	"os/signal"
 	"time"
+
+	"go.temporal.io/sdk/client"
 
 	"github.com/tis-writeback/writeback/internal/config"
 	"github.com/tis-writeback/writeback/internal/logging"
@@ -102,4 +104,17 @@ func dialTemporal(ctx context.Context, tc *temporalclient.Config) (client.Client
 		return nil, false
 	}
 	return c, true
+}
+
+// withTemporal runs f with a context that ends on Ctrl-C and a Temporal client (exit 1 when
+// Temporal cannot be reached).
+func withTemporal(tc *temporalclient.Config, f func(ctx context.Context, c client.Client) int) int {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	defer stop()
+	c, ok := dialTemporal(ctx, tc)
+	if !ok {
+		return 1
+	}
+	defer c.Close()
+	return f(ctx, c)
 }

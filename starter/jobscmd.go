@@ -8,7 +8,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
-	"os/signal"
 	"strings"
 	"text/tabwriter"
 	"time"
@@ -165,45 +164,40 @@ cancels or resumes one: jobs show JOB-ID [--json], jobs cancel JOB-ID, jobs resu
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	c, ok := dialTemporal(ctx, tc)
-	if !ok {
-		return 1
-	}
-	defer c.Close()
-	switch sub {
-	case "list":
-		return listJobs(ctx, c)
-	case "cancel", "resume":
-		name := workflows.SignalJobCancel
-		if sub == "resume" {
-			name = workflows.SignalJobResume
-		}
-		if err := c.SignalWorkflow(ctx, id, "", name, nil); err != nil {
-			fmt.Fprintf(os.Stderr, "%s job %s: %v\n", sub, id, err)
-			return 1
-		}
-		fmt.Printf("%s sent to job %s\n", sub, id)
-		return 0
-	case "show":
-		st, err := jobStatus(ctx, c, id)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		if *asJSON {
-			b, _ := json.Marshal(map[string]any{"id": st.ID, "state": st.State, "total": st.Total, "signalled": st.Signalled,
-				"completed": st.Completed, "deadLettered": st.DeadLettered, "abandoned": st.Abandoned, "skipped": st.Skipped,
-				"pending": st.Pending + st.Updating, "haltReason": st.HaltReason, "by": st.By, "reason": st.Reason, "startedAt": st.StartedAt})
-			fmt.Println(string(b))
+	return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
+		switch sub {
+		case "list":
+			return listJobs(ctx, c)
+		case "cancel", "resume":
+			name := workflows.SignalJobCancel
+			if sub == "resume" {
+				name = workflows.SignalJobResume
+			}
+			if err := c.SignalWorkflow(ctx, id, "", name, nil); err != nil {
+				fmt.Fprintf(os.Stderr, "%s job %s: %v\n", sub, id, err)
+				return 1
+			}
+			fmt.Printf("%s sent to job %s\n", sub, id)
+			return 0
+		case "show":
+			st, err := jobStatus(ctx, c, id)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, err)
+				return 1
+			}
+			if *asJSON {
+				b, _ := json.Marshal(map[string]any{"id": st.ID, "state": st.State, "total": st.Total, "signalled": st.Signalled,
+					"completed": st.Completed, "deadLettered": st.DeadLettered, "abandoned": st.Abandoned, "skipped": st.Skipped,
+					"pending": st.Pending + st.Updating, "haltReason": st.HaltReason, "by": st.By, "reason": st.Reason, "startedAt": st.StartedAt})
+				fmt.Println(string(b))
+				return 0
+			}
+			printJob(st)
 			return 0
 		}
-		printJob(st)
-		return 0
-	}
-	fmt.Fprintf(os.Stderr, "unknown jobs command %q: show, cancel or resume\n", sub)
-	return 2
+		fmt.Fprintf(os.Stderr, "unknown jobs command %q: show, cancel or resume\n", sub)
+		return 2
+	})
 }
 
 func listJobs(ctx context.Context, c sdkclient.Client) int {
@@ -245,40 +239,35 @@ correction), and the state now.`)
 		fmt.Fprintln(os.Stderr, "--workflow-id is required")
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	c, ok := dialTemporal(ctx, tc)
-	if !ok {
-		return 1
-	}
-	defer c.Close()
-	tl, err := ops.History(ctx, c, *id)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if *asJSON {
-		fmt.Println(tl.JSON())
+	return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
+		tl, err := ops.History(ctx, c, *id)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if *asJSON {
+			fmt.Println(tl.JSON())
+			return 0
+		}
+		fmt.Println(*id)
+		for _, e := range tl.Entries {
+			line := fmt.Sprintf("%s  %-13s %s", e.Time.Format(time.RFC3339), e.What, e.Detail)
+			if e.Group != "" {
+				line += " [" + e.Group + "]"
+			}
+			if e.Reason != "" {
+				line += " — " + e.Reason
+			}
+			if e.By != "" {
+				line += " (by " + e.By + ")"
+			}
+			if e.Job != "" {
+				line += " (job " + e.Job + ")"
+			}
+			fmt.Println(line)
+		}
+		n := tl.Now
+		fmt.Printf("now: %s, %d attempt(s), %d retry(ies), last error %q\n", orDash(n.State), n.Attempts, n.Retries, n.LastError)
 		return 0
-	}
-	fmt.Println(*id)
-	for _, e := range tl.Entries {
-		line := fmt.Sprintf("%s  %-13s %s", e.Time.Format(time.RFC3339), e.What, e.Detail)
-		if e.Group != "" {
-			line += " [" + e.Group + "]"
-		}
-		if e.Reason != "" {
-			line += " — " + e.Reason
-		}
-		if e.By != "" {
-			line += " (by " + e.By + ")"
-		}
-		if e.Job != "" {
-			line += " (job " + e.Job + ")"
-		}
-		fmt.Println(line)
-	}
-	n := tl.Now
-	fmt.Printf("now: %s, %d attempt(s), %d retry(ies), last error %q\n", orDash(n.State), n.Attempts, n.Retries, n.LastError)
-	return 0
+	})
 }

@@ -209,37 +209,32 @@ the command that retries the group and its Temporal UI link.`)
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	c, ok := dialTemporal(ctx, tc)
-	if !ok {
-		return 1
-	}
-	defer c.Close()
-	groups, err := ops.DeadLetterGroups(ctx, c)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if len(groups) == 0 {
-		fmt.Println("no dead letters")
+	return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
+		groups, err := ops.DeadLetterGroups(ctx, c)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+		if len(groups) == 0 {
+			fmt.Println("no dead letters")
+			return 0
+		}
+		w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+		fmt.Fprintln(w, "KIND\tGROUP\tCOUNT\tOLDEST\tNEWEST\tEXAMPLE")
+		total := 0
+		for _, g := range groups {
+			total += g.Count
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", g.Kind, g.Name, g.Count, g.Oldest.UTC().Format(time.RFC3339),
+				g.Newest.UTC().Format(time.RFC3339), g.Example)
+		}
+		w.Flush()
+		fmt.Println()
+		for _, g := range groups {
+			fmt.Printf("%s %s (%d):\n  retry: %s\n  UI:    %s\n", g.Kind, g.Name, g.Count, g.RetryCommand(), g.UILink(uiURL, tc.Namespace))
+		}
+		fmt.Printf("\n%d dead letter(s) in %d group(s)\n", total, len(groups))
 		return 0
-	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "KIND\tGROUP\tCOUNT\tOLDEST\tNEWEST\tEXAMPLE")
-	total := 0
-	for _, g := range groups {
-		total += g.Count
-		fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", g.Kind, g.Name, g.Count, g.Oldest.UTC().Format(time.RFC3339),
-			g.Newest.UTC().Format(time.RFC3339), g.Example)
-	}
-	w.Flush()
-	fmt.Println()
-	for _, g := range groups {
-		fmt.Printf("%s %s (%d):\n  retry: %s\n  UI:    %s\n", g.Kind, g.Name, g.Count, g.RetryCommand(), g.UILink(uiURL, tc.Namespace))
-	}
-	fmt.Printf("\n%d dead letter(s) in %d group(s)\n", total, len(groups))
-	return 0
+	})
 }
 
 func currentUser() string {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"os/signal"
 	"strconv"
 	"time"
 
@@ -82,46 +81,41 @@ func runTCS(args []string) int {
 		fmt.Fprintf(os.Stderr, "unknown tcs command %q\n\n%s", sub, usage)
 		return 2
 	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	c, ok := dialTemporal(ctx, tc)
-	if !ok {
-		return 1
-	}
-	defer c.Close()
-	if cmd != nil {
-		_, err := c.SignalWithStartWorkflow(ctx, workflows.TCSControlWorkflowID, workflows.SignalTCSCommand, *cmd,
-			sdkclient.StartWorkflowOptions{ID: workflows.TCSControlWorkflowID, TaskQueue: workflows.TaskQueue,
-				StaticSummary: "TCS control: hold, rate cap, outage reports"},
-			workflows.TCSControlWorkflowType, nil)
+	return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
+		if cmd != nil {
+			_, err := c.SignalWithStartWorkflow(ctx, workflows.TCSControlWorkflowID, workflows.SignalTCSCommand, *cmd,
+				sdkclient.StartWorkflowOptions{ID: workflows.TCSControlWorkflowID, TaskQueue: workflows.TaskQueue,
+					StaticSummary: "TCS control: hold, rate cap, outage reports"},
+				workflows.TCSControlWorkflowType, nil)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "cannot reach the TCS control:", err)
+				return 1
+			}
+		}
+		st, err := tcsStatus(ctx, c, cmd)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, "cannot reach the TCS control:", err)
+			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-	}
-	st, err := tcsStatus(ctx, c, cmd)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if st.Rate == 0 {
-		st.Rate, st.RateSource = workerRate, "TCS_RATE"
-	}
-	if *asJSON {
-		out := map[string]any{"mode": st.Mode, "since": st.Since, "reason": st.Reason, "by": st.By, "rate": st.Rate, "rateSource": st.RateSource}
-		b, _ := json.Marshal(out)
-		fmt.Println(string(b))
+		if st.Rate == 0 {
+			st.Rate, st.RateSource = workerRate, "TCS_RATE"
+		}
+		if *asJSON {
+			out := map[string]any{"mode": st.Mode, "since": st.Since, "reason": st.Reason, "by": st.By, "rate": st.Rate, "rateSource": st.RateSource}
+			b, _ := json.Marshal(out)
+			fmt.Println(string(b))
+			return 0
+		}
+		fmt.Printf("mode   %s since %s", st.Mode, orDash(st.Since))
+		if st.Reason != "" || st.By != "" {
+			fmt.Printf(" (by %s: %s)", orDash(st.By), orDash(st.Reason))
+		}
+		fmt.Printf("\nrate   %g requests/s for all workers (%s)\n", st.Rate, st.RateSource)
+		if cmd != nil {
+			fmt.Println("workers apply it within 10 s")
+		}
 		return 0
-	}
-	fmt.Printf("mode   %s since %s", st.Mode, orDash(st.Since))
-	if st.Reason != "" || st.By != "" {
-		fmt.Printf(" (by %s: %s)", orDash(st.By), orDash(st.Reason))
-	}
-	fmt.Printf("\nrate   %g requests/s for all workers (%s)\n", st.Rate, st.RateSource)
-	if cmd != nil {
-		fmt.Println("workers apply it within 10 s")
-	}
-	return 0
+	})
 }
 
 // tcsStatus reads the TCS control; after a command it waits until the control shows it.
