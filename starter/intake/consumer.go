@@ -203,13 +203,17 @@ func (c *Consumer) consumeOnce(ctx context.Context, conn *amqp.Connection, src b
 			return fmt.Errorf("consumer of %s cancelled by the broker", src.Queue)
 		case d, ok := <-deliveries:
 			if !ok {
-				deliveries = nil // closed or cancelled: one of the notifications above follows
+				// The library closes the deliveries only when the channel closes or the broker
+				// cancels the consumer; the notification may come later, or not reach us at all.
 				if ch.IsClosed() {
 					stopInc()
 					handlers.Wait()
 					return errors.New("channel closed")
 				}
-				continue
+				c.setConsuming(src.Queue, false)
+				c.Log.Warn("the broker cancelled the consumer; consuming again once deliveries in flight settled", "queue", src.Queue)
+				c.drainOrDie(ctx, &handlers, stopInc, closed)
+				return fmt.Errorf("consumer of %s cancelled by the broker", src.Queue)
 			}
 			handlers.Add(1)
 			c.Metrics.InFlight.Inc()
