@@ -27,9 +27,13 @@ func setConsumerTimeout(t *testing.T, ms int) {
 	}
 	out, err := exec.Command(rabbitmqctl, "eval", "application:get_env(rabbit, consumer_timeout).").CombinedOutput()
 	require.NoError(t, err, string(out))
+	// Back to RabbitMQ's default, or the value found if it is larger (an interrupted run may have
+	// left a low one behind: never restore that).
 	restore := "1800000"
 	if s := strings.TrimSpace(string(out)); strings.HasPrefix(s, "{ok,") {
-		restore = strings.TrimSuffix(strings.TrimPrefix(s, "{ok,"), "}")
+		if v := strings.TrimSuffix(strings.TrimPrefix(s, "{ok,"), "}"); len(v) > len(restore) || (len(v) == len(restore) && v > restore) {
+			restore = v
+		}
 	}
 	set := func(v string) {
 		out, err := exec.Command(rabbitmqctl, "eval", fmt.Sprintf("application:set_env(rabbit, consumer_timeout, %s).", v)).CombinedOutput()
