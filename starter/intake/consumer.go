@@ -195,12 +195,7 @@ func (c *Consumer) consumeOnce(ctx context.Context, conn *amqp.Connection, src b
 			handlers.Wait()
 			return fmt.Errorf("channel closed by the broker: %v", e)
 		case <-cancelled:
-			// The broker cancelled the consumer (queue deleted). Deliveries in flight settle on this
-			// channel first, so a new consumer never takes the total above the prefetch.
-			c.setConsuming(src.Queue, false)
-			c.Log.Warn("the broker cancelled the consumer; consuming again once deliveries in flight settled", "queue", src.Queue)
-			c.drainOrDie(ctx, &handlers, stopInc, closed)
-			return fmt.Errorf("consumer of %s cancelled by the broker", src.Queue)
+			return c.cancelledByBroker(ctx, src, &handlers, stopInc, closed)
 		case d, ok := <-deliveries:
 			if !ok {
 				// The library closes the deliveries only when the channel closes or the broker
@@ -210,10 +205,7 @@ func (c *Consumer) consumeOnce(ctx context.Context, conn *amqp.Connection, src b
 					handlers.Wait()
 					return errors.New("channel closed")
 				}
-				c.setConsuming(src.Queue, false)
-				c.Log.Warn("the broker cancelled the consumer; consuming again once deliveries in flight settled", "queue", src.Queue)
-				c.drainOrDie(ctx, &handlers, stopInc, closed)
-				return fmt.Errorf("consumer of %s cancelled by the broker", src.Queue)
+				return c.cancelledByBroker(ctx, src, &handlers, stopInc, closed)
 			}
 			handlers.Add(1)
 			c.Metrics.InFlight.Inc()
@@ -224,6 +216,17 @@ func (c *Consumer) consumeOnce(ctx context.Context, conn *amqp.Connection, src b
 			}()
 		}
 	}
+}
+
+// cancelledByBroker ends an incarnation whose consumer the broker cancelled (queue deleted).
+// Deliveries in flight settle on this channel first, so a new consumer never takes the total above
+// the prefetch.
+func (c *Consumer) cancelledByBroker(ctx context.Context, src broker.Source, handlers *sync.WaitGroup, stop context.CancelFunc,
+	closed <-chan *amqp.Error) error {
+	c.setConsuming(src.Queue, false)
+	c.Log.Warn("the broker cancelled the consumer; consuming again once deliveries in flight settled", "queue", src.Queue)
+	c.drainOrDie(ctx, handlers, stop, closed)
+	return fmt.Errorf("consumer of %s cancelled by the broker", src.Queue)
 }
 
 // drain waits up to the drain timeout for handlers, then ends them (their deliveries are

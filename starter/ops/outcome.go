@@ -7,7 +7,6 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/tis-writeback/writeback/internal/operate"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 // Outcomes of a signalled record (see internal/operate).
@@ -29,8 +28,4 @@ func Snapshot(ctx context.Context, c client.Client, ids []string) map[string]str
 // Await polls the signalled workflows until each has settled or wait has passed.
 func Await(ctx context.Context, c client.Client, ids []string, before map[string]string, wait time.Duration) []Outcome {
 	return operate.Await(ctx, c, ids, before, wait, nil)
-}
-
-func queryState(ctx context.Context, c client.Client, id string) (workflows.Status, error) {
-	return operate.QueryState(ctx, c, id)
 }

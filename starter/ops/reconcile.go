@@ -2,13 +2,11 @@ package ops
 
 import (
 	"context"
-	"errors"
 	"sync"
 
-	"go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
+	"github.com/tis-writeback/writeback/internal/operate"
 	"github.com/tis-writeback/writeback/messages"
 	"github.com/tis-writeback/writeback/starter/intake"
 	"github.com/tis-writeback/writeback/tcs"
@@ -145,16 +143,10 @@ func deadLettered(ctx context.Context, c client.Client, id string) (string, bool
 	if c == nil {
 		return "", false
 	}
-	desc, err := c.DescribeWorkflowExecution(ctx, id, "")
-	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) || err != nil {
+	if parked, err := operate.Parked(ctx, c, id); err != nil || !parked {
 		return "", false
 	}
-	info := desc.GetWorkflowExecutionInfo()
-	if info.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING || stateOf(info.GetSearchAttributes()) != workflows.StateDeadLettered {
-		return "", false
-	}
-	st, err := queryState(ctx, c, id)
+	st, err := operate.QueryState(ctx, c, id)
 	if err != nil {
 		return "(state query failed: " + err.Error() + ")", true
 	}

@@ -203,12 +203,4 @@ func SignalIDs(targets []Target) []string {
 }
 
 // ToSignal counts the targets SignalAll would signal.
-func ToSignal(targets []Target) int {
-	n := 0
-	for _, t := range targets {
-		if t.Running && t.State == workflows.StateDeadLettered {
-			n++
-		}
-	}
-	return n
-}
+func ToSignal(targets []Target) int { return len(SignalIDs(targets)) }
