@@ -54,7 +54,7 @@ func (a *Activities) UpdatePlacement(ctx context.Context, msg messages.Placement
 	if !a.KeyHonoured {
 		p, err := a.TCS.GetPlacement(ctx, msg.PlacementID)
 		if err != nil {
-			return UpdateResult{}, updateError(attempt, err)
+			return UpdateResult{}, updateError(ctx, err)
 		}
 		if exported(p, msg.Filename) {
 			return UpdateResult{Attempt: attempt, AlreadyWritten: true}, nil
@@ -65,15 +65,22 @@ func (a *Activities) UpdatePlacement(ctx context.Context, msg messages.Placement
 		Filename: msg.Filename, ExportedAt: msg.ExportedAt,
 	}, IdempotencyKey(info.WorkflowExecution.RunID, msg))
 	if err != nil {
-		return UpdateResult{}, updateError(attempt, err)
+		return UpdateResult{}, updateError(ctx, err)
 	}
 	return UpdateResult{Attempt: attempt}, nil
 }
 
 // caller names the workflow behind the TCS requests made with ctx: the Governor counts distinct
 // callers to tell an outage from one record's trouble, and wakes refused ones when TCS is back.
+// Recovery traffic (a retried dead letter, a redriven or reconciled record) waits for the cap
+// behind fresh records.
 func caller(ctx context.Context) context.Context {
-	return tcs.WithCaller(ctx, activity.GetInfo(ctx).WorkflowExecution.ID)
+	info := activity.GetInfo(ctx)
+	ctx = tcs.WithCaller(ctx, info.WorkflowExecution.ID)
+	if info.Priority.PriorityKey >= RecoveryPriority {
+		ctx = tcs.AsRecovery(ctx)
+	}
+	return ctx
 }
 
 // IdempotencyKey is the Idempotency-Key of a placement's write: stable across every attempt and
@@ -164,14 +171,15 @@ func (a *Activities) UpdateScan(ctx context.Context, msg messages.ScanCompleted)
 		Status: tcs.ScanCompleted, Result: msg.Result, FileName: msg.FileName, CompletedAt: &completed,
 	})
 	if err != nil {
-		return UpdateResult{}, updateError(attempt, err)
+		return UpdateResult{}, updateError(ctx, err)
 	}
 	return UpdateResult{Attempt: attempt}, nil
 }
 
 // updateError turns a TCS failure into the Temporal error of its class.
-func updateError(attempt int32, err error) error {
-	details := FailureDetails{Attempt: attempt, Status: tcs.StatusOf(err)}
+func updateError(ctx context.Context, err error) error {
+	info := activity.GetInfo(ctx)
+	details := FailureDetails{Attempt: info.Attempt, Status: tcs.StatusOf(err), Took: time.Since(info.StartedTime)}
 	switch tcs.Classify(err) {
 	case tcs.Permanent:
 		return temporal.NewApplicationErrorWithOptions(err.Error(), ErrPermanent,

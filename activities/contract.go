@@ -65,10 +65,18 @@ type UpdateResult struct {
 	AlreadyWritten bool `json:"alreadyWritten"`
 }
 
-// FailureDetails ride on every TCS-update failure, so the workflow can count attempts.
+// RecoveryPriority is the task-queue priority key of recovery traffic (a retried dead letter, a
+// redriven or reconciled record): below the server's default of 3, so fresh records go first,
+// in the task queue and at the TCS rate cap.
+const RecoveryPriority = 4
+
+// FailureDetails ride on every TCS-update failure, so the workflow can count attempts and tell
+// the record's own time (attempts and backoff) from time its retry waited for a worker.
 type FailureDetails struct {
 	Attempt int32 `json:"attempt"`
 	Status  int   `json:"status"`
+	// Took is how long this attempt ran, measured on the worker's clock.
+	Took time.Duration `json:"took,omitempty"`
 }
 
 // DeadLetter describes one dead-lettering for the mark activity and its CRITICAL log line.

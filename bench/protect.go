@@ -28,6 +28,7 @@ func runProtect(args []string) int {
 	capRate := fs.Float64("cap-rate", 10, "TCS_RATE of the cap run")
 	stormN := fs.Int("storm-records", 2000, "records pending during each storm")
 	storm := fs.Duration("storm", 5*time.Minute, "length of each storm (503 to everything, then connections refused)")
+	stormRate := fs.Int("storm-rate", 20, "TCS_RATE of the storm runs (above ~25 the dev server, not the cap, bounds the drain)")
 	lateN := fs.Int("late-records", 1000, "records for the late-commit run")
 	out := fs.String("out", "BENCHMARKS.md", "report file (its protect section is replaced)")
 	_ = fs.Parse(args)
@@ -54,7 +55,7 @@ func runProtect(args []string) int {
 	}
 	if *stormN > 0 {
 		for _, f := range []sim.Faults{{ErrorRate: 1, ErrorStatus: 503}, {Outage: true}} {
-			r, err := protectStorm(ctx, root, *stormN, *storm, f, logf)
+			r, err := protectStorm(ctx, root, *stormN, *stormRate, *storm, f, logf)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "storm run:", err)
 				return 1
@@ -195,9 +196,8 @@ func protectCap(ctx context.Context, root string, n int, rate float64, logf func
 	return peak, took, nil
 }
 
-func protectStorm(ctx context.Context, root string, n int, storm time.Duration, f sim.Faults, logf func(string, ...any)) (string, error) {
-	const rate = 100
-	st, tc, done, err := protectStack(ctx, root, 1, rate, []string{"RETRY_BUDGET=2m"})
+func protectStorm(ctx context.Context, root string, n, rate int, storm time.Duration, f sim.Faults, logf func(string, ...any)) (string, error) {
+	st, tc, done, err := protectStack(ctx, root, 1, float64(rate), []string{"RETRY_BUDGET=2m"})
 	if err != nil {
 		return "", err
 	}
@@ -226,7 +226,7 @@ func protectStorm(ctx context.Context, root string, n int, storm time.Duration, 
 		return "", err
 	}
 	back := time.Now()
-	goal := time.Duration(float64(n)/rate*1.3) * time.Second
+	goal := time.Duration(float64(n)/float64(rate)*1.3) * time.Second
 	// Every record settles: written, or (the promise broken) dead-lettered.
 	deadline := time.Now().Add(10 * time.Minute)
 	for countState(ctx, tc, workflows.StateCompleted)+countState(ctx, tc, workflows.StateDeadLettered) < n {

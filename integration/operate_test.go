@@ -16,6 +16,7 @@ import (
 
 	"github.com/tis-writeback/writeback/internal/testenv"
 	"github.com/tis-writeback/writeback/messages"
+	"github.com/tis-writeback/writeback/starter/intake"
 	"github.com/tis-writeback/writeback/starter/ops"
 	"github.com/tis-writeback/writeback/tcssim/sim"
 	"github.com/tis-writeback/writeback/workflows"
@@ -152,7 +153,7 @@ func TestRedriveCommand(t *testing.T) {
 		"the still-poison one is back in the DLQ")
 	d := b.Drain(t, b.Topology.DLQ)[0]
 	require.Contains(t, d.Headers["x-writeback-error"], "is not a UUID")
-	require.NotNil(t, d.Headers[ops.HeaderRedrivenAt])
+	require.NotNil(t, d.Headers[intake.HeaderRedrivenAt])
 }
 
 func TestReconcileCommand(t *testing.T) {

@@ -343,7 +343,7 @@ where a closed run of the same ID exists (its write did not stick). Placements T
 			return 1
 		}
 		defer c.Close()
-		starter = intake.TemporalStarter{Client: c, AllowRerun: true}
+		starter = intake.TemporalStarter{Client: c, AllowRerun: true, Recovery: true}
 		dl.Client = c
 	} else if c, err := dialQuietly(ctx, tc); err == nil {
 		// A dry run tells dead letters apart too when Temporal is reachable.

@@ -60,7 +60,20 @@ type Governor struct {
 	recent    []outcome
 	lastProbe time.Time
 	refused   map[string]struct{}
+
+	// Requests wait for the cap's next slot in two lanes: fresh records ahead of recovery (retries
+	// of dead letters), so a retry job never starves today's exports. The head of the first
+	// non-empty lane is the one that waits on the limiter.
+	qmu   sync.Mutex
+	lanes [2][]*waiter
 }
+
+type waiter struct{ turn chan struct{} }
+
+const (
+	laneFresh = iota
+	laneRecovery
+)
 
 type outcome struct {
 	at      time.Time
@@ -98,6 +111,21 @@ type callerKey struct{}
 // counts distinct callers, and refused callers are handed to OnRecover.
 func WithCaller(ctx context.Context, caller string) context.Context {
 	return context.WithValue(ctx, callerKey{}, caller)
+}
+
+type recoveryKey struct{}
+
+// AsRecovery marks the requests made with ctx as recovery traffic: they wait for the cap behind
+// every fresh request.
+func AsRecovery(ctx context.Context) context.Context {
+	return context.WithValue(ctx, recoveryKey{}, true)
+}
+
+func laneOf(ctx context.Context) int {
+	if r, _ := ctx.Value(recoveryKey{}).(bool); r {
+		return laneRecovery
+	}
+	return laneFresh
 }
 
 func callerOf(ctx context.Context) string {
@@ -153,13 +181,68 @@ func (g *Governor) acquire(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := g.limiter.Wait(ctx); err != nil {
+	if err := g.waitSlot(ctx); err != nil {
 		// Not sent: the cap's queue is longer than the caller may wait. Not the record's fault.
 		return errRefused{mode: ModeNormal}
 	}
 	// A hold or an outage may have begun while this request waited for its slot.
 	_, err = g.admit(ctx, probe)
 	return err
+}
+
+// waitSlot waits for the cap's next slot in the caller's lane; it fails at once when the queue
+// ahead is longer than the caller may wait.
+func (g *Governor) waitSlot(ctx context.Context) error {
+	lane := laneOf(ctx)
+	w := &waiter{turn: make(chan struct{}, 1)}
+	g.qmu.Lock()
+	ahead := len(g.lanes[laneFresh])
+	if lane == laneRecovery {
+		ahead += len(g.lanes[laneRecovery])
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		if r := float64(g.limiter.Limit()); r > 0 && time.Duration(float64(ahead)/r*float64(time.Second)) > time.Until(dl) {
+			g.qmu.Unlock()
+			return context.DeadlineExceeded
+		}
+	}
+	g.lanes[lane] = append(g.lanes[lane], w)
+	g.nudgeHead()
+	g.qmu.Unlock()
+	defer g.leave(w, lane)
+	select {
+	case <-w.turn:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return g.limiter.Wait(ctx)
+}
+
+// leave takes w out of its lane and gives the next head its turn.
+func (g *Governor) leave(w *waiter, lane int) {
+	g.qmu.Lock()
+	defer g.qmu.Unlock()
+	q := g.lanes[lane]
+	for i := range q {
+		if q[i] == w {
+			g.lanes[lane] = append(q[:i:i], q[i+1:]...)
+			break
+		}
+	}
+	g.nudgeHead()
+}
+
+// nudgeHead tells the head of the first non-empty lane it may wait on the limiter (qmu held).
+func (g *Governor) nudgeHead() {
+	for _, q := range g.lanes {
+		if len(q) > 0 {
+			select {
+			case q[0].turn <- struct{}{}:
+			default:
+			}
+			return
+		}
+	}
 }
 
 // admit checks the mode; during an outage it lets one request per ProbeEvery through as a probe

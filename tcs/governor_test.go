@@ -114,3 +114,37 @@ func TestHoldThatBeginsDuringTheRateWait(t *testing.T) {
 	require.Error(t, err)
 	require.Contains(t, err.Error(), "rate cap")
 }
+
+// Recovery traffic (retries of dead letters) never starves fresh records under the one cap: a
+// fresh request that arrives behind a queue of recovery requests goes next.
+func TestFreshRequestsGoAheadOfRecovery(t *testing.T) {
+	g := NewGovernor(GovernorOptions{Rate: 20})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	require.NoError(t, g.acquire(ctx)) // spend the burst
+	var mu sync.Mutex
+	var order []string
+	var wg sync.WaitGroup
+	for i := 0; i < 20; i++ { // one second of recovery requests queue up
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			if g.acquire(AsRecovery(WithCaller(ctx, fmt.Sprintf("retry-%d", i)))) == nil {
+				mu.Lock()
+				order = append(order, "retry")
+				mu.Unlock()
+			}
+		}(i)
+	}
+	time.Sleep(150 * time.Millisecond)
+	start := time.Now()
+	require.NoError(t, g.acquire(WithCaller(ctx, "fresh")))
+	waited := time.Since(start)
+	mu.Lock()
+	before := len(order)
+	mu.Unlock()
+	wg.Wait()
+	require.LessOrEqual(t, before, 5, "the fresh request went ahead of the queued recovery requests")
+	require.Less(t, waited, 400*time.Millisecond)
+	require.Len(t, order, 20, "recovery requests go too, after it")
+}

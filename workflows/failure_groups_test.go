@@ -121,10 +121,10 @@ func (s *WorkflowSuite) TestRetryWithACorrectedRecord() {
 	partial := placement
 	partial.PositionID = 0
 	var written []messages.PlacementExported
-	s.env.OnActivity(activities.FirstPlacementAttemptName, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, m messages.PlacementExported) (activities.FirstAttempt, error) {
+	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, m messages.PlacementExported) (activities.UpdateResult, error) {
 			written = append(written, m)
-			return activities.FirstAttempt{Settings: s.settings, Result: activities.UpdateResult{Attempt: 1}}, nil
+			return activities.UpdateResult{Attempt: 1}, nil
 		})
 	s.marksOf(activities.MarkPlacementFailedName)
 	good, _ := json.Marshal(placement)
@@ -165,7 +165,8 @@ func (s *WorkflowSuite) TestRetryWithTheSameRecordIsIgnored() {
 }
 
 func (s *WorkflowSuite) TestScanRetryWithACorrectedResult() {
-	s.firsts(s.env, activities.FirstScanAttemptName, s.settings, fast404, fastOK)
+	s.firsts(s.env, activities.FirstScanAttemptName, s.settings, fast404)
+	s.recoveryWrites(activities.UpdateScanName, activities.UpdateResult{Attempt: 1})
 	s.marksOf(activities.MarkScanErroredName)
 	fixed := scan
 	fixed.Result = "CLEAN"

@@ -28,6 +28,8 @@ type Carry struct {
 	// Poison is why the message is invalid; PoisonGroup its failure group (poison-<field>).
 	Poison      string `json:"poison,omitempty"`
 	PoisonGroup string `json:"poisonGroup,omitempty"`
+	// Recovery is true while a retried (or redriven, reconciled) record is being written.
+	Recovery bool `json:"recovery,omitempty"`
 }
 
 // RecordPlacementExport writes one exported placement's EXPORTED event to TCS.
@@ -149,7 +151,14 @@ type recorder struct {
 	// fresh is true when an Updating phase begins (start, retry signal): its first attempt takes
 	// the local-activity fast path, which also captures the settings.
 	fresh bool
+	// recovery is true in a phase that recovers a record (a retry of a dead letter, a redriven or
+	// reconciled message): its TCS calls run at RecoveryPriority, behind fresh records, and
+	// without the local fast path (a local activity has no priority).
+	recovery bool
 }
+
+// versionRecoveryPriority guards the recovery phase's commands (no local fast path, a priority).
+const versionRecoveryPriority = "recovery-at-low-priority"
 
 // errContinueAsNew says the update loop should hand over to a fresh run.
 var errContinueAsNew = errors.New("continue as new")
@@ -176,7 +185,9 @@ func (r *recorder) setup(ctx workflow.Context, carry *Carry) error {
 		r.fresh = true
 	}
 	if carry != nil {
-		r.poison, r.poisonGroup = carry.Poison, carry.PoisonGroup
+		r.poison, r.poisonGroup, r.recovery = carry.Poison, carry.PoisonGroup, carry.Recovery
+	} else if workflow.GetInfo(ctx).Priority.PriorityKey >= activities.RecoveryPriority {
+		r.recovery = workflow.GetVersion(ctx, versionRecoveryPriority, workflow.DefaultVersion, 1) >= 1
 	}
 	workflow.SetCurrentDetails(ctx, r.rec.summary())
 	return r.publishState(ctx)
@@ -257,7 +268,8 @@ func (r *recorder) run(ctx workflow.Context) (Status, error) {
 				cause, group, err = r.update(ctx)
 			}
 			if errors.Is(err, errContinueAsNew) {
-				return r.status, r.rec.continueAsNew(ctx, &Carry{Status: r.status, Settings: r.settings, BudgetLeft: r.budgetLeft})
+				return r.status, r.rec.continueAsNew(ctx, &Carry{Status: r.status, Settings: r.settings, BudgetLeft: r.budgetLeft,
+					Recovery: r.recovery})
 			}
 			if err != nil {
 				return r.status, err
@@ -313,6 +325,7 @@ func (r *recorder) run(ctx workflow.Context) (Status, error) {
 			r.rec, r.poison, r.poisonGroup = d.record, "", ""
 		}
 		r.fresh = true
+		r.recovery = workflow.GetVersion(ctx, versionRecoveryPriority, workflow.DefaultVersion, 1) >= 1
 		if err := r.setState(ctx, StateUpdating); err != nil {
 			return r.status, err
 		}
@@ -381,6 +394,12 @@ func (r *recorder) wait(ctx workflow.Context, d time.Duration, summary string) e
 // update writes the record to TCS. It returns "" on success, or why the record must be
 // dead-lettered and the failure group of that cause.
 func (r *recorder) update(ctx workflow.Context) (cause, group string, err error) {
+	if r.fresh && r.recovery {
+		r.fresh = false
+		if err := r.captureSettings(ctx); err != nil {
+			return "", "", err
+		}
+	}
 	if r.fresh {
 		done, cause, group, err := r.firstAttempt(ctx)
 		if err != nil || done {
@@ -402,7 +421,8 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 				MaximumInterval:        r.settings.MaximumInterval,
 				NonRetryableErrorTypes: []string{activities.ErrPermanent, activities.ErrConfig},
 			},
-			Summary: "write " + r.rec.summary(),
+			Summary:  "write " + r.rec.summary(),
+			Priority: r.priority(),
 		})
 		start, seen := workflow.Now(ctx), r.wakes
 		var res activities.UpdateResult
@@ -453,8 +473,16 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 				return "", "", errContinueAsNew
 			}
 		default:
-			// Transient failures until the budget ran out (the retry policy gave up).
+			// Transient failures until the budget ran out (the retry policy gave up). The activity's
+			// clock also ran while a retry waited in the queue for a worker (a backlog behind the
+			// cap, after an outage); that time is the backlog's, not the record's: give it back.
 			r.budgetLeft = 0
+			if waited := f.waitedBeyond(r.settings, r.attemptTimeout(), elapsed); waited > time.Second &&
+				workflow.GetVersion(ctx, "budget-excludes-queue", workflow.DefaultVersion, 1) >= 1 {
+				r.budgetLeft = waited
+				r.log.Info("the retry budget ran out while a retry waited for a worker: that wait is not the record's",
+					"waited", waited, "attempts", f.attempts)
+			}
 		}
 	}
 }
@@ -519,6 +547,15 @@ func (r *recorder) deadLetter(ctx workflow.Context, cause, group string) error {
 }
 
 // attemptTimeout is the captured attempt timeout; histories from before it existed get 30 s.
+// priority is the task-queue priority of the phase's TCS calls: the server's default for fresh
+// records, RecoveryPriority for recovery.
+func (r *recorder) priority() temporal.Priority {
+	if r.recovery {
+		return temporal.Priority{PriorityKey: activities.RecoveryPriority}
+	}
+	return temporal.Priority{}
+}
+
 func (r *recorder) attemptTimeout() time.Duration {
 	if r.settings.AttemptTimeout > 0 {
 		return r.settings.AttemptTimeout
@@ -561,7 +598,25 @@ type failure struct {
 	message  string
 	attempts int
 	status   int
-	queued   bool // the call never got an answer or a failure from TCS: it waited for a worker
+	queued   bool          // the call never got an answer or a failure from TCS: it waited for a worker
+	took     time.Duration // how long the last attempt ran
+	delay    time.Duration // the wait TCS asked for before the next attempt (Retry-After)
+}
+
+// waitedBeyond is the part of an update activity's elapsed time that cannot have been the record's
+// own: elapsed minus the most its attempts and the backoff between them can have taken (every
+// earlier attempt counted at the attempt timeout, the last at what it took, the pending backoff in
+// full). What is left over, the retries waited for a worker.
+func (f failure) waitedBeyond(s activities.RetrySettings, attemptTimeout, elapsed time.Duration) time.Duration {
+	own := time.Duration(f.attempts-1)*attemptTimeout + f.took
+	for i := 0; i < f.attempts; i++ {
+		b := backoff(s, i)
+		if i == f.attempts-1 {
+			b = max(b, f.delay)
+		}
+		own += b
+	}
+	return max(elapsed-own, 0)
 }
 
 // describe reads a failed TCS-update activity: its class, the last error in words, and how many
@@ -572,12 +627,13 @@ func describe(err error) failure {
 	if errors.As(err, &appErr) {
 		f.errType = appErr.Type()
 		f.message = appErr.Message()
+		f.delay = appErr.NextRetryDelay()
 		var d activities.FailureDetails
 		if appErr.HasDetails() && appErr.Details(&d) == nil {
 			if d.Attempt > 0 {
 				f.attempts = int(d.Attempt)
 			}
-			f.status = d.Status
+			f.status, f.took = d.Status, d.Took
 		}
 	}
 	var timeoutErr *temporal.TimeoutError

@@ -9,9 +9,12 @@ import (
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
 	"github.com/stretchr/testify/suite"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/tis-writeback/writeback/activities"
@@ -99,6 +102,66 @@ func (s *WorkflowSuite) expectMark(name string, times int) {
 			s.marks++
 			return activities.MarkResult{Marked: true}, nil
 		}).Times(times)
+}
+
+// recoveryWrites mocks the regular TCS-update activity of a recovery phase to return these
+// results in turn, checking that each runs at RecoveryPriority (behind fresh records).
+func (s *WorkflowSuite) recoveryWrites(name string, results ...activities.UpdateResult) {
+	if len(results) == 0 {
+		return
+	}
+	priorities := &priorityRecorder{}
+	s.env.SetWorkerOptions(worker.Options{Interceptors: []interceptor.WorkerInterceptor{priorities}})
+	calls := 0
+	check := func(ctx context.Context) (activities.UpdateResult, error) {
+		// (The testsuite does not hand the priority to the activity; the interceptor saw it.)
+		s.Equal(activities.RecoveryPriority, priorities.of[activity.GetInfo(ctx).ActivityType.Name], "recovery runs behind fresh records")
+		calls++
+		return results[min(calls, len(results))-1], nil
+	}
+	if name == activities.UpdateScanName {
+		s.env.OnActivity(name, mock.Anything, mock.Anything).Return(
+			func(ctx context.Context, _ messages.ScanCompleted) (activities.UpdateResult, error) {
+				return check(ctx)
+			}).Times(len(results))
+		return
+	}
+	s.env.OnActivity(name, mock.Anything, mock.Anything).Return(
+		func(ctx context.Context, _ messages.PlacementExported) (activities.UpdateResult, error) {
+			return check(ctx)
+		}).Times(len(results))
+}
+
+// priorityRecorder notes the priority key each activity type is scheduled with.
+type priorityRecorder struct {
+	interceptor.WorkerInterceptorBase
+	of map[string]int
+}
+
+func (p *priorityRecorder) InterceptWorkflow(ctx workflow.Context, next interceptor.WorkflowInboundInterceptor) interceptor.WorkflowInboundInterceptor {
+	return &priorityInbound{WorkflowInboundInterceptorBase: interceptor.WorkflowInboundInterceptorBase{Next: next}, p: p}
+}
+
+type priorityInbound struct {
+	interceptor.WorkflowInboundInterceptorBase
+	p *priorityRecorder
+}
+
+func (i *priorityInbound) Init(out interceptor.WorkflowOutboundInterceptor) error {
+	return i.Next.Init(&priorityOutbound{WorkflowOutboundInterceptorBase: interceptor.WorkflowOutboundInterceptorBase{Next: out}, p: i.p})
+}
+
+type priorityOutbound struct {
+	interceptor.WorkflowOutboundInterceptorBase
+	p *priorityRecorder
+}
+
+func (o *priorityOutbound) ExecuteActivity(ctx workflow.Context, activityType string, args ...interface{}) workflow.Future {
+	if o.p.of == nil {
+		o.p.of = map[string]int{}
+	}
+	o.p.of[activityType] = workflow.GetActivityOptions(ctx).Priority.PriorityKey
+	return o.Next.ExecuteActivity(ctx, activityType, args...)
 }
 
 // firsts mocks the fast-path local activity of name to return these outcomes in turn (the last
@@ -241,8 +304,9 @@ func (s *WorkflowSuite) TestBudgetSpentDeadLetters() {
 }
 
 func (s *WorkflowSuite) deadLetterThen(signal string, payload any, after []activities.UpdateResult) {
-	// 404 first; after the retry signal, the new phase's fast attempt succeeds.
-	s.firsts(s.env, activities.FirstPlacementAttemptName, s.settings, fast404, fastOK)
+	// 404 first; after the retry signal, the recovery phase writes at RecoveryPriority (no fast path).
+	s.firsts(s.env, activities.FirstPlacementAttemptName, s.settings, fast404)
+	s.recoveryWrites(activities.UpdatePlacementName, after...)
 	s.expectMark(activities.MarkPlacementFailedName, 1)
 	s.env.RegisterDelayedCallback(func() {
 		s.Equal(workflows.StateDeadLettered, s.query().State)

@@ -15,12 +15,14 @@ import (
 	"github.com/tis-writeback/writeback/starter/broker"
 )
 
-// Headers the starter sets on a message it dead-letters.
+// Headers the starter sets on a message it dead-letters, and the one redrive sets on a message it
+// moves back from the DLQ (its record is then recovery traffic: behind fresh records).
 const (
 	HeaderError      = "x-writeback-error"
 	HeaderRoutingKey = "x-writeback-routing-key"
 	HeaderQueue      = "x-writeback-queue"
 	HeaderPoisonedAt = "x-writeback-poisoned-at"
+	HeaderRedrivenAt = "x-writeback-redriven-at"
 )
 
 // Consumer consumes the record queues.
@@ -273,6 +275,7 @@ func (c *Consumer) handle(ctx context.Context, src broker.Source, d amqp.Deliver
 		c.deadLetterMessage(ctx, src, d, inv.Reason, OutcomePoison)
 		return
 	}
+	_, rec.Recovery = d.Headers[HeaderRedrivenAt]
 	st := c.start(ctx, src, rec)
 	switch {
 	case st.stopped:

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/tis-writeback/writeback/activities"
 	"github.com/tis-writeback/writeback/internal/operate"
 	"github.com/tis-writeback/writeback/messages"
 	"github.com/tis-writeback/writeback/workflows"
@@ -33,6 +34,9 @@ type Record struct {
 	// Carry, for a poison message that names its record, says why it is poison (the workflow then
 	// dead-letters the record without writing it).
 	Carry *workflows.Carry
+	// Recovery is true for a record brought back (a redriven message): its workflow runs behind
+	// fresh records.
+	Recovery bool
 }
 
 // Decode validates a body of the given kind and builds its Record; the error is a *messages.Invalid
@@ -120,6 +124,8 @@ type TemporalStarter struct {
 	Client client.Client
 	// AllowRerun starts a new run even where a closed run of the ID exists (reconcile).
 	AllowRerun bool
+	// Recovery starts every record as recovery traffic (reconcile).
+	Recovery bool
 }
 
 // Start implements Starter.
@@ -127,6 +133,10 @@ func (s TemporalStarter) Start(ctx context.Context, rec Record) (bool, error) {
 	reuse := enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE // a late duplicate must not start another run
 	if s.AllowRerun {
 		reuse = enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
+	}
+	var priority temporal.Priority
+	if s.Recovery || rec.Recovery {
+		priority.PriorityKey = activities.RecoveryPriority // behind fresh records, here and at the TCS cap
 	}
 	args := []any{rec.Input}
 	if rec.Carry != nil {
@@ -140,6 +150,7 @@ func (s TemporalStarter) Start(ctx context.Context, rec Record) (bool, error) {
 		// Without it the SDK quietly returns the running workflow: we want to know it was a duplicate.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		StaticSummary:                            rec.Summary,
+		Priority:                                 priority,
 		// Set at start so the workflow need not upsert them (one event less per record).
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.KindKey.ValueSet(string(rec.Kind)),

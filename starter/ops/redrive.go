@@ -19,9 +19,6 @@ type RedriveItem struct {
 	Outcome    string // redriven, would redrive, kept (and why)
 }
 
-// HeaderRedrivenAt marks a message moved back from the DLQ.
-const HeaderRedrivenAt = "x-writeback-redriven-at"
-
 // Redrive moves the messages the DLQ holds when it starts (a snapshot: what comes back into the
 // DLQ meanwhile is not touched, so it cannot loop) back to the exchange under their original
 // routing key, each with a confirm before its ack. A message without a known routing key stays.
@@ -72,7 +69,7 @@ func redrive(ctx context.Context, conn *broker.Conn, pub *broker.Publisher, topo
 			for k, v := range d.Headers {
 				headers[k] = v
 			}
-			headers[HeaderRedrivenAt] = time.Now().UTC().Format(time.RFC3339)
+			headers[intake.HeaderRedrivenAt] = time.Now().UTC().Format(time.RFC3339)
 			err := pub.Publish(ctx, topo.Exchange, it.RoutingKey, amqp.Publishing{Headers: headers, ContentType: d.ContentType,
 				ContentEncoding: d.ContentEncoding, MessageId: d.MessageId, Timestamp: d.Timestamp, Type: d.Type, AppId: d.AppId, Body: d.Body})
 			if err != nil {
