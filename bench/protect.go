@@ -5,7 +5,9 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"os/exec"
 	"os/signal"
+	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -30,6 +32,7 @@ func runProtect(args []string) int {
 	storm := fs.Duration("storm", 5*time.Minute, "length of each storm (503 to everything, then connections refused)")
 	stormRate := fs.Int("storm-rate", 20, "TCS_RATE of the storm runs (above ~25 the dev server, not the cap, bounds the drain)")
 	lateN := fs.Int("late-records", 1000, "records for the late-commit run")
+	freshN := fs.Int("fresh-job", 300, "dead letters the retry job of the fresh-records-first run retries (TCS_RATE=10)")
 	out := fs.String("out", "BENCHMARKS.md", "report file (its protect section is replaced)")
 	_ = fs.Parse(args)
 	root, _ := os.Getwd()
@@ -73,6 +76,17 @@ func runProtect(args []string) int {
 			return 1
 		}
 		rows = append(rows, r...)
+	}
+	if *freshN <= 0 {
+		rows = append(rows, keep["| fresh records first"]...)
+	}
+	if *freshN > 0 {
+		r, err := protectFresh(ctx, root, *freshN, logf)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "fresh-records run:", err)
+			return 1
+		}
+		rows = append(rows, r)
 	}
 	body := fmt.Sprintf(`## Protecting TCS
 
@@ -299,11 +313,105 @@ func previousRows(path string) map[string][]string {
 		return out
 	}
 	for _, line := range strings.Split(text[start:end], "\n") {
-		for _, k := range []string{"| one cap", "| outage mode", "| exactly once"} {
+		for _, k := range []string{"| one cap", "| outage mode", "| exactly once", "| fresh records first"} {
 			if strings.HasPrefix(line, k) {
 				out[k] = append(out[k], line)
 			}
 		}
 	}
 	return out
+}
+
+// protectFresh measures how long a fresh export takes to be written, alone and while a retry job
+// of n dead letters queues behind a cap of 10 requests/s.
+func protectFresh(ctx context.Context, root string, n int, logf func(string, ...any)) (string, error) {
+	st, tc, done, err := protectStack(ctx, root, 1, 500, nil)
+	if err != nil {
+		return "", err
+	}
+	defer done()
+	const unknown = 500001 // above the simulator's seeded placements: 404, dead letter
+	if err := startAll(ctx, tc, unknown, n, "RECOVER.DAT"); err != nil {
+		return "", err
+	}
+	if err := waitState(ctx, tc, workflows.StateDeadLettered, n, 5*time.Minute); err != nil {
+		return "", err
+	}
+	ids := make([]int64, n)
+	for i := range ids {
+		ids[i] = unknown + int64(i)
+	}
+	if err := stack.AdminPost(st.TCSAdmin, "/admin/known", map[string]any{"placements": ids}); err != nil {
+		return "", err
+	}
+	starter := func(args ...string) error {
+		cmd := exec.CommandContext(ctx, st.StarterBin, args...)
+		cmd.Env = append(os.Environ(), st.StarterEnv()...)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("starter %v: %v: %s", args, err, out)
+		}
+		return nil
+	}
+	if err := starter("tcs", "rate", "10", "--reason", "bench: fresh records first", "--by", "bench"); err != nil {
+		return "", err
+	}
+	time.Sleep(8 * time.Second) // workers read the control state every 5 s
+	const fresh = 10
+	alone, err := freshLatencies(ctx, tc, 1, fresh)
+	if err != nil {
+		return "", err
+	}
+	jobStart := time.Now()
+	if err := starter("retry", "--all", "--rate", "1000", "--canary", "0", "--no-wait", "--reason", "bench", "--by", "bench"); err != nil {
+		return "", err
+	}
+	time.Sleep(3 * time.Second) // the job signals its records; they queue behind the cap
+	during, err := freshLatencies(ctx, tc, 1+fresh, fresh)
+	if err != nil {
+		return "", err
+	}
+	if err := waitState(ctx, tc, workflows.StateCompleted, n+2*fresh, 10*time.Minute); err != nil {
+		return "", err
+	}
+	job := time.Since(jobStart)
+	logf("fresh records first: alone p50 %s max %s; during the job p50 %s max %s; job of %d in %.0f s",
+		alone[len(alone)/2], alone[len(alone)-1], during[len(during)/2], during[len(during)-1], n, job.Seconds())
+	return fmt.Sprintf("| fresh records first | a retry job of %d dead letters (--rate 1000, no canary) behind TCS rate 10; %d fresh exports, one a second, alone and during the job | fresh export written in p50 %.1f s / max %.1f s alone, p50 %.1f s / max %.1f s during the job (which took %.0f s, ≥ %d / 10) |",
+		n, fresh, alone[len(alone)/2].Seconds(), alone[len(alone)-1].Seconds(), during[len(during)/2].Seconds(),
+		during[len(during)-1].Seconds(), job.Seconds(), n), nil
+}
+
+// freshLatencies starts k fresh placements one a second (ids from base) and returns, sorted, how
+// long each took from its start to its completion.
+func freshLatencies(ctx context.Context, tc client.Client, base int64, k int) ([]time.Duration, error) {
+	out := make([]time.Duration, k)
+	errs := make(chan error, k)
+	var wg sync.WaitGroup
+	for i := 0; i < k; i++ {
+		m := messages.PlacementExported{PlacementID: base + int64(i), PositionNumber: 1, PositionID: 2, Filename: "FRESH.DAT",
+			ExportedAt: time.Date(2021, 7, 28, 13, 10, 0, 0, time.UTC)}
+		start := time.Now()
+		run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: m.WorkflowID(), TaskQueue: workflows.TaskQueue},
+			workflows.PlacementWorkflowType, m)
+		if err != nil {
+			return nil, err
+		}
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			var st workflows.Status
+			if err := run.Get(ctx, &st); err != nil {
+				errs <- err
+			}
+			out[i] = time.Since(start)
+		}(i)
+		time.Sleep(time.Second)
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return nil, err
+	}
+	sort.Slice(out, func(a, b int) bool { return out[a] < out[b] })
+	return out, nil
 }

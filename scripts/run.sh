@@ -41,10 +41,12 @@ go build -o bin/worker ./worker
 go build -o bin/tcssim ./tcssim
 [ -d starter ] && go build -o bin/starter ./starter
 
+# The same flags as internal/devserver (search attributes, task-queue priority).
 sa=()
 for k in WritebackKind WritebackRecordId WritebackState WritebackFailure; do sa+=(--search-attribute "$k=Keyword"); done
 bin/temporal server start-dev --ip 127.0.0.1 --port "$TEMPORAL_PORT" --ui-port "$UI_PORT" \
   --db-filename .data/temporal.db --sqlite-pragma journal_mode=wal --sqlite-pragma synchronous=normal \
+  --dynamic-config-value matching.useNewMatcher=true \
   --log-level warn "${sa[@]}" >.data/logs/temporal.log 2>&1 &
 pids+=($!)
 wait_for 127.0.0.1 "$TEMPORAL_PORT" 30 "Temporal dev server"

@@ -24,9 +24,9 @@ import (
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 
+	"github.com/tis-writeback/writeback/internal/devserver"
 	"github.com/tis-writeback/writeback/starter/broker"
 	"github.com/tis-writeback/writeback/tcssim/sim"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 // Config of a stack.
@@ -168,12 +168,7 @@ func Start(ctx context.Context, c Config) (*Stack, error) {
 	logs := filepath.Join(c.Dir, "logs")
 	tport := freePort()
 	s.TemporalAddr = fmt.Sprintf("127.0.0.1:%d", tport)
-	targs := []string{"server", "start-dev", "--ip", "127.0.0.1", "--port", strconv.Itoa(tport), "--headless",
-		"--db-filename", filepath.Join(c.Dir, "temporal.db"), "--log-level", "error",
-		"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"}
-	for _, sa := range workflows.SearchAttributeNames {
-		targs = append(targs, "--search-attribute", sa+"=Keyword")
-	}
+	targs := devserver.ProcessArgs(tport, filepath.Join(c.Dir, "temporal.db"))
 	s.Temporal = &Process{Name: "temporal", bin: filepath.Join(c.Root, "bin", "temporal"), args: targs, logDir: logs}
 	if err := s.add(s.Temporal); err != nil {
 		return nil, err

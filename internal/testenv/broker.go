@@ -19,8 +19,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.temporal.io/sdk/client"
 
+	"github.com/tis-writeback/writeback/internal/devserver"
 	"github.com/tis-writeback/writeback/starter/broker"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 // AMQPURL is the broker the tests use.
@@ -161,13 +161,7 @@ func (p *TemporalProcess) Start(t testing.TB) {
 	t.Helper()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	args := []string{"server", "start-dev", "--ip", "127.0.0.1", "--port", strconv.Itoa(p.port), "--headless",
-		"--db-filename", p.db, "--log-level", "error",
-		"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"}
-	for _, sa := range workflows.SearchAttributeNames {
-		args = append(args, "--search-attribute", sa+"=Keyword")
-	}
-	p.cmd = exec.Command(p.cli, args...)
+	p.cmd = exec.Command(p.cli, devserver.ProcessArgs(p.port, p.db)...)
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

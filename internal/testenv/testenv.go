@@ -21,12 +21,12 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/tis-writeback/writeback/activities"
+	"github.com/tis-writeback/writeback/internal/devserver"
 	"github.com/tis-writeback/writeback/internal/logging"
 	"github.com/tis-writeback/writeback/internal/telemetry"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
 	"github.com/tis-writeback/writeback/internal/workerapp"
 	"github.com/tis-writeback/writeback/tcssim/sim"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 // Token is the TCS token the tests use.
@@ -106,9 +106,9 @@ func startTemporalWith(t testing.TB, uiPort string, searchAttributes bool, extra
 		args = append(args, "--headless")
 	}
 	if searchAttributes {
-		for _, sa := range workflows.SearchAttributeNames {
-			args = append(args, "--search-attribute", sa+"=Keyword")
-		}
+		args = append(args, devserver.Flags()...)
+	} else {
+		args = append(args, "--dynamic-config-value", "matching.useNewMatcher=true")
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
