@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/enums/v1"
 
+	"github.com/tis-writeback/writeback/activities"
 	"github.com/tis-writeback/writeback/internal/testenv"
 	"github.com/tis-writeback/writeback/messages"
 	"github.com/tis-writeback/writeback/starter/intake"
@@ -142,13 +143,22 @@ func TestRedriveCommand(t *testing.T) {
 	require.Contains(t, out, `is not a UUID`)
 	require.Eventually(t, func() bool { return b.Depth(t, b.Topology.DLQ) == 2 }, 5*time.Second, 100*time.Millisecond, "a dry run moves nothing")
 
-	out = starterCLI(t, bin, env, true, "redrive")
+	out = starterCLI(t, bin, env, true, "redrive", "--reason", "Temporal was down all weekend", "--by", "oncall")
 	require.Contains(t, out, "redriven 2")
 	require.Equal(t, 1, b.Depth(t, b.Topology.PlacementQueue))
 	require.Equal(t, 1, b.Depth(t, b.Topology.ScanQueue))
 
 	startConsumer(t, b, tm.Client, 10)
 	waitCount(t, tm.Client, "", 1, 20*time.Second) // the good one became its workflow
+	// It is recovery traffic, and its history names who brought it back and why.
+	id := messages.PlacementExported{PlacementID: 77, Filename: "LIMIT.DAT"}.WorkflowID()
+	desc, err := tm.Client.DescribeWorkflowExecution(context.Background(), id, "")
+	require.NoError(t, err)
+	require.EqualValues(t, activities.RecoveryPriority, desc.GetWorkflowExecutionInfo().GetPriority().GetPriorityKey())
+	tl, err := ops.History(context.Background(), tm.Client, id)
+	require.NoError(t, err)
+	require.Contains(t, tl.Entries[0].Detail, "redriven from the DLQ")
+	require.Contains(t, tl.Entries[0].Detail, "by oncall: Temporal was down all weekend")
 	require.Eventually(t, func() bool { return b.Depth(t, b.Topology.DLQ) == 1 }, 20*time.Second, 100*time.Millisecond,
 		"the still-poison one is back in the DLQ")
 	d := b.Drain(t, b.Topology.DLQ)[0]

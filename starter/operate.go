@@ -251,6 +251,8 @@ messages the broker dead-lettered), one by one, each confirmed before it leaves 
 each. A message that is still poison comes back to the DLQ with its reason: nothing is dropped.`)
 	bf := addBrokerFlags(fs)
 	dry := fs.Bool("dry-run", false, "list the messages and their reasons; move nothing")
+	reason := fs.String("reason", "", "why (carried on each message into its record's workflow details)")
+	by := fs.String("by", currentUser(), "who")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -263,7 +265,7 @@ each. A message that is still poison comes back to the DLQ with its reason: noth
 	defer conn.Close()
 	defer pub.Close()
 	counts := map[string]int{}
-	items, err := ops.Redrive(ctx, conn, pub, bf.topology, *dry, func(it ops.RedriveItem) {
+	items, err := ops.Redrive(ctx, conn, pub, bf.topology, *dry, *by, *reason, func(it ops.RedriveItem) {
 		fmt.Printf("%-14s key=%-20s id=%s reason=%s\n", short(it.Outcome), it.RoutingKey, it.MessageID, it.Reason)
 	})
 	for _, it := range items {
@@ -343,7 +345,8 @@ where a closed run of the same ID exists (its write did not stick). Placements T
 			return 1
 		}
 		defer c.Close()
-		starter = intake.TemporalStarter{Client: c, AllowRerun: true, Recovery: true}
+		starter = intake.TemporalStarter{Client: c, AllowRerun: true, Recovery: true,
+			Origin: fmt.Sprintf("started by reconcile (by %s): TCS lacks the EXPORTED event", *by)}
 		dl.Client = c
 	} else if c, err := dialQuietly(ctx, tc); err == nil {
 		// A dry run tells dead letters apart too when Temporal is reachable.

@@ -23,6 +23,8 @@ const (
 	HeaderQueue      = "x-writeback-queue"
 	HeaderPoisonedAt = "x-writeback-poisoned-at"
 	HeaderRedrivenAt = "x-writeback-redriven-at"
+	HeaderRedrivenBy = "x-writeback-redriven-by"
+	HeaderRedriveWhy = "x-writeback-redrive-reason"
 )
 
 // Consumer consumes the record queues.
@@ -275,7 +277,12 @@ func (c *Consumer) handle(ctx context.Context, src broker.Source, d amqp.Deliver
 		c.deadLetterMessage(ctx, src, d, inv.Reason, OutcomePoison)
 		return
 	}
-	_, rec.Recovery = d.Headers[HeaderRedrivenAt]
+	if at, ok := d.Headers[HeaderRedrivenAt]; ok {
+		rec.Recovery = true
+		by, _ := d.Headers[HeaderRedrivenBy].(string)
+		why, _ := d.Headers[HeaderRedriveWhy].(string)
+		rec.Origin = fmt.Sprintf("redriven from the DLQ at %v by %s: %s", at, by, why)
+	}
 	st := c.start(ctx, src, rec)
 	switch {
 	case st.stopped:

@@ -4,6 +4,7 @@
 package intake
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -35,8 +36,9 @@ type Record struct {
 	// dead-letters the record without writing it).
 	Carry *workflows.Carry
 	// Recovery is true for a record brought back (a redriven message): its workflow runs behind
-	// fresh records.
+	// fresh records. Origin says by whom and why (the workflow's details in the UI and history).
 	Recovery bool
+	Origin   string
 }
 
 // Decode validates a body of the given kind and builds its Record; the error is a *messages.Invalid
@@ -124,8 +126,9 @@ type TemporalStarter struct {
 	Client client.Client
 	// AllowRerun starts a new run even where a closed run of the ID exists (reconcile).
 	AllowRerun bool
-	// Recovery starts every record as recovery traffic (reconcile).
+	// Recovery starts every record as recovery traffic (reconcile); Origin says by whom and why.
 	Recovery bool
+	Origin   string
 }
 
 // Start implements Starter.
@@ -151,6 +154,7 @@ func (s TemporalStarter) Start(ctx context.Context, rec Record) (bool, error) {
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		StaticSummary:                            rec.Summary,
 		Priority:                                 priority,
+		StaticDetails:                            cmp.Or(rec.Origin, s.Origin),
 		// Set at start so the workflow need not upsert them (one event less per record).
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			workflows.KindKey.ValueSet(string(rec.Kind)),

@@ -69,6 +69,10 @@ func entryOf(ev *historypb.HistoryEvent, scheduled map[int64]string) (Entry, boo
 		if len(in) > 0 {
 			e.Detail = string(in[0].GetData())
 		}
+		var origin string // a redriven or reconciled record says by whom and why
+		if d := ev.GetUserMetadata().GetDetails(); d != nil && dc.FromPayload(d, &origin) == nil && origin != "" {
+			e.Detail += " — " + origin
+		}
 		if len(in) > 1 {
 			var carry workflows.Carry
 			if dc.FromPayload(in[1], &carry) == nil && carry.Poison != "" {

@@ -22,14 +22,15 @@ type RedriveItem struct {
 // Redrive moves the messages the DLQ holds when it starts (a snapshot: what comes back into the
 // DLQ meanwhile is not touched, so it cannot loop) back to the exchange under their original
 // routing key, each with a confirm before its ack. A message without a known routing key stays.
+// by and why are who moves them and why, carried on each message into its record's workflow.
 func Redrive(ctx context.Context, conn *broker.Conn, pub *broker.Publisher, topo broker.Topology, dryRun bool,
-	each func(RedriveItem)) ([]RedriveItem, error) {
-	return redrive(ctx, conn, pub, topo, dryRun, nil, each)
+	by, why string, each func(RedriveItem)) ([]RedriveItem, error) {
+	return redrive(ctx, conn, pub, topo, dryRun, by, why, nil, each)
 }
 
 // redrive is Redrive for the messages only accepts (all when nil); the others stay in the DLQ.
 func redrive(ctx context.Context, conn *broker.Conn, pub *broker.Publisher, topo broker.Topology, dryRun bool,
-	only func(amqp.Delivery) (bool, string), each func(RedriveItem)) ([]RedriveItem, error) {
+	by, why string, only func(amqp.Delivery) (bool, string), each func(RedriveItem)) ([]RedriveItem, error) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return nil, err
@@ -70,6 +71,7 @@ func redrive(ctx context.Context, conn *broker.Conn, pub *broker.Publisher, topo
 				headers[k] = v
 			}
 			headers[intake.HeaderRedrivenAt] = time.Now().UTC().Format(time.RFC3339)
+			headers[intake.HeaderRedrivenBy], headers[intake.HeaderRedriveWhy] = by, why
 			err := pub.Publish(ctx, topo.Exchange, it.RoutingKey, amqp.Publishing{Headers: headers, ContentType: d.ContentType,
 				ContentEncoding: d.ContentEncoding, MessageId: d.MessageId, Timestamp: d.Timestamp, Type: d.Type, AppId: d.AppId, Body: d.Body})
 			if err != nil {

@@ -79,7 +79,8 @@ func (r *Returner) pass(ctx context.Context) {
 	if err != nil || q.Messages == 0 {
 		return
 	}
-	_, err = redrive(ctx, r.Conn, r.Pub, r.Topology, false, DeliveryLimitDeadLetter, func(it RedriveItem) {
+	_, err = redrive(ctx, r.Conn, r.Pub, r.Topology, false, "starter",
+		"the broker dead-lettered it for its delivery limit while Temporal was down", DeliveryLimitDeadLetter, func(it RedriveItem) {
 		if it.Outcome == "redriven" {
 			r.Log.Info("a message the broker dead-lettered for the delivery limit went back to its queue",
 				"messageId", it.MessageID, "routingKey", it.RoutingKey)
