@@ -87,6 +87,11 @@ type Report struct {
 	QueuesLeft                       int
 	DLQ                              int
 	DLQWithoutReason                 int
+	// DLQCopies counts second copies of a poison message: at-least-once (a publish retried after a
+	// lost confirm, or a dead-lettering whose ack was lost to a kill) — allowed, reported.
+	DLQCopies int
+	// DLQNotPoison are the reasons of DLQ messages that were not published as poison.
+	DLQNotPoison []string
 	RetriedCompleted, RetriedLeft    int
 	Kills                            map[string]int
 	Windows                          []Window
@@ -524,17 +529,27 @@ func reconcile(ctx context.Context, rep *Report, recs []record, st *stack.Stack,
 		}
 	}
 	rep.QueuesLeft = depth(conn, st.Topology.PlacementQueue) + depth(conn, st.Topology.ScanQueue)
-	// The DLQ must hold exactly the poison messages, each with its reason.
+	// The DLQ must hold every poison message (at least once), each with its reason, and nothing else.
 	ch, err := conn.Channel()
 	if err == nil {
+		seen := map[string]bool{}
 		for {
 			d, ok, err := ch.Get(st.Topology.DLQ, false)
 			if err != nil || !ok {
 				break
 			}
 			rep.DLQ++
-			if r, _ := d.Headers[intake.HeaderError].(string); r == "" {
+			r, _ := d.Headers[intake.HeaderError].(string)
+			if r == "" {
 				rep.DLQWithoutReason++
+			}
+			switch body := string(d.Body); {
+			case !strings.HasPrefix(body, `{"poison":`):
+				rep.DLQNotPoison = append(rep.DLQNotPoison, r)
+			case seen[body]:
+				rep.DLQCopies++
+			default:
+				seen[body] = true
 			}
 		}
 		ch.Close() // unacked: the DLQ keeps them
@@ -557,8 +572,9 @@ func reconcile(ctx context.Context, rep *Report, recs []record, st *stack.Stack,
 	if rep.QueuesLeft != 0 {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("%d messages left in the record queues", rep.QueuesLeft))
 	}
-	if rep.DLQ != rep.Poison || rep.DLQWithoutReason > 0 {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("the DLQ holds %d messages (%d without a reason); %d poison were published", rep.DLQ, rep.DLQWithoutReason, rep.Poison))
+	if rep.DLQ-rep.DLQCopies != rep.Poison || rep.DLQWithoutReason > 0 || len(rep.DLQNotPoison) > 0 {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("the DLQ holds %d messages (%d copies, %d without a reason, %d not poison: %q); %d poison were published",
+			rep.DLQ, rep.DLQCopies, rep.DLQWithoutReason, len(rep.DLQNotPoison), rep.DLQNotPoison, rep.Poison))
 	}
 }
 
