@@ -4,6 +4,8 @@ BIN := $(CURDIR)/bin
 TEMPORAL := $(BIN)/temporal
 HELM := $(BIN)/helm
 HELM_VERSION := v3.22.0
+WORKFLOWCHECK := $(BIN)/workflowcheck
+WORKFLOWCHECK_VERSION := v0.6.0
 export WRITEBACK_TEMPORAL_CLI := $(TEMPORAL)
 
 .PHONY: run test test-short lint tools fuzz chaos bench
@@ -13,7 +15,7 @@ run: $(TEMPORAL)
 	@scripts/run.sh
 
 ## test: every test (unit, replay, integration against a real dev server, RabbitMQ and the simulator)
-test: $(TEMPORAL) $(HELM)
+test: $(TEMPORAL) $(HELM) $(WORKFLOWCHECK)
 	@scripts/test.sh
 
 ## test-short: unit and replay tests only, no servers
@@ -29,7 +31,11 @@ $(TEMPORAL):
 $(HELM):
 	GOBIN=$(BIN) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
-tools: $(TEMPORAL) $(HELM)
+## workflowcheck, Temporal's checker for non-deterministic workflow code
+$(WORKFLOWCHECK):
+	GOBIN=$(BIN) go install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
+
+tools: $(TEMPORAL) $(HELM) $(WORKFLOWCHECK)
 
 ## chaos: 20,000 records through the real stack under every fault, beside the pre-fix consumer (about 15 min)
 chaos: $(TEMPORAL)
@@ -43,8 +49,10 @@ bench: $(TEMPORAL)
 
 ## fuzz: the message decoder's fuzz target for a minute
 fuzz:
-	go test ./messages -run XXX -fuzz FuzzDecode -fuzztime 60s
+	go test ./contract -run XXX -fuzz FuzzDecode -fuzztime 60s
 
-lint:
+## lint: formatting, go vet, and workflowcheck (a workflow change that is not deterministic fails here)
+lint: $(WORKFLOWCHECK)
 	gofmt -l . | (! grep .)
 	go vet ./...
+	$(WORKFLOWCHECK) ./...

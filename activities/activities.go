@@ -15,8 +15,8 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/logging"
-	"github.com/tis-writeback/writeback/messages"
 	"github.com/tis-writeback/writeback/tcs"
 )
 
@@ -24,20 +24,20 @@ import (
 type Activities struct {
 	TCS      *tcs.Client
 	Log      *slog.Logger
-	Settings RetrySettings
+	Settings contract.RetrySettings
 	// KeyHonoured says TCS honours Idempotency-Key (SPEC section 4's extension): the read before
 	// each write is then skipped.
 	KeyHonoured bool
 }
 
 // New builds the activities.
-func New(client *tcs.Client, log *slog.Logger, settings RetrySettings) *Activities {
+func New(client *tcs.Client, log *slog.Logger, settings contract.RetrySettings) *Activities {
 	return &Activities{TCS: client, Log: log, Settings: settings}
 }
 
 // CurrentRetrySettings returns the worker's retry settings; run as a local activity so that the
 // value is recorded in the workflow's history.
-func (a *Activities) CurrentRetrySettings(ctx context.Context) (RetrySettings, error) {
+func (a *Activities) CurrentRetrySettings(ctx context.Context) (contract.RetrySettings, error) {
 	return a.Settings, nil
 }
 
@@ -47,17 +47,17 @@ func (a *Activities) CurrentRetrySettings(ctx context.Context) (RetrySettings, e
 // without it, it also reads the placement first and writes only if no EXPORTED event for this file
 // exists (TCS inserts a row on every POST, and an earlier answer may have been lost after the
 // write). With KeyHonoured (TCS_IDEMPOTENCY_KEY_HONOURED) the read is skipped: one request.
-func (a *Activities) UpdatePlacement(ctx context.Context, msg messages.PlacementExported) (UpdateResult, error) {
+func (a *Activities) UpdatePlacement(ctx context.Context, msg contract.PlacementExported) (contract.UpdateResult, error) {
 	ctx = caller(ctx)
 	info := activity.GetInfo(ctx)
 	attempt := info.Attempt
 	if !a.KeyHonoured {
 		p, err := a.TCS.GetPlacement(ctx, msg.PlacementID)
 		if err != nil {
-			return UpdateResult{}, updateError(ctx, err)
+			return contract.UpdateResult{}, updateError(ctx, err)
 		}
 		if exported(p, msg.Filename) {
-			return UpdateResult{Attempt: attempt, AlreadyWritten: true}, nil
+			return contract.UpdateResult{Attempt: attempt, AlreadyWritten: true}, nil
 		}
 	}
 	err := a.TCS.MarkESRExported(ctx, tcs.ESRExport{
@@ -65,9 +65,9 @@ func (a *Activities) UpdatePlacement(ctx context.Context, msg messages.Placement
 		Filename: msg.Filename, ExportedAt: msg.ExportedAt,
 	}, IdempotencyKey(info.WorkflowExecution.RunID, msg))
 	if err != nil {
-		return UpdateResult{}, updateError(ctx, err)
+		return contract.UpdateResult{}, updateError(ctx, err)
 	}
-	return UpdateResult{Attempt: attempt}, nil
+	return contract.UpdateResult{Attempt: attempt}, nil
 }
 
 // caller names the workflow behind the TCS requests made with ctx: the Governor counts distinct
@@ -77,7 +77,7 @@ func (a *Activities) UpdatePlacement(ctx context.Context, msg messages.Placement
 func caller(ctx context.Context) context.Context {
 	info := activity.GetInfo(ctx)
 	ctx = tcs.WithCaller(ctx, info.WorkflowExecution.ID)
-	if info.Priority.PriorityKey >= RecoveryPriority {
+	if info.Priority.PriorityKey >= contract.RecoveryPriority {
 		ctx = tcs.AsRecovery(ctx)
 	}
 	return ctx
@@ -86,7 +86,7 @@ func caller(ctx context.Context) context.Context {
 // IdempotencyKey is the Idempotency-Key of a placement's write: stable across every attempt and
 // retry of the same record content in one run; a corrected record, or a new run (reconcile: its
 // write did not stick), gets its own.
-func IdempotencyKey(runID string, msg messages.PlacementExported) string {
+func IdempotencyKey(runID string, msg contract.PlacementExported) string {
 	b, _ := json.Marshal(msg)
 	sum := sha256.Sum256(append([]byte(runID+"\n"), b...))
 	return "writeback-" + hex.EncodeToString(sum[:16])
@@ -104,7 +104,7 @@ func exported(p tcs.Placement, filename string) bool {
 // CheckPlacementWritten reads TCS for the placement's EXPORTED event: the look before a record
 // whose budget ran out is dead-lettered (its writes may have landed while their answers were lost).
 // A 404 means not written; other failures are retried.
-func (a *Activities) CheckPlacementWritten(ctx context.Context, msg messages.PlacementExported) (bool, error) {
+func (a *Activities) CheckPlacementWritten(ctx context.Context, msg contract.PlacementExported) (bool, error) {
 	ctx = caller(ctx)
 	p, err := a.TCS.GetPlacement(ctx, msg.PlacementID)
 	if err != nil {
@@ -114,7 +114,7 @@ func (a *Activities) CheckPlacementWritten(ctx context.Context, msg messages.Pla
 }
 
 // CheckScanWritten reads TCS for the scan: written when it is COMPLETED with this result.
-func (a *Activities) CheckScanWritten(ctx context.Context, msg messages.ScanCompleted) (bool, error) {
+func (a *Activities) CheckScanWritten(ctx context.Context, msg contract.ScanCompleted) (bool, error) {
 	ctx = caller(ctx)
 	sc, err := a.TCS.GetScan(ctx, msg.ScanID)
 	if err != nil {
@@ -130,40 +130,40 @@ func checkError(err error) error {
 	case tcs.IsNotFound(err):
 		return nil
 	case tcs.Classify(err) == tcs.Refused:
-		return temporal.NewNonRetryableApplicationError(err.Error(), ErrOutage, nil)
+		return temporal.NewNonRetryableApplicationError(err.Error(), contract.ErrOutage, nil)
 	}
 	return temporal.NewApplicationError(err.Error(), string(tcs.Classify(err)))
 }
 
 // FirstPlacementAttempt tries UpdatePlacement once and reports the outcome with the settings.
-func (a *Activities) FirstPlacementAttempt(ctx context.Context, msg messages.PlacementExported) (FirstAttempt, error) {
+func (a *Activities) FirstPlacementAttempt(ctx context.Context, msg contract.PlacementExported) (contract.FirstAttempt, error) {
 	res, err := a.UpdatePlacement(ctx, msg)
 	return a.firstAttempt(res, err), nil
 }
 
 // FirstScanAttempt tries UpdateScan once and reports the outcome with the settings.
-func (a *Activities) FirstScanAttempt(ctx context.Context, msg messages.ScanCompleted) (FirstAttempt, error) {
+func (a *Activities) FirstScanAttempt(ctx context.Context, msg contract.ScanCompleted) (contract.FirstAttempt, error) {
 	res, err := a.UpdateScan(ctx, msg)
 	return a.firstAttempt(res, err), nil
 }
 
-func (a *Activities) firstAttempt(res UpdateResult, err error) FirstAttempt {
-	fa := FirstAttempt{Settings: a.Settings, Result: res}
+func (a *Activities) firstAttempt(res contract.UpdateResult, err error) contract.FirstAttempt {
+	fa := contract.FirstAttempt{Settings: a.Settings, Result: res}
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
 		fa.ErrType, fa.Message, fa.RetryAfter = appErr.Type(), appErr.Message(), appErr.NextRetryDelay()
-		var d FailureDetails
+		var d contract.FailureDetails
 		if appErr.HasDetails() && appErr.Details(&d) == nil {
 			fa.Status = d.Status
 		}
 	} else if err != nil {
-		fa.ErrType, fa.Message = ErrTransient, err.Error()
+		fa.ErrType, fa.Message = contract.ErrTransient, err.Error()
 	}
 	return fa
 }
 
 // UpdateScan writes a scan's result; PUT is idempotent in TCS, so no check is needed.
-func (a *Activities) UpdateScan(ctx context.Context, msg messages.ScanCompleted) (UpdateResult, error) {
+func (a *Activities) UpdateScan(ctx context.Context, msg contract.ScanCompleted) (contract.UpdateResult, error) {
 	ctx = caller(ctx)
 	attempt := activity.GetInfo(ctx).Attempt
 	completed := msg.CompletedAt
@@ -171,24 +171,24 @@ func (a *Activities) UpdateScan(ctx context.Context, msg messages.ScanCompleted)
 		Status: tcs.ScanCompleted, Result: msg.Result, FileName: msg.FileName, CompletedAt: &completed,
 	})
 	if err != nil {
-		return UpdateResult{}, updateError(ctx, err)
+		return contract.UpdateResult{}, updateError(ctx, err)
 	}
-	return UpdateResult{Attempt: attempt}, nil
+	return contract.UpdateResult{Attempt: attempt}, nil
 }
 
 // updateError turns a TCS failure into the Temporal error of its class.
 func updateError(ctx context.Context, err error) error {
 	info := activity.GetInfo(ctx)
-	details := FailureDetails{Attempt: info.Attempt, Status: tcs.StatusOf(err), Took: time.Since(info.StartedTime)}
+	details := contract.FailureDetails{Attempt: info.Attempt, Status: tcs.StatusOf(err), Took: time.Since(info.StartedTime)}
 	switch tcs.Classify(err) {
 	case tcs.Permanent:
-		return temporal.NewApplicationErrorWithOptions(err.Error(), ErrPermanent,
+		return temporal.NewApplicationErrorWithOptions(err.Error(), contract.ErrPermanent,
 			temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{details}})
 	case tcs.Config:
-		return temporal.NewApplicationErrorWithOptions(err.Error(), ErrConfig,
+		return temporal.NewApplicationErrorWithOptions(err.Error(), contract.ErrConfig,
 			temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{details}})
 	case tcs.Refused:
-		return temporal.NewApplicationErrorWithOptions(err.Error(), ErrOutage,
+		return temporal.NewApplicationErrorWithOptions(err.Error(), contract.ErrOutage,
 			temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{details}})
 	default:
 		opts := temporal.ApplicationErrorOptions{Details: []any{details}}
@@ -196,17 +196,17 @@ func updateError(ctx context.Context, err error) error {
 		if errors.As(err, &te) && te.RetryAfter > 0 {
 			opts.NextRetryDelay = te.RetryAfter // honour Retry-After on 429/503
 		}
-		return temporal.NewApplicationErrorWithOptions(err.Error(), ErrTransient, opts)
+		return temporal.NewApplicationErrorWithOptions(err.Error(), contract.ErrTransient, opts)
 	}
 }
 
 // MarkPlacementFailed records a FAILED event for a dead-lettered placement export, then logs the
 // CRITICAL line. It is retried while TCS is down; a 404 (TCS does not know the placement) is
 // "nothing to mark".
-func (a *Activities) MarkPlacementFailed(ctx context.Context, dl DeadLetter) (MarkResult, error) {
+func (a *Activities) MarkPlacementFailed(ctx context.Context, dl contract.DeadLetter) (contract.MarkResult, error) {
 	ctx = caller(ctx)
 	if dl.Placement == nil {
-		return MarkResult{}, temporal.NewNonRetryableApplicationError("no placement in dead letter", "BadInput", nil)
+		return contract.MarkResult{}, temporal.NewNonRetryableApplicationError("no placement in dead letter", "BadInput", nil)
 	}
 	ref := *dl.Placement
 	res, err := a.markPlacement(ctx, ref, dl)
@@ -217,7 +217,7 @@ func (a *Activities) MarkPlacementFailed(ctx context.Context, dl DeadLetter) (Ma
 	return res, nil
 }
 
-func (a *Activities) markPlacement(ctx context.Context, ref PlacementRef, dl DeadLetter) (MarkResult, error) {
+func (a *Activities) markPlacement(ctx context.Context, ref contract.PlacementRef, dl contract.DeadLetter) (contract.MarkResult, error) {
 	// On a retried attempt an earlier one may have written the mark without hearing back: if a
 	// FAILED event for this file is there, TCS shows the cross already (TCS does not promise an
 	// order of events, so any FAILED event counts).
@@ -228,7 +228,7 @@ func (a *Activities) markPlacement(ctx context.Context, ref PlacementRef, dl Dea
 		}
 		for _, ev := range p.ESREvents {
 			if ev.Filename == ref.Filename && ev.Status == tcs.StatusFailed {
-				return MarkResult{Marked: true, Note: "already marked"}, nil
+				return contract.MarkResult{Marked: true, Note: "already marked"}, nil
 			}
 		}
 	}
@@ -238,19 +238,19 @@ func (a *Activities) markPlacement(ctx context.Context, ref PlacementRef, dl Dea
 	if err != nil {
 		return a.markOutcome(err)
 	}
-	return MarkResult{Marked: true}, nil
+	return contract.MarkResult{Marked: true}, nil
 }
 
 // MarkScanErrored sets a dead-lettered scan to ERRORED, then logs the CRITICAL line.
-func (a *Activities) MarkScanErrored(ctx context.Context, dl DeadLetter) (MarkResult, error) {
+func (a *Activities) MarkScanErrored(ctx context.Context, dl contract.DeadLetter) (contract.MarkResult, error) {
 	ctx = caller(ctx)
 	if dl.Scan == nil {
-		return MarkResult{}, temporal.NewNonRetryableApplicationError("no scan in dead letter", "BadInput", nil)
+		return contract.MarkResult{}, temporal.NewNonRetryableApplicationError("no scan in dead letter", "BadInput", nil)
 	}
 	// A COMPLETED scan is never overwritten with ERRORED: TCS holds a result.
 	current, err := a.TCS.GetScan(ctx, dl.Scan.ScanID)
 	if err == nil && current.Status == tcs.ScanCompleted {
-		res := MarkResult{Marked: false, Note: "TCS holds the scan COMPLETED (" + current.Result + "): not overwritten with ERRORED"}
+		res := contract.MarkResult{Marked: false, Note: "TCS holds the scan COMPLETED (" + current.Result + "): not overwritten with ERRORED"}
 		a.critical(ctx, dl, res)
 		return res, nil
 	}
@@ -259,7 +259,7 @@ func (a *Activities) MarkScanErrored(ctx context.Context, dl DeadLetter) (MarkRe
 	}
 	failed := dl.DeadLetteredAt
 	err = a.TCS.PutScan(ctx, dl.Scan.ScanID, tcs.ScanUpdate{Status: tcs.ScanErrored, Reason: reasonText(dl), FailedAt: &failed})
-	res := MarkResult{Marked: true}
+	res := contract.MarkResult{Marked: true}
 	if err != nil {
 		if res, err = a.markOutcome(err); err != nil {
 			return res, err
@@ -272,20 +272,20 @@ func (a *Activities) MarkScanErrored(ctx context.Context, dl DeadLetter) (MarkRe
 // markOutcome decides what a failed mark means: a permanent answer (404 unknown record, or TCS
 // rejecting the mark) is logged and the dead-lettering goes on; anything else is retried, because
 // a dead letter must not be lost either.
-func (a *Activities) markOutcome(err error) (MarkResult, error) {
+func (a *Activities) markOutcome(err error) (contract.MarkResult, error) {
 	if tcs.Classify(err) == tcs.Permanent {
 		note := "TCS rejected the mark: " + err.Error()
 		if tcs.IsNotFound(err) {
 			note = "TCS does not know the record, nothing to mark: " + err.Error()
 		}
-		return MarkResult{Marked: false, Note: note}, nil
+		return contract.MarkResult{Marked: false, Note: note}, nil
 	}
-	return MarkResult{}, temporal.NewApplicationError(err.Error(), string(tcs.Classify(err)))
+	return contract.MarkResult{}, temporal.NewApplicationError(err.Error(), string(tcs.Classify(err)))
 }
 
 // critical emits the one CRITICAL line of a dead-lettering. It runs only on the attempt whose
 // mark landed, so retries of the mark do not repeat it.
-func (a *Activities) critical(ctx context.Context, dl DeadLetter, res MarkResult) {
+func (a *Activities) critical(ctx context.Context, dl contract.DeadLetter, res contract.MarkResult) {
 	info := activity.GetInfo(ctx)
 	logging.Critical(ctx, a.Log, "record dead-lettered: it could not be written to TCS",
 		"kind", dl.Kind,
@@ -301,6 +301,6 @@ func (a *Activities) critical(ctx context.Context, dl DeadLetter, res MarkResult
 	)
 }
 
-func reasonText(dl DeadLetter) string {
+func reasonText(dl contract.DeadLetter) string {
 	return fmt.Sprintf("writeback dead-lettered after %d attempt(s): %s", dl.Attempts, dl.LastError)
 }

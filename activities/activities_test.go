@@ -15,8 +15,8 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/tis-writeback/writeback/activities"
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/logging"
-	"github.com/tis-writeback/writeback/messages"
 	"github.com/tis-writeback/writeback/tcs"
 	"github.com/tis-writeback/writeback/tcssim/sim"
 )
@@ -51,7 +51,7 @@ func newFixture(t *testing.T, token string) *fixture {
 	client, err := tcs.New(tcs.Options{BaseURL: srv.URL(), Token: tcs.StaticToken(token), Timeout: 500 * time.Millisecond})
 	require.NoError(t, err)
 	logs := &syncBuffer{}
-	acts := activities.New(client, logging.New(logs, nil), activities.DefaultRetrySettings())
+	acts := activities.New(client, logging.New(logs, nil), contract.DefaultRetrySettings())
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestActivityEnvironment()
 	env.RegisterActivity(acts)
@@ -60,17 +60,17 @@ func newFixture(t *testing.T, token string) *fixture {
 
 func (f *fixture) faults(fl sim.Faults) { f.sim.Store.SetFaults(fl) }
 
-func placementMsg(id int64) messages.PlacementExported {
-	return messages.PlacementExported{PlacementID: id, PositionNumber: 25713154, PositionID: 6957985,
+func placementMsg(id int64) contract.PlacementExported {
+	return contract.PlacementExported{PlacementID: id, PositionNumber: 25713154, PositionID: 6957985,
 		Filename: "DE_SEV_APP_20210728_00003779.DAT", ExportedAt: time.Date(2021, 7, 28, 13, 10, 0, 0, time.UTC)}
 }
 
-var scanMsg = messages.ScanCompleted{ScanID: "3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c11", Result: "CLEAN",
+var scanMsg = contract.ScanCompleted{ScanID: "3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c11", Result: "CLEAN",
 	FileName: "referral.pdf", CompletedAt: time.Date(2026, 11, 22, 9, 15, 0, 0, time.UTC)}
 
-func (f *fixture) updatePlacement(m messages.PlacementExported) (activities.UpdateResult, error) {
+func (f *fixture) updatePlacement(m contract.PlacementExported) (contract.UpdateResult, error) {
 	v, err := f.env.ExecuteActivity(f.acts.UpdatePlacement, m)
-	var res activities.UpdateResult
+	var res contract.UpdateResult
 	if err == nil {
 		require.NoError(f.t, v.Get(&res))
 	}
@@ -109,17 +109,17 @@ func TestStatusClasses(t *testing.T) {
 		errType   string
 		retryable bool
 	}{
-		{500, activities.ErrTransient, true},
-		{502, activities.ErrTransient, true},
-		{503, activities.ErrTransient, true},
-		{504, activities.ErrTransient, true},
-		{429, activities.ErrTransient, true},
-		{401, activities.ErrConfig, false},
-		{403, activities.ErrConfig, false},
-		{400, activities.ErrPermanent, false},
-		{404, activities.ErrPermanent, false},
-		{409, activities.ErrPermanent, false},
-		{422, activities.ErrPermanent, false},
+		{500, contract.ErrTransient, true},
+		{502, contract.ErrTransient, true},
+		{503, contract.ErrTransient, true},
+		{504, contract.ErrTransient, true},
+		{429, contract.ErrTransient, true},
+		{401, contract.ErrConfig, false},
+		{403, contract.ErrConfig, false},
+		{400, contract.ErrPermanent, false},
+		{404, contract.ErrPermanent, false},
+		{409, contract.ErrPermanent, false},
+		{422, contract.ErrPermanent, false},
 	}
 	for _, c := range cases {
 		t.Run(http.StatusText(c.status), func(t *testing.T) {
@@ -127,7 +127,7 @@ func TestStatusClasses(t *testing.T) {
 			f.faults(sim.Faults{ErrorRate: 1, ErrorStatus: c.status})
 			_, err := f.updatePlacement(placementMsg(7))
 			appErr := class(t, err, c.errType, c.retryable)
-			var d activities.FailureDetails
+			var d contract.FailureDetails
 			require.NoError(t, appErr.Details(&d))
 			require.Equal(t, c.status, d.Status)
 			require.Equal(t, int32(1), d.Attempt)
@@ -142,17 +142,17 @@ func TestStatusClasses(t *testing.T) {
 func TestUnknownRecordsArePermanent(t *testing.T) {
 	f := newFixture(t, secret)
 	_, err := f.updatePlacement(placementMsg(5000)) // only 1..1000 exist
-	class(t, err, activities.ErrPermanent, false)
+	class(t, err, contract.ErrPermanent, false)
 	unknown := scanMsg
 	unknown.ScanID = "f0000000-0000-4000-8000-000000000000"
 	_, err = f.env.ExecuteActivity(f.acts.UpdateScan, unknown)
-	class(t, err, activities.ErrPermanent, false)
+	class(t, err, contract.ErrPermanent, false)
 }
 
 func TestWrongTokenIsConfigNotPermanent(t *testing.T) {
 	f := newFixture(t, "wrong-"+secret)
 	_, err := f.updatePlacement(placementMsg(9))
-	class(t, err, activities.ErrConfig, false)
+	class(t, err, contract.ErrConfig, false)
 	require.NotContains(t, err.Error(), "wrong-"+secret)
 }
 
@@ -160,7 +160,7 @@ func TestOutageIsTransient(t *testing.T) {
 	f := newFixture(t, secret)
 	f.faults(sim.Faults{Outage: true})
 	_, err := f.updatePlacement(placementMsg(11))
-	appErr := class(t, err, activities.ErrTransient, true)
+	appErr := class(t, err, contract.ErrTransient, true)
 	require.Contains(t, appErr.Message(), "no answer from TCS")
 	f.faults(sim.Faults{})
 	_, err = f.updatePlacement(placementMsg(11))
@@ -173,7 +173,7 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 		f := newFixture(t, secret)
 		f.faults(sim.Faults{ErrorRate: 1, ErrorStatus: status, RetryAfterSeconds: 7})
 		_, err := f.updatePlacement(placementMsg(12))
-		appErr := class(t, err, activities.ErrTransient, true)
+		appErr := class(t, err, contract.ErrTransient, true)
 		require.Equal(t, 7*time.Second, appErr.NextRetryDelay(), "status %d", status)
 	}
 }
@@ -184,7 +184,7 @@ func TestLostAnswerWritesExactlyOneRow(t *testing.T) {
 	// The POST is processed, then never answered: the client times out though the row exists.
 	f.faults(sim.Faults{TimeoutRate: 1, Only: "/esr-exported"})
 	_, err := f.updatePlacement(m)
-	appErr := class(t, err, activities.ErrTransient, true)
+	appErr := class(t, err, contract.ErrTransient, true)
 	require.Contains(t, appErr.Message(), "timed out")
 	require.Equal(t, 1, f.sim.Store.ExportedCount(13, m.Filename), "the write happened")
 
@@ -206,10 +206,10 @@ func TestUpdateScan(t *testing.T) {
 	require.Equal(t, "CLEAN", sc.Result)
 }
 
-func deadLetter(id int64) activities.DeadLetter {
-	return activities.DeadLetter{Kind: "placement", RecordID: "42", Attempts: 3, LastError: "TCS POST ...: 422",
+func deadLetter(id int64) contract.DeadLetter {
+	return contract.DeadLetter{Kind: "placement", RecordID: "42", Attempts: 3, LastError: "TCS POST ...: 422",
 		DeadLetteredAt: time.Date(2026, 11, 23, 10, 0, 0, 0, time.UTC),
-		Placement:      &activities.PlacementRef{PlacementID: id, Filename: "F.DAT"}}
+		Placement:      &contract.PlacementRef{PlacementID: id, Filename: "F.DAT"}}
 }
 
 func criticalLines(t *testing.T, logs string) []map[string]any {
@@ -231,7 +231,7 @@ func TestMarkPlacementFailed(t *testing.T) {
 	f := newFixture(t, secret)
 	v, err := f.env.ExecuteActivity(f.acts.MarkPlacementFailed, deadLetter(42))
 	require.NoError(t, err)
-	var res activities.MarkResult
+	var res contract.MarkResult
 	require.NoError(t, v.Get(&res))
 	require.True(t, res.Marked)
 	require.Equal(t, 1, f.sim.Store.FailedCount(42, "F.DAT"))
@@ -263,7 +263,7 @@ func TestMarkUnknownRecordIsLoggedAndDone(t *testing.T) {
 	f := newFixture(t, secret)
 	v, err := f.env.ExecuteActivity(f.acts.MarkPlacementFailed, deadLetter(99999))
 	require.NoError(t, err)
-	var res activities.MarkResult
+	var res contract.MarkResult
 	require.NoError(t, v.Get(&res))
 	require.False(t, res.Marked)
 	require.Contains(t, res.Note, "does not know")
@@ -272,8 +272,8 @@ func TestMarkUnknownRecordIsLoggedAndDone(t *testing.T) {
 
 func TestMarkScanErrored(t *testing.T) {
 	f := newFixture(t, secret)
-	dl := activities.DeadLetter{Kind: "scan", RecordID: scanMsg.ScanID, Attempts: 1, LastError: "x",
-		DeadLetteredAt: time.Now().UTC(), Scan: &activities.ScanRef{ScanID: scanMsg.ScanID}}
+	dl := contract.DeadLetter{Kind: "scan", RecordID: scanMsg.ScanID, Attempts: 1, LastError: "x",
+		DeadLetteredAt: time.Now().UTC(), Scan: &contract.ScanRef{ScanID: scanMsg.ScanID}}
 	_, err := f.env.ExecuteActivity(f.acts.MarkScanErrored, dl)
 	require.NoError(t, err)
 	sc, _ := f.sim.Store.ScanRecord(scanMsg.ScanID)
@@ -301,12 +301,12 @@ func TestTokenNeverInLogsOrErrors(t *testing.T) {
 
 func TestFirstAttemptReportsOutcomesAsData(t *testing.T) {
 	f := newFixture(t, secret)
-	run := func(m messages.PlacementExported) activities.FirstAttempt {
+	run := func(m contract.PlacementExported) contract.FirstAttempt {
 		v, err := f.env.ExecuteLocalActivity(f.acts.FirstPlacementAttempt, m)
 		require.NoError(t, err, "the fast path never fails: it reports")
-		var fa activities.FirstAttempt
+		var fa contract.FirstAttempt
 		require.NoError(t, v.Get(&fa))
-		require.Equal(t, activities.DefaultRetrySettings(), fa.Settings, "it captures the worker's settings")
+		require.Equal(t, contract.DefaultRetrySettings(), fa.Settings, "it captures the worker's settings")
 		return fa
 	}
 	fa := run(placementMsg(31))
@@ -315,18 +315,18 @@ func TestFirstAttemptReportsOutcomesAsData(t *testing.T) {
 
 	f.faults(sim.Faults{ErrorRate: 1, ErrorStatus: 503, RetryAfterSeconds: 9})
 	fa = run(placementMsg(32))
-	require.Equal(t, activities.ErrTransient, fa.ErrType)
+	require.Equal(t, contract.ErrTransient, fa.ErrType)
 	require.Equal(t, 9*time.Second, fa.RetryAfter)
 	require.Contains(t, fa.Message, "503")
 
 	f.faults(sim.Faults{})
 	fa = run(placementMsg(5000))
-	require.Equal(t, activities.ErrPermanent, fa.ErrType)
+	require.Equal(t, contract.ErrPermanent, fa.ErrType)
 	require.Contains(t, fa.Message, "404")
 
 	v, err := f.env.ExecuteLocalActivity(f.acts.FirstScanAttempt, scanMsg)
 	require.NoError(t, err)
-	var sfa activities.FirstAttempt
+	var sfa contract.FirstAttempt
 	require.NoError(t, v.Get(&sfa))
 	require.Empty(t, sfa.ErrType)
 }

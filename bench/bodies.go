@@ -12,7 +12,7 @@ import (
 
 	"github.com/tis-writeback/writeback/bench/report"
 	"github.com/tis-writeback/writeback/bench/stack"
-	"github.com/tis-writeback/writeback/messages"
+	"github.com/tis-writeback/writeback/contract"
 )
 
 // runBodies measures the starter's memory while oversized bodies pass through it: each is poison
@@ -78,7 +78,7 @@ func measureBodies(root string, n, sizeMB int, prefetch string, logf func(string
 	payload := []byte(`{"placementId":1,"filename":"` + strings.Repeat("x", sizeMB<<20) + `"}`)
 	for i := 0; i < n; i++ {
 		pctx, cancel := context.WithTimeout(ctx, time.Minute)
-		err := pub.Publish(pctx, s.Topology.Exchange, messages.RoutingKeyPlacementExported, amqp.Publishing{Body: payload})
+		err := pub.Publish(pctx, s.Topology.Exchange, contract.RoutingKeyPlacementExported, amqp.Publishing{Body: payload})
 		cancel()
 		if err != nil {
 			return 0, 0, fmt.Errorf("publish: %w", err)

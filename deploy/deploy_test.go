@@ -22,8 +22,8 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/tis-writeback/writeback/internal/broker"
 	"github.com/tis-writeback/writeback/internal/testenv"
-	"github.com/tis-writeback/writeback/starter/broker"
 )
 
 func root(t *testing.T) string { return testenv.RepoRoot(t) }

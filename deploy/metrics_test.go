@@ -18,9 +18,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"sigs.k8s.io/yaml"
 
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/testenv"
-	"github.com/tis-writeback/writeback/messages"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 var metricName = regexp.MustCompile(`\b(writeback_[a-z0-9_]+|temporal_[a-z0-9_]+)\b`)
@@ -122,24 +121,24 @@ func TestEveryAlertAndPanelMetricIsExported(t *testing.T) {
 	startProcess(t, workerBin, append(common, "TCS_URL="+sim.URL(), "TCS_TOKEN="+testenv.Token, "METRICS_ADDR="+workerAddr))
 	startProcess(t, starterBin, append(append(common, b.Env()...), "METRICS_ADDR="+starterAddr), "consume")
 
-	ok := messages.PlacementExported{PlacementID: 5, PositionNumber: 1, PositionID: 1, Filename: "M.DAT", ExportedAt: time.Now().UTC()}
+	ok := contract.PlacementExported{PlacementID: 5, PositionNumber: 1, PositionID: 1, Filename: "M.DAT", ExportedAt: time.Now().UTC()}
 	dead := ok
 	dead.PlacementID = 99999
-	for _, m := range []messages.PlacementExported{ok, dead} {
+	for _, m := range []contract.PlacementExported{ok, dead} {
 		body, _ := json.Marshal(m)
-		b.Publish(t, messages.RoutingKeyPlacementExported, body)
+		b.Publish(t, contract.RoutingKeyPlacementExported, body)
 	}
 	query := func(id string) string {
-		v, err := tm.Client.QueryWorkflow(context.Background(), id, "", workflows.QueryState)
+		v, err := tm.Client.QueryWorkflow(context.Background(), id, "", contract.QueryState)
 		if err != nil {
 			return ""
 		}
-		var st workflows.Status
+		var st contract.Status
 		_ = v.Get(&st)
 		return st.State
 	}
 	require.Eventually(t, func() bool {
-		return query(ok.WorkflowID()) == workflows.StateCompleted && query(dead.WorkflowID()) == workflows.StateDeadLettered
+		return query(ok.WorkflowID()) == contract.StateCompleted && query(dead.WorkflowID()) == contract.StateDeadLettered
 	}, 60*time.Second, 200*time.Millisecond)
 
 	var exported map[string]bool

@@ -8,9 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/testenv"
-	"github.com/tis-writeback/writeback/messages"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 func searchAttr(t *testing.T, tm *testenv.Temporal, id, key string) string {
@@ -36,12 +35,12 @@ func TestPoisonThatNamesItsRecordThenItsCorrection(t *testing.T) {
 	st := &stack{tm: tm, sim: s}
 
 	bad := []byte(`{"placementId":42,"positionNumber":1,"positionId":2,"filename":"POISON.DAT","exportedAt":"yesterday"}`)
-	b.Publish(t, messages.RoutingKeyPlacementExported, bad)
-	b.Publish(t, messages.RoutingKeyScanCompleted, []byte(`{"scanId":"3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c11","result":"DIRTY","fileName":"a.pdf","completedAt":"2026-11-22T09:15:00Z"}`))
-	b.Publish(t, messages.RoutingKeyPlacementExported, []byte(`{"positionNumber":1}`)) // names no record
+	b.Publish(t, contract.RoutingKeyPlacementExported, bad)
+	b.Publish(t, contract.RoutingKeyScanCompleted, []byte(`{"scanId":"3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c11","result":"DIRTY","fileName":"a.pdf","completedAt":"2026-11-22T09:15:00Z"}`))
+	b.Publish(t, contract.RoutingKeyPlacementExported, []byte(`{"positionNumber":1}`)) // names no record
 
-	id := messages.PlacementWorkflowID(42, "POISON.DAT")
-	status := st.waitState(t, id, workflows.StateDeadLettered, 30*time.Second)
+	id := contract.PlacementWorkflowID(42, "POISON.DAT")
+	status := st.waitState(t, id, contract.StateDeadLettered, 30*time.Second)
 	require.Contains(t, status.LastError, `"exportedAt" must be an RFC 3339 time`)
 	require.Equal(t, 0, status.Attempts)
 	require.Eventually(t, func() bool { return searchAttr(t, tm, id, "WritebackFailure") == "poison-exportedAt" }, 10*time.Second, 100*time.Millisecond)
@@ -49,7 +48,7 @@ func TestPoisonThatNamesItsRecordThenItsCorrection(t *testing.T) {
 	require.Equal(t, 0, s.Store.ExportedCount(42, "POISON.DAT"), "never written")
 	require.Len(t, w.Logs.Lines(`"level":"CRITICAL"`, id), 1)
 	scanID := "scan/3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c11"
-	st.waitState(t, scanID, workflows.StateDeadLettered, 30*time.Second)
+	st.waitState(t, scanID, contract.StateDeadLettered, 30*time.Second)
 	require.Equal(t, "poison-result", searchAttr(t, tm, scanID, "WritebackFailure"))
 	sc, ok := s.Store.ScanRecord("3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c11")
 	require.True(t, ok)
@@ -61,13 +60,13 @@ func TestPoisonThatNamesItsRecordThenItsCorrection(t *testing.T) {
 
 	// The producer sends the corrected message: the parked dead letter retries with it.
 	fixed := []byte(`{"placementId":42,"positionNumber":1,"positionId":2,"filename":"POISON.DAT","exportedAt":"2021-07-28T13:10:00Z"}`)
-	b.Publish(t, messages.RoutingKeyPlacementExported, fixed)
-	done := st.waitState(t, id, workflows.StateCompleted, 30*time.Second)
+	b.Publish(t, contract.RoutingKeyPlacementExported, fixed)
+	done := st.waitState(t, id, contract.StateCompleted, 30*time.Second)
 	require.Equal(t, 1, done.Retries)
 	require.Equal(t, 1, s.Store.ExportedCount(42, "POISON.DAT"))
 	// The same corrected message again (a redelivery): no second write, no new dead-lettering.
-	b.Publish(t, messages.RoutingKeyPlacementExported, fixed)
-	b.Publish(t, messages.RoutingKeyPlacementExported, bad)
+	b.Publish(t, contract.RoutingKeyPlacementExported, fixed)
+	b.Publish(t, contract.RoutingKeyPlacementExported, bad)
 	time.Sleep(2 * time.Second)
 	require.Equal(t, 1, s.Store.ExportedCount(42, "POISON.DAT"))
 	require.Len(t, w.Logs.Lines(`"level":"CRITICAL"`, id), 1)
@@ -84,16 +83,16 @@ func TestDuplicateOfADeadLetteredRecordChangesNothing(t *testing.T) {
 	startConsumer(t, b, tm.Client, 10)
 	st := &stack{tm: tm, sim: s}
 	body := placementBody(500, "UNKNOWN.DAT")
-	b.Publish(t, messages.RoutingKeyPlacementExported, body)
-	id := messages.PlacementWorkflowID(500, "UNKNOWN.DAT")
-	st.waitState(t, id, workflows.StateDeadLettered, 30*time.Second)
+	b.Publish(t, contract.RoutingKeyPlacementExported, body)
+	id := contract.PlacementWorkflowID(500, "UNKNOWN.DAT")
+	st.waitState(t, id, contract.StateDeadLettered, 30*time.Second)
 	require.Equal(t, "tcs-404", searchAttr(t, tm, id, "WritebackFailure"))
 	for i := 0; i < 3; i++ {
-		b.Publish(t, messages.RoutingKeyPlacementExported, body)
+		b.Publish(t, contract.RoutingKeyPlacementExported, body)
 	}
 	time.Sleep(3 * time.Second)
 	q := st.query(t, id)
-	require.Equal(t, workflows.StateDeadLettered, q.State)
+	require.Equal(t, contract.StateDeadLettered, q.State)
 	require.Equal(t, 0, q.Retries)
 	require.Len(t, w.Logs.Lines(`"level":"CRITICAL"`, id), 1)
 	require.Equal(t, 0, s.Store.ExportedCount(500, "UNKNOWN.DAT"))

@@ -7,11 +7,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
-	"github.com/tis-writeback/writeback/activities"
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/testenv"
-	"github.com/tis-writeback/writeback/messages"
 	"github.com/tis-writeback/writeback/tcssim/sim"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 func requestsTo(st sim.Stats, endpoint string) int {
@@ -31,7 +29,7 @@ func TestLateCommitsNeverDuplicate(t *testing.T) {
 	}{{"check before write, key sent", false}, {"key honoured, no read", true}} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newStack(t, testenv.WorkerOptions{TCSTimeout: 300 * time.Millisecond, KeyHonoured: tc.keyHonoured,
-				Retry: activities.RetrySettings{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2,
+				Retry: contract.RetrySettings{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2,
 					MaximumInterval: time.Second, Budget: time.Hour, ParkingPeriod: time.Hour}})
 			// Held until the client gives up (300 ms), committed 2.5 s later: after the retry's read.
 			s.sim.Store.SetFaults(sim.Faults{LateCommitRate: 0.2, LateCommitMs: 2500, Only: "/esr-exported"})
@@ -39,10 +37,10 @@ func TestLateCommitsNeverDuplicate(t *testing.T) {
 			var runs []client.WorkflowRun
 			for i := int64(0); i < n; i++ {
 				m := placement(400+i, "LATE.DAT")
-				runs = append(runs, s.start(t, workflows.PlacementWorkflowType, m.WorkflowID(), m))
+				runs = append(runs, s.start(t, contract.PlacementWorkflowType, m.WorkflowID(), m))
 			}
 			for _, run := range runs {
-				require.Equal(t, workflows.StateCompleted, result(t, run, 2*time.Minute).State)
+				require.Equal(t, contract.StateCompleted, result(t, run, 2*time.Minute).State)
 			}
 			time.Sleep(3 * time.Second) // the last late commits land
 			for i := int64(0); i < n; i++ {
@@ -65,15 +63,15 @@ func TestLateCommitsNeverDuplicate(t *testing.T) {
 // CRITICAL line is logged. (The placement's worker honours the key, so every attempt POSTs.)
 func TestLostAnswersUntilTheBudgetRanOutCompleteInstead(t *testing.T) {
 	opts := testenv.WorkerOptions{TCSTimeout: 300 * time.Millisecond, KeyHonoured: true,
-		Retry: activities.RetrySettings{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2,
+		Retry: contract.RetrySettings{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2,
 			MaximumInterval: 500 * time.Millisecond, Budget: 3 * time.Second, ParkingPeriod: time.Hour}}
 	s := newStack(t, opts)
 	s.sim.Store.SetFaults(sim.Faults{TimeoutRate: 1, Only: "/api/"}) // processed, never answered
-	sc := messages.ScanCompleted{ScanID: "3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c99", Result: "SANITISED", FileName: "a.pdf",
+	sc := contract.ScanCompleted{ScanID: "3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c99", Result: "SANITISED", FileName: "a.pdf",
 		CompletedAt: time.Date(2026, 11, 22, 9, 15, 0, 0, time.UTC)}
 	p := placement(77, "LOSTALL.DAT")
-	runScan := s.start(t, workflows.ScanWorkflowType, sc.WorkflowID(), sc)
-	runPlacement := s.start(t, workflows.PlacementWorkflowType, p.WorkflowID(), p)
+	runScan := s.start(t, contract.ScanWorkflowType, sc.WorkflowID(), sc)
+	runPlacement := s.start(t, contract.PlacementWorkflowType, p.WorkflowID(), p)
 	// Past the budget both workflows look in TCS before dead-lettering; their first looks get no
 	// answer either. Then TCS answers again.
 	for _, act := range []string{"CheckScanWritten", "CheckPlacementWritten"} {
@@ -81,12 +79,12 @@ func TestLostAnswersUntilTheBudgetRanOutCompleteInstead(t *testing.T) {
 			30*time.Second, 20*time.Millisecond, "the budget ran out and the look began")
 	}
 	s.sim.Store.SetFaults(sim.Faults{})
-	require.Equal(t, workflows.StateCompleted, result(t, runScan, time.Minute).State)
+	require.Equal(t, contract.StateCompleted, result(t, runScan, time.Minute).State)
 	got, ok := s.sim.Store.ScanRecord(sc.ScanID)
 	require.True(t, ok)
 	require.Equal(t, "COMPLETED", got.Status)
 	require.Equal(t, "SANITISED", got.Result)
-	require.Equal(t, workflows.StateCompleted, result(t, runPlacement, time.Minute).State)
+	require.Equal(t, contract.StateCompleted, result(t, runPlacement, time.Minute).State)
 	require.Equal(t, 1, s.sim.Store.ExportedCount(77, "LOSTALL.DAT"))
 	require.Zero(t, s.sim.Store.FailedCount(77, "LOSTALL.DAT"), "no FAILED mark")
 	require.Empty(t, s.worker.Logs.Lines(`"level":"CRITICAL"`))

@@ -8,8 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/testenv"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 // Recovery traffic never starves fresh records under the one cap: while a retry job's batch of
@@ -25,7 +25,7 @@ func TestFreshRecordsGoAheadOfARetryJob(t *testing.T) {
 	for i := range ids {
 		ids[i] = 7000 + int64(i) // TCS seeds 1..1000 only: 404, dead letter
 		m := placement(ids[i], "RECOVER.DAT")
-		s.start(t, workflows.PlacementWorkflowType, m.WorkflowID(), m)
+		s.start(t, contract.PlacementWorkflowType, m.WorkflowID(), m)
 	}
 	require.Eventually(t, func() bool { return count(t, s.tm.Client, `WritebackState="DeadLettered"`) == n },
 		3*time.Minute, time.Second)
@@ -45,7 +45,7 @@ func TestFreshRecordsGoAheadOfARetryJob(t *testing.T) {
 
 	before := count(t, s.tm.Client, `WritebackState="Completed"`)
 	fresh := placement(1, "FRESH.DAT")
-	result(t, s.start(t, workflows.PlacementWorkflowType, fresh.WorkflowID(), fresh), time.Minute)
+	result(t, s.start(t, contract.PlacementWorkflowType, fresh.WorkflowID(), fresh), time.Minute)
 	during := count(t, s.tm.Client, `WritebackState="Completed"`) - before - 1
 	t.Logf("%d of the job's records were written while the fresh one waited", during)
 	require.Less(t, during, 8, "the fresh record went ahead of the batch, not behind its 20-odd queued records")

@@ -13,8 +13,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/testenv"
-	"github.com/tis-writeback/writeback/messages"
 	"github.com/tis-writeback/writeback/starter/intake"
 	"github.com/tis-writeback/writeback/starter/ops"
 )
@@ -68,12 +68,12 @@ func TestConsumerTimeoutClosesTheChannelNothingIsLostOrDeadLettered(t *testing.T
 	tp := testenv.StartTemporalProcess(t)
 	tc := tp.Client(t)
 	c := startConsumer(t, b, tc, 10)
-	b.Publish(t, messages.RoutingKeyPlacementExported, placementBody(1, "FIRST.DAT"))
+	b.Publish(t, contract.RoutingKeyPlacementExported, placementBody(1, "FIRST.DAT"))
 	waitCount(t, tc, "", 1, 30*time.Second)
 
 	tp.Stop(t)
 	for i := int64(1); i <= 8; i++ {
-		b.Publish(t, messages.RoutingKeyPlacementExported, placementBody(i, "HELD.DAT"))
+		b.Publish(t, contract.RoutingKeyPlacementExported, placementBody(i, "HELD.DAT"))
 	}
 	// Held until the broker's consumer timeout closes the channel, at least once.
 	require.Eventually(t, func() bool { return len(c.logs.Lines("channel closed by the broker")) > 0 }, 3*time.Minute, time.Second,
@@ -96,7 +96,7 @@ func TestConsumerTimeoutClosesTheChannelNothingIsLostOrDeadLettered(t *testing.T
 func TestDeletedQueueIsConsumedAgain(t *testing.T) {
 	b, tm := intakeStack(t, 0)
 	c := startConsumer(t, b, tm.Client, 10)
-	b.Publish(t, messages.RoutingKeyPlacementExported, placementBody(1, "BEFORE.DAT"))
+	b.Publish(t, contract.RoutingKeyPlacementExported, placementBody(1, "BEFORE.DAT"))
 	waitCount(t, tm.Client, "", 1, 20*time.Second)
 
 	ch, err := b.Conn.Channel()
@@ -108,7 +108,7 @@ func TestDeletedQueueIsConsumedAgain(t *testing.T) {
 		_, consumers, ok := queueInfo(t, b, b.Topology.PlacementQueue)
 		return ok && consumers == 1
 	}, 30*time.Second, 200*time.Millisecond, "log:\n%s", strings.Join(c.logs.Lines(""), "\n"))
-	b.Publish(t, messages.RoutingKeyPlacementExported, placementBody(2, "AFTER.DAT"))
+	b.Publish(t, contract.RoutingKeyPlacementExported, placementBody(2, "AFTER.DAT"))
 	waitCount(t, tm.Client, "", 2, 20*time.Second)
 	require.NoError(t, readyErr(c))
 	require.Equal(t, 1.0, testutilGauge(c.metrics.ConsumerUp.WithLabelValues(b.Topology.PlacementQueue)))
@@ -140,7 +140,7 @@ func TestQueueThatCannotBeConsumedMakesTheStarterNotReady(t *testing.T) {
 	_ = other.Close() // the exclusive queue goes with its connection
 	require.Eventually(t, func() bool { return readyErr(c) == nil }, 30*time.Second, 200*time.Millisecond,
 		"log:\n%s", strings.Join(c.logs.Lines(""), "\n"))
-	b.Publish(t, messages.RoutingKeyPlacementExported, placementBody(3, "BACK.DAT"))
+	b.Publish(t, contract.RoutingKeyPlacementExported, placementBody(3, "BACK.DAT"))
 	waitCount(t, tm.Client, "", 1, 20*time.Second)
 }
 
@@ -157,7 +157,7 @@ func TestDeliveryLimitDeadLettersComeBackByThemselves(t *testing.T) {
 	defer raw.Close()
 	rch, err := raw.Channel()
 	require.NoError(t, err)
-	b.Publish(t, messages.RoutingKeyPlacementExported, placementBody(5, "LIMIT.DAT"))
+	b.Publish(t, contract.RoutingKeyPlacementExported, placementBody(5, "LIMIT.DAT"))
 	require.Eventually(t, func() bool {
 		d, ok, err := rch.Get(b.Topology.PlacementQueue, false)
 		require.NoError(t, err)
@@ -167,7 +167,7 @@ func TestDeliveryLimitDeadLettersComeBackByThemselves(t *testing.T) {
 		return b.Depth(t, b.Topology.DLQ) == 1
 	}, 20*time.Second, 50*time.Millisecond)
 	c := startConsumer(t, b, tm.Client, 10)
-	b.Publish(t, messages.RoutingKeyScanCompleted, []byte(`{"scanId":"nope"}`)) // poison: goes to the DLQ and stays
+	b.Publish(t, contract.RoutingKeyScanCompleted, []byte(`{"scanId":"nope"}`)) // poison: goes to the DLQ and stays
 	require.Eventually(t, func() bool { return b.Depth(t, b.Topology.DLQ) == 2 }, 20*time.Second, 100*time.Millisecond)
 
 	r := &ops.Returner{Conn: b.Conn, Pub: b.Pub, Topology: b.Topology, Log: testLogger(), Every: 500 * time.Millisecond,
@@ -176,7 +176,7 @@ func TestDeliveryLimitDeadLettersComeBackByThemselves(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.Run(ctx)
-	waitCount(t, tm.Client, fmt.Sprintf(`WorkflowId=%q`, messages.PlacementWorkflowID(5, "LIMIT.DAT")), 1, 30*time.Second)
+	waitCount(t, tm.Client, fmt.Sprintf(`WorkflowId=%q`, contract.PlacementWorkflowID(5, "LIMIT.DAT")), 1, 30*time.Second)
 	time.Sleep(2 * time.Second) // several passes
 	require.Equal(t, 1, b.Depth(t, b.Topology.DLQ), "the poison message stays for an operator")
 	d := b.Drain(t, b.Topology.DLQ)[0]

@@ -10,8 +10,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/testenv"
-	"github.com/tis-writeback/writeback/messages"
 	"github.com/tis-writeback/writeback/starter/intake"
 )
 
@@ -29,7 +29,7 @@ func TestNonASCIIFilenameIsStartedAndWritten(t *testing.T) {
 	testenv.StartWorker(t, tm, s.URL(), testenv.WorkerOptions{})
 	c := startConsumer(t, b, tm.Client, 10)
 	for _, f := range []string{"Ärzte.DAT", "日本.DAT", "100%.DAT"} {
-		b.Publish(t, messages.RoutingKeyPlacementExported, placementWithFile(7, f))
+		b.Publish(t, contract.RoutingKeyPlacementExported, placementWithFile(7, f))
 	}
 	for _, want := range []string{"placement-esr/7/%C3%84rzte.DAT", "placement-esr/7/%E6%97%A5%E6%9C%AC.DAT", "placement-esr/7/100%25.DAT"} {
 		run := tm.Client.GetWorkflow(context.Background(), want, "")
@@ -57,8 +57,8 @@ func TestStartRefusedByTemporalGoesToTheDLQWithTheServersReason(t *testing.T) {
 	tm := testenv.StartTemporalWithArgs(t, "--dynamic-config-value", "limit.maxIDLength=100")
 	c := startConsumer(t, b, tm.Client, 10)
 	long := strings.Repeat("L", 150) + ".DAT" // under our own 1,000-byte check, over this server's 100
-	b.Publish(t, messages.RoutingKeyPlacementExported, placementWithFile(8, long))
-	b.Publish(t, messages.RoutingKeyPlacementExported, placementWithFile(9, "SHORT.DAT"))
+	b.Publish(t, contract.RoutingKeyPlacementExported, placementWithFile(8, long))
+	b.Publish(t, contract.RoutingKeyPlacementExported, placementWithFile(9, "SHORT.DAT"))
 	waitCount(t, tm.Client, "", 1, 20*time.Second)
 	require.Eventually(t, func() bool { return b.Depth(t, b.Topology.DLQ) == 1 }, 20*time.Second, 100*time.Millisecond,
 		"consumer log:\n%s", strings.Join(c.logs.Lines(""), "\n"))
@@ -81,7 +81,7 @@ func TestUnregisteredSearchAttributeIsARefusalNotAnOutage(t *testing.T) {
 	b := testenv.StartBroker(t, 0)
 	tm := testenv.StartBareTemporal(t)
 	c := startConsumer(t, b, tm.Client, 10)
-	b.Publish(t, messages.RoutingKeyPlacementExported, placementWithFile(10, "NOSA.DAT"))
+	b.Publish(t, contract.RoutingKeyPlacementExported, placementWithFile(10, "NOSA.DAT"))
 	require.Eventually(t, func() bool { return b.Depth(t, b.Topology.DLQ) == 1 }, 30*time.Second, 100*time.Millisecond,
 		"consumer log:\n%s", strings.Join(c.logs.Lines(""), "\n"))
 	d := b.Drain(t, b.Topology.DLQ)[0]

@@ -17,10 +17,10 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
+	"github.com/tis-writeback/writeback/contract"
+	"github.com/tis-writeback/writeback/internal/broker"
 	"github.com/tis-writeback/writeback/internal/logging"
 	"github.com/tis-writeback/writeback/internal/testenv"
-	"github.com/tis-writeback/writeback/messages"
-	"github.com/tis-writeback/writeback/starter/broker"
 	"github.com/tis-writeback/writeback/starter/intake"
 )
 
@@ -109,13 +109,13 @@ func TestFiveHundredMessagesFiveHundredWorkflows(t *testing.T) {
 	startConsumer(t, b, tm.Client, 100)
 	start := time.Now()
 	for i := int64(1); i <= 400; i++ {
-		b.Publish(t, messages.RoutingKeyPlacementExported, placementBody(i, "FIVE.DAT"))
+		b.Publish(t, contract.RoutingKeyPlacementExported, placementBody(i, "FIVE.DAT"))
 	}
 	for i := 0; i < 100; i++ {
-		sc := messages.ScanCompleted{ScanID: fmt.Sprintf("3f1c2a9e-0b7d-4c55-9a1e-%012d", i), Result: "CLEAN", FileName: "f.pdf",
+		sc := contract.ScanCompleted{ScanID: fmt.Sprintf("3f1c2a9e-0b7d-4c55-9a1e-%012d", i), Result: "CLEAN", FileName: "f.pdf",
 			CompletedAt: time.Date(2026, 11, 22, 9, 15, 0, 0, time.UTC)}
 		body, _ := json.Marshal(sc)
-		b.Publish(t, messages.RoutingKeyScanCompleted, body)
+		b.Publish(t, contract.RoutingKeyScanCompleted, body)
 	}
 	waitCount(t, tm.Client, "", 500, 2*time.Minute)
 	t.Logf("MEASURED: 500 messages → 500 workflow starts in %.1f s (in-memory dev server, no worker)", time.Since(start).Seconds())
@@ -133,9 +133,9 @@ func TestDuplicatesMakeOneWorkflowOneRow(t *testing.T) {
 	testenv.StartWorker(t, tm, s.URL(), testenv.WorkerOptions{})
 	c := startConsumer(t, b, tm.Client, 10)
 	body := placementBody(42, "DUP.DAT")
-	b.Publish(t, messages.RoutingKeyPlacementExported, body)
-	b.Publish(t, messages.RoutingKeyPlacementExported, body)
-	id := messages.PlacementWorkflowID(42, "DUP.DAT")
+	b.Publish(t, contract.RoutingKeyPlacementExported, body)
+	b.Publish(t, contract.RoutingKeyPlacementExported, body)
+	id := contract.PlacementWorkflowID(42, "DUP.DAT")
 	run := tm.Client.GetWorkflow(context.Background(), id, "")
 	require.Eventually(t, func() bool {
 		_, err := tm.Client.DescribeWorkflowExecution(context.Background(), id, "")
@@ -145,7 +145,7 @@ func TestDuplicatesMakeOneWorkflowOneRow(t *testing.T) {
 	defer cancel()
 	require.NoError(t, run.Get(ctx, nil))
 	// Once more after the workflow completed: acked, no second run.
-	b.Publish(t, messages.RoutingKeyPlacementExported, body)
+	b.Publish(t, contract.RoutingKeyPlacementExported, body)
 	require.Eventually(t, func() bool {
 		return testutilCounter(c.metrics.Messages.WithLabelValues(b.Topology.PlacementQueue, intake.OutcomeDuplicate)) == 2
 	}, 20*time.Second, 100*time.Millisecond, "started %v duplicate %v\n%s",
@@ -164,23 +164,23 @@ func TestPoisonMessagesGoToTheDLQWithTheirReason(t *testing.T) {
 	poison := []struct {
 		key, body, reason string
 	}{
-		{messages.RoutingKeyPlacementExported, `not json`, "not a JSON object"},
-		{messages.RoutingKeyPlacementExported, `{"positionNumber":1,"positionId":1,"filename":"A.DAT","exportedAt":"2021-07-28T13:10:00Z"}`, `"placementId" is missing`},
-		{messages.RoutingKeyPlacementExported, `{"placementId":"12","positionNumber":1,"positionId":1,"filename":"A.DAT","exportedAt":"2021-07-28T13:10:00Z"}`, `"placementId" must be an integer`},
-		{messages.RoutingKeyPlacementExported, `{"placementId":0,"positionNumber":1,"positionId":1,"filename":"A.DAT","exportedAt":"2021-07-28T13:10:00Z"}`, "from 1 to 2^63-1"},
-		{messages.RoutingKeyPlacementExported, `{"placementId":1,"positionNumber":1,"positionId":1,"filename":"a/b.DAT","exportedAt":"2021-07-28T13:10:00Z"}`, `must not contain "/"`},
-		{messages.RoutingKeyPlacementExported, `{"placementId":1,"positionNumber":1,"positionId":1,"filename":"A.DAT","exportedAt":"yesterday"}`, "RFC 3339"},
-		{messages.RoutingKeyPlacementExported, huge, "more than the limit of 65536"},
-		{messages.RoutingKeyScanCompleted, `{"scanId":"not-a-uuid","result":"CLEAN","fileName":"a.pdf","completedAt":"2026-11-22T09:15:00Z"}`, "is not a UUID"},
-		{messages.RoutingKeyScanCompleted, `{"scanId":"3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c11","result":"DIRTY","fileName":"a.pdf","completedAt":"2026-11-22T09:15:00Z"}`, "is not one of CLEAN, SANITISED, BLOCKED"},
-		{messages.RoutingKeyScanCompleted, `[]`, "not a JSON object"},
+		{contract.RoutingKeyPlacementExported, `not json`, "not a JSON object"},
+		{contract.RoutingKeyPlacementExported, `{"positionNumber":1,"positionId":1,"filename":"A.DAT","exportedAt":"2021-07-28T13:10:00Z"}`, `"placementId" is missing`},
+		{contract.RoutingKeyPlacementExported, `{"placementId":"12","positionNumber":1,"positionId":1,"filename":"A.DAT","exportedAt":"2021-07-28T13:10:00Z"}`, `"placementId" must be an integer`},
+		{contract.RoutingKeyPlacementExported, `{"placementId":0,"positionNumber":1,"positionId":1,"filename":"A.DAT","exportedAt":"2021-07-28T13:10:00Z"}`, "from 1 to 2^63-1"},
+		{contract.RoutingKeyPlacementExported, `{"placementId":1,"positionNumber":1,"positionId":1,"filename":"a/b.DAT","exportedAt":"2021-07-28T13:10:00Z"}`, `must not contain "/"`},
+		{contract.RoutingKeyPlacementExported, `{"placementId":1,"positionNumber":1,"positionId":1,"filename":"A.DAT","exportedAt":"yesterday"}`, "RFC 3339"},
+		{contract.RoutingKeyPlacementExported, huge, "more than the limit of 65536"},
+		{contract.RoutingKeyScanCompleted, `{"scanId":"not-a-uuid","result":"CLEAN","fileName":"a.pdf","completedAt":"2026-11-22T09:15:00Z"}`, "is not a UUID"},
+		{contract.RoutingKeyScanCompleted, `{"scanId":"3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c11","result":"DIRTY","fileName":"a.pdf","completedAt":"2026-11-22T09:15:00Z"}`, "is not one of CLEAN, SANITISED, BLOCKED"},
+		{contract.RoutingKeyScanCompleted, `[]`, "not a JSON object"},
 	}
 	for _, p := range poison {
 		b.Publish(t, p.key, []byte(p.body))
 	}
 	// The consumer keeps consuming: a valid message after the poison is started.
-	b.Publish(t, messages.RoutingKeyPlacementExported, placementBody(7, "AFTER.DAT"))
-	waitCount(t, tm.Client, fmt.Sprintf("WorkflowId=%q", messages.PlacementWorkflowID(7, "AFTER.DAT")), 1, 20*time.Second)
+	b.Publish(t, contract.RoutingKeyPlacementExported, placementBody(7, "AFTER.DAT"))
+	waitCount(t, tm.Client, fmt.Sprintf("WorkflowId=%q", contract.PlacementWorkflowID(7, "AFTER.DAT")), 1, 20*time.Second)
 	// Two of them still name their record (placement 1 "A.DAT" with a bad time, a scan with a bad
 	// result): those also became dead letters of their records, the rest started nothing.
 	waitCount(t, tm.Client, "", 3, 20*time.Second)
@@ -215,13 +215,13 @@ func TestTemporalDownTwentySecondsLosesNothing(t *testing.T) {
 	tc := tp.Client(t)
 	c := startConsumer(t, b, tc, 20)
 	for i := int64(1); i <= 10; i++ {
-		b.Publish(t, messages.RoutingKeyPlacementExported, placementBody(i, "BEFORE.DAT"))
+		b.Publish(t, contract.RoutingKeyPlacementExported, placementBody(i, "BEFORE.DAT"))
 	}
 	waitCount(t, tc, "", 10, 30*time.Second)
 
 	tp.Stop(t)
 	for i := int64(1); i <= 100; i++ {
-		b.Publish(t, messages.RoutingKeyPlacementExported, placementBody(i, "DURING.DAT"))
+		b.Publish(t, contract.RoutingKeyPlacementExported, placementBody(i, "DURING.DAT"))
 	}
 	time.Sleep(20 * time.Second)
 	require.Equal(t, 0, b.Depth(t, b.Topology.DLQ), "nothing dead-lettered while Temporal is down")
@@ -243,7 +243,7 @@ func TestConsumerRecoversFromClosedConnections(t *testing.T) {
 		t.Skip("rabbitmqctl not installed")
 	}
 	c := startConsumer(t, b, tm.Client, 10)
-	b.Publish(t, messages.RoutingKeyPlacementExported, placementBody(1, "R1.DAT"))
+	b.Publish(t, contract.RoutingKeyPlacementExported, placementBody(1, "R1.DAT"))
 	waitCount(t, tm.Client, "", 1, 20*time.Second)
 
 	out, err := exec.Command(rabbitmqctl, "close_all_connections", "writeback connection recovery test").CombinedOutput()
@@ -252,7 +252,7 @@ func TestConsumerRecoversFromClosedConnections(t *testing.T) {
 	require.Eventually(t, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		return b.Pub.Publish(ctx, b.Topology.Exchange, messages.RoutingKeyPlacementExported,
+		return b.Pub.Publish(ctx, b.Topology.Exchange, contract.RoutingKeyPlacementExported,
 			amqpJSON(placementBody(2, "R2.DAT"))) == nil
 	}, 30*time.Second, 500*time.Millisecond)
 	waitCount(t, tm.Client, "", 2, 30*time.Second)
@@ -262,10 +262,10 @@ func TestConsumerRecoversFromClosedConnections(t *testing.T) {
 func TestFuzzSeedsNeverPanicThroughTheConsumer(t *testing.T) {
 	// The fuzz target lives in messages; this checks its corpus through Decode for both kinds.
 	for _, body := range [][]byte{nil, []byte("{}"), []byte(`{"placementId":1e400}`), []byte("\xff\xfe")} {
-		for _, k := range []messages.Kind{messages.KindPlacement, messages.KindScan, "other"} {
+		for _, k := range []contract.Kind{contract.KindPlacement, contract.KindScan, "other"} {
 			_, err := intake.Decode(k, body)
 			require.Error(t, err)
-			require.True(t, messages.IsInvalid(err))
+			require.True(t, contract.IsInvalid(err))
 		}
 	}
 }

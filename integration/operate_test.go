@@ -14,13 +14,11 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/enums/v1"
 
-	"github.com/tis-writeback/writeback/activities"
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/testenv"
-	"github.com/tis-writeback/writeback/messages"
 	"github.com/tis-writeback/writeback/starter/intake"
 	"github.com/tis-writeback/writeback/starter/ops"
 	"github.com/tis-writeback/writeback/tcssim/sim"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 // starterCLI runs the real starter binary with an environment and returns its standard output.
@@ -38,8 +36,8 @@ func starterCLI(t *testing.T, bin string, env []string, wantOK bool, args ...str
 
 func (s *stack) deadLetter(t *testing.T, id int64, file string) string {
 	m := placement(id, file)
-	s.start(t, workflows.PlacementWorkflowType, m.WorkflowID(), m)
-	s.waitState(t, m.WorkflowID(), workflows.StateDeadLettered, 30*time.Second)
+	s.start(t, contract.PlacementWorkflowType, m.WorkflowID(), m)
+	s.waitState(t, m.WorkflowID(), contract.StateDeadLettered, 30*time.Second)
 	return m.WorkflowID()
 }
 
@@ -54,7 +52,7 @@ func TestRetryAndAbandonCommands(t *testing.T) {
 	}
 	other := s.deadLetter(t, 5009, "ABANDON.DAT")
 	done := placement(10, "DONE.DAT")
-	result(t, s.start(t, workflows.PlacementWorkflowType, done.WorkflowID(), done), 30*time.Second)
+	result(t, s.start(t, contract.PlacementWorkflowType, done.WorkflowID(), done), 30*time.Second)
 	require.Eventually(t, func() bool { return count(t, s.tm.Client, `WritebackState="DeadLettered"`) == 4 }, 10*time.Second, 100*time.Millisecond)
 
 	out := starterCLI(t, bin, env, true, "retry", "--all", "--dry-run")
@@ -67,7 +65,7 @@ func TestRetryAndAbandonCommands(t *testing.T) {
 	out = starterCLI(t, bin, env, true, "abandon", "--query", `WritebackRecordId="5009"`, "--reason", "placement deleted", "--by", "ops")
 	require.Contains(t, out, "abandon: signalled 1, skipped 0")
 	require.Regexp(t, `completed\s+dead-lettered again\s+still updating\s+abandoned\s+skipped\s+not yet signalled\s+0\s+0\s+0\s+1\s+0\s+0`, out, "abandon tells the outcome")
-	s.waitState(t, other, workflows.StateAbandoned, 10*time.Second)
+	s.waitState(t, other, contract.StateAbandoned, 10*time.Second)
 
 	// The cause is fixed: TCS now knows the placements.
 	s.sim.Store.MakeKnown([]int64{5001, 5002, 5003}, nil, false)
@@ -78,7 +76,7 @@ func TestRetryAndAbandonCommands(t *testing.T) {
 	require.Contains(t, out, "retry: signalled 3, skipped 0")
 	require.Regexp(t, `completed\s+dead-lettered again\s+still updating\s+abandoned\s+skipped\s+not yet signalled\s+3\s+0\s+0\s+0\s+0\s+0`, out, "retry tells the outcome")
 	for i, id := range dead {
-		st := s.waitState(t, id, workflows.StateCompleted, 30*time.Second)
+		st := s.waitState(t, id, contract.StateCompleted, 30*time.Second)
 		require.Equal(t, 1, st.Retries)
 		require.Equal(t, 1, s.sim.Store.ExportedCount(5001+int64(i), "UNKNOWN.DAT"))
 	}
@@ -104,13 +102,13 @@ func TestFindPagesThroughVisibility(t *testing.T) {
 	s := newStack(t, testenv.WorkerOptions{})
 	for i := int64(0); i < 25; i++ {
 		m := placement(6000+i, "PAGE.DAT")
-		s.start(t, workflows.PlacementWorkflowType, m.WorkflowID(), m)
+		s.start(t, contract.PlacementWorkflowType, m.WorkflowID(), m)
 	}
 	require.Eventually(t, func() bool { return count(t, s.tm.Client, `WritebackState="DeadLettered"`) == 25 }, 60*time.Second, 200*time.Millisecond)
 	targets, err := ops.Find(context.Background(), s.tm.Client, ops.Selection{All: true, PageSize: 7})
 	require.NoError(t, err)
 	require.Len(t, targets, 25)
-	sum := ops.SignalAll(context.Background(), s.tm.Client, targets, ops.SignalOptions{Signal: workflows.SignalAbandon, Rate: 100, Concurrency: 4})
+	sum := ops.SignalAll(context.Background(), s.tm.Client, targets, ops.SignalOptions{Signal: contract.SignalAbandon, Rate: 100, Concurrency: 4})
 	require.Len(t, sum.Signalled, 25)
 	require.Eventually(t, func() bool { return count(t, s.tm.Client, `WritebackState="Abandoned"`) == 25 }, 30*time.Second, 200*time.Millisecond)
 }
@@ -121,7 +119,7 @@ func TestRedriveCommand(t *testing.T) {
 	env := append(b.Env(), "TEMPORAL_ADDRESS="+tm.Address)
 
 	// A message the broker dead-letters (delivery limit 1, requeued twice by a failing consumer).
-	b.Publish(t, messages.RoutingKeyPlacementExported, placementBody(77, "LIMIT.DAT"))
+	b.Publish(t, contract.RoutingKeyPlacementExported, placementBody(77, "LIMIT.DAT"))
 	ch, err := b.Conn.Channel()
 	require.NoError(t, err)
 	require.Eventually(t, func() bool {
@@ -133,7 +131,7 @@ func TestRedriveCommand(t *testing.T) {
 	ch.Close()
 	// A poison message dead-lettered by the starter.
 	c := startConsumer(t, b, tm.Client, 10)
-	b.Publish(t, messages.RoutingKeyScanCompleted, []byte(`{"scanId":"nope"}`))
+	b.Publish(t, contract.RoutingKeyScanCompleted, []byte(`{"scanId":"nope"}`))
 	require.Eventually(t, func() bool { return b.Depth(t, b.Topology.DLQ) == 2 }, 20*time.Second, 100*time.Millisecond)
 	c.stop()
 
@@ -151,10 +149,10 @@ func TestRedriveCommand(t *testing.T) {
 	startConsumer(t, b, tm.Client, 10)
 	waitCount(t, tm.Client, "", 1, 20*time.Second) // the good one became its workflow
 	// It is recovery traffic, and its history names who brought it back and why.
-	id := messages.PlacementExported{PlacementID: 77, Filename: "LIMIT.DAT"}.WorkflowID()
+	id := contract.PlacementExported{PlacementID: 77, Filename: "LIMIT.DAT"}.WorkflowID()
 	desc, err := tm.Client.DescribeWorkflowExecution(context.Background(), id, "")
 	require.NoError(t, err)
-	require.EqualValues(t, activities.RecoveryPriority, desc.GetWorkflowExecutionInfo().GetPriority().GetPriorityKey())
+	require.EqualValues(t, contract.RecoveryPriority, desc.GetWorkflowExecutionInfo().GetPriority().GetPriorityKey())
 	tl, err := ops.History(context.Background(), tm.Client, id)
 	require.NoError(t, err)
 	require.Contains(t, tl.Entries[0].Detail, "redriven from the DLQ")
@@ -174,13 +172,13 @@ func TestReconcileCommand(t *testing.T) {
 	present := []int64{11, 12}
 	for _, id := range present {
 		m := placement(id, "REC.DAT")
-		result(t, s.start(t, workflows.PlacementWorkflowType, m.WorkflowID(), m), 30*time.Second)
+		result(t, s.start(t, contract.PlacementWorkflowType, m.WorkflowID(), m), 30*time.Second)
 	}
 	// 13 has a closed run whose write did not stick (abandoned dead letter); 14 never reached writeback.
 	s.sim.Store.SetFaults(sim.Faults{ErrorRate: 1, ErrorStatus: 422, Only: "/api/placements/13/esr-exported"})
 	closed := s.deadLetter(t, 13, "REC.DAT")
-	s.tm.CLI(t, "workflow", "signal", "--workflow-id", closed, "--name", workflows.SignalAbandon)
-	s.waitState(t, closed, workflows.StateAbandoned, 10*time.Second)
+	s.tm.CLI(t, "workflow", "signal", "--workflow-id", closed, "--name", contract.SignalAbandon)
+	s.waitState(t, closed, contract.StateAbandoned, 10*time.Second)
 	s.sim.Store.SetFaults(sim.Faults{})
 
 	var lines []string
@@ -201,7 +199,7 @@ func TestReconcileCommand(t *testing.T) {
 	require.Regexp(t, `checked\s+present\s+missing\s+started\s+running\s+dead letters\s+retried\s+unknown\s+failed`, out)
 	require.Regexp(t, `5\s+2\s+2\s+2\s+0\s+0\s+0\s+1\s+0`, out)
 	for _, id := range []int64{13, 14} {
-		s.waitState(t, fmt.Sprintf("placement-esr/%d/REC.DAT", id), workflows.StateCompleted, 30*time.Second)
+		s.waitState(t, fmt.Sprintf("placement-esr/%d/REC.DAT", id), contract.StateCompleted, 30*time.Second)
 		require.Equal(t, 1, s.sim.Store.ExportedCount(id, "REC.DAT"))
 	}
 	out = starterCLI(t, bin, env, true, "reconcile", "--file", file)
@@ -224,12 +222,12 @@ func TestReconcileReportsAndRetriesDeadLetters(t *testing.T) {
 	require.Regexp(t, `dead letter\s+`+regexpQuote(parked)+`: .*422`, out)
 	out = starterCLI(t, bin, env, true, "reconcile", "--file", file)
 	require.Regexp(t, `1\s+0\s+1\s+0\s+0\s+1\s+0\s+0\s+0`, out, "reported as a dead letter, not as running:\n%s", out)
-	require.Equal(t, workflows.StateDeadLettered, s.query(t, parked).State)
+	require.Equal(t, contract.StateDeadLettered, s.query(t, parked).State)
 
 	s.sim.Store.SetFaults(sim.Faults{})
 	out = starterCLI(t, bin, env, true, "reconcile", "--file", file, "--retry-dead-letters", "--by", "ops")
 	require.Contains(t, out, "retried     "+parked)
-	st := s.waitState(t, parked, workflows.StateCompleted, 30*time.Second)
+	st := s.waitState(t, parked, contract.StateCompleted, 30*time.Second)
 	require.Equal(t, 1, st.Retries)
 	require.Equal(t, 1, s.sim.Store.ExportedCount(15, "REC.DAT"))
 }
@@ -360,9 +358,9 @@ func TestRetryJobs(t *testing.T) {
 		return st["state"] == "Done"
 	}, 60*time.Second, 500*time.Millisecond)
 	require.EqualValues(t, 3, st["completed"])
-	require.Equal(t, workflows.StateDeadLettered, s.query(t, late).State, "not in the job's fixed set")
+	require.Equal(t, contract.StateDeadLettered, s.query(t, late).State, "not in the job's fixed set")
 	for _, id := range dead[1:] {
-		require.Equal(t, workflows.StateCompleted, s.query(t, id).State)
+		require.Equal(t, contract.StateCompleted, s.query(t, id).State)
 	}
 	// The signal names the job in the record's history.
 	iter := s.tm.Client.GetWorkflowHistory(context.Background(), dead[1], "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)

@@ -12,9 +12,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/testenv"
 	"github.com/tis-writeback/writeback/tcssim/sim"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 // workerProcess runs the real worker binary.
@@ -65,7 +65,7 @@ func TestSIGTERMLetsTheRunningActivityFinish(t *testing.T) {
 	s.sim.Store.SetFaults(sim.Faults{LatencyMs: 3000, Only: "/esr-exported"})
 	w := startWorkerProcess(t, bin, s)
 	m := placement(500, "TERM.DAT")
-	run := s.start(t, workflows.PlacementWorkflowType, m.WorkflowID(), m)
+	run := s.start(t, contract.PlacementWorkflowType, m.WorkflowID(), m)
 	waitInFlight(t, s, "POST esr-exported")
 
 	require.NoError(t, w.cmd.Process.Signal(syscall.SIGTERM))
@@ -80,9 +80,9 @@ func TestSIGTERMLetsTheRunningActivityFinish(t *testing.T) {
 	startWorkerProcess(t, bin, s) // a worker to run the workflow's last task
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	var st workflows.Status
+	var st contract.Status
 	require.NoError(t, run.Get(ctx, &st))
-	require.Equal(t, workflows.StateCompleted, st.State)
+	require.Equal(t, contract.StateCompleted, st.State)
 	require.Equal(t, 1, st.Attempts, "the attempt was not cut short and re-run")
 }
 
@@ -93,7 +93,7 @@ func TestWorkerKilledMidActivity(t *testing.T) {
 	var ids []string
 	for i := int64(0); i < 5; i++ {
 		m := placement(600+i, "KILL.DAT")
-		s.start(t, workflows.PlacementWorkflowType, m.WorkflowID(), m)
+		s.start(t, contract.PlacementWorkflowType, m.WorkflowID(), m)
 		ids = append(ids, m.WorkflowID())
 	}
 	waitInFlight(t, s, "POST esr-exported")
@@ -104,7 +104,7 @@ func TestWorkerKilledMidActivity(t *testing.T) {
 	killedAt := time.Now()
 	startWorkerProcess(t, bin, s)
 	for _, id := range ids {
-		s.waitState(t, id, workflows.StateCompleted, 60*time.Second)
+		s.waitState(t, id, contract.StateCompleted, 60*time.Second)
 	}
 	t.Logf("MEASURED: after SIGKILL mid-activity, all 5 records Completed %.1f s later (attempt timeout 10 s)", time.Since(killedAt).Seconds())
 	for i := int64(0); i < 5; i++ {

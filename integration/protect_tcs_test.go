@@ -8,10 +8,9 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
-	"github.com/tis-writeback/writeback/activities"
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/testenv"
 	"github.com/tis-writeback/writeback/tcssim/sim"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 // One cap for every path: two workers, TCS_RATE=20, a backlog released at once (first attempts
@@ -33,11 +32,11 @@ func TestOneCapAcrossWorkersAndTheFastPath(t *testing.T) {
 	var runs []client.WorkflowRun
 	for i := int64(0); i < n; i++ {
 		m := placement(1000+i, "CAP.DAT")
-		runs = append(runs, st.start(t, workflows.PlacementWorkflowType, m.WorkflowID(), m))
+		runs = append(runs, st.start(t, contract.PlacementWorkflowType, m.WorkflowID(), m))
 	}
 	start := time.Now()
 	for _, run := range runs {
-		require.Equal(t, workflows.StateCompleted, result(t, run, 3*time.Minute).State)
+		require.Equal(t, contract.StateCompleted, result(t, run, 3*time.Minute).State)
 	}
 	took := time.Since(start)
 	peak := sim.MaxRate(s.Store.Timeline(), 10)
@@ -59,13 +58,13 @@ func TestOutageModeSpendsNoBudgetAndOnlyProbes(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			s := newStack(t, testenv.WorkerOptions{TCSTimeout: 500 * time.Millisecond, TCSRate: 50,
 				OutageWindow: 5 * time.Second, OutageMinFailures: 5, OutageProbeEvery: time.Second,
-				Retry: activities.RetrySettings{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2,
+				Retry: contract.RetrySettings{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2,
 					MaximumInterval: 2 * time.Second, Budget: 10 * time.Second, ParkingPeriod: time.Hour}})
 			s.sim.Store.SetFaults(fault)
 			var runs []client.WorkflowRun
 			for i := int64(0); i < 40; i++ {
 				m := placement(600+i, "STORM.DAT")
-				runs = append(runs, s.start(t, workflows.PlacementWorkflowType, m.WorkflowID(), m))
+				runs = append(runs, s.start(t, contract.PlacementWorkflowType, m.WorkflowID(), m))
 			}
 			require.Eventually(t, func() bool { return len(s.worker.Logs.Lines("TCS mode changed", `"to":"outage"`)) == 1 },
 				30*time.Second, 100*time.Millisecond)
@@ -80,7 +79,7 @@ func TestOutageModeSpendsNoBudgetAndOnlyProbes(t *testing.T) {
 			back := time.Now()
 			for i := range runs {
 				id := placement(600+int64(i), "STORM.DAT").WorkflowID()
-				s.waitStateOr(t, id, workflows.StateCompleted, time.Minute, func() string {
+				s.waitStateOr(t, id, contract.StateCompleted, time.Minute, func() string {
 					return strings.Join(s.worker.Logs.Lines("TCS"), "\n")
 				})
 			}
@@ -102,24 +101,24 @@ func TestOutageModeSpendsNoBudgetAndOnlyProbes(t *testing.T) {
 func TestOneRecordsOwnFailuresStillSpendItsBudget(t *testing.T) {
 	s := newStack(t, testenv.WorkerOptions{TCSTimeout: 500 * time.Millisecond,
 		OutageWindow: 5 * time.Second, OutageMinFailures: 5, OutageProbeEvery: time.Second,
-		Retry: activities.RetrySettings{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2,
+		Retry: contract.RetrySettings{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2,
 			MaximumInterval: time.Second, Budget: 5 * time.Second, ParkingPeriod: time.Hour}})
 	s.sim.Store.SetFaults(sim.Faults{ErrorRate: 1, ErrorStatus: 503, Only: "/api/placements/999"})
 	bad := placement(999, "OWN.DAT")
-	s.start(t, workflows.PlacementWorkflowType, bad.WorkflowID(), bad)
+	s.start(t, contract.PlacementWorkflowType, bad.WorkflowID(), bad)
 	for i := int64(0); i < 20; i++ {
 		m := placement(900+i, "FINE.DAT")
-		s.start(t, workflows.PlacementWorkflowType, m.WorkflowID(), m)
+		s.start(t, contract.PlacementWorkflowType, m.WorkflowID(), m)
 		time.Sleep(200 * time.Millisecond)
 	}
 	require.Eventually(t, func() bool {
 		return len(s.worker.Logs.Lines(`"ActivityType":"MarkPlacementFailed"`, bad.WorkflowID())) > 0
 	}, 30*time.Second, 200*time.Millisecond, "the budget ran out: the record goes on to be marked errored")
 	for i := int64(0); i < 20; i++ {
-		s.waitState(t, placement(900+i, "FINE.DAT").WorkflowID(), workflows.StateCompleted, 30*time.Second)
+		s.waitState(t, placement(900+i, "FINE.DAT").WorkflowID(), contract.StateCompleted, 30*time.Second)
 	}
 	require.Empty(t, s.worker.Logs.Lines("TCS mode changed"), "one record's failures are not an outage")
 	s.sim.Store.SetFaults(sim.Faults{})
-	st := s.waitState(t, bad.WorkflowID(), workflows.StateDeadLettered, 30*time.Second)
+	st := s.waitState(t, bad.WorkflowID(), contract.StateDeadLettered, 30*time.Second)
 	require.Contains(t, st.LastError, "retry budget")
 }

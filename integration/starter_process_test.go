@@ -8,8 +8,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/testenv"
-	"github.com/tis-writeback/writeback/messages"
 )
 
 func startStarterProcess(t *testing.T, bin string, b *testenv.Broker, temporalAddr string, args ...string) (*exec.Cmd, *testenv.Logs, chan error) {
@@ -28,7 +28,7 @@ func TestStarterKilledMidBatchThenRestarted(t *testing.T) {
 	b, tm := intakeStack(t, 0)
 	bin := testenv.Build(t, "./starter", t.TempDir())
 	for i := int64(1); i <= 600; i++ {
-		b.Publish(t, messages.RoutingKeyPlacementExported, placementBody(i, "KILL.DAT"))
+		b.Publish(t, contract.RoutingKeyPlacementExported, placementBody(i, "KILL.DAT"))
 	}
 	cmd, _, done := startStarterProcess(t, bin, b, tm.Address)
 	require.Eventually(t, func() bool { return count(t, tm.Client, "") >= 100 }, 30*time.Second, 20*time.Millisecond)

@@ -9,16 +9,15 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
 
-	"github.com/tis-writeback/writeback/activities"
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/testenv"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 // tcs hold stops every request to TCS from every worker within 10 s, spends no budget, survives a
 // worker restart, and release lets the records through; tcs rate changes the cap for all workers.
 func TestTCSHoldReleaseAndRate(t *testing.T) {
 	s := newStack(t, testenv.WorkerOptions{TCSTimeout: 500 * time.Millisecond,
-		Retry: activities.RetrySettings{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2,
+		Retry: contract.RetrySettings{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2,
 			MaximumInterval: 2 * time.Second, Budget: 5 * time.Second, ParkingPeriod: time.Hour}})
 	bin := testenv.Build(t, "./starter", t.TempDir())
 	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address, "TCS_RATE=500"}
@@ -40,12 +39,12 @@ func TestTCSHoldReleaseAndRate(t *testing.T) {
 	var runs []client.WorkflowRun
 	for i := int64(0); i < 10; i++ {
 		m := placement(400+i, "HOLD.DAT")
-		runs = append(runs, s.start(t, workflows.PlacementWorkflowType, m.WorkflowID(), m))
+		runs = append(runs, s.start(t, contract.PlacementWorkflowType, m.WorkflowID(), m))
 	}
 	// A restarted worker is held too.
 	s.worker.Stop()
 	s.worker = testenv.StartWorker(t, s.tm, s.sim.URL(), testenv.WorkerOptions{TCSTimeout: 500 * time.Millisecond,
-		Retry: activities.RetrySettings{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2,
+		Retry: contract.RetrySettings{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2,
 			MaximumInterval: 2 * time.Second, Budget: 5 * time.Second, ParkingPeriod: time.Hour}})
 	time.Sleep(10 * time.Second) // twice the budget
 	sent := 0
@@ -64,7 +63,7 @@ func TestTCSHoldReleaseAndRate(t *testing.T) {
 
 	starterCLI(t, bin, env, true, "tcs", "release", "--reason", "maintenance over", "--by", "ops")
 	for _, run := range runs {
-		require.Equal(t, workflows.StateCompleted, result(t, run, time.Minute).State, "no budget was spent during the hold")
+		require.Equal(t, contract.StateCompleted, result(t, run, time.Minute).State, "no budget was spent during the hold")
 	}
 	require.Empty(t, s.worker.Logs.Lines(`"level":"CRITICAL"`))
 

@@ -15,11 +15,10 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/stretchr/testify/require"
 
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/testenv"
-	"github.com/tis-writeback/writeback/messages"
 	"github.com/tis-writeback/writeback/starter/intake"
 	"github.com/tis-writeback/writeback/starter/ops"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 func chromium(t *testing.T) string {
@@ -54,15 +53,15 @@ func TestTemporalUIShowsTheDeadLetter(t *testing.T) {
 	ok := placement(101, "DE_SEV_APP_20210728_00000101.DAT")
 	dead := placement(777777, "DE_SEV_APP_20210728_00003779.DAT") // unknown to TCS
 	starter := intake.TemporalStarter{Client: tm.Client}
-	for _, m := range []messages.PlacementExported{ok, dead} {
-		rec, err := intake.Decode(messages.KindPlacement, mustJSON(t, m))
+	for _, m := range []contract.PlacementExported{ok, dead} {
+		rec, err := intake.Decode(contract.KindPlacement, mustJSON(t, m))
 		require.NoError(t, err)
 		_, err = starter.Start(context.Background(), rec)
 		require.NoError(t, err)
 	}
 	st := &stack{tm: tm, sim: s}
-	st.waitState(t, ok.WorkflowID(), workflows.StateCompleted, 30*time.Second)
-	st.waitState(t, dead.WorkflowID(), workflows.StateDeadLettered, 30*time.Second)
+	st.waitState(t, ok.WorkflowID(), contract.StateCompleted, 30*time.Second)
+	st.waitState(t, dead.WorkflowID(), contract.StateDeadLettered, 30*time.Second)
 	require.Eventually(t, func() bool { return count(t, tm.Client, `WritebackState="DeadLettered"`) == 1 }, 10*time.Second, 100*time.Millisecond)
 
 	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(browser), chromedp.NoSandbox,

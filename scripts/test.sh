@@ -23,5 +23,6 @@ stop_rabbit() { [ -n "$started_rabbit" ] && rabbitmqctl stop >/dev/null 2>&1 || 
 trap stop_rabbit EXIT
 
 go vet ./...
+bin/workflowcheck ./...   # workflow code stays deterministic (make lint runs it too)
 # One package at a time: some tests stop RabbitMQ or close all its connections.
 go test -p 1 -count=1 -timeout 40m ./... "$@"

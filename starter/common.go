@@ -10,10 +10,10 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/tis-writeback/writeback/internal/broker"
 	"github.com/tis-writeback/writeback/internal/config"
 	"github.com/tis-writeback/writeback/internal/logging"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
-	"github.com/tis-writeback/writeback/starter/broker"
 )
 
 // brokerFlags are the RabbitMQ connection and topology flags.

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	sdkclient "go.temporal.io/sdk/client"
 
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
 	"github.com/tis-writeback/writeback/starter/ops"
 	"github.com/tis-writeback/writeback/workflows"
@@ -28,7 +29,7 @@ func runJob(ctx context.Context, c sdkclient.Client, signalName string, targets 
 	_, _ = rand.Read(suffix)
 	in.ID = workflows.RetryJobID(time.Now(), hex.EncodeToString(suffix))
 	in.IDs = ops.SignalIDs(targets)
-	_, err := c.ExecuteWorkflow(ctx, sdkclient.StartWorkflowOptions{ID: in.ID, TaskQueue: workflows.TaskQueue,
+	_, err := c.ExecuteWorkflow(ctx, sdkclient.StartWorkflowOptions{ID: in.ID, TaskQueue: contract.TaskQueue,
 		StaticSummary: fmt.Sprintf("%s job: %d record(s), by %s: %s", signalName, len(in.IDs), in.By, in.Reason)},
 		workflows.RetryJobWorkflowType, in)
 	if err != nil {
@@ -42,7 +43,7 @@ func runJob(ctx context.Context, c sdkclient.Client, signalName string, targets 
 		case !t.Running:
 			closed++
 			fmt.Printf("skipped    %s: closed\n", t.WorkflowID)
-		case t.State != workflows.StateDeadLettered:
+		case t.State != contract.StateDeadLettered:
 			notDL++
 			fmt.Printf("skipped    %s: state %s, not DeadLettered\n", t.WorkflowID, t.State)
 		}

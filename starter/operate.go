@@ -15,24 +15,24 @@ import (
 
 	sdkclient "go.temporal.io/sdk/client"
 
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/config"
 	"github.com/tis-writeback/writeback/internal/logging"
 	"github.com/tis-writeback/writeback/internal/progress"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
-	"github.com/tis-writeback/writeback/messages"
 	"github.com/tis-writeback/writeback/starter/intake"
 	"github.com/tis-writeback/writeback/starter/ops"
 	"github.com/tis-writeback/writeback/tcs"
 	"github.com/tis-writeback/writeback/workflows"
 )
 
-func runRetry(args []string) int   { return runSignal(workflows.SignalRetry, args) }
-func runAbandon(args []string) int { return runSignal(workflows.SignalAbandon, args) }
+func runRetry(args []string) int   { return runSignal(contract.SignalRetry, args) }
+func runAbandon(args []string) int { return runSignal(contract.SignalAbandon, args) }
 
 func runSignal(signalName string, args []string) int {
 	what := map[string]string{
-		workflows.SignalRetry:   "Sends `retry` to dead-lettered workflows: each starts its TCS update again with a fresh retry budget.",
-		workflows.SignalAbandon: "Sends `abandon` to dead-lettered workflows: each ends in state Abandoned.",
+		contract.SignalRetry:   "Sends `retry` to dead-lettered workflows: each starts its TCS update again with a fresh retry budget.",
+		contract.SignalAbandon: "Sends `abandon` to dead-lettered workflows: each ends in state Abandoned.",
 	}[signalName]
 	fs := newFlagSet(signalName, what+`
 Select with exactly one of --workflow-id, --query (a visibility query; the running workflows it
@@ -50,7 +50,7 @@ the new reason), still updating, abandoned.`)
 	fs.BoolVar(&sel.All, "all", false, "every running dead letter")
 	dry := fs.Bool("dry-run", false, "print how many and which would be signalled, on standard output; signal nothing")
 	recordFile := ""
-	if signalName == workflows.SignalRetry {
+	if signalName == contract.SignalRetry {
 		fs.StringVar(&recordFile, "record-file", "", "with --workflow-id: a corrected message of the same record, written instead of the original")
 	}
 	wait := fs.Duration("wait", 60*time.Second, "how long to wait for the signalled records to settle")
@@ -85,7 +85,7 @@ the new reason), still updating, abandoned.`)
 		fmt.Fprintln(os.Stderr, err)
 		return 2
 	}
-	payload := workflows.SignalPayload{Reason: *reason, By: *by}
+	payload := contract.SignalPayload{Reason: *reason, By: *by}
 	if recordFile != "" {
 		if sel.WorkflowID == "" {
 			fmt.Fprintln(os.Stderr, "--record-file needs --workflow-id: a correction is for one record")
@@ -116,7 +116,7 @@ the new reason), still updating, abandoned.`)
 	}
 	if sel.WorkflowID == "" && !*dry {
 		// --all, --query, --group, --ids-file: a durable job kept in Temporal.
-		if signalName == workflows.SignalAbandon {
+		if signalName == contract.SignalAbandon {
 			*canary = 0
 		}
 		return runJob(ctx, c, signalName, targets, workflows.JobInput{Signal: signalName, Rate: rate, Canary: *canary,
@@ -338,7 +338,7 @@ where a closed run of the same ID exists (its write did not stick). Placements T
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	var starter intake.Starter = noStarter{}
-	dl := ops.DeadLetters{Retry: *retryDL, Payload: workflows.SignalPayload{Reason: *reason, By: *by}}
+	dl := ops.DeadLetters{Retry: *retryDL, Payload: contract.SignalPayload{Reason: *reason, By: *by}}
 	if !*dry {
 		c, ok := dialTemporal(ctx, tc)
 		if !ok {
@@ -402,7 +402,7 @@ type noStarter struct{}
 
 func (noStarter) Start(context.Context, intake.Record) (bool, error) { return false, nil }
 
-func readPlacements(path string) ([]messages.PlacementExported, []string, error) {
+func readPlacements(path string) ([]contract.PlacementExported, []string, error) {
 	f := os.Stdin
 	if path != "-" {
 		var err error
@@ -413,13 +413,13 @@ func readPlacements(path string) ([]messages.PlacementExported, []string, error)
 	}
 	sc := bufio.NewScanner(f)
 	sc.Buffer(make([]byte, 0, 1<<16), 1<<22)
-	var out []messages.PlacementExported
+	var out []contract.PlacementExported
 	var bad []string
 	for n := 1; sc.Scan(); n++ {
 		if len(sc.Bytes()) == 0 {
 			continue
 		}
-		m, err := messages.DecodePlacement(sc.Bytes())
+		m, err := contract.DecodePlacement(sc.Bytes())
 		if err != nil {
 			bad = append(bad, fmt.Sprintf("line %d: %v", n, err))
 			continue

@@ -14,9 +14,9 @@ import (
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/tis-writeback/writeback/contract"
+	"github.com/tis-writeback/writeback/internal/broker"
 	"github.com/tis-writeback/writeback/internal/progress"
-	"github.com/tis-writeback/writeback/messages"
-	"github.com/tis-writeback/writeback/starter/broker"
 	"github.com/tis-writeback/writeback/starter/intake"
 )
 
@@ -40,7 +40,7 @@ any producer.`)
 		fmt.Fprintln(os.Stderr, "give exactly one of --file F or --demo N")
 		return 2
 	}
-	if *kind != "" && *kind != string(messages.KindPlacement) && *kind != string(messages.KindScan) {
+	if *kind != "" && *kind != string(contract.KindPlacement) && *kind != string(contract.KindScan) {
 		fmt.Fprintf(os.Stderr, "--kind must be placement or scan, not %q\n", *kind)
 		return 2
 	}
@@ -50,9 +50,9 @@ any producer.`)
 	var batch []outgoing
 	var err error
 	if *demo > 0 {
-		batch = demoBatch(*demo, messages.Kind(*kind), *seed)
+		batch = demoBatch(*demo, contract.Kind(*kind), *seed)
 	} else {
-		batch, err = readLines(*file, messages.Kind(*kind))
+		batch, err = readLines(*file, contract.Kind(*kind))
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
@@ -69,7 +69,7 @@ any producer.`)
 }
 
 type outgoing struct {
-	kind messages.Kind
+	kind contract.Kind
 	body []byte
 }
 
@@ -119,7 +119,7 @@ func publishAll(ctx context.Context, pub *broker.Publisher, exchange string, bat
 	return 0
 }
 
-func readLines(path string, kind messages.Kind) ([]outgoing, error) {
+func readLines(path string, kind contract.Kind) ([]outgoing, error) {
 	var r io.Reader = os.Stdin
 	if path != "-" {
 		f, err := os.Open(path)
@@ -149,23 +149,23 @@ func readLines(path string, kind messages.Kind) ([]outgoing, error) {
 	return out, sc.Err()
 }
 
-func guessKind(line []byte) messages.Kind {
+func guessKind(line []byte) contract.Kind {
 	var probe map[string]json.RawMessage
 	if json.Unmarshal(line, &probe) != nil {
 		return ""
 	}
 	if _, ok := probe["placementId"]; ok {
-		return messages.KindPlacement
+		return contract.KindPlacement
 	}
 	if _, ok := probe["scanId"]; ok {
-		return messages.KindScan
+		return contract.KindScan
 	}
 	return ""
 }
 
 // demoBatch makes n realistic records: about 70% placements, 30% scans; about 3% unknown to TCS
 // (placement IDs beyond the simulator's seeded 1..100000, scan IDs starting with f).
-func demoBatch(n int, only messages.Kind, seed uint64) []outgoing {
+func demoBatch(n int, only contract.Kind, seed uint64) []outgoing {
 	if seed == 0 {
 		seed = uint64(time.Now().UnixNano())
 	}
@@ -177,18 +177,18 @@ func demoBatch(n int, only messages.Kind, seed uint64) []outgoing {
 		unknown := r.Float64() < 0.03
 		k := only
 		if k == "" {
-			k = messages.KindPlacement
+			k = contract.KindPlacement
 			if r.Float64() < 0.3 {
-				k = messages.KindScan
+				k = contract.KindScan
 			}
 		}
 		var body []byte
-		if k == messages.KindPlacement {
+		if k == contract.KindPlacement {
 			id := int64(r.IntN(100000) + 1)
 			if unknown {
 				id = int64(900000 + r.IntN(99999))
 			}
-			m := messages.PlacementExported{PlacementID: id, PositionNumber: int64(25000000 + r.IntN(999999)),
+			m := contract.PlacementExported{PlacementID: id, PositionNumber: int64(25000000 + r.IntN(999999)),
 				PositionID: int64(6900000 + r.IntN(99999)),
 				Filename:   fmt.Sprintf("DE_SEV_APP_%s_%08d.DAT", day.Format("20060102"), run*10000+i),
 				ExportedAt: day.Add(13*time.Hour + time.Duration(i)*time.Second)}
@@ -200,8 +200,8 @@ func demoBatch(n int, only messages.Kind, seed uint64) []outgoing {
 			} else if id[0] == 'f' {
 				id = "e" + id[1:]
 			}
-			results := messages.ScanResults
-			m := messages.ScanCompleted{ScanID: id, Result: results[r.IntN(len(results))],
+			results := contract.ScanResults
+			m := contract.ScanCompleted{ScanID: id, Result: results[r.IntN(len(results))],
 				FileName: fmt.Sprintf("referral-%05d.pdf", i), CompletedAt: day.Add(9*time.Hour + time.Duration(i)*time.Second)}
 			body, _ = json.Marshal(m)
 		}

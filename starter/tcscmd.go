@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	sdkclient "go.temporal.io/sdk/client"
 
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/config"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
 	"github.com/tis-writeback/writeback/workflows"
@@ -84,7 +85,7 @@ func runTCS(args []string) int {
 	return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
 		if cmd != nil {
 			_, err := c.SignalWithStartWorkflow(ctx, workflows.TCSControlWorkflowID, workflows.SignalTCSCommand, *cmd,
-				sdkclient.StartWorkflowOptions{ID: workflows.TCSControlWorkflowID, TaskQueue: workflows.TaskQueue,
+				sdkclient.StartWorkflowOptions{ID: workflows.TCSControlWorkflowID, TaskQueue: contract.TaskQueue,
 					StaticSummary: "TCS control: hold, rate cap, outage reports"},
 				workflows.TCSControlWorkflowType, nil)
 			if err != nil {

@@ -8,27 +8,27 @@ import (
 	"github.com/stretchr/testify/mock"
 
 	"github.com/tis-writeback/writeback/activities"
-	"github.com/tis-writeback/writeback/messages"
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/workflows"
 )
 
 // marks records every dead letter the mark activity is given.
-func (s *WorkflowSuite) marksOf(name string) *[]activities.DeadLetter {
-	got := &[]activities.DeadLetter{}
+func (s *WorkflowSuite) marksOf(name string) *[]contract.DeadLetter {
+	got := &[]contract.DeadLetter{}
 	s.env.OnActivity(name, mock.Anything, mock.Anything).Return(
-		func(ctx context.Context, dl activities.DeadLetter) (activities.MarkResult, error) {
+		func(ctx context.Context, dl contract.DeadLetter) (contract.MarkResult, error) {
 			*got = append(*got, dl)
-			return activities.MarkResult{Marked: true}, nil
+			return contract.MarkResult{Marked: true}, nil
 		})
 	return got
 }
 
 func (s *WorkflowSuite) TestFailureGroupOfAPermanentAnswer() {
-	s.firsts(s.env, activities.FirstPlacementAttemptName, s.settings,
-		activities.FirstAttempt{ErrType: activities.ErrPermanent, Message: "TCS answered 404", Status: 404})
-	marks := s.marksOf(activities.MarkPlacementFailedName)
-	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
-	s.Equal(workflows.StateDeadLettered, s.result().State)
+	s.firsts(s.env, contract.FirstPlacementAttemptName, s.settings,
+		contract.FirstAttempt{ErrType: contract.ErrPermanent, Message: "TCS answered 404", Status: 404})
+	marks := s.marksOf(contract.MarkPlacementFailedName)
+	s.env.ExecuteWorkflow(contract.PlacementWorkflowType, placement)
+	s.Equal(contract.StateDeadLettered, s.result().State)
 	s.Equal([]string{"tcs-404"}, s.saAll["WritebackFailure"])
 	s.Require().Len(*marks, 1)
 	s.Equal("tcs-404", (*marks)[0].Group)
@@ -36,18 +36,18 @@ func (s *WorkflowSuite) TestFailureGroupOfAPermanentAnswer() {
 
 func (s *WorkflowSuite) TestFailureGroupOfASpentBudget() {
 	s.env = s.NewTestWorkflowEnvironment()
-	settings := activities.DefaultRetrySettings()
+	settings := contract.DefaultRetrySettings()
 	settings.Budget = 10 * time.Second
 	workflows.Register(s.env, &activities.Activities{Settings: settings})
 	s.watchSearchAttributes()
-	s.firsts(s.env, activities.FirstPlacementAttemptName, settings, fastTransient)
-	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).Return(
-		func(ctx context.Context, m messages.PlacementExported) (activities.UpdateResult, error) {
-			return activities.UpdateResult{}, tcsErr(activities.ErrTransient, 503, 1)
+	s.firsts(s.env, contract.FirstPlacementAttemptName, settings, fastTransient)
+	s.env.OnActivity(contract.UpdatePlacementName, mock.Anything, placement).Return(
+		func(ctx context.Context, m contract.PlacementExported) (contract.UpdateResult, error) {
+			return contract.UpdateResult{}, tcsErr(contract.ErrTransient, 503, 1)
 		})
-	s.env.OnActivity(activities.CheckPlacementWrittenName, mock.Anything, mock.Anything).Return(false, nil).Once()
-	s.marksOf(activities.MarkPlacementFailedName)
-	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
+	s.env.OnActivity(contract.CheckPlacementWrittenName, mock.Anything, mock.Anything).Return(false, nil).Once()
+	s.marksOf(contract.MarkPlacementFailedName)
+	s.env.ExecuteWorkflow(contract.PlacementWorkflowType, placement)
 	s.Equal([]string{"budget-spent"}, s.saAll["WritebackFailure"])
 }
 
@@ -57,28 +57,28 @@ func (s *WorkflowSuite) TestSpentBudgetButTCSHoldsTheRecordCompletes() {
 	for _, kind := range []string{"placement", "scan"} {
 		s.Run(kind, func() {
 			s.env = s.NewTestWorkflowEnvironment()
-			settings := activities.DefaultRetrySettings()
+			settings := contract.DefaultRetrySettings()
 			settings.Budget = 10 * time.Second
 			workflows.Register(s.env, &activities.Activities{Settings: settings})
 			s.watchSearchAttributes()
-			lost := activities.FirstAttempt{ErrType: activities.ErrTransient, Message: "TCS did not answer in time"}
+			lost := contract.FirstAttempt{ErrType: contract.ErrTransient, Message: "TCS did not answer in time"}
 			if kind == "scan" {
-				s.firsts(s.env, activities.FirstScanAttemptName, settings, lost)
-				s.env.OnActivity(activities.UpdateScanName, mock.Anything, scan).Return(activities.UpdateResult{}, tcsErr(activities.ErrTransient, 503, 1))
-				s.env.OnActivity(activities.CheckScanWrittenName, mock.Anything, scan).Return(true, nil).Once()
-				s.env.OnActivity(activities.MarkScanErroredName, mock.Anything, mock.Anything).Return(activities.MarkResult{}, nil).Never()
-				s.env.ExecuteWorkflow(workflows.ScanWorkflowType, scan)
+				s.firsts(s.env, contract.FirstScanAttemptName, settings, lost)
+				s.env.OnActivity(contract.UpdateScanName, mock.Anything, scan).Return(contract.UpdateResult{}, tcsErr(contract.ErrTransient, 503, 1))
+				s.env.OnActivity(contract.CheckScanWrittenName, mock.Anything, scan).Return(true, nil).Once()
+				s.env.OnActivity(contract.MarkScanErroredName, mock.Anything, mock.Anything).Return(contract.MarkResult{}, nil).Never()
+				s.env.ExecuteWorkflow(contract.ScanWorkflowType, scan)
 			} else {
-				s.firsts(s.env, activities.FirstPlacementAttemptName, settings, lost)
-				s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).Return(activities.UpdateResult{}, tcsErr(activities.ErrTransient, 503, 1))
-				s.env.OnActivity(activities.CheckPlacementWrittenName, mock.Anything, placement).Return(true, nil).Once()
-				s.env.OnActivity(activities.MarkPlacementFailedName, mock.Anything, mock.Anything).Return(activities.MarkResult{}, nil).Never()
-				s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
+				s.firsts(s.env, contract.FirstPlacementAttemptName, settings, lost)
+				s.env.OnActivity(contract.UpdatePlacementName, mock.Anything, placement).Return(contract.UpdateResult{}, tcsErr(contract.ErrTransient, 503, 1))
+				s.env.OnActivity(contract.CheckPlacementWrittenName, mock.Anything, placement).Return(true, nil).Once()
+				s.env.OnActivity(contract.MarkPlacementFailedName, mock.Anything, mock.Anything).Return(contract.MarkResult{}, nil).Never()
+				s.env.ExecuteWorkflow(contract.PlacementWorkflowType, placement)
 			}
 			st := s.result()
-			s.Equal(workflows.StateCompleted, st.State)
+			s.Equal(contract.StateCompleted, st.State)
 			s.Empty(st.DeadLetteredAt)
-			s.NotContains(s.saAll["WritebackState"], workflows.StateDeadLettered)
+			s.NotContains(s.saAll["WritebackState"], contract.StateDeadLettered)
 			s.Empty(s.saAll["WritebackFailure"])
 			s.env.AssertExpectations(s.T())
 		})
@@ -91,25 +91,25 @@ func (s *WorkflowSuite) TestPoisonThatNamesItsRecordIsADeadLetter() {
 	partial := placement
 	partial.ExportedAt = time.Time{}
 	writes := 0
-	s.env.OnActivity(activities.FirstPlacementAttemptName, mock.Anything, mock.Anything).Return(
-		func(context.Context, messages.PlacementExported) (activities.FirstAttempt, error) {
+	s.env.OnActivity(contract.FirstPlacementAttemptName, mock.Anything, mock.Anything).Return(
+		func(context.Context, contract.PlacementExported) (contract.FirstAttempt, error) {
 			writes++
-			return activities.FirstAttempt{Settings: s.settings}, nil
+			return contract.FirstAttempt{Settings: s.settings}, nil
 		}).Maybe()
-	marks := s.marksOf(activities.MarkPlacementFailedName)
+	marks := s.marksOf(contract.MarkPlacementFailedName)
 	reason := `field "exportedAt" must be an RFC 3339 time, got "yesterday"`
-	var parked, again workflows.Status
+	var parked, again contract.Status
 	s.env.RegisterDelayedCallback(func() {
 		parked = s.query()
-		s.env.SignalWorkflow(workflows.SignalRetry, workflows.SignalPayload{Reason: "try again", By: "ops"})
+		s.env.SignalWorkflow(contract.SignalRetry, contract.SignalPayload{Reason: "try again", By: "ops"})
 	}, time.Hour)
 	s.env.RegisterDelayedCallback(func() { again = s.query() }, 2*time.Hour)
-	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, partial, &workflows.Carry{Poison: reason, PoisonGroup: "poison-exportedAt"})
-	s.Equal(workflows.StateDeadLettered, parked.State)
+	s.env.ExecuteWorkflow(contract.PlacementWorkflowType, partial, &workflows.Carry{Poison: reason, PoisonGroup: "poison-exportedAt"})
+	s.Equal(contract.StateDeadLettered, parked.State)
 	s.Equal(reason, parked.LastError)
 	s.Equal(0, parked.Attempts)
 	s.Equal(0, writes, "a poison message is never written")
-	s.Equal(workflows.StateDeadLettered, again.State)
+	s.Equal(contract.StateDeadLettered, again.State)
 	s.Equal(1, again.Retries)
 	s.Require().Len(*marks, 2)
 	s.Equal("poison-exportedAt", (*marks)[0].Group)
@@ -120,54 +120,54 @@ func (s *WorkflowSuite) TestPoisonThatNamesItsRecordIsADeadLetter() {
 func (s *WorkflowSuite) TestRetryWithACorrectedRecord() {
 	partial := placement
 	partial.PositionID = 0
-	var written []messages.PlacementExported
-	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, mock.Anything).Return(
-		func(_ context.Context, m messages.PlacementExported) (activities.UpdateResult, error) {
+	var written []contract.PlacementExported
+	s.env.OnActivity(contract.UpdatePlacementName, mock.Anything, mock.Anything).Return(
+		func(_ context.Context, m contract.PlacementExported) (contract.UpdateResult, error) {
 			written = append(written, m)
-			return activities.UpdateResult{Attempt: 1}, nil
+			return contract.UpdateResult{Attempt: 1}, nil
 		})
-	s.marksOf(activities.MarkPlacementFailedName)
+	s.marksOf(contract.MarkPlacementFailedName)
 	good, _ := json.Marshal(placement)
 	foreign := placement
 	foreign.PlacementID = 99
 	foreignJSON, _ := json.Marshal(foreign)
 	s.env.RegisterDelayedCallback(func() {
-		s.env.SignalWorkflow(workflows.SignalRetry, workflows.SignalPayload{Record: foreignJSON})
-		s.env.SignalWorkflow(workflows.SignalRetry, workflows.SignalPayload{Record: json.RawMessage(`{"placementId":1708036}`)})
+		s.env.SignalWorkflow(contract.SignalRetry, contract.SignalPayload{Record: foreignJSON})
+		s.env.SignalWorkflow(contract.SignalRetry, contract.SignalPayload{Record: json.RawMessage(`{"placementId":1708036}`)})
 	}, time.Hour)
-	var between workflows.Status
+	var between contract.Status
 	s.env.RegisterDelayedCallback(func() {
 		between = s.query()
-		s.env.SignalWorkflow(workflows.SignalRetry, workflows.SignalPayload{Record: good, Reason: "positionId fixed", By: "ops"})
+		s.env.SignalWorkflow(contract.SignalRetry, contract.SignalPayload{Record: good, Reason: "positionId fixed", By: "ops"})
 	}, 2*time.Hour)
-	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, partial, &workflows.Carry{Poison: `required field "positionId" is missing`, PoisonGroup: "poison-positionId"})
-	s.Equal(workflows.StateDeadLettered, between.State, "a foreign or invalid record is ignored")
+	s.env.ExecuteWorkflow(contract.PlacementWorkflowType, partial, &workflows.Carry{Poison: `required field "positionId" is missing`, PoisonGroup: "poison-positionId"})
+	s.Equal(contract.StateDeadLettered, between.State, "a foreign or invalid record is ignored")
 	s.Equal(0, between.Retries)
 	st := s.result()
-	s.Equal(workflows.StateCompleted, st.State)
+	s.Equal(contract.StateCompleted, st.State)
 	s.Equal(1, st.Retries)
-	s.Equal([]messages.PlacementExported{placement}, written, "the corrected record, once")
+	s.Equal([]contract.PlacementExported{placement}, written, "the corrected record, once")
 }
 
 // A byte-identical copy of the record (a duplicate on the queue) is not a correction: no write.
 func (s *WorkflowSuite) TestRetryWithTheSameRecordIsIgnored() {
-	s.firsts(s.env, activities.FirstPlacementAttemptName, s.settings, fast404)
-	marks := s.marksOf(activities.MarkPlacementFailedName)
+	s.firsts(s.env, contract.FirstPlacementAttemptName, s.settings, fast404)
+	marks := s.marksOf(contract.MarkPlacementFailedName)
 	same, _ := json.Marshal(placement)
 	s.env.RegisterDelayedCallback(func() {
-		s.env.SignalWorkflow(workflows.SignalRetry, workflows.SignalPayload{Record: same, By: "starter"})
+		s.env.SignalWorkflow(contract.SignalRetry, contract.SignalPayload{Record: same, By: "starter"})
 	}, time.Hour)
-	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
+	s.env.ExecuteWorkflow(contract.PlacementWorkflowType, placement)
 	st := s.result()
-	s.Equal(workflows.StateDeadLettered, st.State)
+	s.Equal(contract.StateDeadLettered, st.State)
 	s.Equal(0, st.Retries)
 	s.Len(*marks, 1, "no second dead-lettering, no second CRITICAL line")
 }
 
 func (s *WorkflowSuite) TestScanRetryWithACorrectedResult() {
-	s.firsts(s.env, activities.FirstScanAttemptName, s.settings, fast404)
-	s.recoveryWrites(activities.UpdateScanName, activities.UpdateResult{Attempt: 1})
-	s.marksOf(activities.MarkScanErroredName)
+	s.firsts(s.env, contract.FirstScanAttemptName, s.settings, fast404)
+	s.recoveryWrites(contract.UpdateScanName, contract.UpdateResult{Attempt: 1})
+	s.marksOf(contract.MarkScanErroredName)
 	fixed := scan
 	fixed.Result = "CLEAN"
 	b, _ := json.Marshal(fixed)
@@ -175,11 +175,11 @@ func (s *WorkflowSuite) TestScanRetryWithACorrectedResult() {
 	other.ScanID = "00000000-0000-4000-8000-000000000000"
 	ob, _ := json.Marshal(other)
 	s.env.RegisterDelayedCallback(func() {
-		s.env.SignalWorkflow(workflows.SignalRetry, workflows.SignalPayload{Record: ob})
-		s.env.SignalWorkflow(workflows.SignalRetry, workflows.SignalPayload{Record: b})
+		s.env.SignalWorkflow(contract.SignalRetry, contract.SignalPayload{Record: ob})
+		s.env.SignalWorkflow(contract.SignalRetry, contract.SignalPayload{Record: b})
 	}, time.Hour)
-	s.env.ExecuteWorkflow(workflows.ScanWorkflowType, scan)
+	s.env.ExecuteWorkflow(contract.ScanWorkflowType, scan)
 	st := s.result()
-	s.Equal(workflows.StateCompleted, st.State)
+	s.Equal(contract.StateCompleted, st.State)
 	s.Equal(1, st.Retries)
 }

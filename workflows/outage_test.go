@@ -9,82 +9,82 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/tis-writeback/writeback/activities"
-	"github.com/tis-writeback/writeback/messages"
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/workflows"
 )
 
 func refused(attempt int32) error {
-	return temporal.NewApplicationErrorWithOptions("TCS is in outage mode: not sent", activities.ErrOutage,
-		temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{activities.FailureDetails{Attempt: attempt}}})
+	return temporal.NewApplicationErrorWithOptions("TCS is in outage mode: not sent", contract.ErrOutage,
+		temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{contract.FailureDetails{Attempt: attempt}}})
 }
 
 // An outage for everyone (the worker refuses the requests) lasting far longer than the budget
 // spends none of it: the record is written when TCS is back, never dead-lettered.
 func (s *WorkflowSuite) TestOutageLongerThanTheBudgetNeverDeadLetters() {
 	s.env = s.NewTestWorkflowEnvironment()
-	settings := activities.DefaultRetrySettings()
+	settings := contract.DefaultRetrySettings()
 	settings.Budget = 2 * time.Minute
 	workflows.Register(s.env, &activities.Activities{Settings: settings})
 	s.watchSearchAttributes()
-	s.firsts(s.env, activities.FirstPlacementAttemptName, settings,
-		activities.FirstAttempt{ErrType: activities.ErrOutage, Message: "TCS is in outage mode: not sent"})
+	s.firsts(s.env, contract.FirstPlacementAttemptName, settings,
+		contract.FirstAttempt{ErrType: contract.ErrOutage, Message: "TCS is in outage mode: not sent"})
 	start := s.env.Now()
 	calls := 0
-	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).Return(
-		func(ctx context.Context, m messages.PlacementExported) (activities.UpdateResult, error) {
+	s.env.OnActivity(contract.UpdatePlacementName, mock.Anything, placement).Return(
+		func(ctx context.Context, m contract.PlacementExported) (contract.UpdateResult, error) {
 			calls++
 			if s.env.Now().Sub(start) < 3*time.Hour {
-				return activities.UpdateResult{}, refused(1)
+				return contract.UpdateResult{}, refused(1)
 			}
-			return activities.UpdateResult{Attempt: 1}, nil
+			return contract.UpdateResult{Attempt: 1}, nil
 		})
-	s.env.OnActivity(activities.MarkPlacementFailedName, mock.Anything, mock.Anything).Return(activities.MarkResult{}, nil).Never()
-	var mid workflows.Status
+	s.env.OnActivity(contract.MarkPlacementFailedName, mock.Anything, mock.Anything).Return(contract.MarkResult{}, nil).Never()
+	var mid contract.Status
 	s.env.RegisterDelayedCallback(func() { mid = s.query() }, 2*time.Hour)
-	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
-	s.Equal(workflows.StateUpdating, mid.State)
+	s.env.ExecuteWorkflow(contract.PlacementWorkflowType, placement)
+	s.Equal(contract.StateUpdating, mid.State)
 	s.Contains(mid.LastError, "outage mode")
 	st := s.result()
-	s.Equal(workflows.StateCompleted, st.State)
+	s.Equal(contract.StateCompleted, st.State)
 	s.Equal(1, st.Attempts, "refused calls were never sent: not attempts")
 	s.Greater(calls, 150, "it kept asking, at most a minute apart")
-	s.NotContains(s.saAll["WritebackState"], workflows.StateDeadLettered)
+	s.NotContains(s.saAll["WritebackState"], contract.StateDeadLettered)
 }
 
 // A transient failure only this record gets still spends its budget.
 func (s *WorkflowSuite) TestOwnTransientFailuresStillSpendTheBudget() {
 	s.env = s.NewTestWorkflowEnvironment()
-	settings := activities.DefaultRetrySettings()
+	settings := contract.DefaultRetrySettings()
 	settings.Budget = 30 * time.Second
 	workflows.Register(s.env, &activities.Activities{Settings: settings})
 	s.watchSearchAttributes()
-	s.firsts(s.env, activities.FirstPlacementAttemptName, settings, fastTransient)
-	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).Return(activities.UpdateResult{}, tcsErr(activities.ErrTransient, 503, 1))
-	s.env.OnActivity(activities.CheckPlacementWrittenName, mock.Anything, mock.Anything).Return(false, nil)
-	s.marksOf(activities.MarkPlacementFailedName)
-	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
+	s.firsts(s.env, contract.FirstPlacementAttemptName, settings, fastTransient)
+	s.env.OnActivity(contract.UpdatePlacementName, mock.Anything, placement).Return(contract.UpdateResult{}, tcsErr(contract.ErrTransient, 503, 1))
+	s.env.OnActivity(contract.CheckPlacementWrittenName, mock.Anything, mock.Anything).Return(false, nil)
+	s.marksOf(contract.MarkPlacementFailedName)
+	s.env.ExecuteWorkflow(contract.PlacementWorkflowType, placement)
 	s.Equal([]string{"budget-spent"}, s.saAll["WritebackFailure"])
 }
 
 // The worker wakes a record it refused as soon as TCS takes requests again.
 func (s *WorkflowSuite) TestTCSAvailableSignalEndsTheWait() {
-	s.firsts(s.env, activities.FirstPlacementAttemptName, s.settings,
-		activities.FirstAttempt{ErrType: activities.ErrOutage, Message: "not sent"})
+	s.firsts(s.env, contract.FirstPlacementAttemptName, s.settings,
+		contract.FirstAttempt{ErrType: contract.ErrOutage, Message: "not sent"})
 	calls := 0
 	var at []time.Duration
 	start := s.env.Now()
-	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).Return(
-		func(ctx context.Context, m messages.PlacementExported) (activities.UpdateResult, error) {
+	s.env.OnActivity(contract.UpdatePlacementName, mock.Anything, placement).Return(
+		func(ctx context.Context, m contract.PlacementExported) (contract.UpdateResult, error) {
 			calls++
 			at = append(at, s.env.Now().Sub(start))
 			if calls < 8 {
-				return activities.UpdateResult{}, refused(1)
+				return contract.UpdateResult{}, refused(1)
 			}
-			return activities.UpdateResult{Attempt: 1}, nil
+			return contract.UpdateResult{Attempt: 1}, nil
 		})
-	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(workflows.SignalTCSAvailable, nil) }, 200*time.Second)
-	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
-	s.Equal(workflows.StateCompleted, s.result().State)
+	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(contract.SignalTCSAvailable, nil) }, 200*time.Second)
+	s.env.ExecuteWorkflow(contract.PlacementWorkflowType, placement)
+	s.Equal(contract.StateCompleted, s.result().State)
 	s.Less(at[len(at)-1], 210*time.Second, "woken at 200 s, not at the end of a minute's wait: %v", at)
 }
 
@@ -92,15 +92,15 @@ func (s *WorkflowSuite) TestTCSAvailableSignalEndsTheWait() {
 // anyway (its own failures): the look is a few attempts, not a wait without end.
 func (s *WorkflowSuite) TestLookBeforeDeadLetteringGivesUp() {
 	s.env = s.NewTestWorkflowEnvironment()
-	settings := activities.DefaultRetrySettings()
+	settings := contract.DefaultRetrySettings()
 	settings.Budget = 10 * time.Second
 	workflows.Register(s.env, &activities.Activities{Settings: settings})
 	s.watchSearchAttributes()
-	s.firsts(s.env, activities.FirstPlacementAttemptName, settings, fastTransient)
-	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).Return(activities.UpdateResult{}, tcsErr(activities.ErrTransient, 503, 1))
-	s.env.OnActivity(activities.CheckPlacementWrittenName, mock.Anything, mock.Anything).Return(false, temporal.NewApplicationError("503", "transient")).Times(3)
-	marks := s.marksOf(activities.MarkPlacementFailedName)
-	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
+	s.firsts(s.env, contract.FirstPlacementAttemptName, settings, fastTransient)
+	s.env.OnActivity(contract.UpdatePlacementName, mock.Anything, placement).Return(contract.UpdateResult{}, tcsErr(contract.ErrTransient, 503, 1))
+	s.env.OnActivity(contract.CheckPlacementWrittenName, mock.Anything, mock.Anything).Return(false, temporal.NewApplicationError("503", "transient")).Times(3)
+	marks := s.marksOf(contract.MarkPlacementFailedName)
+	s.env.ExecuteWorkflow(contract.PlacementWorkflowType, placement)
 	s.Len(*marks, 1)
 	s.Equal([]string{"budget-spent"}, s.saAll["WritebackFailure"])
 }
@@ -109,23 +109,23 @@ func (s *WorkflowSuite) TestLookBeforeDeadLetteringGivesUp() {
 // TCS: it is not the record's failure and does not dead-letter it.
 func (s *WorkflowSuite) TestQueuedPastTheBudgetIsNotAFailure() {
 	s.env = s.NewTestWorkflowEnvironment()
-	settings := activities.DefaultRetrySettings()
+	settings := contract.DefaultRetrySettings()
 	settings.Budget = time.Minute
 	workflows.Register(s.env, &activities.Activities{Settings: settings})
 	s.watchSearchAttributes()
-	s.firsts(s.env, activities.FirstPlacementAttemptName, settings, fastTransient)
+	s.firsts(s.env, contract.FirstPlacementAttemptName, settings, fastTransient)
 	calls := 0
-	s.env.OnActivity(activities.UpdatePlacementName, mock.Anything, placement).Return(
-		func(ctx context.Context, m messages.PlacementExported) (activities.UpdateResult, error) {
+	s.env.OnActivity(contract.UpdatePlacementName, mock.Anything, placement).Return(
+		func(ctx context.Context, m contract.PlacementExported) (contract.UpdateResult, error) {
 			calls++
 			if calls <= 3 {
-				return activities.UpdateResult{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE, nil)
+				return contract.UpdateResult{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE, nil)
 			}
-			return activities.UpdateResult{Attempt: 1}, nil
+			return contract.UpdateResult{Attempt: 1}, nil
 		})
-	s.env.OnActivity(activities.MarkPlacementFailedName, mock.Anything, mock.Anything).Return(activities.MarkResult{}, nil).Never()
-	s.env.ExecuteWorkflow(workflows.PlacementWorkflowType, placement)
+	s.env.OnActivity(contract.MarkPlacementFailedName, mock.Anything, mock.Anything).Return(contract.MarkResult{}, nil).Never()
+	s.env.ExecuteWorkflow(contract.PlacementWorkflowType, placement)
 	st := s.result()
-	s.Equal(workflows.StateCompleted, st.State)
+	s.Equal(contract.StateCompleted, st.State)
 	s.Equal(4, calls)
 }

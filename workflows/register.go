@@ -7,23 +7,37 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/tis-writeback/writeback/activities"
+	"github.com/tis-writeback/writeback/contract"
 )
 
+// RecordActivities are what the record workflows need from the worker (package activities
+// implements them; the workflows know only their contract).
+type RecordActivities interface {
+	CurrentRetrySettings(ctx context.Context) (contract.RetrySettings, error)
+	FirstPlacementAttempt(ctx context.Context, msg contract.PlacementExported) (contract.FirstAttempt, error)
+	FirstScanAttempt(ctx context.Context, msg contract.ScanCompleted) (contract.FirstAttempt, error)
+	UpdatePlacement(ctx context.Context, msg contract.PlacementExported) (contract.UpdateResult, error)
+	UpdateScan(ctx context.Context, msg contract.ScanCompleted) (contract.UpdateResult, error)
+	MarkPlacementFailed(ctx context.Context, dl contract.DeadLetter) (contract.MarkResult, error)
+	MarkScanErrored(ctx context.Context, dl contract.DeadLetter) (contract.MarkResult, error)
+	CheckPlacementWritten(ctx context.Context, msg contract.PlacementExported) (bool, error)
+	CheckScanWritten(ctx context.Context, msg contract.ScanCompleted) (bool, error)
+}
+
 // Register puts both workflow types and their activities on a worker under their contract names.
-func Register(w worker.Registry, a *activities.Activities) {
-	w.RegisterWorkflowWithOptions(RecordPlacementExport, workflow.RegisterOptions{Name: PlacementWorkflowType})
-	w.RegisterWorkflowWithOptions(RecordScanResult, workflow.RegisterOptions{Name: ScanWorkflowType})
+func Register(w worker.Registry, a RecordActivities) {
+	w.RegisterWorkflowWithOptions(RecordPlacementExport, workflow.RegisterOptions{Name: contract.PlacementWorkflowType})
+	w.RegisterWorkflowWithOptions(RecordScanResult, workflow.RegisterOptions{Name: contract.ScanWorkflowType})
 	w.RegisterWorkflowWithOptions(TCSControl, workflow.RegisterOptions{Name: TCSControlWorkflowType})
-	w.RegisterActivityWithOptions(a.CurrentRetrySettings, activity.RegisterOptions{Name: activities.CurrentRetrySettingsName})
-	w.RegisterActivityWithOptions(a.FirstPlacementAttempt, activity.RegisterOptions{Name: activities.FirstPlacementAttemptName})
-	w.RegisterActivityWithOptions(a.FirstScanAttempt, activity.RegisterOptions{Name: activities.FirstScanAttemptName})
-	w.RegisterActivityWithOptions(a.UpdatePlacement, activity.RegisterOptions{Name: activities.UpdatePlacementName})
-	w.RegisterActivityWithOptions(a.UpdateScan, activity.RegisterOptions{Name: activities.UpdateScanName})
-	w.RegisterActivityWithOptions(a.MarkPlacementFailed, activity.RegisterOptions{Name: activities.MarkPlacementFailedName})
-	w.RegisterActivityWithOptions(a.MarkScanErrored, activity.RegisterOptions{Name: activities.MarkScanErroredName})
-	w.RegisterActivityWithOptions(a.CheckPlacementWritten, activity.RegisterOptions{Name: activities.CheckPlacementWrittenName})
-	w.RegisterActivityWithOptions(a.CheckScanWritten, activity.RegisterOptions{Name: activities.CheckScanWrittenName})
+	w.RegisterActivityWithOptions(a.CurrentRetrySettings, activity.RegisterOptions{Name: contract.CurrentRetrySettingsName})
+	w.RegisterActivityWithOptions(a.FirstPlacementAttempt, activity.RegisterOptions{Name: contract.FirstPlacementAttemptName})
+	w.RegisterActivityWithOptions(a.FirstScanAttempt, activity.RegisterOptions{Name: contract.FirstScanAttemptName})
+	w.RegisterActivityWithOptions(a.UpdatePlacement, activity.RegisterOptions{Name: contract.UpdatePlacementName})
+	w.RegisterActivityWithOptions(a.UpdateScan, activity.RegisterOptions{Name: contract.UpdateScanName})
+	w.RegisterActivityWithOptions(a.MarkPlacementFailed, activity.RegisterOptions{Name: contract.MarkPlacementFailedName})
+	w.RegisterActivityWithOptions(a.MarkScanErrored, activity.RegisterOptions{Name: contract.MarkScanErroredName})
+	w.RegisterActivityWithOptions(a.CheckPlacementWritten, activity.RegisterOptions{Name: contract.CheckPlacementWrittenName})
+	w.RegisterActivityWithOptions(a.CheckScanWritten, activity.RegisterOptions{Name: contract.CheckScanWrittenName})
 }
 
 // JobActivities are what a retry job's workflow needs from the worker.

@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/workflows"
 )
 
@@ -22,8 +23,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 	for _, f := range files {
 		t.Run(filepath.Base(filepath.Dir(f))+"/"+filepath.Base(f), func(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
-			r.RegisterWorkflowWithOptions(workflows.RecordPlacementExport, workflow.RegisterOptions{Name: workflows.PlacementWorkflowType})
-			r.RegisterWorkflowWithOptions(workflows.RecordScanResult, workflow.RegisterOptions{Name: workflows.ScanWorkflowType})
+			r.RegisterWorkflowWithOptions(workflows.RecordPlacementExport, workflow.RegisterOptions{Name: contract.PlacementWorkflowType})
+			r.RegisterWorkflowWithOptions(workflows.RecordScanResult, workflow.RegisterOptions{Name: contract.ScanWorkflowType})
 			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f))
 		})
 	}

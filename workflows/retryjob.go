@@ -5,6 +5,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/tis-writeback/writeback/contract"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
@@ -92,12 +93,12 @@ type JobFailure struct {
 
 // BatchRequest is one batch for the signal activity.
 type BatchRequest struct {
-	JobID      string        `json:"jobId"`
-	Signal     string        `json:"signal"`
-	IDs        []string      `json:"ids"`
-	Rate       float64       `json:"rate"`
-	MaxRetries int           `json:"maxRetries"`
-	Payload    SignalPayload `json:"payload"`
+	JobID      string                 `json:"jobId"`
+	Signal     string                 `json:"signal"`
+	IDs        []string               `json:"ids"`
+	Rate       float64                `json:"rate"`
+	MaxRetries int                    `json:"maxRetries"`
+	Payload    contract.SignalPayload `json:"payload"`
 }
 
 // BatchResult is what the signal activity did.
@@ -196,7 +197,7 @@ func (j *job) run(ctx workflow.Context) (JobStatus, error) {
 		batch := j.in.IDs[:min(n, len(j.in.IDs))]
 		var br BatchResult
 		req := BatchRequest{JobID: j.st.ID, Signal: j.in.Signal, IDs: batch, Rate: j.in.Rate, MaxRetries: j.in.MaxRetries,
-			Payload: SignalPayload{Reason: j.in.Reason, By: j.in.By, Job: j.st.ID}}
+			Payload: contract.SignalPayload{Reason: j.in.Reason, By: j.in.By, Job: j.st.ID}}
 		// A cancel stops the batch in the middle (the activity heartbeats after each signal).
 		bctx, stopBatch := workflow.WithCancel(actx)
 		f := workflow.ExecuteActivity(bctx, SignalBatchActivity, req)
@@ -218,6 +219,7 @@ func (j *job) run(ctx workflow.Context) (JobStatus, error) {
 		j.st.Signalled += len(br.Signalled)
 		j.st.Skipped += len(br.Skipped)
 		skipped := make([]string, 0, len(br.Skipped))
+		//workflowcheck:ignore sorted below
 		for id := range br.Skipped {
 			skipped = append(skipped, id)
 		}
@@ -249,7 +251,7 @@ func (j *job) run(ctx workflow.Context) (JobStatus, error) {
 				canaryFailed = o.WorkflowID + ": " + o.Reason
 			default:
 				j.st.Updating++
-				if canary && j.in.Signal == SignalRetry {
+				if canary && j.in.Signal == contract.SignalRetry {
 					canaryFailed = o.WorkflowID + " did not complete in time"
 				}
 			}

@@ -12,6 +12,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/workflows"
 )
 
@@ -76,7 +77,7 @@ func jobResult(t *testing.T, env *testsuite.TestWorkflowEnvironment) workflows.J
 func TestJobRetriesACanaryThenTheRest(t *testing.T) {
 	f := &fakeJobs{skipped: map[string]string{"placement-esr/7/A.DAT": "already retried 5 times"}}
 	env := jobEnv(t, f)
-	env.ExecuteWorkflow(workflows.RetryJobWorkflowType, workflows.JobInput{ID: "job-1", Signal: workflows.SignalRetry,
+	env.ExecuteWorkflow(workflows.RetryJobWorkflowType, workflows.JobInput{ID: "job-1", Signal: contract.SignalRetry,
 		IDs: ids(120), Rate: 10, Canary: 1, MaxFailureRatio: 0.5, MaxRetries: 5, By: "ops"})
 	st := jobResult(t, env)
 	require.Equal(t, workflows.JobDone, st.State)
@@ -98,7 +99,7 @@ func TestJobHaltsWhenTheCanaryDeadLettersAgainAndResumes(t *testing.T) {
 		require.NoError(t, v.Get(&halted))
 		env.SignalWorkflow(workflows.SignalJobResume, nil)
 	}, time.Hour)
-	env.ExecuteWorkflow(workflows.RetryJobWorkflowType, workflows.JobInput{ID: "job-2", Signal: workflows.SignalRetry,
+	env.ExecuteWorkflow(workflows.RetryJobWorkflowType, workflows.JobInput{ID: "job-2", Signal: contract.SignalRetry,
 		IDs: ids(30), Rate: 10, Canary: 1, MaxFailureRatio: 0.5})
 	require.Equal(t, workflows.JobHalted, halted.State)
 	require.Contains(t, halted.HaltReason, "canary failed")
@@ -117,7 +118,7 @@ func TestJobHaltsOnTheFailureRatioAndCancels(t *testing.T) {
 	f := &fakeJobs{dead: dead}
 	env := jobEnv(t, f)
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.SignalJobCancel, nil) }, time.Hour)
-	env.ExecuteWorkflow(workflows.RetryJobWorkflowType, workflows.JobInput{ID: "job-3", Signal: workflows.SignalRetry,
+	env.ExecuteWorkflow(workflows.RetryJobWorkflowType, workflows.JobInput{ID: "job-3", Signal: contract.SignalRetry,
 		IDs: ids(200), Rate: 10, Canary: 0, MaxFailureRatio: 0.5})
 	st := jobResult(t, env)
 	require.Equal(t, workflows.JobCancelled, st.State)
@@ -130,7 +131,7 @@ func TestJobHaltsOnTheFailureRatioAndCancels(t *testing.T) {
 func TestJobOfTenThousandContinuesAsNew(t *testing.T) {
 	f := &fakeJobs{}
 	env := jobEnv(t, f)
-	env.ExecuteWorkflow(workflows.RetryJobWorkflowType, workflows.JobInput{ID: "job-4", Signal: workflows.SignalAbandon,
+	env.ExecuteWorkflow(workflows.RetryJobWorkflowType, workflows.JobInput{ID: "job-4", Signal: contract.SignalAbandon,
 		IDs: ids(10000), Rate: 100, MaxFailureRatio: 0.5})
 	require.True(t, env.IsWorkflowCompleted())
 	err := env.GetWorkflowError()

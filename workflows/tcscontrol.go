@@ -171,6 +171,7 @@ func TCSControl(ctx workflow.Context, state *TCSControlState) error {
 			// Forget workers that stopped reporting their outage (died, replaced).
 			sel.AddFuture(workflow.NewTimer(ctx, time.Minute), func(workflow.Future) {
 				now := workflow.Now(ctx)
+				//workflowcheck:ignore deleting: order does not matter
 				for w, rep := range s.Outage {
 					if now.Sub(rep.Seen) > outageReportTTL {
 						delete(s.Outage, w)
@@ -203,6 +204,7 @@ func (s TCSControlState) status() TCSStatus {
 	if s.Rate > 0 {
 		st.Rate, st.RateSource = s.Rate, "tcs rate"
 	}
+	//workflowcheck:ignore sorted below
 	for w := range s.Outage {
 		st.OutageOn = append(st.OutageOn, w)
 	}
@@ -212,6 +214,7 @@ func (s TCSControlState) status() TCSStatus {
 		st.Mode, st.Since, st.Reason, st.By = "hold", stamp(s.HoldSince), s.HoldReason, s.HoldBy
 	case len(s.Outage) > 0:
 		first := time.Time{}
+		//workflowcheck:ignore the earliest: order does not matter
 		for _, rep := range s.Outage {
 			if first.IsZero() || rep.Since.Before(first) {
 				first = rep.Since

@@ -14,17 +14,16 @@ import (
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 
-	"github.com/tis-writeback/writeback/activities"
-	"github.com/tis-writeback/writeback/messages"
+	"github.com/tis-writeback/writeback/contract"
 )
 
 // Carry is the workflows' optional second input. A run hands its state to the run it continues as
 // new (long 401 spells make long histories); the starter sets Poison for a poison message that
 // still names its record, which then becomes a dead letter of that record without a TCS write.
 type Carry struct {
-	Status     Status                   `json:"status"`
-	Settings   activities.RetrySettings `json:"settings"`
-	BudgetLeft time.Duration            `json:"budgetLeft"`
+	Status     contract.Status        `json:"status"`
+	Settings   contract.RetrySettings `json:"settings"`
+	BudgetLeft time.Duration          `json:"budgetLeft"`
 	// Poison is why the message is invalid; PoisonGroup its failure group (poison-<field>).
 	Poison      string `json:"poison,omitempty"`
 	PoisonGroup string `json:"poisonGroup,omitempty"`
@@ -34,18 +33,18 @@ type Carry struct {
 
 // RecordPlacementExport writes one exported placement's EXPORTED event to TCS.
 // carry is nil when started from a message; it is set only by continue-as-new.
-func RecordPlacementExport(ctx workflow.Context, msg messages.PlacementExported, carry *Carry) (Status, error) {
+func RecordPlacementExport(ctx workflow.Context, msg contract.PlacementExported, carry *Carry) (contract.Status, error) {
 	return run(ctx, placementRecord{msg: msg}, carry)
 }
 
 // RecordScanResult writes one finished scan's result to TCS.
-func RecordScanResult(ctx workflow.Context, msg messages.ScanCompleted, carry *Carry) (Status, error) {
+func RecordScanResult(ctx workflow.Context, msg contract.ScanCompleted, carry *Carry) (contract.Status, error) {
 	return run(ctx, scanRecord{msg: msg}, carry)
 }
 
 // record is what differs between the two kinds.
 type record interface {
-	kind() messages.Kind
+	kind() contract.Kind
 	recordID() string
 	summary() string
 	updateActivity() string
@@ -53,35 +52,35 @@ type record interface {
 	input() any
 	markActivity() string
 	checkActivity() string
-	deadLetter(dl activities.DeadLetter) activities.DeadLetter
+	deadLetter(dl contract.DeadLetter) contract.DeadLetter
 	continueAsNew(ctx workflow.Context, carry *Carry) error
 	// corrected validates a corrected message of this same record (a retry's record).
 	corrected(raw json.RawMessage) (record, error)
 }
 
-type placementRecord struct{ msg messages.PlacementExported }
+type placementRecord struct{ msg contract.PlacementExported }
 
-func (r placementRecord) kind() messages.Kind    { return messages.KindPlacement }
+func (r placementRecord) kind() contract.Kind    { return contract.KindPlacement }
 func (r placementRecord) recordID() string       { return r.msg.RecordID() }
 func (r placementRecord) summary() string        { return r.msg.Summary() }
-func (r placementRecord) updateActivity() string { return activities.UpdatePlacementName }
+func (r placementRecord) updateActivity() string { return contract.UpdatePlacementName }
 func (r placementRecord) firstAttemptActivity() string {
-	return activities.FirstPlacementAttemptName
+	return contract.FirstPlacementAttemptName
 }
 func (r placementRecord) input() any           { return r.msg }
-func (r placementRecord) markActivity() string { return activities.MarkPlacementFailedName }
+func (r placementRecord) markActivity() string { return contract.MarkPlacementFailedName }
 func (r placementRecord) checkActivity() string {
-	return activities.CheckPlacementWrittenName
+	return contract.CheckPlacementWrittenName
 }
-func (r placementRecord) deadLetter(dl activities.DeadLetter) activities.DeadLetter {
-	dl.Placement = &activities.PlacementRef{PlacementID: r.msg.PlacementID, Filename: r.msg.Filename}
+func (r placementRecord) deadLetter(dl contract.DeadLetter) contract.DeadLetter {
+	dl.Placement = &contract.PlacementRef{PlacementID: r.msg.PlacementID, Filename: r.msg.Filename}
 	return dl
 }
 func (r placementRecord) continueAsNew(ctx workflow.Context, carry *Carry) error {
-	return workflow.NewContinueAsNewError(ctx, PlacementWorkflowType, r.msg, carry)
+	return workflow.NewContinueAsNewError(ctx, contract.PlacementWorkflowType, r.msg, carry)
 }
 func (r placementRecord) corrected(raw json.RawMessage) (record, error) {
-	m, err := messages.DecodePlacement(raw)
+	m, err := contract.DecodePlacement(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -92,27 +91,27 @@ func (r placementRecord) corrected(raw json.RawMessage) (record, error) {
 	return placementRecord{msg: m}, nil
 }
 
-type scanRecord struct{ msg messages.ScanCompleted }
+type scanRecord struct{ msg contract.ScanCompleted }
 
-func (r scanRecord) kind() messages.Kind    { return messages.KindScan }
+func (r scanRecord) kind() contract.Kind    { return contract.KindScan }
 func (r scanRecord) recordID() string       { return r.msg.RecordID() }
 func (r scanRecord) summary() string        { return r.msg.Summary() }
-func (r scanRecord) updateActivity() string { return activities.UpdateScanName }
+func (r scanRecord) updateActivity() string { return contract.UpdateScanName }
 func (r scanRecord) firstAttemptActivity() string {
-	return activities.FirstScanAttemptName
+	return contract.FirstScanAttemptName
 }
 func (r scanRecord) input() any            { return r.msg }
-func (r scanRecord) markActivity() string  { return activities.MarkScanErroredName }
-func (r scanRecord) checkActivity() string { return activities.CheckScanWrittenName }
-func (r scanRecord) deadLetter(dl activities.DeadLetter) activities.DeadLetter {
-	dl.Scan = &activities.ScanRef{ScanID: r.msg.ScanID}
+func (r scanRecord) markActivity() string  { return contract.MarkScanErroredName }
+func (r scanRecord) checkActivity() string { return contract.CheckScanWrittenName }
+func (r scanRecord) deadLetter(dl contract.DeadLetter) contract.DeadLetter {
+	dl.Scan = &contract.ScanRef{ScanID: r.msg.ScanID}
 	return dl
 }
 func (r scanRecord) continueAsNew(ctx workflow.Context, carry *Carry) error {
-	return workflow.NewContinueAsNewError(ctx, ScanWorkflowType, r.msg, carry)
+	return workflow.NewContinueAsNewError(ctx, contract.ScanWorkflowType, r.msg, carry)
 }
 func (r scanRecord) corrected(raw json.RawMessage) (record, error) {
-	m, err := messages.DecodeScan(raw)
+	m, err := contract.DecodeScan(raw)
 	if err != nil {
 		return nil, err
 	}
@@ -125,7 +124,7 @@ func (r scanRecord) corrected(raw json.RawMessage) (record, error) {
 // decision is an operator's signal acted on while the record is a dead letter.
 type decision struct {
 	signal  string
-	payload SignalPayload
+	payload contract.SignalPayload
 	// record is the corrected message a retry carries (nil: the same one again).
 	record record
 }
@@ -134,8 +133,8 @@ type decision struct {
 type recorder struct {
 	rec        record
 	log        log.Logger
-	status     Status
-	settings   activities.RetrySettings
+	status     contract.Status
+	settings   contract.RetrySettings
 	budgetLeft time.Duration
 	pending    *decision
 	// poison is why the message is invalid (from the starter); it is dead-lettered, never written,
@@ -163,7 +162,7 @@ const versionRecoveryPriority = "recovery-at-low-priority"
 // errContinueAsNew says the update loop should hand over to a fresh run.
 var errContinueAsNew = errors.New("continue as new")
 
-func run(ctx workflow.Context, rec record, carry *Carry) (Status, error) {
+func run(ctx workflow.Context, rec record, carry *Carry) (contract.Status, error) {
 	r := &recorder{rec: rec, log: log.With(workflow.GetLogger(ctx), "kind", rec.kind(), "recordId", rec.recordID())}
 	if err := r.setup(ctx, carry); err != nil {
 		return r.status, err
@@ -172,7 +171,7 @@ func run(ctx workflow.Context, rec record, carry *Carry) (Status, error) {
 }
 
 func (r *recorder) setup(ctx workflow.Context, carry *Carry) error {
-	if err := workflow.SetQueryHandlerWithOptions(ctx, QueryState, func() (Status, error) { return r.status, nil },
+	if err := workflow.SetQueryHandlerWithOptions(ctx, contract.QueryState, func() (contract.Status, error) { return r.status, nil },
 		workflow.QueryHandlerOptions{Description: "state, attempts, lastError, deadLetteredAt, retries"}); err != nil {
 		return err
 	}
@@ -181,12 +180,12 @@ func (r *recorder) setup(ctx workflow.Context, carry *Carry) error {
 	if carry != nil && carry.Status.State != "" {
 		r.status, r.settings, r.budgetLeft = carry.Status, carry.Settings, carry.BudgetLeft
 	} else {
-		r.status.State = StateUpdating
+		r.status.State = contract.StateUpdating
 		r.fresh = true
 	}
 	if carry != nil {
 		r.poison, r.poisonGroup, r.recovery = carry.Poison, carry.PoisonGroup, carry.Recovery
-	} else if workflow.GetInfo(ctx).Priority.PriorityKey >= activities.RecoveryPriority {
+	} else if workflow.GetInfo(ctx).Priority.PriorityKey >= contract.RecoveryPriority {
 		r.recovery = workflow.GetVersion(ctx, versionRecoveryPriority, workflow.DefaultVersion, 1) >= 1
 	}
 	workflow.SetCurrentDetails(ctx, r.rec.summary())
@@ -200,7 +199,7 @@ func (r *recorder) captureSettings(ctx workflow.Context) error {
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 10 * time.Second},
 		Summary:             "capture retry settings",
 	})
-	if err := workflow.ExecuteLocalActivity(lctx, activities.CurrentRetrySettingsName).Get(ctx, &r.settings); err != nil {
+	if err := workflow.ExecuteLocalActivity(lctx, contract.CurrentRetrySettingsName).Get(ctx, &r.settings); err != nil {
 		return err
 	}
 	r.budgetLeft = r.settings.Budget
@@ -210,21 +209,21 @@ func (r *recorder) captureSettings(ctx workflow.Context) error {
 // listenForSignals acts on retry/abandon only while the record is a dead letter; otherwise logs and drops them,
 // so a signal sent while Updating is not replayed later by surprise.
 func (r *recorder) listenForSignals(ctx workflow.Context) {
-	retryCh := workflow.GetSignalChannel(ctx, SignalRetry)
-	abandonCh := workflow.GetSignalChannel(ctx, SignalAbandon)
+	retryCh := workflow.GetSignalChannel(ctx, contract.SignalRetry)
+	abandonCh := workflow.GetSignalChannel(ctx, contract.SignalAbandon)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		sel := workflow.NewSelector(ctx)
 		handle := func(name string) func(workflow.ReceiveChannel, bool) {
 			return func(c workflow.ReceiveChannel, _ bool) {
-				var p SignalPayload
+				var p contract.SignalPayload
 				c.Receive(ctx, &p)
-				if r.status.State != StateDeadLettered || r.pending != nil {
+				if r.status.State != contract.StateDeadLettered || r.pending != nil {
 					r.log.Warn("signal ignored: the record is not a dead letter", "signal", name, "state", r.status.State,
 						"reason", p.Reason, "by", p.By)
 					return
 				}
 				d := &decision{signal: name, payload: p}
-				if name == SignalRetry && len(p.Record) > 0 {
+				if name == contract.SignalRetry && len(p.Record) > 0 {
 					next, err := r.rec.corrected(p.Record)
 					if err != nil {
 						r.log.Warn("retry ignored: its corrected record is not usable", "why", err.Error(), "reason", p.Reason, "by", p.By)
@@ -241,9 +240,9 @@ func (r *recorder) listenForSignals(ctx workflow.Context) {
 				r.pending = d
 			}
 		}
-		sel.AddReceive(retryCh, handle(SignalRetry))
-		sel.AddReceive(abandonCh, handle(SignalAbandon))
-		sel.AddReceive(workflow.GetSignalChannel(ctx, SignalTCSAvailable), func(c workflow.ReceiveChannel, _ bool) {
+		sel.AddReceive(retryCh, handle(contract.SignalRetry))
+		sel.AddReceive(abandonCh, handle(contract.SignalAbandon))
+		sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalTCSAvailable), func(c workflow.ReceiveChannel, _ bool) {
 			c.Receive(ctx, nil)
 			r.wakes++
 		})
@@ -253,15 +252,15 @@ func (r *recorder) listenForSignals(ctx workflow.Context) {
 	})
 }
 
-func (r *recorder) run(ctx workflow.Context) (Status, error) {
+func (r *recorder) run(ctx workflow.Context) (contract.Status, error) {
 	for {
-		if r.status.State == StateUpdating {
+		if r.status.State == contract.StateUpdating {
 			var cause, group string
 			var err error
 			if r.poison != "" {
 				// Never written: the message is invalid. It becomes a dead letter of its record.
 				cause, group = r.poison, r.poisonGroup
-				if r.settings == (activities.RetrySettings{}) {
+				if r.settings == (contract.RetrySettings{}) {
 					err = r.captureSettings(ctx)
 				}
 			} else {
@@ -274,7 +273,7 @@ func (r *recorder) run(ctx workflow.Context) (Status, error) {
 			if err != nil {
 				return r.status, err
 			}
-			if cause != "" && group == GroupBudgetSpent &&
+			if cause != "" && group == contract.GroupBudgetSpent &&
 				workflow.GetVersion(ctx, "look-before-dead-letter", workflow.DefaultVersion, 1) >= 1 {
 				// Writes whose answers were lost may have landed: look before marking it errored.
 				written, err := r.checkWritten(ctx)
@@ -289,7 +288,7 @@ func (r *recorder) run(ctx workflow.Context) (Status, error) {
 				}
 			}
 			if cause == "" {
-				return r.status, r.setState(ctx, StateCompleted)
+				return r.status, r.setState(ctx, contract.StateCompleted)
 			}
 			if err := r.deadLetter(ctx, cause, group); err != nil {
 				return r.status, err
@@ -316,17 +315,17 @@ func (r *recorder) run(ctx workflow.Context) (Status, error) {
 		}
 		d := r.pending
 		r.pending = nil
-		if d.signal == SignalAbandon {
-			return r.status, r.setState(ctx, StateAbandoned)
+		if d.signal == contract.SignalAbandon {
+			return r.status, r.setState(ctx, contract.StateAbandoned)
 		}
 		r.status.Retries++
-		workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"kind": string(r.rec.kind())}).Counter(MetricManualRetries).Inc(1)
+		workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"kind": string(r.rec.kind())}).Counter(contract.MetricManualRetries).Inc(1)
 		if d.record != nil {
 			r.rec, r.poison, r.poisonGroup = d.record, "", ""
 		}
 		r.fresh = true
 		r.recovery = workflow.GetVersion(ctx, versionRecoveryPriority, workflow.DefaultVersion, 1) >= 1
-		if err := r.setState(ctx, StateUpdating); err != nil {
+		if err := r.setState(ctx, contract.StateUpdating); err != nil {
 			return r.status, err
 		}
 	}
@@ -342,7 +341,7 @@ func (r *recorder) firstAttempt(ctx workflow.Context) (done bool, cause, group s
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
 		Summary:             "first attempt: write " + r.rec.summary(),
 	})
-	var fa activities.FirstAttempt
+	var fa contract.FirstAttempt
 	seen := r.wakes
 	if lerr := workflow.ExecuteLocalActivity(lctx, r.rec.firstAttemptActivity(), r.rec.input()).Get(ctx, &fa); lerr != nil {
 		// The local activity itself failed (timeout, worker trouble): capture the settings the
@@ -359,10 +358,10 @@ func (r *recorder) firstAttempt(ctx workflow.Context) (done bool, cause, group s
 	switch fa.ErrType {
 	case "":
 		return true, "", "", nil
-	case activities.ErrPermanent:
+	case contract.ErrPermanent:
 		r.status.LastError = fa.Message
-		return true, fa.Message, TCSGroup(fa.Status), nil
-	case activities.ErrOutage:
+		return true, fa.Message, contract.TCSGroup(fa.Status), nil
+	case contract.ErrOutage:
 		r.status.Attempts-- // not sent: not an attempt
 		r.status.LastError = fa.Message
 		return false, "", "", r.awaitTCS(ctx, r.settings.InitialInterval, seen)
@@ -371,10 +370,6 @@ func (r *recorder) firstAttempt(ctx workflow.Context) (done bool, cause, group s
 		return false, "", "", r.wait(ctx, max(r.settings.InitialInterval, fa.RetryAfter), "first attempt failed: waiting before retrying")
 	}
 }
-
-// outageWaitMax bounds a record's wait while TCS is unavailable for everyone: a worker wakes the
-// records it refused once TCS is back, and this bounds the wait of the others.
-const outageWaitMax = time.Minute
 
 // awaitTCS waits up to d for TCS to take requests again: until a SignalTCSAvailable beyond the
 // count seen before the refused call.
@@ -409,7 +404,7 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 	configFailures, outageWaits := 0, 0
 	for {
 		if r.budgetLeft <= 0 {
-			return fmt.Sprintf("retry budget of %s spent; last error: %s", r.settings.Budget, r.status.LastError), GroupBudgetSpent, nil
+			return fmt.Sprintf("retry budget of %s spent; last error: %s", r.settings.Budget, r.status.LastError), contract.GroupBudgetSpent, nil
 		}
 		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 			// The budget: how long transient failures may go on. 401/403 do not spend it (see below).
@@ -419,13 +414,13 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 				InitialInterval:        r.settings.InitialInterval,
 				BackoffCoefficient:     r.settings.BackoffCoefficient,
 				MaximumInterval:        r.settings.MaximumInterval,
-				NonRetryableErrorTypes: []string{activities.ErrPermanent, activities.ErrConfig},
+				NonRetryableErrorTypes: contract.NonRetryableErrorTypes,
 			},
 			Summary:  "write " + r.rec.summary(),
 			Priority: r.priority(),
 		})
 		start, seen := workflow.Now(ctx), r.wakes
-		var res activities.UpdateResult
+		var res contract.UpdateResult
 		err := workflow.ExecuteActivity(actx, r.rec.updateActivity(), r.rec.input()).Get(ctx, &res)
 		elapsed := workflow.Now(ctx).Sub(start)
 		r.budgetLeft -= elapsed
@@ -435,14 +430,14 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 		}
 		f := describe(err)
 		if f.queued && workflow.GetVersion(ctx, "queued-is-not-an-attempt", workflow.DefaultVersion, 1) >= 1 {
-			f.errType = activities.ErrOutage // waited behind a backlog: like a refusal, not the record's time
+			f.errType = contract.ErrOutage // waited behind a backlog: like a refusal, not the record's time
 		}
 		r.status.Attempts += f.attempts
 		r.status.LastError = f.message
 		switch f.errType {
-		case activities.ErrPermanent:
-			return f.message, TCSGroup(f.status), nil
-		case activities.ErrOutage:
+		case contract.ErrPermanent:
+			return f.message, contract.TCSGroup(f.status), nil
+		case contract.ErrOutage:
 			// Not sent: TCS fails for everyone (outage mode), an operator holds requests, or the
 			// cap's queue is long. A refusal takes no time, and the wait below is outside the
 			// budget's clock; a worker wakes us when TCS takes requests again.
@@ -452,7 +447,7 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 			// is the outage's, not this record's. (A record with failures of its own never meets
 			// outage mode: the others' answers keep it out.)
 			r.budgetLeft += elapsed
-			wait := min(backoff(r.settings, outageWaits), outageWaitMax)
+			wait := min(contract.Backoff(r.settings, outageWaits), contract.OutageWaitMax)
 			outageWaits++
 			if err := r.awaitTCS(ctx, wait, seen); err != nil {
 				return "", "", err
@@ -460,10 +455,10 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 			if workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 				return "", "", errContinueAsNew
 			}
-		case activities.ErrConfig:
+		case contract.ErrConfig:
 			// Our credentials are wrong, not the record: wait and try again without end. The wait is
 			// not charged to the budget; the worker counts these answers in a metric that alerts.
-			wait := backoff(r.settings, configFailures)
+			wait := contract.Backoff(r.settings, configFailures)
 			configFailures++
 			r.log.Error("TCS refused our credentials; waiting before trying again", "error", f.message, "wait", wait)
 			if err := r.wait(ctx, wait, "TCS refused credentials (401/403): waiting"); err != nil {
@@ -477,7 +472,7 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 			// clock also ran while a retry waited in the queue for a worker (a backlog behind the
 			// cap, after an outage); that time is the backlog's, not the record's: give it back.
 			r.budgetLeft = 0
-			if waited := f.waitedBeyond(r.settings, r.attemptTimeout(), elapsed); waited > time.Second &&
+			if waited := contract.WaitedBeyond(r.settings, r.attemptTimeout(), f.attempts, f.took, f.delay, elapsed); waited > time.Second &&
 				workflow.GetVersion(ctx, "budget-excludes-queue", workflow.DefaultVersion, 1) >= 1 {
 				r.budgetLeft = waited
 				r.log.Info("the retry budget ran out while a retry waited for a worker: that wait is not the record's",
@@ -513,7 +508,7 @@ func (r *recorder) checkWritten(ctx workflow.Context) (bool, error) {
 			return written, err
 		}
 		// Not sent (outage mode, hold): wait for TCS and look then, rather than dead-letter blind.
-		if err := r.awaitTCS(ctx, min(backoff(r.settings, waits), outageWaitMax), seen); err != nil {
+		if err := r.awaitTCS(ctx, min(contract.Backoff(r.settings, waits), contract.OutageWaitMax), seen); err != nil {
 			return false, err
 		}
 	}
@@ -522,7 +517,7 @@ func (r *recorder) checkWritten(ctx workflow.Context) (bool, error) {
 // refusedByGovernor reports an activity failure whose last attempt was not sent to TCS.
 func refusedByGovernor(err error) bool {
 	var appErr *temporal.ApplicationError
-	return errors.As(err, &appErr) && (appErr.Type() == activities.ErrOutage || appErr.Type() == "refused")
+	return errors.As(err, &appErr) && (appErr.Type() == contract.ErrOutage || appErr.Type() == "refused")
 }
 
 func (r *recorder) deadLetter(ctx workflow.Context, cause, group string) error {
@@ -531,19 +526,19 @@ func (r *recorder) deadLetter(ctx workflow.Context, cause, group string) error {
 	// WritebackFailure came later: histories recorded before it show no such upsert.
 	r.failureSA = workflow.GetVersion(ctx, "failure-group", workflow.DefaultVersion, 1) >= 1
 	r.failure = group
-	dl := r.rec.deadLetter(activities.DeadLetter{
+	dl := r.rec.deadLetter(contract.DeadLetter{
 		Kind: string(r.rec.kind()), RecordID: r.rec.recordID(), Group: group, Attempts: r.status.Attempts,
 		LastError: cause, DeadLetteredAt: now,
 	})
 	// A dead letter must not be lost either: the mark is retried until it lands.
 	actx := r.tcsReadOrMark(ctx, 0, "mark errored in TCS: ")
-	var res activities.MarkResult
+	var res contract.MarkResult
 	if err := workflow.ExecuteActivity(actx, r.rec.markActivity(), dl).Get(ctx, &res); err != nil {
 		return err
 	}
 	r.status.DeadLetteredAt = now.Format(time.RFC3339Nano)
-	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"kind": string(r.rec.kind())}).Counter(MetricDeadLetters).Inc(1)
-	return r.setState(ctx, StateDeadLettered)
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"kind": string(r.rec.kind())}).Counter(contract.MetricDeadLetters).Inc(1)
+	return r.setState(ctx, contract.StateDeadLettered)
 }
 
 // attemptTimeout is the captured attempt timeout; histories from before it existed get 30 s.
@@ -551,7 +546,7 @@ func (r *recorder) deadLetter(ctx workflow.Context, cause, group string) error {
 // records, RecoveryPriority for recovery.
 func (r *recorder) priority() temporal.Priority {
 	if r.recovery {
-		return temporal.Priority{PriorityKey: activities.RecoveryPriority}
+		return temporal.Priority{PriorityKey: contract.RecoveryPriority}
 	}
 	return temporal.Priority{}
 }
@@ -577,9 +572,9 @@ func (r *recorder) publishState(ctx workflow.Context) error {
 		key   temporal.SearchAttributeKeyKeyword
 		value string
 	}
-	want := []keyword{{KindKey, string(r.rec.kind())}, {RecordIDKey, r.rec.recordID()}, {StateKey, r.status.State}}
+	want := []keyword{{contract.KindKey, string(r.rec.kind())}, {contract.RecordIDKey, r.rec.recordID()}, {contract.StateKey, r.status.State}}
 	if r.failureSA && r.failure != "" {
-		want = append(want, keyword{FailureKey, r.failure})
+		want = append(want, keyword{contract.FailureKey, r.failure})
 	}
 	for _, w := range want {
 		if v, ok := current.GetKeyword(w.key); !ok || v != w.value {
@@ -603,32 +598,16 @@ type failure struct {
 	delay    time.Duration // the wait TCS asked for before the next attempt (Retry-After)
 }
 
-// waitedBeyond is the part of an update activity's elapsed time that cannot have been the record's
-// own: elapsed minus the most its attempts and the backoff between them can have taken (every
-// earlier attempt counted at the attempt timeout, the last at what it took, the pending backoff in
-// full). What is left over, the retries waited for a worker.
-func (f failure) waitedBeyond(s activities.RetrySettings, attemptTimeout, elapsed time.Duration) time.Duration {
-	own := time.Duration(f.attempts-1)*attemptTimeout + f.took
-	for i := 0; i < f.attempts; i++ {
-		b := backoff(s, i)
-		if i == f.attempts-1 {
-			b = max(b, f.delay)
-		}
-		own += b
-	}
-	return max(elapsed-own, 0)
-}
-
 // describe reads a failed TCS-update activity: its class, the last error in words, and how many
 // attempts it made (carried in the error details; at least one).
 func describe(err error) failure {
-	f := failure{errType: activities.ErrTransient, message: err.Error(), attempts: 1}
+	f := failure{errType: contract.ErrTransient, message: err.Error(), attempts: 1}
 	var appErr *temporal.ApplicationError
 	if errors.As(err, &appErr) {
 		f.errType = appErr.Type()
 		f.message = appErr.Message()
 		f.delay = appErr.NextRetryDelay()
-		var d activities.FailureDetails
+		var d contract.FailureDetails
 		if appErr.HasDetails() && appErr.Details(&d) == nil {
 			if d.Attempt > 0 {
 				f.attempts = int(d.Attempt)
@@ -649,16 +628,10 @@ func describe(err error) failure {
 	return f
 }
 
-// backoff is the wait before the n-th retry (from 0) under the captured settings.
-func backoff(s activities.RetrySettings, n int) time.Duration {
-	d := s.InitialInterval
-	for i := 0; i < n && d < s.MaximumInterval; i++ {
-		d = time.Duration(float64(d) * s.BackoffCoefficient)
-	}
-	return min(d, s.MaximumInterval)
-}
-
-// sameMessage reports whether two records carry the same message.
+// sameMessage reports whether two records carry the same message. (json.Marshal is deterministic;
+// the checker sees reflection deep inside it.)
+//
+//workflowcheck:ignore
 func sameMessage(a, b record) bool {
 	x, _ := json.Marshal(a.input())
 	y, _ := json.Marshal(b.input())

@@ -26,12 +26,11 @@ import (
 
 	"github.com/tis-writeback/writeback/bench/naive"
 	"github.com/tis-writeback/writeback/bench/stack"
-	"github.com/tis-writeback/writeback/messages"
-	"github.com/tis-writeback/writeback/starter/broker"
+	"github.com/tis-writeback/writeback/contract"
+	"github.com/tis-writeback/writeback/internal/broker"
 	"github.com/tis-writeback/writeback/starter/intake"
 	"github.com/tis-writeback/writeback/tcs"
 	"github.com/tis-writeback/writeback/tcssim/sim"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 // Config of a chaos run.
@@ -91,24 +90,24 @@ type Report struct {
 	// lost confirm, or a dead-lettering whose ack was lost to a kill) — allowed, reported.
 	DLQCopies int
 	// DLQNotPoison are the reasons of DLQ messages that were not published as poison.
-	DLQNotPoison []string
-	RetriedCompleted, RetriedLeft    int
-	Kills                            map[string]int
-	Windows                          []Window
-	Samples                          []Sample
-	Problems                         []string
+	DLQNotPoison                  []string
+	RetriedCompleted, RetriedLeft int
+	Kills                         map[string]int
+	Windows                       []Window
+	Samples                       []Sample
+	Problems                      []string
 }
 
 // OK reports whether every promise held.
 func (r *Report) OK() bool { return len(r.Problems) == 0 }
 
 type record struct {
-	kind      messages.Kind
+	kind      contract.Kind
 	body      []byte
 	id        string // workflow ID
 	known     bool
-	placement *messages.PlacementExported
-	scan      *messages.ScanCompleted
+	placement *contract.PlacementExported
+	scan      *contract.ScanCompleted
 }
 
 // Run runs the chaos run.
@@ -165,19 +164,19 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 			} else if !known {
 				id = "f" + id[1:]
 			}
-			m := messages.ScanCompleted{ScanID: id, Result: messages.ScanResults[rnd.IntN(3)], FileName: fmt.Sprintf("scan-%d.pdf", i),
+			m := contract.ScanCompleted{ScanID: id, Result: contract.ScanResults[rnd.IntN(3)], FileName: fmt.Sprintf("scan-%d.pdf", i),
 				CompletedAt: day.Add(time.Duration(i) * time.Second)}
 			b, _ := json.Marshal(m)
-			recs = append(recs, record{kind: messages.KindScan, body: b, id: m.WorkflowID(), known: known, scan: &m})
+			recs = append(recs, record{kind: contract.KindScan, body: b, id: m.WorkflowID(), known: known, scan: &m})
 		} else {
 			pid := int64(rnd.IntN(placementsKnown) + 1)
 			if !known {
 				pid = placementsKnown + 1 + int64(rnd.IntN(1_000_000))
 			}
-			m := messages.PlacementExported{PlacementID: pid, PositionNumber: int64(25000000 + i), PositionID: int64(6900000 + i),
+			m := contract.PlacementExported{PlacementID: pid, PositionNumber: int64(25000000 + i), PositionID: int64(6900000 + i),
 				Filename: fmt.Sprintf("DE_SEV_APP_20261123_%08d.DAT", i), ExportedAt: day.Add(time.Duration(i) * time.Second)}
 			b, _ := json.Marshal(m)
-			recs = append(recs, record{kind: messages.KindPlacement, body: b, id: m.WorkflowID(), known: known, placement: &m})
+			recs = append(recs, record{kind: contract.KindPlacement, body: b, id: m.WorkflowID(), known: known, placement: &m})
 		}
 	}
 	rep := &Report{Cfg: c, Kills: map[string]int{}}
@@ -186,7 +185,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 		if !r.known {
 			rep.Unknown++
 		}
-		if r.kind == messages.KindScan {
+		if r.kind == contract.KindScan {
 			rep.Scans++
 		} else {
 			rep.Placements++
@@ -437,7 +436,7 @@ func states(ctx context.Context, c client.Client) map[string]string {
 		}
 		for _, e := range resp.GetExecutions() {
 			var st string
-			if p, ok := e.GetSearchAttributes().GetIndexedFields()[workflows.StateKey.GetName()]; ok {
+			if p, ok := e.GetSearchAttributes().GetIndexedFields()[contract.StateKey.GetName()]; ok {
 				_ = json.Unmarshal(p.GetData(), &st)
 			}
 			id := e.GetExecution().GetWorkflowId()
@@ -471,15 +470,15 @@ func reconcile(ctx context.Context, rep *Report, recs []record, st *stack.Stack,
 	for _, r := range recs {
 		state := wfStates[r.id]
 		switch state {
-		case workflows.StateCompleted:
+		case contract.StateCompleted:
 			rep.Completed++
-		case workflows.StateDeadLettered:
+		case contract.StateDeadLettered:
 			rep.DeadLettered++
 		default:
 			rep.Other++
 			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: state %q", r.id, state))
 		}
-		if state == workflows.StateDeadLettered {
+		if state == contract.StateDeadLettered {
 			if crit[r.id] != 1 {
 				rep.CriticalMismatch = append(rep.CriticalMismatch, fmt.Sprintf("%s: %d CRITICAL lines", r.id, crit[r.id]))
 			}
@@ -515,7 +514,7 @@ func reconcile(ctx context.Context, rep *Report, recs []record, st *stack.Stack,
 			} else if wbExp != 0 {
 				rep.Problems = append(rep.Problems, fmt.Sprintf("%s: TCS does not know it yet holds an EXPORTED row", r.id))
 			}
-			if state == workflows.StateDeadLettered && r.known && countEvents(a, p.PlacementID, p.Filename, tcs.StatusFailed) == 0 {
+			if state == contract.StateDeadLettered && r.known && countEvents(a, p.PlacementID, p.Filename, tcs.StatusFailed) == 0 {
 				rep.DeadLetteredUnmarked = append(rep.DeadLetteredUnmarked, r.id)
 			}
 		} else {
@@ -523,7 +522,7 @@ func reconcile(ctx context.Context, rep *Report, recs []record, st *stack.Stack,
 			switch {
 			case r.known && (!ok || sc.Status != tcs.ScanCompleted):
 				rep.ScansMissing++
-			case state == workflows.StateDeadLettered && r.known && sc.Status != tcs.ScanErrored:
+			case state == contract.StateDeadLettered && r.known && sc.Status != tcs.ScanErrored:
 				rep.DeadLetteredUnmarked = append(rep.DeadLetteredUnmarked, r.id)
 			}
 		}

@@ -11,8 +11,8 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/tis-writeback/writeback/messages"
-	"github.com/tis-writeback/writeback/starter/broker"
+	"github.com/tis-writeback/writeback/contract"
+	"github.com/tis-writeback/writeback/internal/broker"
 	"github.com/tis-writeback/writeback/tcs"
 )
 
@@ -47,7 +47,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 	if _, err := ch.QueueDeclare(c.Queue, true, false, false, false, amqp.Table{"x-dead-letter-exchange": c.DLX}); err != nil {
 		return err
 	}
-	if err := ch.QueueBind(c.Queue, messages.RoutingKeyPlacementExported, c.Exchange, false, nil); err != nil {
+	if err := ch.QueueBind(c.Queue, contract.RoutingKeyPlacementExported, c.Exchange, false, nil); err != nil {
 		return err
 	}
 	if err := ch.Qos(20, 0, false); err != nil {
@@ -81,7 +81,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 func (c *Consumer) handle(ctx context.Context, d amqp.Delivery) {
-	m, err := messages.DecodePlacement(d.Body)
+	m, err := contract.DecodePlacement(d.Body)
 	if err != nil {
 		_ = d.Reject(false)
 		return

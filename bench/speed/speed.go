@@ -24,8 +24,8 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/tis-writeback/writeback/bench/stack"
-	"github.com/tis-writeback/writeback/messages"
-	"github.com/tis-writeback/writeback/starter/broker"
+	"github.com/tis-writeback/writeback/contract"
+	"github.com/tis-writeback/writeback/internal/broker"
 	"github.com/tis-writeback/writeback/tcssim/sim"
 )
 
@@ -104,8 +104,8 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 	}
 	res.P1 = float64(c.P1N) / time.Since(t0).Seconds()
 	c.Log("P1: %.1f records/s (%.2f × ceiling)", res.P1, res.P1/res.Ceiling)
-	res.EventsPlacement = historyLen(ctx, tc, firstOf(batch, messages.KindPlacement))
-	res.EventsScan = historyLen(ctx, tc, firstOf(batch, messages.KindScan))
+	res.EventsPlacement = historyLen(ctx, tc, firstOf(batch, contract.KindPlacement))
+	res.EventsScan = historyLen(ctx, tc, firstOf(batch, contract.KindScan))
 
 	res.P4Rate = res.P1 / 2
 	c.Log("P4: %d records at %.1f/s, publish → workflow started", c.P4N, res.P4Rate)
@@ -256,7 +256,7 @@ func ceiling(ctx context.Context, tc client.Client, n int) (float64, int, error)
 type outgoing struct {
 	key  string
 	id   string
-	kind messages.Kind
+	kind contract.Kind
 	body []byte
 }
 
@@ -268,23 +268,23 @@ func (g *generator) records(n int, known bool) []outgoing {
 	for i := 0; i < n; i++ {
 		g.n++
 		if known && g.n%3 == 0 {
-			m := messages.ScanCompleted{ScanID: "e" + uuid.NewString()[1:], Result: "CLEAN", FileName: "f.pdf", CompletedAt: time.Now().UTC()}
+			m := contract.ScanCompleted{ScanID: "e" + uuid.NewString()[1:], Result: "CLEAN", FileName: "f.pdf", CompletedAt: time.Now().UTC()}
 			b, _ := json.Marshal(m)
-			out = append(out, outgoing{key: messages.RoutingKeyScanCompleted, id: m.WorkflowID(), kind: messages.KindScan, body: b})
+			out = append(out, outgoing{key: contract.RoutingKeyScanCompleted, id: m.WorkflowID(), kind: contract.KindScan, body: b})
 			continue
 		}
 		pid := int64(g.n%100000 + 1)
 		if !known {
 			pid = 200000 + int64(g.n)
 		}
-		m := messages.PlacementExported{PlacementID: pid, PositionNumber: 1, PositionID: 1, Filename: fmt.Sprintf("SPEED_%09d.DAT", g.n), ExportedAt: time.Now().UTC()}
+		m := contract.PlacementExported{PlacementID: pid, PositionNumber: 1, PositionID: 1, Filename: fmt.Sprintf("SPEED_%09d.DAT", g.n), ExportedAt: time.Now().UTC()}
 		b, _ := json.Marshal(m)
-		out = append(out, outgoing{key: messages.RoutingKeyPlacementExported, id: m.WorkflowID(), kind: messages.KindPlacement, body: b})
+		out = append(out, outgoing{key: contract.RoutingKeyPlacementExported, id: m.WorkflowID(), kind: contract.KindPlacement, body: b})
 	}
 	return out
 }
 
-func firstOf(batch []outgoing, k messages.Kind) string {
+func firstOf(batch []outgoing, k contract.Kind) string {
 	for _, o := range batch {
 		if o.kind == k {
 			return o.id

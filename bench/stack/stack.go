@@ -24,8 +24,8 @@ import (
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 
+	"github.com/tis-writeback/writeback/internal/broker"
 	"github.com/tis-writeback/writeback/internal/devserver"
-	"github.com/tis-writeback/writeback/starter/broker"
 	"github.com/tis-writeback/writeback/tcssim/sim"
 )
 

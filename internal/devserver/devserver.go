@@ -5,7 +5,7 @@ package devserver
 import (
 	"strconv"
 
-	"github.com/tis-writeback/writeback/workflows"
+	"github.com/tis-writeback/writeback/contract"
 )
 
 // Flags are the writeback search attributes and the dynamic config the service relies on.
@@ -15,7 +15,7 @@ func Flags() []string {
 		// the priority matcher switched off; Temporal 1.31 and later have it on by default.
 		"--dynamic-config-value", "matching.useNewMatcher=true",
 	}
-	for _, sa := range workflows.SearchAttributeNames {
+	for _, sa := range contract.SearchAttributeNames {
 		args = append(args, "--search-attribute", sa+"=Keyword")
 	}
 	return args

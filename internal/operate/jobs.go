@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/time/rate"
 
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/workflows"
 )
 
@@ -69,7 +70,7 @@ func (j *Jobs) signalOne(ctx context.Context, req workflows.BatchRequest, id str
 	if err != nil {
 		return "", "", err
 	}
-	if req.Signal == workflows.SignalRetry && req.MaxRetries > 0 && st.Retries >= req.MaxRetries {
+	if req.Signal == contract.SignalRetry && req.MaxRetries > 0 && st.Retries >= req.MaxRetries {
 		return fmt.Sprintf("already retried %d times (--max-retries %d)", st.Retries, req.MaxRetries), "", nil
 	}
 	err = j.Temporal.SignalWorkflow(ctx, id, "", req.Signal, req.Payload)

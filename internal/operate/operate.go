@@ -8,12 +8,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/tis-writeback/writeback/contract"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
-
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 // Outcomes of a signalled record.
@@ -32,9 +31,9 @@ type Outcome struct {
 }
 
 // QueryState asks a workflow its state (the latest run).
-func QueryState(ctx context.Context, c client.Client, id string) (workflows.Status, error) {
-	var st workflows.Status
-	v, err := c.QueryWorkflow(ctx, id, "", workflows.QueryState)
+func QueryState(ctx context.Context, c client.Client, id string) (contract.Status, error) {
+	var st contract.Status
+	v, err := c.QueryWorkflow(ctx, id, "", contract.QueryState)
 	if err != nil {
 		return st, err
 	}
@@ -56,10 +55,10 @@ func Parked(ctx context.Context, c client.Client, id string) (bool, error) {
 		return false, nil
 	}
 	var state string
-	if p := info.GetSearchAttributes().GetIndexedFields()[workflows.StateKey.GetName()]; p != nil {
+	if p := info.GetSearchAttributes().GetIndexedFields()[contract.StateKey.GetName()]; p != nil {
 		_ = converter.GetDefaultDataConverter().FromPayload(p, &state)
 	}
-	return state == workflows.StateDeadLettered, nil
+	return state == contract.StateDeadLettered, nil
 }
 
 // Snapshot reads each workflow's last dead-lettering time, so that Await can tell a new
@@ -102,11 +101,11 @@ func Await(ctx context.Context, c client.Client, ids []string, before map[string
 			}
 			o := Outcome{WorkflowID: id}
 			switch {
-			case st.State == workflows.StateCompleted:
+			case st.State == contract.StateCompleted:
 				o.Result = OutcomeCompleted
-			case st.State == workflows.StateAbandoned:
+			case st.State == contract.StateAbandoned:
 				o.Result = OutcomeAbandoned
-			case st.State == workflows.StateDeadLettered && st.DeadLetteredAt != before[id]:
+			case st.State == contract.StateDeadLettered && st.DeadLetteredAt != before[id]:
 				o.Result, o.Reason = OutcomeDeadLettered, st.LastError
 			default:
 				return

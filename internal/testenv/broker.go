@@ -19,8 +19,8 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.temporal.io/sdk/client"
 
+	"github.com/tis-writeback/writeback/internal/broker"
 	"github.com/tis-writeback/writeback/internal/devserver"
-	"github.com/tis-writeback/writeback/starter/broker"
 )
 
 // AMQPURL is the broker the tests use.

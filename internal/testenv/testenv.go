@@ -21,6 +21,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/tis-writeback/writeback/activities"
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/devserver"
 	"github.com/tis-writeback/writeback/internal/logging"
 	"github.com/tis-writeback/writeback/internal/telemetry"
@@ -193,7 +194,7 @@ type Worker struct {
 
 // WorkerOptions tune a test worker.
 type WorkerOptions struct {
-	Retry      activities.RetrySettings
+	Retry      contract.RetrySettings
 	TCSTimeout time.Duration
 	TCSRate    float64
 	// KeyHonoured: the simulator honours Idempotency-Key; skip the read before each write.
@@ -209,8 +210,8 @@ var workerSeq atomic.Int64
 // StartWorker runs the real worker code (the same constructors as ./worker) against tm and tcsURL.
 func StartWorker(t testing.TB, tm *Temporal, tcsURL string, o WorkerOptions) *Worker {
 	t.Helper()
-	if o.Retry == (activities.RetrySettings{}) {
-		o.Retry = activities.DefaultRetrySettings()
+	if o.Retry == (contract.RetrySettings{}) {
+		o.Retry = contract.DefaultRetrySettings()
 		o.Retry.AttemptTimeout = 0
 	}
 	if o.TCSTimeout == 0 {

@@ -14,6 +14,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/time/rate"
 
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/telemetry"
 	"github.com/tis-writeback/writeback/tcs"
 	"github.com/tis-writeback/writeback/workflows"
@@ -114,7 +115,7 @@ func (g *Governor) report(ctx context.Context, outage bool, why string) error {
 	}
 	_, err := (*cp).SignalWithStartWorkflow(ctx, workflows.TCSControlWorkflowID, workflows.SignalTCSWorkerMode,
 		workflows.WorkerModeReport{Worker: g.cfg.WorkerIdentity(), Mode: m, TCSRate: g.cfg.TCSRate, Why: why},
-		client.StartWorkflowOptions{ID: workflows.TCSControlWorkflowID, TaskQueue: workflows.TaskQueue,
+		client.StartWorkflowOptions{ID: workflows.TCSControlWorkflowID, TaskQueue: contract.TaskQueue,
 			StaticSummary: "TCS control: hold, rate cap, outage reports"},
 		workflows.TCSControlWorkflowType, nil)
 	if err != nil {
@@ -171,7 +172,7 @@ func (g *Governor) wake(ids []string) {
 				return
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			_ = c.SignalWorkflow(ctx, id, "", workflows.SignalTCSAvailable, nil) // closed since: nothing to wake
+			_ = c.SignalWorkflow(ctx, id, "", contract.SignalTCSAvailable, nil) // closed since: nothing to wake
 			cancel()
 		}
 		g.log.Info("woke the records held back while TCS was unavailable", "records", len(ids))
@@ -232,7 +233,7 @@ func (g *Governor) share(ctx context.Context, c client.Client) {
 	now := time.Now()
 	for _, tqType := range []enums.TaskQueueType{enums.TASK_QUEUE_TYPE_WORKFLOW, enums.TASK_QUEUE_TYPE_ACTIVITY} {
 		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		resp, err := c.DescribeTaskQueue(dctx, workflows.TaskQueue, tqType)
+		resp, err := c.DescribeTaskQueue(dctx, contract.TaskQueue, tqType)
 		cancel()
 		if err != nil {
 			return // keep the last share

@@ -14,11 +14,11 @@ import (
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/tis-writeback/writeback/activities"
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/config"
 	"github.com/tis-writeback/writeback/internal/operate"
 	"github.com/tis-writeback/writeback/internal/telemetry"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
-	"github.com/tis-writeback/writeback/messages"
 	"github.com/tis-writeback/writeback/tcs"
 	"github.com/tis-writeback/writeback/workflows"
 )
@@ -47,7 +47,7 @@ type Config struct {
 	TCSKeyHonoured          bool
 	MaxConcurrentActivities int
 	StopTimeout             time.Duration
-	Retry                   activities.RetrySettings
+	Retry                   contract.RetrySettings
 	// DeploymentName and BuildID turn on Worker Versioning (both or neither), so a rolling deploy
 	// routes new workflow tasks to the new build while replay-safe code keeps old runs working.
 	DeploymentName string
@@ -60,7 +60,7 @@ type Config struct {
 // Flags defines the worker's flags (with env fallbacks) on fs.
 func Flags(fs *flag.FlagSet) *Config {
 	c := &Config{Temporal: temporalclient.Flags(fs)}
-	d := activities.DefaultRetrySettings()
+	d := contract.DefaultRetrySettings()
 	set := config.Set{FS: fs}
 	set.String(&c.TCSURL, "tcs-url", "TCS_URL", "http://127.0.0.1:8081", "TCS base URL")
 	set.Secret(&c.TCSToken, "tcs-token", "TCS_TOKEN", "TCS bearer token")
@@ -125,12 +125,12 @@ func NewTemporalHandler(c *Config, reg *telemetry.Registry) (client.MetricsHandl
 		return nil, err
 	}
 	var counters []telemetry.WorkflowCounter
-	for _, name := range []string{workflows.MetricDeadLetters, workflows.MetricManualRetries} {
+	for _, name := range []string{contract.MetricDeadLetters, contract.MetricManualRetries} {
 		counters = append(counters,
-			telemetry.WorkflowCounter{Name: name, WorkflowType: workflows.PlacementWorkflowType, Kind: string(messages.KindPlacement)},
-			telemetry.WorkflowCounter{Name: name, WorkflowType: workflows.ScanWorkflowType, Kind: string(messages.KindScan)})
+			telemetry.WorkflowCounter{Name: name, WorkflowType: contract.PlacementWorkflowType, Kind: string(contract.KindPlacement)},
+			telemetry.WorkflowCounter{Name: name, WorkflowType: contract.ScanWorkflowType, Kind: string(contract.KindScan)})
 	}
-	telemetry.InitWorkflowCounters(h, c.Temporal.Namespace, workflows.TaskQueue, counters)
+	telemetry.InitWorkflowCounters(h, c.Temporal.Namespace, contract.TaskQueue, counters)
 	return h, nil
 }
 
@@ -159,7 +159,7 @@ func NewWorker(cl client.Client, c *Config, acts *activities.Activities) worker.
 			DefaultVersioningBehavior: workflow.VersioningBehaviorAutoUpgrade,
 		}
 	}
-	w := worker.New(cl, workflows.TaskQueue, opts)
+	w := worker.New(cl, contract.TaskQueue, opts)
 	workflows.Register(w, acts)
 	workflows.RegisterJobs(w, &operate.Jobs{Temporal: cl})
 	return w

@@ -11,8 +11,8 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/tis-writeback/writeback/messages"
-	"github.com/tis-writeback/writeback/starter/broker"
+	"github.com/tis-writeback/writeback/contract"
+	"github.com/tis-writeback/writeback/internal/broker"
 )
 
 // Headers the starter sets on a message it dead-letters, and the one redrive sets on a message it
@@ -267,7 +267,7 @@ func (c *Consumer) handle(ctx context.Context, src broker.Source, d amqp.Deliver
 	received := time.Now()
 	rec, err := Decode(src.Kind, d.Body)
 	if err != nil {
-		inv := err.(*messages.Invalid)
+		inv := err.(*contract.Invalid)
 		// A poison message that names its record also becomes a dead letter of that record.
 		if prec, ok := PoisonRecord(src.Kind, d.Body, inv); ok {
 			if st := c.start(ctx, src, prec); st.stopped {

@@ -15,15 +15,14 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/tis-writeback/writeback/activities"
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/operate"
-	"github.com/tis-writeback/writeback/messages"
 	"github.com/tis-writeback/writeback/workflows"
 )
 
 // Record is one valid message, ready to become a workflow.
 type Record struct {
-	Kind         messages.Kind
+	Kind         contract.Kind
 	WorkflowID   string
 	WorkflowType string
 	RecordID     string
@@ -41,20 +40,20 @@ type Record struct {
 	Origin   string
 }
 
-// Decode validates a body of the given kind and builds its Record; the error is a *messages.Invalid
+// Decode validates a body of the given kind and builds its Record; the error is a *contract.Invalid
 // for a poison message.
-func Decode(kind messages.Kind, body []byte) (Record, error) {
+func Decode(kind contract.Kind, body []byte) (Record, error) {
 	switch kind {
-	case messages.KindPlacement:
-		m, err := messages.DecodePlacement(body)
+	case contract.KindPlacement:
+		m, err := contract.DecodePlacement(body)
 		if err != nil {
 			return Record{}, err
 		}
 		rec := PlacementRecord(m)
 		rec.Body = body
 		return rec, nil
-	case messages.KindScan:
-		m, err := messages.DecodeScan(body)
+	case contract.KindScan:
+		m, err := contract.DecodeScan(body)
 		if err != nil {
 			return Record{}, err
 		}
@@ -62,22 +61,22 @@ func Decode(kind messages.Kind, body []byte) (Record, error) {
 		rec.Body = body
 		return rec, nil
 	}
-	return Record{}, &messages.Invalid{Reason: fmt.Sprintf("unknown kind of record %q", kind)}
+	return Record{}, &contract.Invalid{Reason: fmt.Sprintf("unknown kind of record %q", kind)}
 }
 
 // PoisonRecord is the Record of a poison message that still names its record (a usable
 // placementId and filename, or scanId): its workflow dead-letters the record with the reason.
-func PoisonRecord(kind messages.Kind, body []byte, inv *messages.Invalid) (Record, bool) {
+func PoisonRecord(kind contract.Kind, body []byte, inv *contract.Invalid) (Record, bool) {
 	carry := &workflows.Carry{Poison: inv.Reason, PoisonGroup: inv.Group()}
 	switch kind {
-	case messages.KindPlacement:
-		if m, ok := messages.IdentifyPlacement(body); ok {
+	case contract.KindPlacement:
+		if m, ok := contract.IdentifyPlacement(body); ok {
 			rec := PlacementRecord(m)
 			rec.Carry = carry
 			return rec, true
 		}
-	case messages.KindScan:
-		if m, ok := messages.IdentifyScan(body); ok {
+	case contract.KindScan:
+		if m, ok := contract.IdentifyScan(body); ok {
 			rec := ScanRecord(m)
 			rec.Carry = carry
 			return rec, true
@@ -87,14 +86,14 @@ func PoisonRecord(kind messages.Kind, body []byte, inv *messages.Invalid) (Recor
 }
 
 // PlacementRecord is the Record of a valid placement message.
-func PlacementRecord(m messages.PlacementExported) Record {
-	return Record{Kind: messages.KindPlacement, WorkflowID: m.WorkflowID(), WorkflowType: workflows.PlacementWorkflowType,
+func PlacementRecord(m contract.PlacementExported) Record {
+	return Record{Kind: contract.KindPlacement, WorkflowID: m.WorkflowID(), WorkflowType: contract.PlacementWorkflowType,
 		RecordID: m.RecordID(), Summary: m.Summary(), Input: m}
 }
 
 // ScanRecord is the Record of a valid scan message.
-func ScanRecord(m messages.ScanCompleted) Record {
-	return Record{Kind: messages.KindScan, WorkflowID: m.WorkflowID(), WorkflowType: workflows.ScanWorkflowType,
+func ScanRecord(m contract.ScanCompleted) Record {
+	return Record{Kind: contract.KindScan, WorkflowID: m.WorkflowID(), WorkflowType: contract.ScanWorkflowType,
 		RecordID: m.RecordID(), Summary: m.Summary(), Input: m}
 }
 
@@ -139,7 +138,7 @@ func (s TemporalStarter) Start(ctx context.Context, rec Record) (bool, error) {
 	}
 	var priority temporal.Priority
 	if s.Recovery || rec.Recovery {
-		priority.PriorityKey = activities.RecoveryPriority // behind fresh records, here and at the TCS cap
+		priority.PriorityKey = contract.RecoveryPriority // behind fresh records, here and at the TCS cap
 	}
 	args := []any{rec.Input}
 	if rec.Carry != nil {
@@ -147,7 +146,7 @@ func (s TemporalStarter) Start(ctx context.Context, rec Record) (bool, error) {
 	}
 	_, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       rec.WorkflowID,
-		TaskQueue:                workflows.TaskQueue,
+		TaskQueue:                contract.TaskQueue,
 		WorkflowIDReusePolicy:    reuse,
 		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		// Without it the SDK quietly returns the running workflow: we want to know it was a duplicate.
@@ -157,9 +156,9 @@ func (s TemporalStarter) Start(ctx context.Context, rec Record) (bool, error) {
 		StaticDetails:                            cmp.Or(rec.Origin, s.Origin),
 		// Set at start so the workflow need not upsert them (one event less per record).
 		TypedSearchAttributes: temporal.NewSearchAttributes(
-			workflows.KindKey.ValueSet(string(rec.Kind)),
-			workflows.RecordIDKey.ValueSet(rec.RecordID),
-			workflows.StateKey.ValueSet(workflows.StateUpdating),
+			contract.KindKey.ValueSet(string(rec.Kind)),
+			contract.RecordIDKey.ValueSet(rec.RecordID),
+			contract.StateKey.ValueSet(contract.StateUpdating),
 		),
 	}, rec.WorkflowType, args...)
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
@@ -184,7 +183,7 @@ func (s TemporalStarter) offerCorrection(ctx context.Context, rec Record) error 
 		return err // not parked (running, closed: see the README), or Temporal did not answer
 	}
 	var notFound *serviceerror.NotFound
-	err = s.Client.SignalWorkflow(ctx, rec.WorkflowID, "", workflows.SignalRetry, workflows.SignalPayload{
+	err = s.Client.SignalWorkflow(ctx, rec.WorkflowID, "", contract.SignalRetry, contract.SignalPayload{
 		Reason: "a message of this record arrived on the queue", By: "starter", Record: json.RawMessage(rec.Body)})
 	if errors.As(err, &notFound) {
 		return nil

@@ -13,8 +13,7 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/tis-writeback/writeback/messages"
-	"github.com/tis-writeback/writeback/workflows"
+	"github.com/tis-writeback/writeback/contract"
 )
 
 // NoGroup names the dead letters parked before WritebackFailure existed.
@@ -30,12 +29,12 @@ type Group struct {
 
 // Query is the visibility query of the group's running dead letters.
 func (g Group) Query() string {
-	q := fmt.Sprintf(`%s=%q AND %s=%q AND ExecutionStatus="Running"`, workflows.StateKey.GetName(), workflows.StateDeadLettered,
-		workflows.KindKey.GetName(), g.Kind)
+	q := fmt.Sprintf(`%s=%q AND %s=%q AND ExecutionStatus="Running"`, contract.StateKey.GetName(), contract.StateDeadLettered,
+		contract.KindKey.GetName(), g.Kind)
 	if g.Name == NoGroup {
-		return q + " AND " + workflows.FailureKey.GetName() + " IS NULL"
+		return q + " AND " + contract.FailureKey.GetName() + " IS NULL"
 	}
-	return q + fmt.Sprintf(` AND %s=%q`, workflows.FailureKey.GetName(), g.Name)
+	return q + fmt.Sprintf(` AND %s=%q`, contract.FailureKey.GetName(), g.Name)
 }
 
 // RetryCommand is the command that retries the group.
@@ -54,13 +53,13 @@ func (g Group) UILink(uiBase, namespace string) string {
 
 // GroupQuery is the visibility query for --group NAME: the running dead letters of that group.
 func GroupQuery(name string) string {
-	return fmt.Sprintf(`%s=%q AND %s=%q AND ExecutionStatus="Running"`, workflows.StateKey.GetName(), workflows.StateDeadLettered,
-		workflows.FailureKey.GetName(), name)
+	return fmt.Sprintf(`%s=%q AND %s=%q AND ExecutionStatus="Running"`, contract.StateKey.GetName(), contract.StateDeadLettered,
+		contract.FailureKey.GetName(), name)
 }
 
 // DeadLetterGroups lists the running dead letters grouped by kind and failure group, largest first.
 func DeadLetterGroups(ctx context.Context, c client.Client) ([]Group, error) {
-	query := fmt.Sprintf(`%s=%q AND ExecutionStatus="Running"`, workflows.StateKey.GetName(), workflows.StateDeadLettered)
+	query := fmt.Sprintf(`%s=%q AND ExecutionStatus="Running"`, contract.StateKey.GetName(), contract.StateDeadLettered)
 	groups := map[[2]string]*Group{}
 	var token []byte
 	for {
@@ -72,8 +71,8 @@ func DeadLetterGroups(ctx context.Context, c client.Client) ([]Group, error) {
 			if e.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
 				continue
 			}
-			kind := keyword(e.GetSearchAttributes(), workflows.KindKey.GetName())
-			name := keyword(e.GetSearchAttributes(), workflows.FailureKey.GetName())
+			kind := keyword(e.GetSearchAttributes(), contract.KindKey.GetName())
+			name := keyword(e.GetSearchAttributes(), contract.FailureKey.GetName())
 			if name == "" {
 				name = NoGroup
 			}
@@ -113,7 +112,7 @@ func DeadLetterGroups(ctx context.Context, c client.Client) ([]Group, error) {
 func CorrectedRecord(workflowID string, body []byte) (json.RawMessage, error) {
 	body = []byte(strings.TrimSpace(string(body)))
 	if strings.HasPrefix(workflowID, "scan/") {
-		m, err := messages.DecodeScan(body)
+		m, err := contract.DecodeScan(body)
 		if err != nil {
 			return nil, fmt.Errorf("the corrected record is not a valid scan message: %w", err)
 		}
@@ -122,11 +121,11 @@ func CorrectedRecord(workflowID string, body []byte) (json.RawMessage, error) {
 		}
 		return body, nil
 	}
-	id, file, err := messages.ParsePlacementWorkflowID(workflowID)
+	id, file, err := contract.ParsePlacementWorkflowID(workflowID)
 	if err != nil {
 		return nil, fmt.Errorf("%s is not a writeback workflow ID: %w", workflowID, err)
 	}
-	m, err := messages.DecodePlacement(body)
+	m, err := contract.DecodePlacement(body)
 	if err != nil {
 		return nil, fmt.Errorf("the corrected record is not a valid placement message: %w", err)
 	}

@@ -12,7 +12,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
-	"github.com/tis-writeback/writeback/activities"
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/operate"
 	"github.com/tis-writeback/writeback/workflows"
 )
@@ -30,9 +30,9 @@ type Entry struct {
 
 // Timeline is a record's story read from its Temporal history.
 type Timeline struct {
-	WorkflowID string           `json:"workflowId"`
-	Entries    []Entry          `json:"entries"`
-	Now        workflows.Status `json:"now"`
+	WorkflowID string          `json:"workflowId"`
+	Entries    []Entry         `json:"entries"`
+	Now        contract.Status `json:"now"`
 }
 
 var dc = converter.GetDefaultDataConverter()
@@ -86,8 +86,8 @@ func entryOf(ev *historypb.HistoryEvent, scheduled map[int64]string) (Entry, boo
 	case ev.GetActivityTaskScheduledEventAttributes() != nil:
 		a := ev.GetActivityTaskScheduledEventAttributes()
 		scheduled[ev.GetEventId()] = a.GetActivityType().GetName()
-		if t := a.GetActivityType().GetName(); t == activities.MarkPlacementFailedName || t == activities.MarkScanErroredName {
-			var dl activities.DeadLetter
+		if t := a.GetActivityType().GetName(); t == contract.MarkPlacementFailedName || t == contract.MarkScanErroredName {
+			var dl contract.DeadLetter
 			if in := a.GetInput().GetPayloads(); len(in) > 0 && dc.FromPayload(in[0], &dl) == nil {
 				return Entry{What: "dead-lettered", Group: dl.Group, Reason: dl.LastError,
 					Detail: fmt.Sprintf("after %d attempt(s); marking it errored in TCS", dl.Attempts)}, true
@@ -96,22 +96,22 @@ func entryOf(ev *historypb.HistoryEvent, scheduled map[int64]string) (Entry, boo
 	case ev.GetActivityTaskFailedEventAttributes() != nil:
 		a := ev.GetActivityTaskFailedEventAttributes()
 		t := scheduled[a.GetScheduledEventId()]
-		if t == activities.UpdatePlacementName || t == activities.UpdateScanName {
+		if t == contract.UpdatePlacementName || t == contract.UpdateScanName {
 			return Entry{What: "attempt", Detail: fmt.Sprintf("%s failed (attempt %d of this phase): %s", t, attemptOf(a.GetFailure().GetApplicationFailureInfo().GetDetails()),
 				a.GetFailure().GetMessage())}, true
 		}
 	case ev.GetActivityTaskTimedOutEventAttributes() != nil:
 		a := ev.GetActivityTaskTimedOutEventAttributes()
-		if t := scheduled[a.GetScheduledEventId()]; t == activities.UpdatePlacementName || t == activities.UpdateScanName {
+		if t := scheduled[a.GetScheduledEventId()]; t == contract.UpdatePlacementName || t == contract.UpdateScanName {
 			return Entry{What: "attempt", Detail: t + " timed out: " + a.GetFailure().GetMessage()}, true
 		}
 	case ev.GetActivityTaskCompletedEventAttributes() != nil:
 		a := ev.GetActivityTaskCompletedEventAttributes()
 		switch scheduled[a.GetScheduledEventId()] {
-		case activities.UpdatePlacementName, activities.UpdateScanName:
+		case contract.UpdatePlacementName, contract.UpdateScanName:
 			return Entry{What: "written", Detail: "TCS holds the record"}, true
-		case activities.MarkPlacementFailedName, activities.MarkScanErroredName:
-			var r activities.MarkResult
+		case contract.MarkPlacementFailedName, contract.MarkScanErroredName:
+			var r contract.MarkResult
 			if p := a.GetResult().GetPayloads(); len(p) > 0 && dc.FromPayload(p[0], &r) == nil {
 				d := "marked errored in TCS"
 				if !r.Marked {
@@ -122,10 +122,10 @@ func entryOf(ev *historypb.HistoryEvent, scheduled map[int64]string) (Entry, boo
 		}
 	case ev.GetWorkflowExecutionSignaledEventAttributes() != nil:
 		a := ev.GetWorkflowExecutionSignaledEventAttributes()
-		if a.GetSignalName() == workflows.SignalTCSAvailable {
+		if a.GetSignalName() == contract.SignalTCSAvailable {
 			return Entry{}, false
 		}
-		var p workflows.SignalPayload
+		var p contract.SignalPayload
 		if in := a.GetInput().GetPayloads(); len(in) > 0 {
 			_ = dc.FromPayload(in[0], &p)
 		}
@@ -136,7 +136,7 @@ func entryOf(ev *historypb.HistoryEvent, scheduled map[int64]string) (Entry, boo
 		return e, true
 	case ev.GetUpsertWorkflowSearchAttributesEventAttributes() != nil:
 		fields := ev.GetUpsertWorkflowSearchAttributesEventAttributes().GetSearchAttributes().GetIndexedFields()
-		if p, ok := fields[workflows.StateKey.GetName()]; ok {
+		if p, ok := fields[contract.StateKey.GetName()]; ok {
 			var s string
 			if dc.FromPayload(p, &s) == nil {
 				return Entry{What: "state", Detail: s}, true
@@ -160,10 +160,10 @@ func firstAttempt(details map[string]*commonpb.Payloads) (Entry, bool) {
 	if d := details["data"].GetPayloads(); len(d) > 0 {
 		_ = dc.FromPayload(d[0], &data)
 	}
-	if data.ActivityType != activities.FirstPlacementAttemptName && data.ActivityType != activities.FirstScanAttemptName {
+	if data.ActivityType != contract.FirstPlacementAttemptName && data.ActivityType != contract.FirstScanAttemptName {
 		return Entry{}, false
 	}
-	var fa activities.FirstAttempt
+	var fa contract.FirstAttempt
 	if r := details["result"].GetPayloads(); len(r) > 0 && dc.FromPayload(r[0], &fa) == nil {
 		if fa.ErrType == "" {
 			return Entry{What: "written", Detail: "first attempt (fast path): TCS holds the record"}, true
@@ -174,7 +174,7 @@ func firstAttempt(details map[string]*commonpb.Payloads) (Entry, bool) {
 }
 
 func attemptOf(details *commonpb.Payloads) int32 {
-	var d activities.FailureDetails
+	var d contract.FailureDetails
 	if p := details.GetPayloads(); len(p) > 0 {
 		_ = dc.FromPayload(p[0], &d)
 	}

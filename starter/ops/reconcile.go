@@ -6,11 +6,10 @@ import (
 
 	"go.temporal.io/sdk/client"
 
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/operate"
-	"github.com/tis-writeback/writeback/messages"
 	"github.com/tis-writeback/writeback/starter/intake"
 	"github.com/tis-writeback/writeback/tcs"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 // DeadLetters tells reconcile how to treat a missing placement whose workflow is parked as a dead
@@ -18,7 +17,7 @@ import (
 type DeadLetters struct {
 	Client  client.Client // nil: not looked at (dry run without Temporal)
 	Retry   bool
-	Payload workflows.SignalPayload
+	Payload contract.SignalPayload
 }
 
 // ReconcileSummary counts what reconcile found and did.
@@ -40,12 +39,12 @@ type ReconcileSummary struct {
 // file, and starts a workflow for exactly the missing ones: a new run even where a closed run of
 // the same ID exists (its write did not stick). Running it twice is harmless: the second finds
 // them present, or running.
-func Reconcile(ctx context.Context, tc *tcs.Client, starter intake.Starter, placements []messages.PlacementExported,
+func Reconcile(ctx context.Context, tc *tcs.Client, starter intake.Starter, placements []contract.PlacementExported,
 	dryRun bool, concurrency int, dl DeadLetters, progress func(int)) ReconcileSummary {
 	sum := ReconcileSummary{Failures: map[string]string{}, DeadLetterReasons: map[string]string{}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
-	work := make(chan messages.PlacementExported)
+	work := make(chan contract.PlacementExported)
 	if concurrency <= 0 {
 		concurrency = 8
 	}
@@ -100,7 +99,7 @@ func Reconcile(ctx context.Context, tc *tcs.Client, starter intake.Starter, plac
 	return sum
 }
 
-func reconcileOne(ctx context.Context, tc *tcs.Client, starter intake.Starter, m messages.PlacementExported, dryRun bool,
+func reconcileOne(ctx context.Context, tc *tcs.Client, starter intake.Starter, m contract.PlacementExported, dryRun bool,
 	dl DeadLetters) (string, string) {
 	p, err := tc.GetPlacement(ctx, m.PlacementID)
 	if tcs.IsNotFound(err) {
@@ -118,7 +117,7 @@ func reconcileOne(ctx context.Context, tc *tcs.Client, starter intake.Starter, m
 		if dryRun || !dl.Retry {
 			return "dead-lettered", reason
 		}
-		err := dl.Client.SignalWorkflow(ctx, m.WorkflowID(), "", workflows.SignalRetry, dl.Payload)
+		err := dl.Client.SignalWorkflow(ctx, m.WorkflowID(), "", contract.SignalRetry, dl.Payload)
 		if err != nil {
 			return "start-failed", "retry signal: " + err.Error()
 		}

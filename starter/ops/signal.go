@@ -8,13 +8,12 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/tis-writeback/writeback/contract"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"golang.org/x/time/rate"
-
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 // Selection says which workflows to signal: exactly one of its fields.
@@ -51,8 +50,8 @@ type Target struct {
 
 // SignalOptions tune a bulk signal.
 type SignalOptions struct {
-	Signal      string // workflows.SignalRetry or workflows.SignalAbandon
-	Payload     workflows.SignalPayload
+	Signal      string // contract.SignalRetry or contract.SignalAbandon
+	Payload     contract.SignalPayload
 	DryRun      bool
 	Rate        float64 // signals per second
 	Concurrency int
@@ -96,7 +95,7 @@ func Find(ctx context.Context, c client.Client, sel Selection) ([]Target, error)
 	}
 	query := sel.Query
 	if sel.All {
-		query = fmt.Sprintf(`%s=%q AND ExecutionStatus="Running"`, workflows.StateKey.GetName(), workflows.StateDeadLettered)
+		query = fmt.Sprintf(`%s=%q AND ExecutionStatus="Running"`, contract.StateKey.GetName(), contract.StateDeadLettered)
 	}
 	if sel.Group != "" {
 		query = GroupQuery(sel.Group)
@@ -132,7 +131,7 @@ func SignalAll(ctx context.Context, c client.Client, targets []Target, o SignalO
 		switch {
 		case !t.Running:
 			sum.SkippedClosed = append(sum.SkippedClosed, t.WorkflowID)
-		case t.State != workflows.StateDeadLettered:
+		case t.State != contract.StateDeadLettered:
 			sum.SkippedState[t.WorkflowID] = t.State
 		default:
 			todo = append(todo, t)
@@ -195,7 +194,7 @@ func SignalAll(ctx context.Context, c client.Client, targets []Target, o SignalO
 func SignalIDs(targets []Target) []string {
 	var ids []string
 	for _, t := range targets {
-		if t.Running && t.State == workflows.StateDeadLettered {
+		if t.Running && t.State == contract.StateDeadLettered {
 			ids = append(ids, t.WorkflowID)
 		}
 	}

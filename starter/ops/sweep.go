@@ -7,7 +7,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/tis-writeback/writeback/starter/broker"
+	"github.com/tis-writeback/writeback/internal/broker"
 	"github.com/tis-writeback/writeback/starter/intake"
 )
 
@@ -79,8 +79,8 @@ func (r *Returner) pass(ctx context.Context) {
 	if err != nil || q.Messages == 0 {
 		return
 	}
-	_, err = redrive(ctx, r.Conn, r.Pub, r.Topology, false, "starter",
-		"the broker dead-lettered it for its delivery limit while Temporal was down", DeliveryLimitDeadLetter, func(it RedriveItem) {
+	const why = "the broker dead-lettered it for its delivery limit while Temporal was down"
+	_, err = redrive(ctx, r.Conn, r.Pub, r.Topology, false, "starter", why, DeliveryLimitDeadLetter, func(it RedriveItem) {
 		if it.Outcome == "redriven" {
 			r.Log.Info("a message the broker dead-lettered for the delivery limit went back to its queue",
 				"messageId", it.MessageID, "routingKey", it.RoutingKey)

@@ -8,7 +8,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tis-writeback/writeback/starter/broker"
+	"github.com/tis-writeback/writeback/internal/broker"
 )
 
 func TestTLSSettingsAreChecked(t *testing.T) {

@@ -1,12 +1,10 @@
-package workflows
+package contract
 
 import (
 	"encoding/json"
 	"strconv"
 
 	"go.temporal.io/sdk/temporal"
-
-	"github.com/tis-writeback/writeback/messages"
 )
 
 // The names below are the product contract (SPEC section 3); outside tools use them verbatim.
@@ -51,7 +49,7 @@ var (
 var SearchAttributeNames = []string{KindKey.GetName(), RecordIDKey.GetName(), StateKey.GetName(), FailureKey.GetName()}
 
 // Failure groups: a short stable name per cause of a dead-lettering (WritebackFailure). Poison
-// messages have "poison-<field>" (messages.Invalid.Group).
+// messages have "poison-<field>" (contract.Invalid.Group).
 const (
 	// GroupBudgetSpent: transient failures (no answer, 5xx, 429) went on past the retry budget.
 	GroupBudgetSpent = "budget-spent"
@@ -66,12 +64,6 @@ func TCSGroup(status int) string {
 	}
 	return "tcs-" + strconv.Itoa(status)
 }
-
-// Workflow IDs (see messages for the format).
-var (
-	PlacementWorkflowID = messages.PlacementWorkflowID
-	ScanWorkflowID      = messages.ScanWorkflowID
-)
 
 // Metric names counted from workflow code through the SDK's replay-safe metrics handler.
 const (

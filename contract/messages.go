@@ -1,7 +1,7 @@
 // Package messages defines the two RabbitMQ message types writeback consumes and their validation
 // (SPEC section 2). It knows nothing of RabbitMQ or Temporal: the starter validates with it, the
 // workflows take its types as input.
-package messages
+package contract
 
 import (
 	"bytes"

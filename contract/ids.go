@@ -1,4 +1,4 @@
-package messages
+package contract
 
 import (
 	"errors"

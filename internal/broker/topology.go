@@ -10,7 +10,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
-	"github.com/tis-writeback/writeback/messages"
+	"github.com/tis-writeback/writeback/contract"
 )
 
 // Topology names the exchanges and queues; the defaults are the contract.
@@ -49,14 +49,14 @@ func (t Topology) WithPrefix(p string) Topology {
 type Source struct {
 	Queue      string
 	RoutingKey string
-	Kind       messages.Kind
+	Kind       contract.Kind
 }
 
 // Sources lists the consumed queues.
 func (t Topology) Sources() []Source {
 	return []Source{
-		{Queue: t.PlacementQueue, RoutingKey: messages.RoutingKeyPlacementExported, Kind: messages.KindPlacement},
-		{Queue: t.ScanQueue, RoutingKey: messages.RoutingKeyScanCompleted, Kind: messages.KindScan},
+		{Queue: t.PlacementQueue, RoutingKey: contract.RoutingKeyPlacementExported, Kind: contract.KindPlacement},
+		{Queue: t.ScanQueue, RoutingKey: contract.RoutingKeyScanCompleted, Kind: contract.KindScan},
 	}
 }
 

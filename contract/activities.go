@@ -1,4 +1,4 @@
-package activities
+package contract
 
 import "time"
 
@@ -13,21 +13,6 @@ const (
 	MarkScanErroredName       = "MarkScanErrored"
 	CheckPlacementWrittenName = "CheckPlacementWritten"
 	CheckScanWrittenName      = "CheckScanWritten"
-)
-
-// Error types of the TCS-update activities; the workflows branch on them.
-const (
-	// ErrTransient is retried by the activity's retry policy and spends the record's budget.
-	ErrTransient = "TCSTransient"
-	// ErrConfig (401/403) is returned to the workflow at once, which waits and tries again
-	// without spending the record's budget and never dead-letters for it.
-	ErrConfig = "TCSConfig"
-	// ErrPermanent (400/404/409/422) dead-letters the record now.
-	ErrPermanent = "TCSPermanent"
-	// ErrOutage: the request was not sent, because TCS fails for everyone (outage mode) or an
-	// operator holds every request. Returned to the workflow at once; it waits without spending
-	// the record's budget.
-	ErrOutage = "TCSOutage"
 )
 
 // RetrySettings are worker settings that a workflow captures in its history when it starts and

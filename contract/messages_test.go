@@ -1,4 +1,4 @@
-package messages_test
+package contract_test
 
 import (
 	"strings"
@@ -6,7 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/tis-writeback/writeback/messages"
+	"github.com/tis-writeback/writeback/contract"
 )
 
 const goodPlacement = `{"placementId": 1708036, "positionNumber": 25713154, "positionId": 6957985,
@@ -16,7 +16,7 @@ const goodScan = `{"scanId": "3F1C2A9E-0B7D-4C55-9A1E-6D2F0E8B4C11", "result": "
  "fileName": "referral.pdf", "completedAt": "2026-11-22T09:15:00Z"}`
 
 func TestDecodePlacement(t *testing.T) {
-	m, err := messages.DecodePlacement([]byte(goodPlacement))
+	m, err := contract.DecodePlacement([]byte(goodPlacement))
 	require.NoError(t, err)
 	require.Equal(t, int64(1708036), m.PlacementID)
 	require.Equal(t, "placement-esr/1708036/DE_SEV_APP_20210728_00003779.DAT", m.WorkflowID())
@@ -26,7 +26,7 @@ func TestDecodePlacement(t *testing.T) {
 }
 
 func TestDecodeScanLowerCasesTheID(t *testing.T) {
-	m, err := messages.DecodeScan([]byte(goodScan))
+	m, err := contract.DecodeScan([]byte(goodScan))
 	require.NoError(t, err)
 	require.Equal(t, "scan/3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c11", m.WorkflowID())
 }
@@ -45,16 +45,16 @@ func TestPoisonReasons(t *testing.T) {
 		"{\"placementId\": 1, \"filename\": \"\xff\"}": "UTF-8",
 	}
 	for body, want := range cases {
-		_, err := messages.DecodePlacement([]byte(body))
+		_, err := contract.DecodePlacement([]byte(body))
 		require.Error(t, err, body)
-		require.True(t, messages.IsInvalid(err))
+		require.True(t, contract.IsInvalid(err))
 		require.Contains(t, err.Error(), want, body[:min(50, len(body))])
 	}
 	// 255 characters (not bytes) is the limit of the field; the workflow ID's 1,000 bytes bound
 	// non-ASCII names further (each such byte is written as %XX): 160 "é" fit, 255 do not.
 	for _, name := range []string{strings.Repeat("a", 255), strings.Repeat("é", 160)} {
 		ok := `{"placementId": 1, "positionNumber": 1, "positionId": 1, "filename": "` + name + `", "exportedAt": "2021-07-28T13:10:00Z"}`
-		_, err := messages.DecodePlacement([]byte(ok))
+		_, err := contract.DecodePlacement([]byte(ok))
 		require.NoError(t, err)
 	}
 }
@@ -67,9 +67,9 @@ func FuzzDecode(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, body []byte) {
 		// An accepted placement has an ID that gRPC can carry and that parses back to it.
-		if m, err := messages.DecodePlacement(body); err == nil {
+		if m, err := contract.DecodePlacement(body); err == nil {
 			id := m.WorkflowID()
-			if len(id) > messages.MaxWorkflowIDBytes {
+			if len(id) > contract.MaxWorkflowIDBytes {
 				t.Fatalf("accepted a workflow ID of %d bytes", len(id))
 			}
 			for i := 0; i < len(id); i++ {
@@ -77,21 +77,21 @@ func FuzzDecode(f *testing.F) {
 					t.Fatalf("workflow ID %q holds byte %#x", id, id[i])
 				}
 			}
-			pid, file, perr := messages.ParsePlacementWorkflowID(id)
+			pid, file, perr := contract.ParsePlacementWorkflowID(id)
 			if perr != nil || pid != m.PlacementID || file != m.Filename {
 				t.Fatalf("ID %q does not parse back: %v", id, perr)
 			}
 		}
 		for _, decode := range []func([]byte) error{
-			func(b []byte) error { _, err := messages.DecodePlacement(b); return err },
-			func(b []byte) error { _, err := messages.DecodeScan(b); return err },
+			func(b []byte) error { _, err := contract.DecodePlacement(b); return err },
+			func(b []byte) error { _, err := contract.DecodeScan(b); return err },
 		} {
 			err := decode(body)
 			if err == nil {
 				continue
 			}
-			var inv *messages.Invalid
-			if !messages.IsInvalid(err) {
+			var inv *contract.Invalid
+			if !contract.IsInvalid(err) {
 				t.Fatalf("rejection is not an *Invalid: %v", err)
 			}
 			_ = inv
