@@ -81,15 +81,15 @@ const (
 type Endpoint string
 
 const (
-	EndpointGetPlacement   Endpoint = "get_placement"
-	EndpointESRExported    Endpoint = "esr_exported"
-	EndpointESRExportFaild Endpoint = "esr_export_failed"
-	EndpointPutScan        Endpoint = "put_scan"
-	EndpointGetScan        Endpoint = "get_scan"
+	EndpointGetPlacement    Endpoint = "get_placement"
+	EndpointESRExported     Endpoint = "esr_exported"
+	EndpointESRExportFailed Endpoint = "esr_export_failed"
+	EndpointPutScan         Endpoint = "put_scan"
+	EndpointGetScan         Endpoint = "get_scan"
 )
 
 // Endpoints lists every endpoint, so metrics can be created at start-up.
-var Endpoints = []Endpoint{EndpointGetPlacement, EndpointESRExported, EndpointESRExportFaild, EndpointPutScan, EndpointGetScan}
+var Endpoints = []Endpoint{EndpointGetPlacement, EndpointESRExported, EndpointESRExportFailed, EndpointPutScan, EndpointGetScan}
 
 // Observation describes one finished request, for metrics.
 type Observation struct {
@@ -172,7 +172,7 @@ func (c *Client) MarkESRExported(ctx context.Context, e ESRExport, idempotencyKe
 
 // MarkESRExportFailed records a FAILED event for a placement whose export could not be written.
 func (c *Client) MarkESRExportFailed(ctx context.Context, placementID int64, f ESRExportFailure) error {
-	return c.do(ctx, EndpointESRExportFaild, http.MethodPost, fmt.Sprintf("/api/placements/%d/esr-export-failed", placementID), f, nil)
+	return c.do(ctx, EndpointESRExportFailed, http.MethodPost, fmt.Sprintf("/api/placements/%d/esr-export-failed", placementID), f, nil)
 }
 
 // PutScan writes a scan's outcome (COMPLETED or ERRORED). It is idempotent in TCS. The answer's

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"golang.org/x/sync/errgroup"
 )
 
 // Outcomes of a signalled record.
@@ -133,22 +134,13 @@ func Await(ctx context.Context, c client.Client, ids []string, before map[string
 	return out
 }
 
-// ForEach runs f on every id, n at a time.
-func ForEach(ids []string, n int, f func(string)) {
-	work := make(chan string)
-	var wg sync.WaitGroup
-	for i := 0; i < n; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for id := range work {
-				f(id)
-			}
-		}()
+// ForEach runs f on every item, n at a time: the one bounded pool of the operator commands
+// (retry, abandon, reconcile) and the retry jobs.
+func ForEach[T any](items []T, n int, f func(T)) {
+	var g errgroup.Group
+	g.SetLimit(max(n, 1))
+	for _, it := range items {
+		g.Go(func() error { f(it); return nil })
 	}
-	for _, id := range ids {
-		work <- id
-	}
-	close(work)
-	wg.Wait()
+	_ = g.Wait()
 }

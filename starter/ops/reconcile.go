@@ -43,59 +43,46 @@ func Reconcile(ctx context.Context, tc *tcs.Client, starter intake.Starter, plac
 	dryRun bool, concurrency int, dl DeadLetters, progress func(int)) ReconcileSummary {
 	sum := ReconcileSummary{Failures: map[string]string{}, DeadLetterReasons: map[string]string{}}
 	var mu sync.Mutex
-	var wg sync.WaitGroup
-	work := make(chan contract.PlacementExported)
 	if concurrency <= 0 {
 		concurrency = 8
 	}
-	for i := 0; i < concurrency; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for m := range work {
-				outcome, detail := reconcileOne(ctx, tc, starter, m, dryRun, dl)
-				mu.Lock()
-				sum.Checked++
-				switch outcome {
-				case "present":
-					sum.Present++
-				case "unknown":
-					sum.Unknown++
-					sum.UnknownIDs = append(sum.UnknownIDs, m.WorkflowID())
-				case "failed":
-					sum.Failed++
-					sum.Failures[m.WorkflowID()] = detail
-				default: // missing: started, running, or dry run
-					sum.Missing++
-					sum.MissingIDs = append(sum.MissingIDs, m.WorkflowID())
-					switch outcome {
-					case "started":
-						sum.Started++
-					case "running":
-						sum.Running++
-					case "dead-lettered", "retried":
-						sum.DeadLettered++
-						sum.DeadLetterReasons[m.WorkflowID()] = detail
-						if outcome == "retried" {
-							sum.Retried++
-						}
-					case "start-failed":
-						sum.Failed++
-						sum.Failures[m.WorkflowID()] = detail
-					}
+	operate.ForEach(placements, concurrency, func(m contract.PlacementExported) {
+		outcome, detail := reconcileOne(ctx, tc, starter, m, dryRun, dl)
+		mu.Lock()
+		defer mu.Unlock()
+		sum.Checked++
+		switch outcome {
+		case "present":
+			sum.Present++
+		case "unknown":
+			sum.Unknown++
+			sum.UnknownIDs = append(sum.UnknownIDs, m.WorkflowID())
+		case "failed":
+			sum.Failed++
+			sum.Failures[m.WorkflowID()] = detail
+		default: // missing: started, running, or dry run
+			sum.Missing++
+			sum.MissingIDs = append(sum.MissingIDs, m.WorkflowID())
+			switch outcome {
+			case "started":
+				sum.Started++
+			case "running":
+				sum.Running++
+			case "dead-lettered", "retried":
+				sum.DeadLettered++
+				sum.DeadLetterReasons[m.WorkflowID()] = detail
+				if outcome == "retried" {
+					sum.Retried++
 				}
-				if progress != nil {
-					progress(sum.Checked)
-				}
-				mu.Unlock()
+			case "start-failed":
+				sum.Failed++
+				sum.Failures[m.WorkflowID()] = detail
 			}
-		}()
-	}
-	for _, m := range placements {
-		work <- m
-	}
-	close(work)
-	wg.Wait()
+		}
+		if progress != nil {
+			progress(sum.Checked)
+		}
+	})
 	return sum
 }
 

@@ -9,6 +9,7 @@ import (
 	"sync"
 
 	"github.com/tis-writeback/writeback/contract"
+	"github.com/tis-writeback/writeback/internal/operate"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
@@ -151,42 +152,29 @@ func SignalAll(ctx context.Context, c client.Client, targets []Target, o SignalO
 	}
 	limiter := rate.NewLimiter(rate.Limit(o.Rate), max(1, int(o.Rate/10)))
 	var mu sync.Mutex
-	var wg sync.WaitGroup
-	work := make(chan Target)
 	done := 0
-	for i := 0; i < o.Concurrency; i++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for t := range work {
-				err := limiter.Wait(ctx)
-				if err == nil {
-					// Signal the run we found, so a newer run of the same ID is never hit by surprise.
-					err = c.SignalWorkflow(ctx, t.WorkflowID, t.RunID, o.Signal, o.Payload)
-				}
-				mu.Lock()
-				var nf *serviceerror.NotFound
-				switch {
-				case err == nil:
-					sum.Signalled = append(sum.Signalled, t.WorkflowID)
-				case errors.As(err, &nf):
-					sum.SkippedClosed = append(sum.SkippedClosed, t.WorkflowID) // closed since we listed it
-				default:
-					sum.Failed[t.WorkflowID] = err.Error()
-				}
-				done++
-				if o.Progress != nil {
-					o.Progress(done)
-				}
-				mu.Unlock()
-			}
-		}()
-	}
-	for _, t := range todo {
-		work <- t
-	}
-	close(work)
-	wg.Wait()
+	operate.ForEach(todo, o.Concurrency, func(t Target) {
+		err := limiter.Wait(ctx)
+		if err == nil {
+			// Signal the run we found, so a newer run of the same ID is never hit by surprise.
+			err = c.SignalWorkflow(ctx, t.WorkflowID, t.RunID, o.Signal, o.Payload)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		var nf *serviceerror.NotFound
+		switch {
+		case err == nil:
+			sum.Signalled = append(sum.Signalled, t.WorkflowID)
+		case errors.As(err, &nf):
+			sum.SkippedClosed = append(sum.SkippedClosed, t.WorkflowID) // closed since we listed it
+		default:
+			sum.Failed[t.WorkflowID] = err.Error()
+		}
+		done++
+		if o.Progress != nil {
+			o.Progress(done)
+		}
+	})
 	return sum
 }
 
