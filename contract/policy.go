@@ -43,11 +43,16 @@ func Backoff(s RetrySettings, n int) time.Duration {
 
 // WaitedBeyond is the part of an update activity's elapsed time that cannot have been the
 // record's own, after attempts failed attempts (the last took took; TCS asked for delay before
-// the next): elapsed minus the most the attempts and the backoff between them can have taken,
-// every earlier attempt counted at the attempt timeout and the pending backoff in full. The
-// budget counts a record's attempts and backoff, not time its retries waited for a worker.
-func WaitedBeyond(s RetrySettings, attemptTimeout time.Duration, attempts int, took, delay, elapsed time.Duration) time.Duration {
+// the next; inFlight: one more attempt was running when the activity ended): elapsed minus the
+// most the attempts and the backoff between them can have taken, every earlier attempt (and one
+// in flight) counted at the attempt timeout and the pending backoff in full. The budget counts a
+// record's attempts and backoff, not time its retries waited for a worker.
+func WaitedBeyond(s RetrySettings, attemptTimeout time.Duration, attempts int, took, delay time.Duration, inFlight bool,
+	elapsed time.Duration) time.Duration {
 	own := time.Duration(attempts-1)*attemptTimeout + took
+	if inFlight {
+		own += attemptTimeout
+	}
 	for i := 0; i < attempts; i++ {
 		b := Backoff(s, i)
 		if i == attempts-1 {

@@ -16,19 +16,22 @@ func TestWaitedBeyond(t *testing.T) {
 		name               string
 		attempts           int
 		took, delay, spent time.Duration
+		inFlight           bool
 		want               time.Duration
 	}{
 		// Seven quick 503s at 0, 1, 3, 7, 15, 31, 63 s; the eighth (127 s) is past a 100 s budget.
-		{"own failures only", 7, 50 * time.Millisecond, 0, 63 * time.Second, 0},
+		{"own failures only", 7, 50 * time.Millisecond, 0, 63 * time.Second, false, 0},
 		// One 503 after 2 s, then the retry (due 1 s later) waited 90 s behind a backlog.
-		{"retry queued", 1, 2 * time.Second, 0, 93 * time.Second, 90 * time.Second},
+		{"retry queued", 1, 2 * time.Second, 0, 93 * time.Second, false, 90 * time.Second},
 		// Two attempts: the first may have run up to the attempt timeout.
-		{"earlier attempt at its timeout", 2, time.Second, 0, 100 * time.Second, 100*time.Second - 30*time.Second - time.Second - 3*time.Second},
+		{"earlier attempt at its timeout", 2, time.Second, 0, 100 * time.Second, false, 100*time.Second - 30*time.Second - time.Second - 3*time.Second},
+		// The budget ran out while the second attempt was running: its time is the record's.
+		{"attempt in flight", 1, 2 * time.Second, 0, 20 * time.Second, true, 0},
 		// TCS asked for 60 s (Retry-After): that wait is the record's.
-		{"retry-after", 1, 0, time.Minute, time.Minute, 0},
+		{"retry-after", 1, 0, time.Minute, time.Minute, false, 0},
 	}
 	for _, c := range cases {
-		if got := contract.WaitedBeyond(s, 30*time.Second, c.attempts, c.took, c.delay, c.spent); got != c.want {
+		if got := contract.WaitedBeyond(s, 30*time.Second, c.attempts, c.took, c.delay, c.inFlight, c.spent); got != c.want {
 			t.Errorf("%s: WaitedBeyond = %s, want %s", c.name, got, c.want)
 		}
 	}

@@ -194,7 +194,15 @@ func (c *Client) do(ctx context.Context, ep Endpoint, method, path string, in, o
 
 func (c *Client) doWithHeaders(ctx context.Context, ep Endpoint, method, path string, in, out any, headers map[string]string) (err error) {
 	if c.gov != nil {
-		if gerr := c.gov.acquire(ctx); gerr != nil {
+		// Wait for the cap only as long as leaves the request its time: a caller whose slot comes too
+		// late is refused (not sent, not the record's failure) instead of timing out unanswered.
+		actx := ctx
+		if dl, ok := ctx.Deadline(); ok {
+			var cancel context.CancelFunc
+			actx, cancel = context.WithDeadline(ctx, dl.Add(-min(c.http.Timeout, time.Until(dl)/2)))
+			defer cancel()
+		}
+		if gerr := c.gov.acquire(actx); gerr != nil {
 			return &Error{Endpoint: ep, Method: method, Path: path, Class: Refused, Msg: gerr.Error()}
 		}
 	}

@@ -121,7 +121,8 @@ func TestFreshRequestsGoAheadOfRecovery(t *testing.T) {
 	g := NewGovernor(GovernorOptions{Rate: 20})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	require.NoError(t, g.acquire(ctx)) // spend the burst
+	require.NoError(t, g.acquire(ctx)) // spend the burst of 2
+	require.NoError(t, g.acquire(ctx))
 	var mu sync.Mutex
 	var order []string
 	var wg sync.WaitGroup

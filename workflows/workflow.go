@@ -430,7 +430,11 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 		}
 		f := describe(err)
 		if f.queued && workflow.GetVersion(ctx, "queued-is-not-an-attempt", workflow.DefaultVersion, 1) >= 1 {
-			f.errType = contract.ErrOutage // waited behind a backlog: like a refusal, not the record's time
+			// Waited behind a backlog: like a refusal, not the record's time. But an attempt that was
+			// in flight when the budget ran out (slow TCS) is the record's own.
+			if !f.started || workflow.GetVersion(ctx, "started-attempt-is-the-records", workflow.DefaultVersion, 1) < 1 {
+				f.errType = contract.ErrOutage
+			}
 		}
 		r.status.Attempts += f.attempts
 		r.status.LastError = f.message
@@ -472,7 +476,7 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 			// clock also ran while a retry waited in the queue for a worker (a backlog behind the
 			// cap, after an outage); that time is the backlog's, not the record's: give it back.
 			r.budgetLeft = 0
-			if waited := contract.WaitedBeyond(r.settings, r.attemptTimeout(), f.attempts, f.took, f.delay, elapsed); waited > time.Second &&
+			if waited := contract.WaitedBeyond(r.settings, r.attemptTimeout(), f.attempts, f.took, f.delay, f.started, elapsed); waited > time.Second &&
 				workflow.GetVersion(ctx, "budget-excludes-queue", workflow.DefaultVersion, 1) >= 1 {
 				r.budgetLeft = waited
 				r.log.Info("the retry budget ran out while a retry waited for a worker: that wait is not the record's",
@@ -541,7 +545,6 @@ func (r *recorder) deadLetter(ctx workflow.Context, cause, group string) error {
 	return r.setState(ctx, contract.StateDeadLettered)
 }
 
-// attemptTimeout is the captured attempt timeout; histories from before it existed get 30 s.
 // priority is the task-queue priority of the phase's TCS calls: the server's default for fresh
 // records, RecoveryPriority for recovery.
 func (r *recorder) priority() temporal.Priority {
@@ -551,6 +554,7 @@ func (r *recorder) priority() temporal.Priority {
 	return temporal.Priority{}
 }
 
+// attemptTimeout is the captured attempt timeout; histories from before it existed get 30 s.
 func (r *recorder) attemptTimeout() time.Duration {
 	if r.settings.AttemptTimeout > 0 {
 		return r.settings.AttemptTimeout
@@ -593,7 +597,8 @@ type failure struct {
 	message  string
 	attempts int
 	status   int
-	queued   bool          // the call never got an answer or a failure from TCS: it waited for a worker
+	queued   bool          // the budget ran out with no attempt failed in this activity
+	started  bool          // the activity's last attempt had started when it ended (it was in flight)
 	took     time.Duration // how long the last attempt ran
 	delay    time.Duration // the wait TCS asked for before the next attempt (Retry-After)
 }
@@ -615,14 +620,20 @@ func describe(err error) failure {
 			f.status, f.took = d.Status, d.Took
 		}
 	}
+	var actErr *temporal.ActivityError
+	if errors.As(err, &actErr) {
+		f.started = actErr.StartedEventID() != 0
+	}
 	var timeoutErr *temporal.TimeoutError
 	if errors.As(err, &timeoutErr) && appErr == nil {
 		f.message = "TCS did not answer in time (" + timeoutErr.TimeoutType().String() + ")"
 		if t := timeoutErr.TimeoutType(); t == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE || t == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START {
-			// No attempt ended before the budget did: the call waited for a worker (a backlog
-			// behind the cap, after an outage), it did not fail against TCS.
+			// No attempt failed before the budget ran out. If none had started either, the call
+			// waited for a worker (a backlog behind the cap, after an outage): not sent.
 			f.queued = true
-			f.message = "waited for a worker longer than the retry budget left (" + t.String() + "): not sent"
+			if !f.started {
+				f.message = "waited for a worker longer than the retry budget left (" + t.String() + "): not sent"
+			}
 		}
 	}
 	return f

@@ -265,11 +265,13 @@ func (c *Consumer) drainOrDie(ctx context.Context, handlers *sync.WaitGroup, sto
 
 func (c *Consumer) handle(ctx context.Context, src broker.Source, d amqp.Delivery) {
 	received := time.Now()
+	recovery, origin := redriven(d.Headers)
 	rec, err := Decode(src.Kind, d.Body)
 	if err != nil {
 		inv := err.(*contract.Invalid)
 		// A poison message that names its record also becomes a dead letter of that record.
 		if prec, ok := PoisonRecord(src.Kind, d.Body, inv); ok {
+			prec.Recovery, prec.Origin = recovery, origin
 			if st := c.start(ctx, src, prec); st.stopped {
 				return // left unacked: redelivered later
 			}
@@ -277,12 +279,7 @@ func (c *Consumer) handle(ctx context.Context, src broker.Source, d amqp.Deliver
 		c.deadLetterMessage(ctx, src, d, inv.Reason, OutcomePoison)
 		return
 	}
-	if at, ok := d.Headers[HeaderRedrivenAt]; ok {
-		rec.Recovery = true
-		by, _ := d.Headers[HeaderRedrivenBy].(string)
-		why, _ := d.Headers[HeaderRedriveWhy].(string)
-		rec.Origin = fmt.Sprintf("redriven from the DLQ at %v by %s: %s", at, by, why)
-	}
+	rec.Recovery, rec.Origin = recovery, origin
 	st := c.start(ctx, src, rec)
 	switch {
 	case st.stopped:
@@ -436,4 +433,25 @@ func (c *Consumer) pollDepths(ctx context.Context) {
 		case <-t.C:
 		}
 	}
+}
+
+// redriven reads the headers redrive sets: a message moved back from the DLQ is recovery traffic,
+// and its origin names who moved it and why. (Other tools may send header values as bytes.)
+func redriven(h amqp.Table) (recovery bool, origin string) {
+	at, ok := h[HeaderRedrivenAt]
+	if !ok {
+		return false, ""
+	}
+	text := func(v any) string {
+		switch v := v.(type) {
+		case string:
+			return v
+		case []byte:
+			return string(v)
+		case nil:
+			return ""
+		}
+		return fmt.Sprint(v)
+	}
+	return true, fmt.Sprintf("redriven from the DLQ at %s by %s: %s", text(at), text(h[HeaderRedrivenBy]), text(h[HeaderRedriveWhy]))
 }

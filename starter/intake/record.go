@@ -183,8 +183,12 @@ func (s TemporalStarter) offerCorrection(ctx context.Context, rec Record) error 
 		return err // not parked (running, closed: see the README), or Temporal did not answer
 	}
 	var notFound *serviceerror.NotFound
+	reason := "a message of this record arrived on the queue"
+	if rec.Origin != "" {
+		reason += " (" + rec.Origin + ")"
+	}
 	err = s.Client.SignalWorkflow(ctx, rec.WorkflowID, "", contract.SignalRetry, contract.SignalPayload{
-		Reason: "a message of this record arrived on the queue", By: "starter", Record: json.RawMessage(rec.Body)})
+		Reason: reason, By: "starter", Record: json.RawMessage(rec.Body)})
 	if errors.As(err, &notFound) {
 		return nil
 	}
