@@ -1,18 +1,16 @@
 package broker
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"errors"
 	"fmt"
 	"log/slog"
 	"math"
-	"os"
 	"strings"
 	"sync/atomic"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/tis-writeback/writeback/internal/tlsfiles"
 )
 
 // ConnConfig says how to reach the broker.
@@ -104,7 +102,7 @@ func amqpConfig(c ConnConfig, recovery bool) (amqp.Config, error) {
 		cfg.Properties.SetClientConnectionName(c.Name)
 	}
 	if strings.HasPrefix(c.URL, "amqps://") || c.CAFile != "" || c.CertFile != "" {
-		t, err := tlsConfig(c)
+		t, err := tlsfiles.Config("AMQP", c.CAFile, c.CertFile, c.KeyFile, "")
 		if err != nil {
 			return cfg, err
 		}
@@ -139,32 +137,6 @@ func (c *Conn) Epoch() uint64 { return c.epoch.Load() }
 
 // Up reports whether the connection is open.
 func (c *Conn) Up() bool { return c.up.Load() && !c.IsClosed() }
-
-func tlsConfig(c ConnConfig) (*tls.Config, error) {
-	t := &tls.Config{MinVersion: tls.VersionTLS12}
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, fmt.Errorf("AMQP CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("AMQP CA %s holds no PEM certificate", c.CAFile)
-		}
-		t.RootCAs = pool
-	}
-	if (c.CertFile == "") != (c.KeyFile == "") {
-		return nil, fmt.Errorf("AMQP client TLS needs both a certificate and a key")
-	}
-	if c.CertFile != "" {
-		pair, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, fmt.Errorf("AMQP client certificate: %w", err)
-		}
-		t.Certificates = []tls.Certificate{pair}
-	}
-	return t, nil
-}
 
 // checkURL refuses a malformed AMQP URL with an error that quotes nothing of it: the parser's own
 // error would quote the whole URL, password included.

@@ -5,18 +5,16 @@ package temporalclient
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 
 	"github.com/tis-writeback/writeback/internal/config"
+	"github.com/tis-writeback/writeback/internal/tlsfiles"
 )
 
 // Config of the connection to Temporal.
@@ -70,29 +68,7 @@ func (c *Config) tls() (*tls.Config, error) {
 	if c.TLSCert == "" && c.TLSKey == "" && c.TLSCA == "" && c.ServerName == "" {
 		return nil, nil
 	}
-	cfg := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
-	if (c.TLSCert == "") != (c.TLSKey == "") {
-		return nil, errors.New("temporal mTLS needs both a certificate and a key")
-	}
-	if c.TLSCert != "" {
-		pair, err := tls.LoadX509KeyPair(c.TLSCert, c.TLSKey)
-		if err != nil {
-			return nil, fmt.Errorf("temporal mTLS: %w", err)
-		}
-		cfg.Certificates = []tls.Certificate{pair}
-	}
-	if c.TLSCA != "" {
-		pem, err := os.ReadFile(c.TLSCA)
-		if err != nil {
-			return nil, fmt.Errorf("temporal CA: %w", err)
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("temporal CA %s holds no PEM certificate", c.TLSCA)
-		}
-		cfg.RootCAs = pool
-	}
-	return cfg, nil
+	return tlsfiles.Config("Temporal", c.TLSCA, c.TLSCert, c.TLSKey, c.ServerName)
 }
 
 // Dial connects to Temporal, trying again until ctx ends: a process started before Temporal
