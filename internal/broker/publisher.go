@@ -6,39 +6,67 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"time"
 
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 )
 
 // Publisher publishes persistent, mandatory messages and waits for the broker's confirm, so a
-// publish that returns nil is safely in a queue.
+// publish that returns nil is safely in a queue. Safe for concurrent use.
 type Publisher struct {
-	ch       *amqp.Channel
-	mu       sync.Mutex
+	conn *Conn
+	mu   sync.Mutex // guards the fields below
+	ch   *amqp.Channel
+	// stale is set when a confirm did not come: after a broker restart amqp091-go's recovered
+	// channel can take publishes and never confirm them (seen in the chaos run). The next publish
+	// opens a fresh channel.
+	stale    bool
 	returns  chan amqp.Return
 	returned map[string]string // message ID → reason, for unroutable messages
 }
 
 // NewPublisher opens a confirm-mode channel on conn.
 func NewPublisher(conn *Conn) (*Publisher, error) {
-	ch, err := conn.Channel()
-	if err != nil {
+	p := &Publisher{conn: conn, returned: map[string]string{}}
+	if err := p.open(); err != nil {
 		return nil, err
 	}
-	if err := ch.Confirm(false); err != nil {
-		return nil, fmt.Errorf("publisher confirms: %w", err)
-	}
-	p := &Publisher{ch: ch, returns: ch.NotifyReturn(make(chan amqp.Return, 1024)), returned: map[string]string{}}
 	return p, nil
 }
 
-// Channel is the publisher's channel (e.g. to declare the topology on it).
-func (p *Publisher) Channel() *amqp.Channel { return p.ch }
+// open opens the confirm-mode channel (mu held, or not yet shared).
+func (p *Publisher) open() error {
+	ch, err := p.conn.Channel()
+	if err != nil {
+		return err
+	}
+	if err := ch.Confirm(false); err != nil {
+		_ = ch.Close()
+		return fmt.Errorf("publisher confirms: %w", err)
+	}
+	p.ch, p.returns, p.stale = ch, ch.NotifyReturn(make(chan amqp.Return, 1024)), false
+	return nil
+}
+
+// channel is the channel to publish on: a fresh one after a lost confirm or a closed channel.
+func (p *Publisher) channel() (*amqp.Channel, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.stale || p.ch.IsClosed() {
+		old := p.ch
+		if err := p.open(); err != nil {
+			return nil, err
+		}
+		_ = old.Close()
+	}
+	return p.ch, nil
+}
 
 // Pending is a publish awaiting its confirm.
 type Pending struct {
 	p   *Publisher
+	ch  *amqp.Channel
 	dc  *amqp.DeferredConfirmation
 	id  string
 	key string
@@ -50,12 +78,20 @@ func (p *Publisher) PublishAsync(ctx context.Context, exchange, key string, msg 
 		msg.MessageId = uuid.NewString()
 	}
 	msg.DeliveryMode = amqp.Persistent
-	dc, err := p.ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, msg)
+	ch, err := p.channel()
 	if err != nil {
 		return nil, err
 	}
-	return &Pending{p: p, dc: dc, id: msg.MessageId, key: key}, nil
+	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, exchange, key, true, false, msg)
+	if err != nil {
+		return nil, err
+	}
+	return &Pending{p: p, ch: ch, dc: dc, id: msg.MessageId, key: key}, nil
 }
+
+// confirmTimeout bounds the wait for one confirm: a broker that takes longer is treated like a
+// lost confirm.
+const confirmTimeout = 30 * time.Second
 
 // ErrNacked means the broker did not take responsibility for the message.
 var ErrNacked = errors.New("broker nacked the message")
@@ -63,8 +99,19 @@ var ErrNacked = errors.New("broker nacked the message")
 // Wait blocks until the broker confirmed the message. An unroutable message (mandatory, returned)
 // is an error: nobody would ever read it.
 func (w *Pending) Wait(ctx context.Context) error {
-	ok, err := w.dc.WaitContext(ctx)
+	wctx, cancel := context.WithTimeout(ctx, confirmTimeout)
+	defer cancel()
+	ok, err := w.dc.WaitContext(wctx)
 	if err != nil {
+		// No confirm in time: the caller publishes again (at least once), on a fresh channel.
+		w.p.mu.Lock()
+		if w.p.ch == w.ch {
+			w.p.stale = true
+		}
+		w.p.mu.Unlock()
+		if ctx.Err() == nil {
+			return fmt.Errorf("no confirm from the broker within %s; publish again", confirmTimeout)
+		}
 		return err
 	}
 	if !ok {
@@ -104,7 +151,11 @@ func (p *Publisher) Publish(ctx context.Context, exchange, key string, msg amqp.
 }
 
 // Close closes the channel.
-func (p *Publisher) Close() error { return p.ch.Close() }
+func (p *Publisher) Close() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.ch.Close()
+}
 
 // Connect dials with recovery and opens a confirming publisher on the connection.
 func Connect(c ConnConfig, log *slog.Logger, attempts int, stop <-chan struct{}) (*Conn, *Publisher, error) {
