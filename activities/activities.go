@@ -63,7 +63,7 @@ func (a *Activities) UpdatePlacement(ctx context.Context, msg contract.Placement
 	err := a.TCS.MarkESRExported(ctx, tcs.ESRExport{
 		PlacementID: msg.PlacementID, PositionNumber: msg.PositionNumber, PositionID: msg.PositionID,
 		Filename: msg.Filename, ExportedAt: msg.ExportedAt,
-	}, IdempotencyKey(info.WorkflowExecution.RunID, msg))
+	}, IdempotencyKey(FirstRunID(ctx), msg))
 	if err != nil {
 		return contract.UpdateResult{}, updateError(ctx, err)
 	}
@@ -84,8 +84,9 @@ func caller(ctx context.Context) context.Context {
 }
 
 // IdempotencyKey is the Idempotency-Key of a placement's write: stable across every attempt and
-// retry of the same record content in one run; a corrected record, or a new run (reconcile: its
-// write did not stick), gets its own.
+// retry of the same record content in one chain of runs (continue-as-new included: runID is the
+// chain's first run); a corrected record, or a new chain (reconcile: its write did not stick), gets
+// its own.
 func IdempotencyKey(runID string, msg contract.PlacementExported) string {
 	b, _ := json.Marshal(msg)
 	sum := sha256.Sum256(append([]byte(runID+"\n"), b...))

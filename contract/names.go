@@ -80,6 +80,9 @@ type SignalPayload struct {
 	// Record, on retry only, is a corrected message of the same record (SPEC section 3): the retry
 	// writes it instead of the original. An invalid or foreign one makes the signal ignored.
 	Record json.RawMessage `json:"record,omitempty"`
+	// Offer marks a record the starter offers because a message of a parked record arrived on the
+	// queue (not an operator's action): the workflow ignores it when it is the record as it is.
+	Offer bool `json:"offer,omitempty"`
 }
 
 // Status is what the state query returns.

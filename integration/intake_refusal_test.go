@@ -3,12 +3,13 @@ package integration_test
 import (
 	"context"
 	"encoding/json"
-	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
 
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/testenv"
@@ -72,9 +73,11 @@ func TestStartRefusedByTemporalGoesToTheDLQWithTheServersReason(t *testing.T) {
 	require.NotEmpty(t, c.logs.Lines(`"level":"ERROR"`, "Temporal refused"))
 }
 
-// A dev server without the writeback search attributes refuses every start (invalid argument):
-// the messages go to the DLQ with that reason instead of being held forever.
-func TestUnregisteredSearchAttributeIsARefusalNotAnOutage(t *testing.T) {
+// A Temporal without the writeback search attributes refuses every start (invalid argument naming
+// the attribute). That is a fault of the deployment, not of any message (SPEC section 5: never
+// dead-lettered for an infrastructure fault): the delivery is held, the log names the attribute, and
+// once an operator registers the attributes the record starts. Nothing reaches the DLQ.
+func TestUnregisteredSearchAttributeIsHeldNotDeadLettered(t *testing.T) {
 	if testing.Short() {
 		t.Skip("integration test")
 	}
@@ -82,11 +85,24 @@ func TestUnregisteredSearchAttributeIsARefusalNotAnOutage(t *testing.T) {
 	tm := testenv.StartBareTemporal(t)
 	c := startConsumer(t, b, tm.Client, 10)
 	b.Publish(t, contract.RoutingKeyPlacementExported, placementWithFile(10, "NOSA.DAT"))
-	require.Eventually(t, func() bool { return b.Depth(t, b.Topology.DLQ) == 1 }, 30*time.Second, 100*time.Millisecond,
-		"consumer log:\n%s", strings.Join(c.logs.Lines(""), "\n"))
-	d := b.Drain(t, b.Topology.DLQ)[0]
-	reason, _ := d.Headers[intake.HeaderError].(string)
-	require.Contains(t, reason, "Temporal refused")
-	require.Contains(t, reason, "Writeback", fmt.Sprintf("names the search attribute: %s", reason))
+	require.Eventually(t, func() bool {
+		return testutilCounter(c.metrics.StartRetries.WithLabelValues(b.Topology.PlacementQueue)) >= 2
+	}, 30*time.Second, 100*time.Millisecond, "consumer log:\n%s", strings.Join(c.logs.Lines(""), "\n"))
+	require.Equal(t, 0, b.Depth(t, b.Topology.DLQ), "a missing search attribute is not the message's fault")
+	require.Equal(t, 1.0, testutilGauge(c.metrics.Held))
+	require.NotEmpty(t, c.logs.Lines("holding the delivery", "Writeback"), "the log names the search attribute")
+
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	sa := map[string]enums.IndexedValueType{}
+	for _, k := range []string{"WritebackKind", "WritebackRecordId", "WritebackState", "WritebackFailure"} {
+		sa[k] = enums.INDEXED_VALUE_TYPE_KEYWORD
+	}
+	_, err := tm.Client.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
+		Namespace: "default", SearchAttributes: sa})
+	require.NoError(t, err)
+	waitCount(t, tm.Client, "", 1, 60*time.Second)
+	require.Eventually(t, func() bool { return testutilGauge(c.metrics.Held) == 0 }, 20*time.Second, 100*time.Millisecond)
+	require.Equal(t, 0, b.Depth(t, b.Topology.DLQ))
 	require.Equal(t, 0, b.Depth(t, b.Topology.PlacementQueue))
 }

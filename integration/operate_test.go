@@ -328,7 +328,8 @@ func TestRetryJobs(t *testing.T) {
 	require.Eventually(t, func() bool { return count(t, s.tm.Client, `WritebackState="DeadLettered"`) == 4 }, 10*time.Second, 100*time.Millisecond)
 	plan := starterCLI(t, bin, env, true, "retry", "--all", "--dry-run")
 	file := t.TempDir() + "/ids.txt"
-	require.NoError(t, os.WriteFile(file, []byte(plan), 0o644))
+	// An ID with no parked record (here: none at all) is in the set, counted as skipped, never signalled.
+	require.NoError(t, os.WriteFile(file, []byte(plan+"placement-esr/999999/NEVER.DAT\n"), 0o644))
 	late := s.deadLetter(t, 8009, "LATE.DAT") // dead-lettered after the review: not in the job
 
 	// TCS still lacks them: the canary dead-letters again and the job halts.
@@ -340,7 +341,8 @@ func TestRetryJobs(t *testing.T) {
 	var st map[string]any
 	require.NoError(t, json.Unmarshal([]byte(starterCLI(t, bin, env, true, "jobs", "show", jobID, "--json")), &st))
 	require.Equal(t, "Halted", st["state"])
-	require.EqualValues(t, 4, st["total"])
+	require.EqualValues(t, 5, st["total"])
+	require.EqualValues(t, 1, st["skipped"])
 	require.EqualValues(t, 1, st["signalled"])
 	require.EqualValues(t, 1, st["deadLettered"])
 	require.EqualValues(t, 3, st["pending"])

@@ -1,6 +1,8 @@
 package integration_test
 
 import (
+	"cmp"
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -8,6 +10,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/testenv"
@@ -80,4 +83,41 @@ func TestTCSHoldReleaseAndRate(t *testing.T) {
 		10*time.Second, 100*time.Millisecond)
 	out = starterCLI(t, bin, env, false, "tcs", "hold")
 	require.Empty(t, out, "hold without a reason is refused")
+}
+
+// tcs rate N above the workers' own TCS_RATE is in force for every path, the regular activities too
+// (recovery traffic runs as regular activities, which the task queue's rate limit also governs):
+// raised from 2/s to 100/s, 40 recovery records reach TCS far faster than 2 requests a second.
+func TestTCSRateAboveTheWorkersRateIsInForce(t *testing.T) {
+	s := newStack(t, testenv.WorkerOptions{TCSRate: 2})
+	bin := testenv.Build(t, "./starter", t.TempDir())
+	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address, "TCS_RATE=2"}
+	starterCLI(t, bin, env, true, "tcs", "rate", "100", "--reason", "drain the backlog", "--by", "ops")
+	require.Eventually(t, func() bool { return strings.Contains(scrape(t, s.worker.Metrics), "writeback_tcs_rate_limit 100\n") },
+		10*time.Second, 100*time.Millisecond)
+	start := time.Now().Unix()
+	var runs []client.WorkflowRun
+	for i := int64(0); i < 40; i++ {
+		m := placement(600+i, "RATE.DAT")
+		run, err := s.tm.Client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: m.WorkflowID(),
+			TaskQueue: contract.TaskQueue, Priority: temporal.Priority{PriorityKey: contract.RecoveryPriority}},
+			contract.PlacementWorkflowType, m)
+		require.NoError(t, err)
+		runs = append(runs, run)
+	}
+	for _, run := range runs {
+		require.Equal(t, contract.StateCompleted, result(t, run, 2*time.Minute).State)
+	}
+	first, last := int64(0), int64(0)
+	for sec := range s.sim.Store.Timeline() {
+		if sec >= start {
+			first, last = cmp.Or(min(first, sec), sec), max(last, sec)
+		}
+	}
+	// 80 requests (a read and a write each) at the workers' 2/s would take 40 s (the task queue's
+	// own limit alone, 2 activities/s, 20 s); at 100/s they take a few seconds.
+	require.LessOrEqual(t, last-first+1, int64(10), "the raised cap is in force for regular activities: %v", s.sim.Store.Timeline())
+	starterCLI(t, bin, env, true, "tcs", "rate", "--reset")
+	require.Eventually(t, func() bool { return strings.Contains(scrape(t, s.worker.Metrics), "writeback_tcs_rate_limit 2\n") },
+		10*time.Second, 100*time.Millisecond)
 }

@@ -21,7 +21,8 @@ import (
 	"github.com/tis-writeback/writeback/workflows"
 )
 
-// runJob starts a retry job for the running dead letters among targets, prints `job <ID>` first,
+// runJob starts a retry job for the running dead letters among targets (the others are in its total,
+// as skipped), prints `job <ID>` first,
 // then (unless noWait) follows it and ends with its outcome table.
 func runJob(ctx context.Context, c sdkclient.Client, signalName string, targets []ops.Target, in workflows.JobInput,
 	wait time.Duration, noWait bool) int {
@@ -29,6 +30,22 @@ func runJob(ctx context.Context, c sdkclient.Client, signalName string, targets 
 	_, _ = rand.Read(suffix)
 	in.ID = workflows.RetryJobID(time.Now(), hex.EncodeToString(suffix))
 	in.IDs = ops.SignalIDs(targets)
+	// The targets that are not parked dead letters are in the job's total as skipped (never signalled).
+	for _, t := range targets {
+		why := ""
+		switch {
+		case !t.Running:
+			why = "closed"
+		case t.State != contract.StateDeadLettered:
+			why = "state " + t.State + ", not DeadLettered"
+		default:
+			continue
+		}
+		in.SkippedAtStart++
+		if len(in.SkippedExamples) < 20 {
+			in.SkippedExamples = append(in.SkippedExamples, workflows.JobFailure{WorkflowID: t.WorkflowID, What: "skipped", Reason: why})
+		}
+	}
 	_, err := c.ExecuteWorkflow(ctx, sdkclient.StartWorkflowOptions{ID: in.ID, TaskQueue: contract.TaskQueue,
 		StaticSummary: fmt.Sprintf("%s job: %d record(s), by %s: %s", signalName, len(in.IDs), in.By, in.Reason)},
 		workflows.RetryJobWorkflowType, in)
@@ -58,7 +75,7 @@ func runJob(ctx context.Context, c sdkclient.Client, signalName string, targets 
 		return 1
 	}
 	fmt.Printf("%s: signalled %d, skipped %d (closed %d, not DeadLettered %d, in the job %d), failed 0\n", signalName,
-		st.Signalled, st.Skipped+closed+notDL, closed, notDL, st.Skipped)
+		st.Signalled, st.Skipped, closed, notDL, st.Skipped-closed-notDL)
 	printJob(st)
 	return 0
 }
@@ -151,7 +168,8 @@ func runJobs(args []string) int {
 		sub, args = args[0], args[1:]
 	}
 	id := ""
-	if sub != "list" {
+	help := len(args) > 0 && strings.TrimLeft(args[0], "-") == "help" || len(args) > 0 && strings.TrimLeft(args[0], "-") == "h"
+	if sub != "list" && !help {
 		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
 			fmt.Fprintf(os.Stderr, "Usage: go run ./starter jobs [show|cancel|resume] JOB-ID\n")
 			return 2

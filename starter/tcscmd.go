@@ -9,7 +9,10 @@ import (
 	"strconv"
 	"time"
 
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	taskqueuepb "go.temporal.io/api/taskqueue/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	sdkclient "go.temporal.io/sdk/client"
 
 	"github.com/tis-writeback/writeback/contract"
@@ -92,6 +95,13 @@ func runTCS(args []string) int {
 				fmt.Fprintln(os.Stderr, "cannot reach the TCS control:", err)
 				return 1
 			}
+			if cmd.Op == workflows.TCSRate || cmd.Op == workflows.TCSRateReset {
+				if err := setQueueRate(ctx, c, tc.Namespace, cmd); err != nil {
+					// The governors apply the cap anyway; only a cap above TCS_RATE is then short of it.
+					fmt.Fprintln(os.Stderr, "warning: the task queue's rate limit was not changed (a cap above the workers' TCS_RATE "+
+						"is then not reached by retries):", err)
+				}
+			}
 		}
 		st, err := tcsStatus(ctx, c, cmd)
 		if err != nil {
@@ -167,4 +177,21 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// setQueueRate gives the activity task queue the same limit as `tcs rate N` (unset on --reset).
+// Each worker also sets the queue's limit to its TCS_RATE (TaskQueueActivitiesPerSecond, which holds
+// a backlog of regular activities on the server rather than in the workers); without this a cap
+// raised above TCS_RATE would not reach the regular activities. A limit set through the API
+// overrides the workers' and is kept by the server, so it holds across worker restarts too.
+func setQueueRate(ctx context.Context, c sdkclient.Client, namespace string, cmd *workflows.TCSCommand) error {
+	upd := &workflowservice.UpdateTaskQueueConfigRequest_RateLimitUpdate{
+		Reason: fmt.Sprintf("writeback tcs rate by %s: %s", orDash(cmd.By), orDash(cmd.Reason))}
+	if cmd.Op == workflows.TCSRate {
+		upd.RateLimit = &taskqueuepb.RateLimit{RequestsPerSecond: float32(cmd.Rate)}
+	}
+	_, err := c.WorkflowService().UpdateTaskQueueConfig(ctx, &workflowservice.UpdateTaskQueueConfigRequest{
+		Namespace: namespace, Identity: "writeback-starter", TaskQueue: contract.TaskQueue,
+		TaskQueueType: enums.TASK_QUEUE_TYPE_ACTIVITY, UpdateQueueRateLimit: upd})
+	return err
 }

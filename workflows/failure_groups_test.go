@@ -155,13 +155,29 @@ func (s *WorkflowSuite) TestRetryWithTheSameRecordIsIgnored() {
 	marks := s.marksOf(contract.MarkPlacementFailedName)
 	same, _ := json.Marshal(placement)
 	s.env.RegisterDelayedCallback(func() {
-		s.env.SignalWorkflow(contract.SignalRetry, contract.SignalPayload{Record: same, By: "starter"})
+		s.env.SignalWorkflow(contract.SignalRetry, contract.SignalPayload{Record: same, By: "starter", Offer: true})
 	}, time.Hour)
 	s.env.ExecuteWorkflow(contract.PlacementWorkflowType, placement)
 	st := s.result()
 	s.Equal(contract.StateDeadLettered, st.State)
 	s.Equal(0, st.Retries)
 	s.Len(*marks, 1, "no second dead-lettering, no second CRITICAL line")
+}
+
+// An operator's retry whose record is the record as it is (e.g. `retry --record-file` of the original
+// message) is a plain retry: SPEC section 3 ignores only an invalid or foreign record.
+func (s *WorkflowSuite) TestOperatorRetryWithTheSameRecordRetries() {
+	s.firsts(s.env, contract.FirstPlacementAttemptName, s.settings, fast404)
+	s.recoveryWrites(contract.UpdatePlacementName, contract.UpdateResult{Attempt: 1})
+	s.marksOf(contract.MarkPlacementFailedName)
+	same, _ := json.Marshal(placement)
+	s.env.RegisterDelayedCallback(func() {
+		s.env.SignalWorkflow(contract.SignalRetry, contract.SignalPayload{Record: same, Reason: "TCS fixed", By: "ops"})
+	}, time.Hour)
+	s.env.ExecuteWorkflow(contract.PlacementWorkflowType, placement)
+	st := s.result()
+	s.Equal(contract.StateCompleted, st.State)
+	s.Equal(1, st.Retries)
 }
 
 func (s *WorkflowSuite) TestScanRetryWithACorrectedResult() {

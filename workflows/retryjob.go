@@ -40,6 +40,14 @@ const (
 // JobBatchSize is how many records a job signals between two looks at their outcomes.
 const JobBatchSize = 50
 
+// jobRatioOutcomes is how many outcomes the failure ratio needs (SPEC section 5). Until a job has
+// them its batches are this small, so a job of bad records halts after about this many signals.
+const jobRatioOutcomes = 10
+
+// versionJobHaltsPromptly: the ratio is looked at after the first 10 outcomes, a cancel ends the
+// wait for outcomes, a halt on the last batch stays Halted, and a resume counts only when halted.
+const versionJobHaltsPromptly = "job-halts-promptly"
+
 // jobBatchesPerRun bounds a run's history: a job continues as new after this many batches.
 const jobBatchesPerRun = 20
 
@@ -60,7 +68,12 @@ type JobInput struct {
 	Reason          string        `json:"reason,omitempty"`
 	By              string        `json:"by,omitempty"`
 	OutcomeWait     time.Duration `json:"outcomeWait,omitempty"` // how long a batch's outcomes are awaited (default 2 min)
-	Status          *JobStatus    `json:"status,omitempty"`
+	// SkippedAtStart counts the targets that were not parked dead letters when the job started (closed,
+	// or in another state): they are in the job's total and skipped, never signalled. SkippedExamples
+	// names the first of them.
+	SkippedAtStart  int          `json:"skippedAtStart,omitempty"`
+	SkippedExamples []JobFailure `json:"skippedExamples,omitempty"`
+	Status          *JobStatus   `json:"status,omitempty"`
 }
 
 // JobStatus is what `jobs show --json` prints.
@@ -135,14 +148,20 @@ type job struct {
 	in                 JobInput
 	st                 JobStatus
 	cancelled, resumed bool
+	prompt             bool // versionJobHaltsPromptly
 }
 
 func (j *job) setup(ctx workflow.Context) error {
+	j.prompt = workflow.GetVersion(ctx, versionJobHaltsPromptly, workflow.DefaultVersion, 1) >= 1
 	if j.in.Status != nil {
 		j.st = *j.in.Status
 	} else {
-		j.st = JobStatus{ID: j.in.ID, State: JobRunning, Total: len(j.in.IDs), Pending: len(j.in.IDs), By: j.in.By,
-			Reason: j.in.Reason, StartedAt: workflow.Now(ctx).UTC().Format(time.RFC3339)}
+		j.st = JobStatus{ID: j.in.ID, State: JobRunning, Total: len(j.in.IDs) + j.in.SkippedAtStart, Pending: len(j.in.IDs),
+			Skipped: j.in.SkippedAtStart, By: j.in.By, Reason: j.in.Reason, StartedAt: workflow.Now(ctx).UTC().Format(time.RFC3339)}
+		for _, f := range j.in.SkippedExamples {
+			j.note(f)
+		}
+		j.in.SkippedExamples = nil // kept in the status; not carried into a continued run
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryJob, func() (JobStatus, error) { return j.st, nil }); err != nil {
 		return err
@@ -155,6 +174,10 @@ func (j *job) setup(ctx workflow.Context) error {
 		})
 		sel.AddReceive(workflow.GetSignalChannel(ctx, SignalJobResume), func(c workflow.ReceiveChannel, _ bool) {
 			c.Receive(ctx, nil)
+			if j.prompt && j.st.State != JobHalted {
+				workflow.GetLogger(ctx).Info("resume ignored: the job is not halted", "state", j.st.State)
+				return
+			}
 			j.resumed = true
 		})
 		for {
@@ -191,8 +214,11 @@ func (j *job) run(ctx workflow.Context) (JobStatus, error) {
 		}
 		canary := !j.st.CanaryDone && j.in.Canary > 0
 		n := JobBatchSize
-		if canary {
+		switch {
+		case canary:
 			n = j.in.Canary
+		case j.prompt && j.st.Completed+j.st.DeadLettered+j.st.Abandoned < jobRatioOutcomes:
+			n = jobRatioOutcomes
 		}
 		batch := j.in.IDs[:min(n, len(j.in.IDs))]
 		var br BatchResult
@@ -233,8 +259,23 @@ func (j *job) run(ctx workflow.Context) (JobStatus, error) {
 			if canary {
 				w = max(wait, 10*time.Minute) // the canary must settle before the rest go
 			}
-			if err := workflow.ExecuteActivity(actx, AwaitOutcomesActivity,
-				AwaitRequest{IDs: br.Signalled, Before: br.Before, Wait: w}).Get(ctx, &outs); err != nil {
+			wctx, stopWait := workflow.WithCancel(actx)
+			f := workflow.ExecuteActivity(wctx, AwaitOutcomesActivity, AwaitRequest{IDs: br.Signalled, Before: br.Before, Wait: w})
+			if j.prompt {
+				if err := workflow.Await(ctx, func() bool { return f.IsReady() || j.cancelled }); err != nil {
+					return j.st, err
+				}
+				if !f.IsReady() { // cancelled: the signalled records' outcomes stay unknown
+					stopWait()
+					_ = f.Get(ctx, nil)
+					j.st.Updating += len(br.Signalled)
+					j.st.State = JobCancelled
+					return j.st, j.publish(ctx)
+				}
+			}
+			err := f.Get(ctx, &outs)
+			stopWait()
+			if err != nil {
 				return j.st, err
 			}
 		}
@@ -272,10 +313,16 @@ func (j *job) run(ctx workflow.Context) (JobStatus, error) {
 			return j.st, err
 		}
 	}
+	if j.prompt && !j.cancelled && j.st.State == JobHalted {
+		// Halted on the last batch: it stays Halted (the operator should see why) until resumed or cancelled.
+		if err := j.gate(ctx); err != nil {
+			return j.st, err
+		}
+	}
 	switch {
 	case j.cancelled:
 		j.st.State = JobCancelled
-	default: // nothing left to do; a halt on the last batch keeps its reason
+	default: // nothing left to do (before versionJobHaltsPromptly, a halt on the last batch kept its reason)
 		j.st.State = JobDone
 	}
 	return j.st, j.publish(ctx)

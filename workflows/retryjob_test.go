@@ -123,11 +123,11 @@ func TestJobHaltsOnTheFailureRatioAndCancels(t *testing.T) {
 	st := jobResult(t, env)
 	require.Equal(t, workflows.JobCancelled, st.State)
 	require.Contains(t, st.HaltReason, "dead-lettered again")
-	require.Equal(t, workflows.JobBatchSize, st.Signalled, "halted after the first batch")
-	require.Equal(t, 200-workflows.JobBatchSize, st.Pending)
+	require.Equal(t, 10, st.Signalled, "halted after the first 10 outcomes")
+	require.Equal(t, 190, st.Pending)
 }
 
-// 10,000 records: the job continues as new every 20 batches (1,000 records), carrying its state.
+// 10,000 records: the job continues as new every 20 batches (10 records, then 19 × 50), carrying its state.
 func TestJobOfTenThousandContinuesAsNew(t *testing.T) {
 	f := &fakeJobs{}
 	env := jobEnv(t, f)
@@ -137,10 +137,114 @@ func TestJobOfTenThousandContinuesAsNew(t *testing.T) {
 	err := env.GetWorkflowError()
 	var can *workflow.ContinueAsNewError
 	require.ErrorAs(t, err, &can)
-	require.Equal(t, 1000, len(f.signals), "one run does 20 batches of 50")
+	require.Equal(t, 960, len(f.signals), "one run does 20 batches: 10 for the failure ratio, then 50 each")
 	var next workflows.JobInput
 	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
-	require.Len(t, next.IDs, 9000)
-	require.Equal(t, 1000, next.Status.Signalled)
+	require.Len(t, next.IDs, 9040)
+	require.Equal(t, 960, next.Status.Signalled)
 	require.Equal(t, 10000, next.Status.Total)
+}
+
+// A job whose only record is a canary that dead-letters again is Halted, not Done: the operator
+// sees that it stopped for a reason, and resumes or cancels it.
+func TestJobHaltedOnItsLastBatchStaysHalted(t *testing.T) {
+	f := &fakeJobs{dead: map[string]bool{"placement-esr/1/A.DAT": true}}
+	env := jobEnv(t, f)
+	var halted workflows.JobStatus
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(workflows.QueryJob)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&halted))
+		env.SignalWorkflow(workflows.SignalJobCancel, nil)
+	}, time.Hour)
+	env.ExecuteWorkflow(workflows.RetryJobWorkflowType, workflows.JobInput{ID: "job-5", Signal: contract.SignalRetry,
+		IDs: ids(1), Rate: 10, Canary: 1, MaxFailureRatio: 0.5})
+	require.Equal(t, workflows.JobHalted, halted.State)
+	require.Contains(t, halted.HaltReason, "canary failed")
+	st := jobResult(t, env)
+	require.Equal(t, workflows.JobCancelled, st.State)
+}
+
+// Without a canary, the failure ratio is looked at after the first 10 outcomes, not after a whole
+// batch of 50: a job of bad records stops after 10 signals.
+func TestJobRatioHaltsAfterTenOutcomes(t *testing.T) {
+	dead := map[string]bool{}
+	for _, id := range ids(40) {
+		dead[id] = true
+	}
+	f := &fakeJobs{dead: dead}
+	env := jobEnv(t, f)
+	var halted workflows.JobStatus
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(workflows.QueryJob)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&halted))
+		env.SignalWorkflow(workflows.SignalJobResume, nil)
+	}, time.Hour)
+	var again workflows.JobStatus
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(workflows.QueryJob)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&again))
+		env.SignalWorkflow(workflows.SignalJobCancel, nil)
+	}, 2*time.Hour)
+	env.ExecuteWorkflow(workflows.RetryJobWorkflowType, workflows.JobInput{ID: "job-6", Signal: contract.SignalRetry,
+		IDs: ids(40), Rate: 10, Canary: 0, MaxFailureRatio: 0.5})
+	require.Equal(t, workflows.JobHalted, halted.State)
+	require.Equal(t, 10, halted.Signalled)
+	require.Equal(t, 30, halted.Pending)
+	require.Equal(t, workflows.JobHalted, again.State, "resumed, the rest went and dead-lettered again")
+	st := jobResult(t, env)
+	require.Equal(t, 40, st.Signalled)
+	require.Equal(t, workflows.JobCancelled, st.State)
+}
+
+// A resume sent to a job that is running is not kept for later: the next halt still halts.
+func TestJobResumeWhileRunningIsNotRemembered(t *testing.T) {
+	dead := map[string]bool{}
+	for _, id := range ids(40)[10:] {
+		dead[id] = true
+	}
+	f := &fakeJobs{dead: dead}
+	env := jobEnv(t, f)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.SignalJobResume, nil) }, 0)
+	var halted workflows.JobStatus
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(workflows.QueryJob)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&halted))
+		env.SignalWorkflow(workflows.SignalJobCancel, nil)
+	}, time.Hour)
+	env.ExecuteWorkflow(workflows.RetryJobWorkflowType, workflows.JobInput{ID: "job-7", Signal: contract.SignalRetry,
+		IDs: ids(40), Rate: 10, Canary: 0, MaxFailureRatio: 0.1})
+	require.Equal(t, workflows.JobHalted, halted.State)
+	require.Equal(t, workflows.JobCancelled, jobResult(t, env).State)
+}
+
+// slowOutcomes never settles: its records stay updating until the activity is cancelled.
+type slowOutcomes struct{ fakeJobs }
+
+func (f *slowOutcomes) AwaitOutcomes(ctx context.Context, req workflows.AwaitRequest) ([]workflows.JobOutcome, error) {
+	select {
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	case <-time.After(20 * time.Second):
+		return nil, nil
+	}
+}
+
+// A cancel while the job waits for outcomes ends it then, not after the wait.
+func TestJobCancelDuringTheOutcomeWait(t *testing.T) {
+	f := &slowOutcomes{}
+	var ts testsuite.WorkflowTestSuite
+	env := ts.NewTestWorkflowEnvironment()
+	workflows.RegisterJobs(env, f)
+	env.OnUpsertMemo(mock.Anything).Return(nil)
+	env.SetTestTimeout(time.Minute)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.SignalJobCancel, nil) }, time.Second)
+	start := time.Now()
+	env.ExecuteWorkflow(workflows.RetryJobWorkflowType, workflows.JobInput{ID: "job-8", Signal: contract.SignalRetry,
+		IDs: ids(5), Rate: 10, Canary: 0, MaxFailureRatio: 0.5})
+	require.Equal(t, workflows.JobCancelled, jobResult(t, env).State)
+	require.Less(t, time.Since(start), 15*time.Second, "the cancel did not wait for the outcomes")
 }

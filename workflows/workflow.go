@@ -157,6 +157,10 @@ type recorder struct {
 }
 
 // versionRecoveryPriority guards the recovery phase's commands (no local fast path, a priority).
+// versionSameRecordRetries: an operator's retry whose record is the record as it is retries (before,
+// it was ignored like the starter's offer of a duplicate message).
+const versionSameRecordRetries = "operator-same-record-retries"
+
 const versionRecoveryPriority = "recovery-at-low-priority"
 
 // errContinueAsNew says the update loop should hand over to a fresh run.
@@ -229,12 +233,16 @@ func (r *recorder) listenForSignals(ctx workflow.Context) {
 						r.log.Warn("retry ignored: its corrected record is not usable", "why", err.Error(), "reason", p.Reason, "by", p.By)
 						return
 					}
-					if r.poison == "" && sameMessage(next, r.rec) {
+					switch {
+					case r.poison != "" || !sameMessage(next, r.rec):
+						d.record = next
+					case p.Offer || workflow.GetVersion(ctx, versionSameRecordRetries, workflow.DefaultVersion, 1) < 1:
 						// A byte-identical duplicate (e.g. redelivered on the queue) is not a correction.
 						r.log.Info("retry ignored: the corrected record is the record as it is", "reason", p.Reason, "by", p.By)
 						return
+					default:
+						// An operator sent the record as it is: a plain retry.
 					}
-					d.record = next
 				}
 				r.log.Info("operator signal accepted", "signal", name, "reason", p.Reason, "by", p.By, "corrected", d.record != nil)
 				r.pending = d

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
@@ -149,6 +150,7 @@ func NewWorker(cl client.Client, c *Config, acts *activities.Activities) worker.
 		TaskQueueActivitiesPerSecond:       c.TCSRate,
 		WorkerStopTimeout:                  c.StopTimeout,
 		Identity:                           c.WorkerIdentity(),
+		Interceptors:                       []interceptor.WorkerInterceptor{&activities.FirstRunInterceptor{}},
 	}
 	if c.DeploymentName != "" {
 		opts.DeploymentOptions = worker.DeploymentOptions{

@@ -9,6 +9,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
 
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
@@ -106,16 +107,15 @@ type Starter interface {
 }
 
 // Refusal reports whether err is Temporal refusing a start for the request itself (an invalid
-// argument such as an ID over the server's limit or an unregistered search attribute, or an
-// unknown namespace), as opposed to Temporal being unavailable. reason is the server's own words.
+// argument such as an ID over the server's limit), as opposed to Temporal being unavailable or set
+// up wrong. reason is the server's own words. A search attribute the server does not know, or an
+// unknown namespace, is the deployment's fault and would refuse every message alike: not a refusal
+// (the delivery is held and the log says why, SPEC section 5: never dead-lettered for an
+// infrastructure fault).
 func Refusal(err error) (reason string, refused bool) {
 	var inv *serviceerror.InvalidArgument
-	var nsNotFound *serviceerror.NamespaceNotFound
-	switch {
-	case errors.As(err, &inv):
+	if errors.As(err, &inv) && !strings.Contains(strings.ToLower(inv.Message), "search attribute") {
 		return inv.Message, true
-	case errors.As(err, &nsNotFound):
-		return nsNotFound.Error(), true
 	}
 	return "", false
 }
@@ -188,7 +188,7 @@ func (s TemporalStarter) offerCorrection(ctx context.Context, rec Record) error 
 		reason += " (" + rec.Origin + ")"
 	}
 	err = s.Client.SignalWorkflow(ctx, rec.WorkflowID, "", contract.SignalRetry, contract.SignalPayload{
-		Reason: reason, By: "starter", Record: json.RawMessage(rec.Body)})
+		Reason: reason, By: "starter", Record: json.RawMessage(rec.Body), Offer: true})
 	if errors.As(err, &notFound) {
 		return nil
 	}
