@@ -1,6 +1,8 @@
 package integration_test
 
 import (
+	"net"
+	"net/url"
 	"os"
 	"os/exec"
 	"testing"
@@ -89,4 +91,33 @@ func TestPublishFileAndDemo(t *testing.T) {
 	require.Equal(t, 51, b.Depth(t, b.Topology.ScanQueue))
 	require.Contains(t, run("--demo", "100", "--seed", "4"), "published 100, confirmed 100")
 	require.Equal(t, 153, b.Depth(t, b.Topology.PlacementQueue)+b.Depth(t, b.Topology.ScanQueue))
+}
+
+// AMQP_URL may name several nodes of one cluster: the starter connects to the first that answers
+// (here the first is down) and its records flow as with one node. The password never reaches a log.
+func TestStarterWithSeveralBrokerAddresses(t *testing.T) {
+	b, tm := intakeStack(t, 0)
+	bin := testenv.Build(t, "./starter", t.TempDir())
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	dead := l.Addr().String()
+	require.NoError(t, l.Close()) // refused from now on
+	u, err := url.Parse(testenv.AMQPURL())
+	require.NoError(t, err)
+	down := *u
+	down.Host = dead
+	cmd := exec.Command(bin, "consume")
+	cmd.Env = append(append(os.Environ(), b.Env()...), "AMQP_URL="+down.String()+","+u.String(),
+		"TEMPORAL_ADDRESS="+tm.Address, "METRICS_ADDR="+freeAddr(t))
+	logs := &testenv.Logs{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	require.NoError(t, cmd.Start())
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	for i := int64(1); i <= 20; i++ {
+		b.Publish(t, contract.RoutingKeyPlacementExported, placementBody(i, "NODES.DAT"))
+	}
+	waitCount(t, tm.Client, "", 20, time.Minute)
+	if pw, ok := u.User.Password(); ok && len(pw) > 3 {
+		require.Empty(t, logs.Lines(pw), "no password in the logs")
+	}
 }

@@ -25,7 +25,7 @@ type brokerFlags struct {
 func addBrokerFlags(fs *flag.FlagSet) *brokerFlags {
 	b := &brokerFlags{topology: broker.DefaultTopology()}
 	set := config.Set{FS: fs}
-	set.String(&b.conn.URL, "amqp-url", "AMQP_URL", "amqp://guest:guest@localhost:5672/", "RabbitMQ URL (amqps:// for TLS)")
+	set.String(&b.conn.URL, "amqp-url", "AMQP_URL", "amqp://guest:guest@localhost:5672/", "RabbitMQ URL (amqps:// for TLS); the nodes of a cluster as several URLs separated by commas (failed over in turn)")
 	set.String(&b.conn.CAFile, "amqp-ca", "AMQP_CA_FILE", "", "CA bundle (PEM) to verify RabbitMQ")
 	set.String(&b.conn.CertFile, "amqp-cert", "AMQP_CERT_FILE", "", "client certificate (PEM) for RabbitMQ")
 	set.String(&b.conn.KeyFile, "amqp-key", "AMQP_KEY_FILE", "", "client key (PEM) for RabbitMQ")

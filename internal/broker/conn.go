@@ -1,11 +1,9 @@
 package broker
 
 import (
-	"errors"
 	"fmt"
 	"log/slog"
 	"math"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -15,6 +13,8 @@ import (
 
 // ConnConfig says how to reach the broker.
 type ConnConfig struct {
+	// URL is one amqp:// or amqps:// URL, or several separated by commas: the nodes of one cluster,
+	// failed over in turn (see endpoints).
 	URL string
 	// TLS for amqps:// URLs: a CA bundle and an optional client certificate.
 	CAFile, CertFile, KeyFile string
@@ -35,16 +35,13 @@ type Conn struct {
 
 // Dial connects with recovery enabled, trying until it succeeds or attempts run out (0: forever).
 func Dial(c ConnConfig, log *slog.Logger, attempts int, stop <-chan struct{}) (*Conn, error) {
-	if err := checkURL(c.URL); err != nil {
-		return nil, err
-	}
-	cfg, err := amqpConfig(c, true)
+	eps, cfg, err := amqpConfig(c, true)
 	if err != nil {
 		return nil, err
 	}
 	wait := 500 * time.Millisecond
 	for i := 0; ; i++ {
-		conn, err := amqp.DialConfig(c.URL, cfg)
+		conn, err := amqp.DialConfig(eps.libURL(), cfg)
 		if err == nil {
 			bc := &Conn{Connection: conn, log: log}
 			bc.up.Store(true)
@@ -52,12 +49,12 @@ func Dial(c ConnConfig, log *slog.Logger, attempts int, stop <-chan struct{}) (*
 			return bc, nil
 		}
 		if attempts > 0 && i+1 >= attempts {
-			return nil, fmt.Errorf("RabbitMQ at %s: %w", redact(c.URL), err)
+			return nil, fmt.Errorf("RabbitMQ at %s: %w", eps, err)
 		}
-		log.Warn("cannot reach RabbitMQ yet; trying again", "url", redact(c.URL), "error", err, "wait", wait)
+		log.Warn("cannot reach RabbitMQ yet; trying again", "url", eps, "error", err, "wait", wait)
 		select {
 		case <-stop:
-			return nil, fmt.Errorf("RabbitMQ at %s: %w", redact(c.URL), err)
+			return nil, fmt.Errorf("RabbitMQ at %s: %w", eps, err)
 		case <-time.After(wait):
 		}
 		wait = min(wait*2, 10*time.Second)
@@ -70,24 +67,26 @@ func Dial(c ConnConfig, log *slog.Logger, attempts int, stop <-chan struct{}) (*
 // or a 406 that closes it again). On a connection of its own, each channel the consumer opens is
 // one incarnation: once closed, acks through it fail, and the consumer opens a new one itself.
 func DialPlain(c ConnConfig) (*amqp.Connection, error) {
-	if err := checkURL(c.URL); err != nil {
-		return nil, err
-	}
-	cfg, err := amqpConfig(c, false)
+	eps, cfg, err := amqpConfig(c, false)
 	if err != nil {
 		return nil, err
 	}
-	conn, err := amqp.DialConfig(c.URL, cfg)
+	conn, err := amqp.DialConfig(eps.libURL(), cfg)
 	if err != nil {
-		return nil, fmt.Errorf("RabbitMQ at %s: %w", redact(c.URL), err)
+		return nil, fmt.Errorf("RabbitMQ at %s: %w", eps, err)
 	}
 	return conn, nil
 }
 
-func amqpConfig(c ConnConfig, recovery bool) (amqp.Config, error) {
+func amqpConfig(c ConnConfig, recovery bool) (*endpoints, amqp.Config, error) {
+	eps, err := parseEndpoints(c.URL)
+	if err != nil {
+		return nil, amqp.Config{}, err
+	}
 	cfg := amqp.Config{
 		Heartbeat:  10 * time.Second,
 		Properties: amqp.NewConnectionProperties(),
+		Dial:       eps.dial,
 	}
 	if recovery {
 		retry := c.RetryInterval
@@ -101,14 +100,16 @@ func amqpConfig(c ConnConfig, recovery bool) (amqp.Config, error) {
 	if c.Name != "" {
 		cfg.Properties.SetClientConnectionName(c.Name)
 	}
-	if strings.HasPrefix(c.URL, "amqps://") || c.CAFile != "" || c.CertFile != "" {
+	if eps.uris[0].Scheme == "amqps" || c.CAFile != "" || c.CertFile != "" {
 		t, err := tlsfiles.Config("AMQP", c.CAFile, c.CertFile, c.KeyFile, "")
 		if err != nil {
-			return cfg, err
+			return nil, cfg, err
 		}
-		cfg.TLSClientConfig = t
+		if eps.uris[0].Scheme == "amqps" {
+			eps.tls = t // the handshake is done by eps.dial, per node
+		}
 	}
-	return cfg, nil
+	return eps, cfg, nil
 }
 
 func (c *Conn) watch() {
@@ -137,24 +138,3 @@ func (c *Conn) Epoch() uint64 { return c.epoch.Load() }
 
 // Up reports whether the connection is open.
 func (c *Conn) Up() bool { return c.up.Load() && !c.IsClosed() }
-
-// checkURL refuses a malformed AMQP URL with an error that quotes nothing of it: the parser's own
-// error would quote the whole URL, password included.
-func checkURL(u string) error {
-	if _, err := amqp.ParseURI(u); err != nil {
-		return errors.New("AMQP_URL is malformed (amqp://user:password@host:port/vhost; percent-encode reserved characters in the password)")
-	}
-	return nil
-}
-
-// redact hides the password of an AMQP URL in logs.
-func redact(u string) string {
-	uri, err := amqp.ParseURI(u)
-	if err != nil {
-		return "(unparseable AMQP URL)"
-	}
-	if uri.Password != "" {
-		uri.Password = "xxxxx"
-	}
-	return uri.String()
-}

@@ -1,0 +1,112 @@
+package broker
+
+import (
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+)
+
+// nodeDialTimeout bounds the TCP connect to one node, so a node that does not answer (rather than
+// refuses) does not hold up the failover to the next for amqp091-go's 30 s.
+const nodeDialTimeout = 5 * time.Second
+
+// endpoints are the nodes of one RabbitMQ cluster: AMQP_URL holds one URL, or several separated by
+// commas (the same user, password and vhost on each). A connection goes to the node that answered
+// last, and fails over to the others in turn — when a node dies its quorum queues elect a leader
+// on another, so any node will do. The same dialer serves amqp091-go's recovery, so a recovered
+// connection fails over too.
+type endpoints struct {
+	uris  []amqp.URI
+	first atomic.Int32 // the node tried first: the last that answered
+	tls   *tls.Config  // set for amqps: the handshake is done here, per node (its own server name)
+}
+
+var errMixedURLs = errors.New("AMQP_URL: every URL in the list must have the same scheme, user, password and vhost (one cluster)")
+
+// parseEndpoints reads AMQP_URL. Its errors quote nothing of the URLs (they hold a password).
+func parseEndpoints(s string) (*endpoints, error) {
+	e := &endpoints{}
+	for _, part := range strings.Split(s, ",") {
+		part = strings.TrimSpace(part)
+		if part == "" {
+			continue
+		}
+		u, err := amqp.ParseURI(part)
+		if err != nil {
+			return nil, errors.New("AMQP_URL is malformed (amqp://user:password@host:port/vhost, several separated by commas; " +
+				"percent-encode reserved characters in the password)")
+		}
+		if len(e.uris) > 0 {
+			f := e.uris[0]
+			if u.Scheme != f.Scheme || u.Username != f.Username || u.Password != f.Password || u.Vhost != f.Vhost {
+				return nil, errMixedURLs
+			}
+		}
+		e.uris = append(e.uris, u)
+	}
+	if len(e.uris) == 0 {
+		return nil, errors.New("AMQP_URL is empty")
+	}
+	return e, nil
+}
+
+// libURL is the URL amqp091-go is given: the first node's, for credentials and vhost. With TLS the
+// dialer does the handshake, so the library gets the plain scheme (it would otherwise wrap the
+// connection again, with the first node's name for every node).
+func (e *endpoints) libURL() string {
+	u := e.uris[0]
+	if u.Scheme == "amqps" {
+		u.Scheme = "amqp"
+	}
+	return u.String()
+}
+
+// dial connects to the first node that answers, starting with the last that did.
+func (e *endpoints) dial(network, _ string) (net.Conn, error) {
+	n := len(e.uris)
+	start := int(e.first.Load())
+	var errs []error
+	for i := range n {
+		k := (start + i) % n
+		u := e.uris[k]
+		addr := net.JoinHostPort(u.Host, strconv.Itoa(u.Port))
+		conn, err := net.DialTimeout(network, addr, nodeDialTimeout)
+		if err == nil && e.tls != nil {
+			cfg := e.tls.Clone()
+			if cfg.ServerName == "" {
+				cfg.ServerName = u.Host
+			}
+			c := tls.Client(conn, cfg)
+			if err = c.Handshake(); err != nil {
+				_ = conn.Close()
+			} else {
+				conn = c
+			}
+		}
+		if err == nil {
+			e.first.Store(int32(k))
+			return conn, nil
+		}
+		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+	}
+	return nil, errors.Join(errs...)
+}
+
+// String names the nodes with the password hidden.
+func (e *endpoints) String() string {
+	out := make([]string, len(e.uris))
+	for i, u := range e.uris {
+		if u.Password != "" {
+			u.Password = "xxxxx"
+		}
+		out[i] = u.String()
+	}
+	return strings.Join(out, ",")
+}
