@@ -6,9 +6,14 @@ HELM := $(BIN)/helm
 HELM_VERSION := v3.22.0
 WORKFLOWCHECK := $(BIN)/workflowcheck
 WORKFLOWCHECK_VERSION := v0.6.0
+# The production profile (make run-cluster, make test-cluster): Temporal server and its sql tool, and
+# the UI server the pinned CLI embeds.
+TEMPORAL_SERVER_VERSION := v1.32.0
+UI_SERVER_VERSION := v2.42.1
+CLUSTER_TOOLS := $(BIN)/temporal-server $(BIN)/temporal-sql-tool $(BIN)/temporal-ui-server
 export WRITEBACK_TEMPORAL_CLI := $(TEMPORAL)
 
-.PHONY: run test test-short lint tools fuzz chaos bench
+.PHONY: run test test-short lint tools cluster-tools fuzz chaos bench run-cluster test-cluster
 
 ## run: dev server with UI, TCS simulator, worker, starter and a demo batch (Ctrl-C stops all)
 run: $(TEMPORAL)
@@ -36,6 +41,28 @@ $(WORKFLOWCHECK):
 	GOBIN=$(BIN) go install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
 
 tools: $(TEMPORAL) $(HELM) $(WORKFLOWCHECK)
+
+## the production profile's servers, built from their Go modules (about 11 minutes of CPU the first time)
+$(BIN)/temporal-server:
+	GOBIN=$(BIN)/.install go install go.temporal.io/server/cmd/server@$(TEMPORAL_SERVER_VERSION)
+	mv $(BIN)/.install/server $@
+$(BIN)/temporal-sql-tool:
+	GOBIN=$(BIN)/.install go install go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_SERVER_VERSION)
+	mv $(BIN)/.install/sql $@
+$(BIN)/temporal-ui-server:
+	GOBIN=$(BIN)/.install go install github.com/temporalio/ui-server/v2/cmd/server@$(UI_SERVER_VERSION)
+	mv $(BIN)/.install/server $@
+
+cluster-tools: $(CLUSTER_TOOLS)
+
+## run-cluster: make run's demo on the production profile: Temporal server on PostgreSQL with its UI, three RabbitMQ nodes, two workers, two starters (Ctrl-C stops all)
+run-cluster: $(TEMPORAL) $(CLUSTER_TOOLS)
+	go run ./bench run-cluster $(CLUSTER_ARGS)
+
+## test-cluster: 5,000 records on the production profile while the record queues' leader node stops, Temporal restarts, workers and starters are SIGKILLed
+test-cluster: $(TEMPORAL) $(CLUSTER_TOOLS)
+	go run ./bench chaos --profile cluster --records 5000 --rate 25 --starters 2 --outage 30s \
+		--kill-worker-every 40s --kill-starter-every 50s --rabbit-down 20s --temporal-down 10s $(CHAOS_ARGS)
 
 ## chaos: 20,000 records through the real stack under every fault, beside the pre-fix consumer (about 15 min)
 chaos: $(TEMPORAL)

@@ -15,6 +15,7 @@ import (
 
 	"github.com/tis-writeback/writeback/bench/chaos"
 	"github.com/tis-writeback/writeback/bench/report"
+	"github.com/tis-writeback/writeback/bench/stack"
 )
 
 func runChaos(args []string) int {
@@ -33,6 +34,9 @@ func runChaos(args []string) int {
 	fs.DurationVar(&c.RabbitDown, "rabbit-down", 10*time.Second, "RabbitMQ app stopped once for this long (0: never)")
 	fs.DurationVar(&c.TemporalDown, "temporal-down", 5*time.Second, "dev server stopped once for this long (0: never)")
 	fs.IntVar(&c.Workers, "workers", 2, "worker processes")
+	fs.IntVar(&c.Starters, "starters", 1, "starter processes")
+	fs.StringVar(&c.Profile, "profile", stack.ProfileDev, "dev (the CLI's dev server, the machine's RabbitMQ) or cluster "+
+		"(Temporal server on PostgreSQL, a three-node RabbitMQ cluster: make test-cluster)")
 	fs.Float64Var(&c.TCSRate, "tcs-rate", 200, "the workers' TCS rate cap (activities/s)")
 	fs.DurationVar(&c.SettleTimeout, "settle-timeout", 30*time.Minute, "how long to wait for every record to settle")
 	fs.Uint64Var(&c.Seed, "seed", 1, "random seed")
@@ -60,17 +64,23 @@ func runChaos(args []string) int {
 	tbl := ChaosTable(rep)
 	fmt.Println()
 	fmt.Print(tbl.Text())
-	plotPath := filepath.Join(filepath.Dir(*out), "bench-chaos.png")
+	section, plotName, title := "chaos", "bench-chaos.png", "Chaos run and incident replay"
+	rabbitFault := fmt.Sprintf("RabbitMQ's app\nstopped for %s once; the Temporal dev server (SQLite file) restarted once (down %s)", c.RabbitDown, c.TemporalDown)
+	if c.Profile == stack.ProfileCluster {
+		section, plotName, title = "chaos-cluster", "bench-chaos-cluster.png", "Chaos run on the production profile (make test-cluster)"
+		rabbitFault = fmt.Sprintf("the RabbitMQ node leading\nthe record queues stopped for %s and started again; the Temporal server (PostgreSQL) restarted once (down %s)",
+			c.RabbitDown, c.TemporalDown)
+	}
+	plotPath := filepath.Join(filepath.Dir(*out), plotName)
 	if err := ChaosPlot(rep, plotPath); err != nil {
 		fmt.Fprintln(os.Stderr, "plot:", err)
 	}
 	cmdline := "go run ./bench chaos " + strings.Join(args, " ")
-	body := fmt.Sprintf(`## Chaos run and incident replay
+	body := fmt.Sprintf(`## %s
 
-Command: %s (make chaos). Machine: %d cores, %s. Run took %s.
+Command: %s. Machine: %d cores, %s. Run took %s.
 Faults: TCS 503 on %.0f%% of requests and lost answers on %.0f%% throughout; two full TCS outages of %s;
-SIGKILL of a random worker about every %s and of the starter about every %s (kills: %s); RabbitMQ's app
-stopped for %s once; the Temporal dev server (SQLite file) restarted once (down %s); one poison message per %d records.
+SIGKILL of a random worker about every %s and of a starter about every %s (kills: %s); %s; one poison message per %d records.
 writeback and the pre-fix consumer (reject without requeue on any TCS error) consumed the same messages
 under the same TCS fault profile, each against its own TCS simulator.
 
@@ -83,13 +93,13 @@ TCS, `+"`starter retry --all`"+` turned %d dead letters Completed (%d left).
 
 Result: %s
 
-![records written to TCS over time](bench-chaos.png)
-`, cmdline, runtime.NumCPU(), memTotal(), rep.Duration.Round(time.Second), c.ErrorRate*100, c.TimeoutRate*100, *outage,
-		c.KillWorkerEvery, c.KillStarterEvery, kills(rep), c.RabbitDown, c.TemporalDown, c.PoisonEvery,
+![records written to TCS over time](%s)
+`, title, cmdline, runtime.NumCPU(), memTotal(), rep.Duration.Round(time.Second), c.ErrorRate*100, c.TimeoutRate*100, *outage,
+		c.KillWorkerEvery, c.KillStarterEvery, kills(rep), rabbitFault, c.PoisonEvery,
 		tbl.Markdown(), rep.Valid, rep.Placements, rep.Scans, rep.Unknown, rep.Poison,
 		rep.Completed, rep.DeadLettered, rep.Other, len(rep.DeadLetteredUnmarked), len(rep.CriticalMismatch), rep.QueuesLeft,
-		rep.DLQ, rep.DLQWithoutReason, rep.RetriedCompleted, rep.RetriedLeft, verdict(rep))
-	if err := report.WriteSection(*out, "chaos", body); err != nil {
+		rep.DLQ, rep.DLQWithoutReason, rep.RetriedCompleted, rep.RetriedLeft, verdict(rep), plotName)
+	if err := report.WriteSection(*out, section, body); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 	}
 	fmt.Println(verdict(rep))

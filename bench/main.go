@@ -10,7 +10,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "Usage: go run ./bench chaos|speed|bodies|protect [flags]   (--help for each)")
+		fmt.Fprintln(os.Stderr, "Usage: go run ./bench chaos|speed|bodies|protect|run-cluster [flags]   (--help for each)")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -22,8 +22,10 @@ func main() {
 		os.Exit(runBodies(os.Args[2:]))
 	case "protect":
 		os.Exit(runProtect(os.Args[2:]))
+	case "run-cluster":
+		os.Exit(runCluster(os.Args[2:]))
 	default:
-		fmt.Fprintf(os.Stderr, "unknown command %q: chaos, speed, bodies or protect\n", os.Args[1])
+		fmt.Fprintf(os.Stderr, "unknown command %q: chaos, speed, bodies, protect or run-cluster\n", os.Args[1])
 		os.Exit(2)
 	}
 }

@@ -46,9 +46,11 @@ type Config struct {
 	Outages          []time.Duration
 	KillWorkerEvery  time.Duration
 	KillStarterEvery time.Duration
-	RabbitDown       time.Duration // 0: no RabbitMQ restart
-	TemporalDown     time.Duration // 0: no dev server restart
+	RabbitDown       time.Duration // 0: no RabbitMQ restart (cluster profile: the record queues' leader node)
+	TemporalDown     time.Duration // 0: no Temporal restart
 	Workers          int
+	Starters         int    // starter processes (0: 1)
+	Profile          string // stack.ProfileDev (default) or stack.ProfileCluster
 	TCSRate          float64
 	SettleTimeout    time.Duration
 	Seed             uint64
@@ -121,7 +123,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	const placementsKnown = 100000
 	tag := fmt.Sprintf("chaos-%d", time.Now().UnixNano()%1e9)
 	st, err := stack.Start(ctx, stack.Config{Dir: c.Dir, Root: c.Root, Workers: c.Workers, Placements: placementsKnown,
-		TCSRate: c.TCSRate, TopologyTag: tag,
+		TCSRate: c.TCSRate, TopologyTag: tag, Profile: c.Profile, Starters: c.Starters,
 		WorkerEnv: []string{"RETRY_MAX_INTERVAL=10s", "TCS_TIMEOUT=2s", "ATTEMPT_TIMEOUT=10s"}})
 	if err != nil {
 		return nil, err
@@ -277,7 +279,24 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 			window("TCS outage", from)
 		})
 	}
-	if c.RabbitDown > 0 {
+	if c.RabbitDown > 0 && st.Rabbit != nil {
+		at(0.4, func() {
+			from := since()
+			leader, err := st.Rabbit.Leader(st.Topology.PlacementQueue)
+			if err != nil {
+				logf("cannot find the leader: %v", err)
+				return
+			}
+			logf("RabbitMQ node %s (leader of %s) stopped for %s", leader.Name, st.Topology.PlacementQueue, c.RabbitDown)
+			st.Rabbit.StopNode(leader)
+			time.Sleep(c.RabbitDown)
+			if err := st.Rabbit.StartNode(ctx, leader); err != nil {
+				logf("cannot start RabbitMQ node %s: %v", leader.Name, err)
+			}
+			window("leader node down", from)
+			rep.Kills["rabbitmq leader node"]++
+		})
+	} else if c.RabbitDown > 0 {
 		at(0.4, func() {
 			from := since()
 			logf("RabbitMQ app stopped for %s", c.RabbitDown)
@@ -296,7 +315,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	if c.TemporalDown > 0 {
 		at(0.8, func() {
 			from := since()
-			logf("Temporal dev server restart (down %s)", c.TemporalDown)
+			logf("Temporal restart (down %s)", c.TemporalDown)
 			st.Temporal.Stop()
 			time.Sleep(c.TemporalDown)
 			_ = st.Temporal.Restart()
@@ -333,7 +352,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 		defer killMu.Unlock()
 		return st.Workers[rnd.IntN(len(st.Workers))]
 	})
-	killLoop("starter (SIGKILL)", c.KillStarterEvery, func() *stack.Process { return st.Starter })
+	killLoop("starter (SIGKILL)", c.KillStarterEvery, func() *stack.Process { return st.Starters[rnd.IntN(len(st.Starters))] })
 
 	// Progress while publishing.
 	progressDone := make(chan struct{})
@@ -356,7 +375,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	stopChaos()
 	chaosWG.Wait()
 	// Every killed process is running again; faults end.
-	for _, p := range append([]*stack.Process{st.Starter}, st.Workers...) {
+	for _, p := range append(append([]*stack.Process{}, st.Starters...), st.Workers...) {
 		if p.Pid() == 0 {
 			_ = p.Restart()
 		}

@@ -5,6 +5,7 @@ package stack
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -40,6 +41,15 @@ type Config struct {
 	StarterEnv  []string
 	AMQPURL     string
 	TopologyTag string // queues and exchanges are prefixed with it
+	// Profile: ProfileDev (default) or ProfileCluster (Temporal server on PostgreSQL, three RabbitMQ
+	// nodes; AMQPURL is then the cluster's).
+	Profile string
+	// Database names the cluster profile's Temporal databases (default: one for this stack, dropped
+	// by Close; a name given here is kept, as make run-cluster keeps its data between runs).
+	Database string
+	Starters int // starter processes (default 1)
+	// Ports, when set, fix the Temporal frontend's and the UI's (make run-cluster); 0 takes free ones.
+	TemporalPort, UIPort int
 }
 
 // Process is one managed child process; Restart starts a new incarnation with a new log file.
@@ -99,6 +109,19 @@ func (p *Process) signal(sig syscall.Signal, wait time.Duration) {
 	}
 }
 
+// exited reports whether the running incarnation has ended by itself.
+func (p *Process) exited() bool {
+	p.mu.Lock()
+	done := p.done
+	p.mu.Unlock()
+	select {
+	case <-done:
+		return true
+	default:
+		return false
+	}
+}
+
 // Restart starts a new incarnation (after Kill or Stop).
 func (p *Process) Restart() error { return p.start() }
 
@@ -126,10 +149,15 @@ type Stack struct {
 	TCS               *Process // writeback's TCS
 	TCSAddr, TCSAdmin string
 	Workers           []*Process
-	Starter           *Process
+	Starter           *Process   // the first of Starters
+	Starters          []*Process //
 	Topology          broker.Topology
 	StarterBin        string
-	procs             []*Process
+	// The cluster profile's servers (nil on the dev profile).
+	Rabbit       *RabbitCluster
+	Server       *TemporalServer
+	dropDatabase string
+	procs        []*Process
 }
 
 func freePort() int {
@@ -161,21 +189,13 @@ func Start(ctx context.Context, c Config) (*Stack, error) {
 	if err := Build(c.Root, c.Dir); err != nil {
 		return nil, err
 	}
-	if c.AMQPURL == "" {
-		c.AMQPURL = "amqp://guest:guest@localhost:5672/"
-	}
 	s := &Stack{Cfg: c, Topology: broker.DefaultTopology().WithPrefix(c.TopologyTag), StarterBin: filepath.Join(c.Dir, "starter")}
 	logs := filepath.Join(c.Dir, "logs")
-	tport := freePort()
-	s.TemporalAddr = fmt.Sprintf("127.0.0.1:%d", tport)
-	targs := devserver.ProcessArgs(tport, filepath.Join(c.Dir, "temporal.db"))
-	s.Temporal = &Process{Name: "temporal", bin: filepath.Join(c.Root, "bin", "temporal"), args: targs, logDir: logs}
-	if err := s.add(s.Temporal); err != nil {
+	if err := s.startServers(ctx, logs); err != nil {
+		s.Close()
 		return nil, err
 	}
-	if err := s.WaitTemporal(ctx); err != nil {
-		return nil, err
-	}
+	c = s.Cfg
 	var err error
 	if s.TCS, s.TCSAddr, s.TCSAdmin, err = s.StartSim("tcs"); err != nil {
 		return nil, err
@@ -185,12 +205,61 @@ func Start(ctx context.Context, c Config) (*Stack, error) {
 			return nil, err
 		}
 	}
-	s.Starter = &Process{Name: "starter", bin: s.StarterBin, args: []string{"consume"}, logDir: logs,
-		env: append(append(s.commonEnv(), s.TopologyEnv()...), append([]string{"METRICS_ADDR=127.0.0.1:" + strconv.Itoa(freePort())}, c.StarterEnv...)...)}
-	if err := s.add(s.Starter); err != nil {
-		return nil, err
+	for i := 0; i < max(c.Starters, 1); i++ {
+		name := "starter"
+		if i > 0 {
+			name = fmt.Sprintf("starter%d", i)
+		}
+		p := &Process{Name: name, bin: s.StarterBin, args: []string{"consume"}, logDir: logs,
+			env: append(append(s.commonEnv(), s.TopologyEnv()...), append([]string{"METRICS_ADDR=127.0.0.1:" + strconv.Itoa(freePort())}, c.StarterEnv...)...)}
+		if err := s.add(p); err != nil {
+			return nil, err
+		}
+		s.Starters = append(s.Starters, p)
 	}
+	s.Starter = s.Starters[0]
 	return s, nil
+}
+
+// startServers starts Temporal and (on the cluster profile) RabbitMQ for the profile.
+func (s *Stack) startServers(ctx context.Context, logs string) error {
+	c := &s.Cfg
+	switch c.Profile {
+	case "", ProfileDev:
+		if c.AMQPURL == "" {
+			c.AMQPURL = "amqp://guest:guest@localhost:5672/"
+		}
+		tport := cmp.Or(c.TemporalPort, freePort())
+		s.TemporalAddr = fmt.Sprintf("127.0.0.1:%d", tport)
+		targs := devserver.ProcessArgs(tport, filepath.Join(c.Dir, "temporal.db"))
+		s.Temporal = &Process{Name: "temporal", bin: filepath.Join(c.Root, "bin", "temporal"), args: targs, logDir: logs}
+		if err := s.add(s.Temporal); err != nil {
+			return err
+		}
+		return s.WaitTemporal(ctx)
+	case ProfileCluster:
+		rc, err := StartRabbitCluster(ctx, filepath.Join(c.Dir, "rabbit"), filepath.Base(c.Dir), 3,
+			filepath.Join(c.Root, "deploy", "rabbitmq", "rabbitmq.conf"))
+		if err != nil {
+			return err
+		}
+		s.Rabbit = rc
+		c.AMQPURL = rc.URL()
+		db := c.Database
+		if db == "" {
+			db = "wbtest_" + strings.NewReplacer("-", "_", ".", "_").Replace(filepath.Base(c.Dir))
+			s.dropDatabase = db
+		}
+		srv, err := StartTemporalServer(ctx, TemporalServerConfig{Root: c.Root, LogDir: logs, Database: db, FrontendPort: c.TemporalPort})
+		if err != nil {
+			return err
+		}
+		s.Server, s.Temporal, s.TemporalAddr = srv, srv.Proc, srv.Address
+		s.procs = append(s.procs, srv.Proc)
+		return nil
+	default:
+		return fmt.Errorf("unknown profile %q: %s or %s", c.Profile, ProfileDev, ProfileCluster)
+	}
 }
 
 func (s *Stack) add(p *Process) error {
@@ -207,6 +276,9 @@ func (s *Stack) commonEnv() []string {
 
 // TopologyEnv names this stack's queues for a starter process.
 func (s *Stack) TopologyEnv() []string {
+	if s.Cfg.TopologyTag == "" {
+		return nil // the default names
+	}
 	t := s.Topology
 	return []string{"WRITEBACK_EXCHANGE=" + t.Exchange, "WRITEBACK_PLACEMENT_QUEUE=" + t.PlacementQueue,
 		"WRITEBACK_SCAN_QUEUE=" + t.ScanQueue, "WRITEBACK_DLX=" + t.DLX, "WRITEBACK_DLQ=" + t.DLQ}
@@ -267,8 +339,10 @@ func (s *Stack) WaitTemporal(ctx context.Context) error {
 	return fmt.Errorf("temporal dev server did not come up")
 }
 
-func (s *Stack) dial() (client.Client, error) {
-	return client.Dial(client.Options{HostPort: s.TemporalAddr,
+func (s *Stack) dial() (client.Client, error) { return dialTemporal(s.TemporalAddr) }
+
+func dialTemporal(addr string) (client.Client, error) {
+	return client.Dial(client.Options{HostPort: addr,
 		Logger: sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
 }
 
@@ -341,10 +415,16 @@ func procStatus(pid int, field string) (int64, error) {
 	return 0, fmt.Errorf("no %s", field)
 }
 
-// Close stops everything, newest first.
+// Close stops everything, newest first; a cluster profile's test databases are dropped.
 func (s *Stack) Close() {
 	for i := len(s.procs) - 1; i >= 0; i-- {
 		s.procs[i].Stop()
+	}
+	if s.Rabbit != nil {
+		s.Rabbit.Close()
+	}
+	if s.dropDatabase != "" {
+		_ = DropTemporalDatabases(s.Cfg.Root, s.dropDatabase)
 	}
 }
 

@@ -1,0 +1,414 @@
+package stack
+
+// The production profile: a Temporal server on PostgreSQL and a three-node RabbitMQ cluster, run on
+// this machine as processes (no containers). The server's configuration is deploy/temporal/, the
+// brokers' settings come from deploy/rabbitmq/rabbitmq.conf, so what runs here is what deploy/ ships.
+
+import (
+	"bufio"
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	mrand "math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"google.golang.org/protobuf/types/known/durationpb"
+
+	"github.com/tis-writeback/writeback/contract"
+)
+
+// Profiles a stack runs on.
+const (
+	ProfileDev     = "dev"     // the CLI's dev server (SQLite) and the machine's RabbitMQ
+	ProfileCluster = "cluster" // Temporal server on PostgreSQL, a three-node RabbitMQ cluster
+)
+
+// rabbitBin is where Debian's package keeps the scripts that run a node as the calling user (the
+// /usr/sbin wrappers switch to the rabbitmq user, who cannot write our directories).
+const rabbitBin = "/usr/lib/rabbitmq/bin"
+
+// RabbitCluster is a RabbitMQ cluster of nodes on this machine, each a process of its own with its
+// own ports and data directory, joined to the first.
+type RabbitCluster struct {
+	Nodes []*RabbitNode
+	home  string // HOME of the nodes and of rabbitmqctl: holds the shared Erlang cookie
+}
+
+// RabbitNode is one node of a RabbitCluster.
+type RabbitNode struct {
+	Name     string // Erlang node name, e.g. wb-ab12cd-1@localhost
+	Port     int    // AMQP
+	DistPort int
+	Proc     *Process
+}
+
+// StartRabbitCluster starts a fresh cluster of n nodes under dir (whatever dir held is removed),
+// clusters them and waits until all run. name makes the node names unique on this machine.
+// settings is a rabbitmq.conf whose lines every node gets (deploy/rabbitmq/rabbitmq.conf; its
+// load_definitions is left out: writeback declares its topology itself).
+func StartRabbitCluster(ctx context.Context, dir, name string, n int, settings string) (*RabbitCluster, error) {
+	if _, err := os.Stat(filepath.Join(rabbitBin, "rabbitmq-server")); err != nil {
+		return nil, fmt.Errorf("RabbitMQ's server scripts are not at %s (Debian: apt-get install rabbitmq-server)", rabbitBin)
+	}
+	if err := os.RemoveAll(dir); err != nil {
+		return nil, err
+	}
+	home := filepath.Join(dir, "home")
+	if err := os.MkdirAll(home, 0o755); err != nil {
+		return nil, err
+	}
+	cookie := make([]byte, 16)
+	_, _ = rand.Read(cookie)
+	if err := writeIfMissing(filepath.Join(home, ".erlang.cookie"), strings.ToUpper(hex.EncodeToString(cookie)), 0o400); err != nil {
+		return nil, err
+	}
+	conf, err := nodeSettings(settings)
+	if err != nil {
+		return nil, err
+	}
+	plugins := filepath.Join(dir, "enabled_plugins")
+	if err := os.WriteFile(plugins, []byte("[].\n"), 0o644); err != nil {
+		return nil, err
+	}
+	env := filepath.Join(dir, "rabbitmq-env.conf") // empty: not the machine's own node settings
+	if err := os.WriteFile(env, nil, 0o644); err != nil {
+		return nil, err
+	}
+	tag := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, strings.ToLower(name))
+	c := &RabbitCluster{home: home}
+	for i := 1; i <= n; i++ {
+		nd := &RabbitNode{Name: fmt.Sprintf("wb-%s-%d@localhost", tag, i), Port: freePort(), DistPort: freePort()}
+		nodeDir := filepath.Join(dir, fmt.Sprintf("node%d", i))
+		if err := os.MkdirAll(nodeDir, 0o755); err != nil {
+			return nil, err
+		}
+		cfg := filepath.Join(nodeDir, "rabbitmq.conf")
+		if err := os.WriteFile(cfg, []byte(fmt.Sprintf("listeners.tcp.1 = 127.0.0.1:%d\n%s", nd.Port, conf)), 0o644); err != nil {
+			return nil, err
+		}
+		nd.Proc = &Process{Name: fmt.Sprintf("rabbit%d", i), bin: filepath.Join(rabbitBin, "rabbitmq-server"), logDir: filepath.Join(dir, "logs"),
+			env: []string{"HOME=" + home, "RABBITMQ_CONF_ENV_FILE=" + env, "RABBITMQ_NODENAME=" + nd.Name,
+				"RABBITMQ_NODE_PORT=" + strconv.Itoa(nd.Port), "RABBITMQ_DIST_PORT=" + strconv.Itoa(nd.DistPort),
+				"RABBITMQ_MNESIA_BASE=" + filepath.Join(nodeDir, "mnesia"), "RABBITMQ_LOG_BASE=" + filepath.Join(nodeDir, "log"),
+				"RABBITMQ_CONFIG_FILE=" + cfg, "RABBITMQ_ENABLED_PLUGINS_FILE=" + plugins,
+				"ERL_EPMD_ADDRESS=127.0.0.1", "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}"}}
+		if err := os.MkdirAll(nd.Proc.logDir, 0o755); err != nil {
+			return nil, err
+		}
+		if err := nd.Proc.start(); err != nil {
+			return nil, err
+		}
+		c.Nodes = append(c.Nodes, nd)
+	}
+	for i, nd := range c.Nodes {
+		if err := c.await(ctx, nd); err != nil {
+			c.Close()
+			return nil, err
+		}
+		if i == 0 {
+			continue
+		}
+		for _, args := range [][]string{{"stop_app"}, {"join_cluster", c.Nodes[0].Name}, {"start_app"}} {
+			if _, err := c.Ctl(nd, args...); err != nil {
+				c.Close()
+				return nil, err
+			}
+		}
+	}
+	return c, nil
+}
+
+// nodeSettings keeps the lines of a rabbitmq.conf that apply to every node here.
+func nodeSettings(path string) (string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	var b strings.Builder
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(strings.TrimSpace(line), "load_definitions") {
+			continue
+		}
+		b.WriteString(line + "\n")
+	}
+	return b.String(), sc.Err()
+}
+
+func writeIfMissing(path, content string, mode os.FileMode) error {
+	if _, err := os.Stat(path); err == nil {
+		return nil
+	}
+	return os.WriteFile(path, []byte(content), mode)
+}
+
+// Ctl runs rabbitmqctl against a node.
+func (c *RabbitCluster) Ctl(nd *RabbitNode, args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(rabbitBin, "rabbitmqctl"), append([]string{"-n", nd.Name}, args...)...)
+	cmd.Env = append(os.Environ(), "HOME="+c.home, "ERL_EPMD_ADDRESS=127.0.0.1")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		return string(out), fmt.Errorf("rabbitmqctl -n %s %s: %v: %s", nd.Name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
+	}
+	return string(out), nil
+}
+
+func (c *RabbitCluster) await(ctx context.Context, nd *RabbitNode) error {
+	deadline := time.Now().Add(90 * time.Second)
+	for {
+		_, err := c.Ctl(nd, "await_startup", "--timeout", "5")
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return fmt.Errorf("RabbitMQ node %s did not start: %w", nd.Name, err)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// URL lists every node for AMQP_URL (comma-separated): clients fail over between them.
+func (c *RabbitCluster) URL() string {
+	urls := make([]string, len(c.Nodes))
+	for i, nd := range c.Nodes {
+		urls[i] = fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", nd.Port)
+	}
+	return strings.Join(urls, ",")
+}
+
+// Leader is the node that leads a quorum queue now.
+func (c *RabbitCluster) Leader(queue string) (*RabbitNode, error) {
+	for _, asked := range c.Nodes {
+		out, err := c.Ctl(asked, "list_queues", "--quiet", "--no-table-headers", "name", "leader")
+		if err != nil {
+			continue // that node is down; ask another
+		}
+		for _, line := range strings.Split(out, "\n") {
+			f := strings.Fields(line)
+			if len(f) == 2 && f[0] == queue {
+				for _, nd := range c.Nodes {
+					if nd.Name == f[1] {
+						return nd, nil
+					}
+				}
+			}
+		}
+	}
+	return nil, fmt.Errorf("no node names a leader of %s", queue)
+}
+
+// StopNode stops a node's process (SIGTERM: the node shuts down as on a host's shutdown).
+func (c *RabbitCluster) StopNode(nd *RabbitNode) { nd.Proc.Stop() }
+
+// StartNode starts a stopped node again and waits until it runs (it rejoins by itself).
+func (c *RabbitCluster) StartNode(ctx context.Context, nd *RabbitNode) error {
+	if err := nd.Proc.Restart(); err != nil {
+		return err
+	}
+	return c.await(ctx, nd)
+}
+
+// Close stops every node, last first.
+func (c *RabbitCluster) Close() {
+	for i := len(c.Nodes) - 1; i >= 0; i-- {
+		c.Nodes[i].Proc.Stop()
+	}
+}
+
+// TemporalServer is the production profile's Temporal server: bin/temporal-server with
+// deploy/temporal/server.yaml, on two PostgreSQL databases prepared by bin/temporal-sql-tool.
+type TemporalServer struct {
+	Proc      *Process
+	Address   string
+	Databases []string // the default and the visibility database
+}
+
+// TemporalServerConfig says where the server keeps its data.
+type TemporalServerConfig struct {
+	Root     string // the repository: bin/ and deploy/temporal/
+	LogDir   string
+	Database string // the default store's database; the visibility store's is Database + "_visibility"
+	// Ports: the frontend's gRPC port; the others are taken free.
+	FrontendPort int
+	Shards       int // numHistoryShards (0: the config's default)
+}
+
+// PrepareTemporalDatabases creates the two databases and brings their schemas to the server's
+// version; run again, it changes nothing (create-database and the schema steps are idempotent).
+func PrepareTemporalDatabases(root, database string) error {
+	tool := filepath.Join(root, "bin", "temporal-sql-tool")
+	steps := [][]string{}
+	for _, db := range []struct{ name, schema string }{{database, "postgresql/v12/temporal"}, {database + "_visibility", "postgresql/v12/visibility"}} {
+		steps = append(steps,
+			[]string{"--db", db.name, "create-database"},
+			[]string{"--db", db.name, "setup-schema", "-v", "0.0"},
+			[]string{"--db", db.name, "update-schema", "-s", db.schema})
+	}
+	for _, args := range steps {
+		cmd := exec.Command(tool, args...)
+		cmd.Env = append(os.Environ(), "SQL_PLUGIN=postgres12", "SQL_HOST="+envOr("POSTGRES_SEEDS", "127.0.0.1"),
+			"SQL_PORT="+envOr("DB_PORT", "5432"), "SQL_USER="+envOr("POSTGRES_USER", "postgres"), "SQL_PASSWORD="+os.Getenv("POSTGRES_PWD"))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("temporal-sql-tool %s: %v\n%s", strings.Join(args, " "), err, lastLines(string(out), 5))
+		}
+	}
+	return nil
+}
+
+// DropTemporalDatabases drops what PrepareTemporalDatabases made (test runs leave nothing behind).
+func DropTemporalDatabases(root, database string) error {
+	var errs []error
+	for _, db := range []string{database, database + "_visibility"} {
+		cmd := exec.Command(filepath.Join(root, "bin", "temporal-sql-tool"), "--db", db, "drop-database", "-f")
+		cmd.Env = append(os.Environ(), "SQL_PLUGIN=postgres12", "SQL_HOST="+envOr("POSTGRES_SEEDS", "127.0.0.1"),
+			"SQL_PORT="+envOr("DB_PORT", "5432"), "SQL_USER="+envOr("POSTGRES_USER", "postgres"), "SQL_PASSWORD="+os.Getenv("POSTGRES_PWD"))
+		if out, err := cmd.CombinedOutput(); err != nil {
+			errs = append(errs, fmt.Errorf("drop %s: %v: %s", db, err, lastLines(string(out), 3)))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// StartTemporalServer prepares the databases, starts the server, and sets up the namespace
+// `default` (30 days' retention, as parked records need) with writeback's search attributes.
+func StartTemporalServer(ctx context.Context, c TemporalServerConfig) (*TemporalServer, error) {
+	if err := PrepareTemporalDatabases(c.Root, c.Database); err != nil {
+		return nil, err
+	}
+	if c.FrontendPort == 0 {
+		c.FrontendPort = freePort()
+	}
+	env := []string{"DBNAME=" + c.Database, "VISIBILITY_DBNAME=" + c.Database + "_visibility",
+		"TEMPORAL_DYNAMIC_CONFIG=" + filepath.Join(c.Root, "deploy", "temporal", "dynamicconfig.yaml"),
+		"FRONTEND_GRPC_PORT=" + strconv.Itoa(c.FrontendPort)}
+	if c.Shards > 0 {
+		env = append(env, "NUM_HISTORY_SHARDS="+strconv.Itoa(c.Shards))
+	}
+	// The SQL schema keeps a membership port as a smallint: those must be below 32768, where the
+	// kernel's ephemeral ports (freePort) never are.
+	for _, k := range []string{"FRONTEND_MEMBERSHIP_PORT", "FRONTEND_HTTP_PORT", "MATCHING_GRPC_PORT", "MATCHING_MEMBERSHIP_PORT",
+		"HISTORY_GRPC_PORT", "HISTORY_MEMBERSHIP_PORT", "WORKER_GRPC_PORT", "WORKER_MEMBERSHIP_PORT", "TEMPORAL_METRICS_PORT"} {
+		env = append(env, k+"="+strconv.Itoa(lowFreePort()))
+	}
+	s := &TemporalServer{Address: fmt.Sprintf("127.0.0.1:%d", c.FrontendPort), Databases: []string{c.Database, c.Database + "_visibility"},
+		Proc: &Process{Name: "temporal-server", bin: filepath.Join(c.Root, "bin", "temporal-server"), logDir: c.LogDir, env: env,
+			args: []string{"--config-file", filepath.Join(c.Root, "deploy", "temporal", "server.yaml"), "--allow-no-auth", "start"}}}
+	if err := s.Proc.start(); err != nil {
+		return nil, err
+	}
+	if err := s.setUp(ctx); err != nil {
+		s.Proc.Stop()
+		return nil, err
+	}
+	return s, nil
+}
+
+// setUp waits for the frontend, then registers the namespace and the search attributes (both
+// idempotent), and waits until the namespace takes workflows.
+func (s *TemporalServer) setUp(ctx context.Context) error {
+	deadline := time.Now().Add(2 * time.Minute)
+	var last error
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		if last = s.trySetUp(ctx); last == nil {
+			return nil
+		}
+		if s.Proc.Pid() != 0 && s.Proc.exited() {
+			return fmt.Errorf("Temporal server exited: %w (log: %s)", last, strings.Join(s.Proc.LogFiles(), ", "))
+		}
+		time.Sleep(time.Second)
+	}
+	return fmt.Errorf("Temporal server at %s did not come up: %w (log: %s)", s.Address, last, strings.Join(s.Proc.LogFiles(), ", "))
+}
+
+func (s *TemporalServer) trySetUp(ctx context.Context) error {
+	c, err := dialTemporal(s.Address)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := c.WorkflowService().DescribeNamespace(rctx, &workflowservice.DescribeNamespaceRequest{Namespace: "default"}); err != nil {
+		_, err = c.WorkflowService().RegisterNamespace(rctx, &workflowservice.RegisterNamespaceRequest{Namespace: "default",
+			WorkflowExecutionRetentionPeriod: durationpb.New(30 * 24 * time.Hour)})
+		if err != nil {
+			return fmt.Errorf("register namespace default: %w", err)
+		}
+		return errors.New("namespace default registered; waiting until it is in use")
+	}
+	have, err := c.OperatorService().ListSearchAttributes(rctx, &operatorservice.ListSearchAttributesRequest{Namespace: "default"})
+	if err != nil {
+		return err
+	}
+	missing := map[string]enums.IndexedValueType{}
+	for _, k := range contract.SearchAttributeNames {
+		if _, ok := have.GetCustomAttributes()[k]; !ok {
+			missing[k] = enums.INDEXED_VALUE_TYPE_KEYWORD
+		}
+	}
+	if len(missing) > 0 {
+		_, err := c.OperatorService().AddSearchAttributes(rctx, &operatorservice.AddSearchAttributesRequest{Namespace: "default",
+			SearchAttributes: missing})
+		if err != nil {
+			return fmt.Errorf("add search attributes: %w", err)
+		}
+		return errors.New("search attributes added; checking again")
+	}
+	// The namespace takes workflows: a visibility query answers.
+	_, err = c.CountWorkflow(rctx, &workflowservice.CountWorkflowExecutionsRequest{Namespace: "default", Query: `WritebackState="Updating"`})
+	return err
+}
+
+// Restart stops the server and starts it again (SIGTERM: a rolling restart of Temporal).
+func (s *TemporalServer) Restart(ctx context.Context, down time.Duration) error {
+	s.Proc.Stop()
+	time.Sleep(down)
+	if err := s.Proc.Restart(); err != nil {
+		return err
+	}
+	return s.setUp(ctx)
+}
+
+// lowFreePort is a free port in 20000..32767 (below the kernel's ephemeral range).
+func lowFreePort() int {
+	for {
+		p := 20000 + int(mrand.IntN(12768))
+		if ln, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p)); err == nil {
+			ln.Close()
+			return p
+		}
+	}
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimSpace(s), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, "\n")
+}
