@@ -68,9 +68,10 @@ test-cluster: $(TEMPORAL) $(CLUSTER_TOOLS)
 chaos: $(TEMPORAL)
 	go run ./bench chaos $(CHAOS_ARGS)
 
-## bench: speed (ceiling, P1..P4, history events), large bodies, protecting TCS (cap, outage mode, late commits) into BENCHMARKS.md
-bench: $(TEMPORAL)
+## bench: speed (ceiling, P1..P4, history events; ceiling, P1, P4 on both profiles), large bodies, protecting TCS (cap, outage mode, late commits) into BENCHMARKS.md
+bench: $(TEMPORAL) $(CLUSTER_TOOLS)
 	go run ./bench speed $(BENCH_ARGS)
+	go run ./bench speed --profiles --ceiling 1000 --p1 1000 --p4 300
 	go run ./bench bodies
 	go run ./bench protect
 

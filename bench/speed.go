@@ -6,12 +6,14 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"time"
 
 	"github.com/tis-writeback/writeback/bench/report"
 	"github.com/tis-writeback/writeback/bench/speed"
+	"github.com/tis-writeback/writeback/bench/stack"
 )
 
 func runSpeed(args []string) int {
@@ -25,6 +27,8 @@ func runSpeed(args []string) int {
 	fs.IntVar(&c.P4N, "p4", 500, "records for P4 (publish → started latency at half of P1)")
 	fs.Float64Var(&c.TCSRate, "tcs-rate", 100, "the worker's TCS rate cap (activities/s)")
 	out := fs.String("out", "BENCHMARKS.md", "report file (its speed section is replaced)")
+	profiles := fs.Bool("profiles", false, "ceiling, P1 and P4 on the dev server and on the production profile's Temporal "+
+		"server with each tuning, side by side (its own section)")
 	_ = fs.Parse(args)
 	root, _ := os.Getwd()
 	dir, err := os.MkdirTemp("", "writeback-speed-")
@@ -37,6 +41,9 @@ func runSpeed(args []string) int {
 	c.Log = func(f string, a ...any) { fmt.Fprintf(os.Stderr, time.Now().Format("15:04:05")+" "+f+"\n", a...) }
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
+	if *profiles {
+		return runProfiles(ctx, c, args, *out)
+	}
 	r, err := speed.Run(ctx, c)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "speed run failed:", err)
@@ -89,3 +96,50 @@ func SpeedTable(r *speed.Result) report.Table {
 }
 
 func mb(b int64) float64 { return float64(b) / 1e6 }
+
+// profileVariant is one server set-up the profiles comparison runs.
+type profileVariant struct {
+	name, why   string
+	profile     string
+	shards      int
+	asyncCommit bool
+}
+
+var profileVariants = []profileVariant{
+	{"dev server (SQLite, WAL)", "make run's server", stack.ProfileDev, 0, false},
+	{"Temporal v1.32.0 on PostgreSQL, 4 shards", "the production profile as configured (deploy/temporal)", stack.ProfileCluster, 4, false},
+	{"… + synchronous_commit=off", "a commit does not wait for the WAL flush (a crash may lose the last ~0.6 s of Temporal's commits, never corrupt them)", stack.ProfileCluster, 4, true},
+	{"… + 16 shards", "more history shards: more parallel transactions", stack.ProfileCluster, 16, true},
+}
+
+// runProfiles measures the ceiling, P1 and P4 on each server set-up, one after the other, and writes
+// them side by side.
+func runProfiles(ctx context.Context, base speed.Config, args []string, out string) int {
+	base.P2Pending, base.P3Parked = 0, 0
+	tbl := report.Table{Header: []string{"Temporal server", "ceiling (workflows/s)", "P1 (records/s)", "P4 started p50 / p99", "what it changes"}}
+	for i, v := range profileVariants {
+		c := base
+		c.Profile, c.Shards, c.AsyncCommit = v.profile, v.shards, v.asyncCommit
+		c.Dir = filepath.Join(base.Dir, fmt.Sprintf("variant%d", i))
+		c.Log("profile %q", v.name)
+		r, err := speed.Run(ctx, c)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "speed run on %s failed: %v\n", v.name, err)
+			return 1
+		}
+		tbl.Rows = append(tbl.Rows, []string{v.name, fmt.Sprintf("%.1f", r.Ceiling), fmt.Sprintf("%.1f", r.P1),
+			fmt.Sprintf("%s / %s", r.P4p50.Round(time.Millisecond), r.P4p99.Round(time.Millisecond)), v.why})
+		fmt.Print(tbl.Text())
+	}
+	body := fmt.Sprintf(`## Speed on both profiles
+
+Command: go run ./bench speed %s (make bench). Machine: %d cores, %s. Each row is a fresh server and
+fresh databases; one worker, one starter, the TCS simulator, the machine's RabbitMQ; the ceiling is %d bare
+workflows (one no-op activity), P1 %d records published and written to TCS, P4 %d records at half of P1.
+
+%s`, strings.Join(args, " "), runtime.NumCPU(), memTotal(), base.CeilingN, base.P1N, base.P4N, tbl.Markdown())
+	if err := report.WriteSection(out, "speed-profiles", body); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+	}
+	return 0
+}

@@ -40,6 +40,10 @@ type Config struct {
 	P4N       int
 	TCSRate   float64
 	Log       func(string, ...any)
+	// The servers: stack.ProfileDev or stack.ProfileCluster, with the cluster's Temporal tuning.
+	Profile     string
+	Shards      int  // numHistoryShards (0: the config's 4)
+	AsyncCommit bool // PostgreSQL synchronous_commit=off on Temporal's databases
 }
 
 // Result holds the figures.
@@ -66,7 +70,7 @@ func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)
 func Run(ctx context.Context, c Config) (*Result, error) {
 	res := &Result{Cfg: c, MaxBackoff: 5 * time.Minute}
 	st, err := stack.Start(ctx, stack.Config{Dir: c.Dir, Root: c.Root, Workers: 1, Placements: 100000, TCSRate: c.TCSRate,
-		TopologyTag: fmt.Sprintf("speed-%d", time.Now().UnixNano()%1e9)})
+		TopologyTag: fmt.Sprintf("speed-%d", time.Now().UnixNano()%1e9), Profile: c.Profile, Shards: c.Shards, AsyncCommit: c.AsyncCommit})
 	if err != nil {
 		return nil, err
 	}

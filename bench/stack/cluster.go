@@ -248,7 +248,8 @@ type TemporalServerConfig struct {
 	Database string // the default store's database; the visibility store's is Database + "_visibility"
 	// Ports: the frontend's gRPC port; the others are taken free.
 	FrontendPort int
-	Shards       int // numHistoryShards (0: the config's default)
+	Shards       int  // numHistoryShards (0: the config's default); fixed for the databases' life
+	AsyncCommit  bool // synchronous_commit=off on both databases (else the server default, on)
 }
 
 // PrepareTemporalDatabases creates the two databases and brings their schemas to the server's
@@ -292,6 +293,15 @@ func DropTemporalDatabases(root, database string) error {
 func StartTemporalServer(ctx context.Context, c TemporalServerConfig) (*TemporalServer, error) {
 	if err := PrepareTemporalDatabases(c.Root, c.Database); err != nil {
 		return nil, err
+	}
+	commit := "DEFAULT"
+	if c.AsyncCommit {
+		commit = "off"
+	}
+	for _, db := range []string{c.Database, c.Database + "_visibility"} {
+		if err := psql(fmt.Sprintf(`ALTER DATABASE %q SET synchronous_commit = %s`, db, commit)); err != nil {
+			return nil, err
+		}
 	}
 	if c.FrontendPort == 0 {
 		c.FrontendPort = freePort()
@@ -396,6 +406,17 @@ func lowFreePort() int {
 			return p
 		}
 	}
+}
+
+// psql runs one statement on the machine's PostgreSQL (as the sql tool reaches it).
+func psql(stmt string) error {
+	cmd := exec.Command("psql", "-h", envOr("POSTGRES_SEEDS", "127.0.0.1"), "-p", envOr("DB_PORT", "5432"),
+		"-U", envOr("POSTGRES_USER", "postgres"), "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", stmt)
+	cmd.Env = append(os.Environ(), "PGPASSWORD="+os.Getenv("POSTGRES_PWD"))
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("psql %s: %v: %s", stmt, err, strings.TrimSpace(string(out)))
+	}
+	return nil
 }
 
 func envOr(k, def string) string {

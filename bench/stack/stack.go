@@ -48,6 +48,10 @@ type Config struct {
 	// by Close; a name given here is kept, as make run-cluster keeps its data between runs).
 	Database string
 	Starters int // starter processes (default 1)
+	// The cluster profile's Temporal tuning: history shards (0: 4) and PostgreSQL's
+	// synchronous_commit=off on its databases (a commit no longer waits for the WAL flush).
+	Shards      int
+	AsyncCommit bool
 	// Ports, when set, fix the Temporal frontend's and the UI's (make run-cluster); 0 takes free ones.
 	TemporalPort, UIPort int
 }
@@ -250,7 +254,8 @@ func (s *Stack) startServers(ctx context.Context, logs string) error {
 			db = "wbtest_" + strings.NewReplacer("-", "_", ".", "_").Replace(filepath.Base(c.Dir))
 			s.dropDatabase = db
 		}
-		srv, err := StartTemporalServer(ctx, TemporalServerConfig{Root: c.Root, LogDir: logs, Database: db, FrontendPort: c.TemporalPort})
+		srv, err := StartTemporalServer(ctx, TemporalServerConfig{Root: c.Root, LogDir: logs, Database: db, FrontendPort: c.TemporalPort,
+			Shards: c.Shards, AsyncCommit: c.AsyncCommit})
 		if err != nil {
 			return err
 		}
