@@ -37,27 +37,56 @@ type Timeline struct {
 
 var dc = converter.GetDefaultDataConverter()
 
-// History reads the timeline of a record's latest run: the message, each attempt to write it with
-// its error, each dead-lettering with its group and reason, each operator action (who, why, job,
-// correction), and the state now.
+// maxRuns bounds how far History follows a chain of runs back (each continue-as-new is one).
+const maxRuns = 100
+
+// History reads the timeline of a record's workflow — every run of its chain, from the first (a
+// long 401 spell continues as new) — the message, each attempt to write it with its error, each
+// dead-lettering with its group and reason, each operator action (who, why, job, correction), and
+// the state now.
 func History(ctx context.Context, c client.Client, id string) (Timeline, error) {
 	tl := Timeline{WorkflowID: id}
-	scheduled := map[int64]string{} // scheduled event ID → activity type
-	iter := c.GetWorkflowHistory(ctx, id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	for iter.HasNext() {
-		ev, err := iter.Next()
+	var runs [][]Entry // latest first
+	runID := ""
+	for range maxRuns {
+		entries, previous, err := runEntries(ctx, c, id, runID)
 		if err != nil {
-			return tl, fmt.Errorf("history of %s: %w", id, err)
+			return tl, err
 		}
-		if e, ok := entryOf(ev, scheduled); ok {
-			e.Time = ev.GetEventTime().AsTime().UTC()
-			tl.Entries = append(tl.Entries, e)
+		runs = append(runs, entries)
+		if previous == "" {
+			break
 		}
+		runID = previous
+	}
+	for i := len(runs) - 1; i >= 0; i-- {
+		tl.Entries = append(tl.Entries, runs[i]...)
 	}
 	if st, err := operate.QueryState(ctx, c, id); err == nil {
 		tl.Now = st
 	}
 	return tl, nil
+}
+
+// runEntries reads one run; previous is the run it continued from ("" for a chain's first run).
+func runEntries(ctx context.Context, c client.Client, id, runID string) (entries []Entry, previous string, err error) {
+	scheduled := map[int64]string{} // scheduled event ID → activity type
+	iter := c.GetWorkflowHistory(ctx, id, runID, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			return nil, "", fmt.Errorf("history of %s: %w", id, err)
+		}
+		if a := ev.GetWorkflowExecutionStartedEventAttributes(); a != nil && a.GetContinuedExecutionRunId() != "" {
+			previous = a.GetContinuedExecutionRunId()
+			continue // its input is the state handed over, not a new message
+		}
+		if e, ok := entryOf(ev, scheduled); ok {
+			e.Time = ev.GetEventTime().AsTime().UTC()
+			entries = append(entries, e)
+		}
+	}
+	return entries, previous, nil
 }
 
 func entryOf(ev *historypb.HistoryEvent, scheduled map[int64]string) (Entry, bool) {
