@@ -25,6 +25,7 @@ func runSpeed(args []string) int {
 	fs.DurationVar(&c.P2Outage, "p2-outage", 5*time.Minute, "length of the P2 TCS outage")
 	fs.IntVar(&c.P3Parked, "p3-parked", 10000, "parked dead letters for P3 (0: skip)")
 	fs.IntVar(&c.P4N, "p4", 500, "records for P4 (publish → started latency at half of P1)")
+	fs.Float64Var(&c.P5Rate, "p5-rate", 100, "P5: signals/s of a retry job over P3's dead letters once TCS knows them (0: skip)")
 	fs.Float64Var(&c.TCSRate, "tcs-rate", 100, "the worker's TCS rate cap (activities/s)")
 	out := fs.String("out", "BENCHMARKS.md", "report file (its speed section is replaced)")
 	profiles := fs.Bool("profiles", false, "ceiling, P1 and P4 on the dev server and on the production profile's Temporal "+
@@ -85,6 +86,11 @@ func SpeedTable(r *speed.Result) report.Table {
 	if r.Cfg.P3Parked > 0 {
 		rows = append(rows, []string{"P3: worker RSS with parked dead letters", fmt.Sprintf("%.0f MB with %d parked (%.0f MB before)", mb(r.P3RSS), r.Cfg.P3Parked, mb(r.P3Baseline)),
 			"≤ 150 MB at 10,000", goal(mb(r.P3RSS) <= 150)})
+	}
+	if r.Cfg.P5Rate > 0 && r.P5Job != "" {
+		rows = append(rows, []string{"P5: retry job over the parked dead letters", fmt.Sprintf("%d of %d completed in %s at --rate %.0f; %d runs (continue-as-new), at most %d history events a run",
+			r.P5Completed, r.P5Records, r.P5Took.Round(time.Second), r.Cfg.P5Rate, r.P5Runs, r.P5MaxEvents),
+			"all completed; history bounded", goal(r.P5Completed == r.P5Records && r.P5MaxEvents < 10000)})
 	}
 	if r.Cfg.P2Pending > 0 {
 		rows = append(rows, []string{"P2: drain after a TCS outage", fmt.Sprintf("%s for %d pending after a %s outage; peak %.0f TCS updates/s (%.0f requests/s)",

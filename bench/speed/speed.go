@@ -10,7 +10,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"os/exec"
 	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +41,7 @@ type Config struct {
 	P2Outage  time.Duration
 	P3Parked  int
 	P4N       int
+	P5Rate    float64 // signals/s of the retry job over P3's dead letters (0: no job)
 	TCSRate   float64
 	Log       func(string, ...any)
 	// The servers: stack.ProfileDev or stack.ProfileCluster, with the cluster's Temporal tuning.
@@ -58,7 +62,12 @@ type Result struct {
 	P3RSS, P3Baseline int64
 	P4p50, P4p99      time.Duration
 	P4Rate            float64
-	EventsBare        int
+	// P5: a retry job over P3's parked dead letters once TCS knows them.
+	P5Job                  string
+	P5Took                 time.Duration
+	P5Completed, P5Runs    int
+	P5MaxEvents, P5Records int
+	EventsBare             int
 	EventsPlacement   int
 	EventsScan        int
 	MaxBackoff        time.Duration
@@ -131,6 +140,11 @@ func Run(ctx context.Context, c Config) (*Result, error) {
 		time.Sleep(5 * time.Second)
 		res.P3RSS, _ = stack.RSS(st.Workers[0].Pid())
 		c.Log("P3: worker RSS %.0f MB with %d parked (%.0f MB before)", mb(res.P3RSS), c.P3Parked, mb(res.P3Baseline))
+		if c.P5Rate > 0 {
+			if err := retryJob(ctx, c, st, tc, res); err != nil {
+				return nil, err
+			}
+		}
 	}
 
 	if c.P2Pending > 0 {
@@ -424,4 +438,51 @@ func latency(ctx context.Context, tc client.Client, pub *broker.Publisher, st *s
 	}
 	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
 	return lat[len(lat)/2], lat[min(len(lat)-1, len(lat)*99/100)], nil
+}
+
+// retryJob is P5: TCS learns every record, then `starter retry --all` runs one job over P3's parked
+// dead letters; it measures how long the job took and how its history held (runs, events per run).
+func retryJob(ctx context.Context, c Config, st *stack.Stack, tc client.Client, res *Result) error {
+	if err := stack.AdminPost(st.TCSAdmin, "/admin/known", map[string]bool{"all": true}); err != nil {
+		return err
+	}
+	res.P5Records = c.P3Parked
+	c.Log("P5: retry job over %d dead letters at %.0f signals/s", c.P3Parked, c.P5Rate)
+	t0 := time.Now()
+	cmd := exec.CommandContext(ctx, st.StarterBin, "retry", "--all", "--rate", fmt.Sprint(c.P5Rate), "--reason", "bench P5",
+		"--by", "bench", "--no-wait")
+	cmd.Env = append(os.Environ(), st.StarterEnv()...)
+	out, err := cmd.Output()
+	if err != nil {
+		return fmt.Errorf("starter retry --all: %v", err)
+	}
+	first, _, _ := strings.Cut(string(out), "\n")
+	res.P5Job = strings.TrimPrefix(first, "job ")
+	var st0 struct {
+		State     string `json:"state"`
+		Completed int    `json:"completed"`
+	}
+	for {
+		show := exec.CommandContext(ctx, st.StarterBin, "jobs", "show", res.P5Job, "--json")
+		show.Env = cmd.Env
+		if b, err := show.Output(); err == nil && json.Unmarshal(b, &st0) == nil && st0.State != "Running" {
+			break
+		}
+		if time.Since(t0) > 2*time.Hour {
+			return fmt.Errorf("P5: job %s still running after 2 h", res.P5Job)
+		}
+		time.Sleep(2 * time.Second)
+	}
+	res.P5Took, res.P5Completed = time.Since(t0), st0.Completed
+	resp, err := tc.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: fmt.Sprintf(`WorkflowId=%q`, res.P5Job)})
+	if err != nil {
+		return err
+	}
+	for _, e := range resp.GetExecutions() {
+		res.P5Runs++
+		res.P5MaxEvents = max(res.P5MaxEvents, int(e.GetHistoryLength()))
+	}
+	c.Log("P5: job %s %s in %s: %d completed; %d runs, at most %d history events a run", res.P5Job, st0.State,
+		res.P5Took.Round(time.Second), res.P5Completed, res.P5Runs, res.P5MaxEvents)
+	return nil
 }
