@@ -66,6 +66,18 @@ func ids(n int) []string {
 	return out
 }
 
+// statusThen queries the job at test time at, then sends it signal; the status is filled in then.
+func statusThen(t *testing.T, env *testsuite.TestWorkflowEnvironment, at time.Duration, signal string) *workflows.JobStatus {
+	st := &workflows.JobStatus{}
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(workflows.QueryJob)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(st))
+		env.SignalWorkflow(signal, nil)
+	}, at)
+	return st
+}
+
 func jobResult(t *testing.T, env *testsuite.TestWorkflowEnvironment) workflows.JobStatus {
 	require.True(t, env.IsWorkflowCompleted())
 	require.NoError(t, env.GetWorkflowError())
@@ -92,13 +104,7 @@ func TestJobRetriesACanaryThenTheRest(t *testing.T) {
 func TestJobHaltsWhenTheCanaryDeadLettersAgainAndResumes(t *testing.T) {
 	f := &fakeJobs{dead: map[string]bool{"placement-esr/1/A.DAT": true}}
 	env := jobEnv(t, f)
-	var halted workflows.JobStatus
-	env.RegisterDelayedCallback(func() {
-		v, err := env.QueryWorkflow(workflows.QueryJob)
-		require.NoError(t, err)
-		require.NoError(t, v.Get(&halted))
-		env.SignalWorkflow(workflows.SignalJobResume, nil)
-	}, time.Hour)
+	halted := statusThen(t, env, time.Hour, workflows.SignalJobResume)
 	env.ExecuteWorkflow(workflows.RetryJobWorkflowType, workflows.JobInput{ID: "job-2", Signal: contract.SignalRetry,
 		IDs: ids(30), Rate: 10, Canary: 1, MaxFailureRatio: 0.5})
 	require.Equal(t, workflows.JobHalted, halted.State)
@@ -150,13 +156,7 @@ func TestJobOfTenThousandContinuesAsNew(t *testing.T) {
 func TestJobHaltedOnItsLastBatchStaysHalted(t *testing.T) {
 	f := &fakeJobs{dead: map[string]bool{"placement-esr/1/A.DAT": true}}
 	env := jobEnv(t, f)
-	var halted workflows.JobStatus
-	env.RegisterDelayedCallback(func() {
-		v, err := env.QueryWorkflow(workflows.QueryJob)
-		require.NoError(t, err)
-		require.NoError(t, v.Get(&halted))
-		env.SignalWorkflow(workflows.SignalJobCancel, nil)
-	}, time.Hour)
+	halted := statusThen(t, env, time.Hour, workflows.SignalJobCancel)
 	env.ExecuteWorkflow(workflows.RetryJobWorkflowType, workflows.JobInput{ID: "job-5", Signal: contract.SignalRetry,
 		IDs: ids(1), Rate: 10, Canary: 1, MaxFailureRatio: 0.5})
 	require.Equal(t, workflows.JobHalted, halted.State)
@@ -174,20 +174,8 @@ func TestJobRatioHaltsAfterTenOutcomes(t *testing.T) {
 	}
 	f := &fakeJobs{dead: dead}
 	env := jobEnv(t, f)
-	var halted workflows.JobStatus
-	env.RegisterDelayedCallback(func() {
-		v, err := env.QueryWorkflow(workflows.QueryJob)
-		require.NoError(t, err)
-		require.NoError(t, v.Get(&halted))
-		env.SignalWorkflow(workflows.SignalJobResume, nil)
-	}, time.Hour)
-	var again workflows.JobStatus
-	env.RegisterDelayedCallback(func() {
-		v, err := env.QueryWorkflow(workflows.QueryJob)
-		require.NoError(t, err)
-		require.NoError(t, v.Get(&again))
-		env.SignalWorkflow(workflows.SignalJobCancel, nil)
-	}, 2*time.Hour)
+	halted := statusThen(t, env, time.Hour, workflows.SignalJobResume)
+	again := statusThen(t, env, 2*time.Hour, workflows.SignalJobCancel)
 	env.ExecuteWorkflow(workflows.RetryJobWorkflowType, workflows.JobInput{ID: "job-6", Signal: contract.SignalRetry,
 		IDs: ids(40), Rate: 10, Canary: 0, MaxFailureRatio: 0.5})
 	require.Equal(t, workflows.JobHalted, halted.State)
@@ -208,13 +196,7 @@ func TestJobResumeWhileRunningIsNotRemembered(t *testing.T) {
 	f := &fakeJobs{dead: dead}
 	env := jobEnv(t, f)
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.SignalJobResume, nil) }, 0)
-	var halted workflows.JobStatus
-	env.RegisterDelayedCallback(func() {
-		v, err := env.QueryWorkflow(workflows.QueryJob)
-		require.NoError(t, err)
-		require.NoError(t, v.Get(&halted))
-		env.SignalWorkflow(workflows.SignalJobCancel, nil)
-	}, time.Hour)
+	halted := statusThen(t, env, time.Hour, workflows.SignalJobCancel)
 	env.ExecuteWorkflow(workflows.RetryJobWorkflowType, workflows.JobInput{ID: "job-7", Signal: contract.SignalRetry,
 		IDs: ids(40), Rate: 10, Canary: 0, MaxFailureRatio: 0.1})
 	require.Equal(t, workflows.JobHalted, halted.State)
