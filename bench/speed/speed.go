@@ -68,9 +68,9 @@ type Result struct {
 	P5Completed, P5Runs    int
 	P5MaxEvents, P5Records int
 	EventsBare             int
-	EventsPlacement   int
-	EventsScan        int
-	MaxBackoff        time.Duration
+	EventsPlacement        int
+	EventsScan             int
+	MaxBackoff             time.Duration
 }
 
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
