@@ -44,14 +44,14 @@ tools: $(TEMPORAL) $(HELM) $(WORKFLOWCHECK)
 
 ## the production profile's servers, built from their Go modules (about 11 minutes of CPU the first time)
 $(BIN)/temporal-server:
-	GOBIN=$(BIN)/.install go install go.temporal.io/server/cmd/server@$(TEMPORAL_SERVER_VERSION)
-	mv $(BIN)/.install/server $@
+	GOBIN=$(BIN)/.install-server go install go.temporal.io/server/cmd/server@$(TEMPORAL_SERVER_VERSION)
+	mv $(BIN)/.install-server/server $@
 $(BIN)/temporal-sql-tool:
-	GOBIN=$(BIN)/.install go install go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_SERVER_VERSION)
-	mv $(BIN)/.install/sql $@
+	GOBIN=$(BIN)/.install-sql go install go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_SERVER_VERSION)
+	mv $(BIN)/.install-sql/sql $@
 $(BIN)/temporal-ui-server:
-	GOBIN=$(BIN)/.install go install github.com/temporalio/ui-server/v2/cmd/server@$(UI_SERVER_VERSION)
-	mv $(BIN)/.install/server $@
+	GOBIN=$(BIN)/.install-ui go install github.com/temporalio/ui-server/v2/cmd/server@$(UI_SERVER_VERSION)
+	mv $(BIN)/.install-ui/server $@
 
 cluster-tools: $(CLUSTER_TOOLS)
 

@@ -96,10 +96,16 @@ func runTCS(args []string) int {
 				return 1
 			}
 			if cmd.Op == workflows.TCSRate || cmd.Op == workflows.TCSRateReset {
-				if err := setQueueRate(ctx, c, tc.Namespace, cmd); err != nil {
-					// The governors apply the cap anyway; only a cap above TCS_RATE is then short of it.
-					fmt.Fprintln(os.Stderr, "warning: the task queue's rate limit was not changed (a cap above the workers' TCS_RATE "+
-						"is then not reached by retries):", err)
+				var unimplemented *serviceerror.Unimplemented
+				switch err := setQueueRate(ctx, c, tc.Namespace, cmd); {
+				case errors.As(err, &unimplemented):
+					// A server without the API: the governors apply the cap anyway; only a cap above
+					// TCS_RATE is then short of it for retries.
+					fmt.Fprintln(os.Stderr, "warning: this Temporal server cannot set a task queue's rate limit:", err)
+				case err != nil:
+					// The workers follow the control; the queue's limit did not change: say so, and fail.
+					fmt.Fprintln(os.Stderr, "the workers' cap changed, but the task queue's rate limit did not (run the command again):", err)
+					return 1
 				}
 			}
 		}

@@ -217,7 +217,8 @@ func (j *job) run(ctx workflow.Context) (JobStatus, error) {
 		switch {
 		case canary:
 			n = j.in.Canary
-		case j.prompt && j.st.Completed+j.st.DeadLettered+j.st.Abandoned < jobRatioOutcomes:
+		case j.prompt && j.st.Completed+j.st.DeadLettered+j.st.Abandoned < jobRatioOutcomes && j.st.Signalled < JobBatchSize:
+			// (outcomes that stay unknown, e.g. during a TCS hold, end the small batches after 50 signals)
 			n = jobRatioOutcomes
 		}
 		batch := j.in.IDs[:min(n, len(j.in.IDs))]

@@ -161,6 +161,10 @@ type recorder struct {
 // it was ignored like the starter's offer of a duplicate message).
 const versionSameRecordRetries = "operator-same-record-retries"
 
+// starterActor is who the starter's offers of a queued message are by; a starter from before Offer
+// existed sends only that.
+const starterActor = "starter"
+
 const versionRecoveryPriority = "recovery-at-low-priority"
 
 // errContinueAsNew says the update loop should hand over to a fresh run.
@@ -236,7 +240,7 @@ func (r *recorder) listenForSignals(ctx workflow.Context) {
 					switch {
 					case r.poison != "" || !sameMessage(next, r.rec):
 						d.record = next
-					case p.Offer || workflow.GetVersion(ctx, versionSameRecordRetries, workflow.DefaultVersion, 1) < 1:
+					case p.Offer || p.By == starterActor || workflow.GetVersion(ctx, versionSameRecordRetries, workflow.DefaultVersion, 1) < 1:
 						// A byte-identical duplicate (e.g. redelivered on the queue) is not a correction.
 						r.log.Info("retry ignored: the corrected record is the record as it is", "reason", p.Reason, "by", p.By)
 						return

@@ -57,7 +57,7 @@ type RabbitNode struct {
 // clusters them and waits until all run. name makes the node names unique on this machine.
 // settings is a rabbitmq.conf whose lines every node gets (deploy/rabbitmq/rabbitmq.conf; its
 // load_definitions is left out: writeback declares its topology itself).
-func StartRabbitCluster(ctx context.Context, dir, name string, n int, settings string) (*RabbitCluster, error) {
+func StartRabbitCluster(ctx context.Context, dir, name string, n int, settings string) (rc *RabbitCluster, err error) {
 	if _, err := os.Stat(filepath.Join(rabbitBin, "rabbitmq-server")); err != nil {
 		return nil, fmt.Errorf("RabbitMQ's server scripts are not at %s (Debian: apt-get install rabbitmq-server)", rabbitBin)
 	}
@@ -92,6 +92,11 @@ func StartRabbitCluster(ctx context.Context, dir, name string, n int, settings s
 		return '-'
 	}, strings.ToLower(name))
 	c := &RabbitCluster{home: home}
+	defer func() {
+		if err != nil {
+			c.Close() // the nodes already started
+		}
+	}()
 	for i := 1; i <= n; i++ {
 		nd := &RabbitNode{Name: fmt.Sprintf("wb-%s-%d@localhost", tag, i), Port: freePort(), DistPort: freePort()}
 		nodeDir := filepath.Join(dir, fmt.Sprintf("node%d", i))
@@ -118,7 +123,6 @@ func StartRabbitCluster(ctx context.Context, dir, name string, n int, settings s
 	}
 	for i, nd := range c.Nodes {
 		if err := c.await(ctx, nd); err != nil {
-			c.Close()
 			return nil, err
 		}
 		if i == 0 {
@@ -126,7 +130,6 @@ func StartRabbitCluster(ctx context.Context, dir, name string, n int, settings s
 		}
 		for _, args := range [][]string{{"stop_app"}, {"join_cluster", c.Nodes[0].Name}, {"start_app"}} {
 			if _, err := c.Ctl(nd, args...); err != nil {
-				c.Close()
 				return nil, err
 			}
 		}

@@ -7,6 +7,8 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -185,8 +187,8 @@ func Build(root, dir string) error {
 	return nil
 }
 
-// Start builds and starts everything.
-func Start(ctx context.Context, c Config) (*Stack, error) {
+// Start builds and starts everything; on an error it stops what it started.
+func Start(ctx context.Context, c Config) (st *Stack, err error) {
 	if err := os.MkdirAll(filepath.Join(c.Dir, "logs"), 0o755); err != nil {
 		return nil, err
 	}
@@ -194,13 +196,16 @@ func Start(ctx context.Context, c Config) (*Stack, error) {
 		return nil, err
 	}
 	s := &Stack{Cfg: c, Topology: broker.DefaultTopology().WithPrefix(c.TopologyTag), StarterBin: filepath.Join(c.Dir, "starter")}
+	defer func() {
+		if err != nil {
+			s.Close() // nothing left behind: processes, RabbitMQ nodes, test databases
+		}
+	}()
 	logs := filepath.Join(c.Dir, "logs")
 	if err := s.startServers(ctx, logs); err != nil {
-		s.Close()
 		return nil, err
 	}
 	c = s.Cfg
-	var err error
 	if s.TCS, s.TCSAddr, s.TCSAdmin, err = s.StartSim("tcs"); err != nil {
 		return nil, err
 	}
@@ -242,7 +247,13 @@ func (s *Stack) startServers(ctx context.Context, logs string) error {
 		}
 		return s.WaitTemporal(ctx)
 	case ProfileCluster:
-		rc, err := StartRabbitCluster(ctx, filepath.Join(c.Dir, "rabbit"), filepath.Base(c.Dir), 3,
+		name := filepath.Base(c.Dir)
+		if c.Database == "" { // a test stack: node names of its own
+			suffix := make([]byte, 3)
+			_, _ = rand.Read(suffix)
+			name += "-" + hex.EncodeToString(suffix)
+		}
+		rc, err := StartRabbitCluster(ctx, filepath.Join(c.Dir, "rabbit"), name, 3,
 			filepath.Join(c.Root, "deploy", "rabbitmq", "rabbitmq.conf"))
 		if err != nil {
 			return err
@@ -251,7 +262,9 @@ func (s *Stack) startServers(ctx context.Context, logs string) error {
 		c.AMQPURL = rc.URL()
 		db := c.Database
 		if db == "" {
-			db = "wbtest_" + strings.NewReplacer("-", "_", ".", "_").Replace(filepath.Base(c.Dir))
+			suffix := make([]byte, 4)
+			_, _ = rand.Read(suffix)
+			db = "wbtest_" + hex.EncodeToString(suffix) // a run of its own, never a crashed run's data
 			s.dropDatabase = db
 		}
 		srv, err := StartTemporalServer(ctx, TemporalServerConfig{Root: c.Root, LogDir: logs, Database: db, FrontendPort: c.TemporalPort,

@@ -14,17 +14,24 @@ import (
 )
 
 // nodeDialTimeout bounds the TCP connect to one node, so a node that does not answer (rather than
-// refuses) does not hold up the failover to the next for amqp091-go's 30 s.
-const nodeDialTimeout = 5 * time.Second
+// refuses) does not hold up the failover to the next for amqp091-go's 30 s. handshakeTimeout bounds
+// the TLS and AMQP handshakes after it (a frozen node that accepts but never speaks): amqp091-go
+// clears the deadline once the connection is open, as it does for its own dialer.
+const (
+	nodeDialTimeout  = 5 * time.Second
+	handshakeTimeout = 15 * time.Second
+)
 
 // endpoints are the nodes of one RabbitMQ cluster: AMQP_URL holds one URL, or several separated by
-// commas (the same user, password and vhost on each). A connection goes to the node that answered
-// last, and fails over to the others in turn — when a node dies its quorum queues elect a leader
-// on another, so any node will do. The same dialer serves amqp091-go's recovery, so a recovered
-// connection fails over too.
+// commas (the same user, password and vhost on each). Connections go to the nodes in turn (round
+// robin), skipping a node that does not accept — when a node dies its quorum queues elect a leader
+// on another, so any node will do. Taking turns also means a node that accepts but never completes
+// the handshake costs one attempt, not every one. The same dialer serves amqp091-go's recovery, so
+// a recovered connection fails over too.
 type endpoints struct {
+	raw   string // the first URL as given (its query settings, e.g. heartbeat, auth_mechanism, kept)
 	uris  []amqp.URI
-	first atomic.Int32 // the node tried first: the last that answered
+	next  atomic.Int32 // the node tried first by the next dial
 	tls   *tls.Config  // set for amqps: the handshake is done here, per node (its own server name)
 }
 
@@ -49,6 +56,9 @@ func parseEndpoints(s string) (*endpoints, error) {
 				return nil, errMixedURLs
 			}
 		}
+		if len(e.uris) == 0 {
+			e.raw = part
+		}
 		e.uris = append(e.uris, u)
 	}
 	if len(e.uris) == 0 {
@@ -61,23 +71,25 @@ func parseEndpoints(s string) (*endpoints, error) {
 // dialer does the handshake, so the library gets the plain scheme (it would otherwise wrap the
 // connection again, with the first node's name for every node).
 func (e *endpoints) libURL() string {
-	u := e.uris[0]
-	if u.Scheme == "amqps" {
-		u.Scheme = "amqp"
+	if rest, ok := strings.CutPrefix(e.raw, "amqps://"); ok {
+		return "amqp://" + rest // the port does not matter: dial takes each node's own
 	}
-	return u.String()
+	return e.raw
 }
 
-// dial connects to the first node that answers, starting with the last that did.
+// dial connects to the first node that accepts, starting with the one after the last that did.
 func (e *endpoints) dial(network, _ string) (net.Conn, error) {
 	n := len(e.uris)
-	start := int(e.first.Load())
+	start := int(e.next.Load())
 	var errs []error
 	for i := range n {
 		k := (start + i) % n
 		u := e.uris[k]
 		addr := net.JoinHostPort(u.Host, strconv.Itoa(u.Port))
 		conn, err := net.DialTimeout(network, addr, nodeDialTimeout)
+		if err == nil {
+			err = conn.SetDeadline(time.Now().Add(handshakeTimeout))
+		}
 		if err == nil && e.tls != nil {
 			cfg := e.tls.Clone()
 			if cfg.ServerName == "" {
@@ -91,7 +103,7 @@ func (e *endpoints) dial(network, _ string) (net.Conn, error) {
 			}
 		}
 		if err == nil {
-			e.first.Store(int32(k))
+			e.next.Store(int32((k + 1) % n))
 			return conn, nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", addr, err))

@@ -3,12 +3,14 @@ package ops
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/api/enums/v1"
 	historypb "go.temporal.io/api/history/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
@@ -50,6 +52,12 @@ func History(ctx context.Context, c client.Client, id string) (Timeline, error) 
 	runID := ""
 	for range maxRuns {
 		entries, previous, err := runEntries(ctx, c, id, runID)
+		var nf *serviceerror.NotFound
+		if runID != "" && errors.As(err, &nf) {
+			// An earlier run closed at its continue-as-new; past the namespace's retention it is gone.
+			runs = append(runs, []Entry{{What: "state", Detail: "earlier runs of this record are past Temporal's retention"}})
+			break
+		}
 		if err != nil {
 			return tl, err
 		}
