@@ -32,6 +32,7 @@ func runProtect(args []string) int {
 	stormRate := fs.Int("storm-rate", 20, "TCS_RATE of the storm runs (above ~25 the dev server, not the cap, bounds the drain)")
 	lateN := fs.Int("late-records", 1000, "records for the late-commit run")
 	freshN := fs.Int("fresh-job", 300, "dead letters the retry job of the fresh-records-first run retries (TCS_RATE=10)")
+	freshCluster := fs.Bool("fresh-cluster", true, "the fresh-records-first run on the production profile too (Temporal server on PostgreSQL)")
 	out := fs.String("out", "BENCHMARKS.md", "report file (its protect section is replaced)")
 	_ = fs.Parse(args)
 	root, _ := os.Getwd()
@@ -80,12 +81,18 @@ func runProtect(args []string) int {
 		rows = append(rows, keep["| fresh records first"]...)
 	}
 	if *freshN > 0 {
-		r, err := protectFresh(ctx, root, *freshN, logf)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "fresh-records run:", err)
-			return 1
+		profiles := []string{stack.ProfileDev}
+		if *freshCluster {
+			profiles = append(profiles, stack.ProfileCluster)
 		}
-		rows = append(rows, r)
+		for _, p := range profiles {
+			r, err := protectFresh(ctx, root, p, *freshN, logf)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "fresh-records run:", err)
+				return 1
+			}
+			rows = append(rows, r)
+		}
 	}
 	body := fmt.Sprintf(`## Protecting TCS
 
@@ -103,13 +110,13 @@ timeline counts what reached TCS), on this machine.
 	return 0
 }
 
-func protectStack(ctx context.Context, root string, workers int, rate float64, env []string) (*stack.Stack, client.Client, func(), error) {
+func protectStack(ctx context.Context, root string, workers int, rate float64, env []string, profile ...string) (*stack.Stack, client.Client, func(), error) {
 	dir, err := os.MkdirTemp("", "writeback-protect-")
 	if err != nil {
 		return nil, nil, nil, err
 	}
 	st, err := stack.Start(ctx, stack.Config{Dir: dir, Root: root, Workers: workers, Placements: 100000, TCSRate: rate,
-		WorkerEnv: env, TopologyTag: fmt.Sprintf("protect-%d", time.Now().UnixNano()%1e9)})
+		WorkerEnv: env, TopologyTag: fmt.Sprintf("protect-%d", time.Now().UnixNano()%1e9), Profile: strings.Join(profile, "")})
 	if err != nil {
 		os.RemoveAll(dir)
 		return nil, nil, nil, err
@@ -325,8 +332,8 @@ func previousRows(path string) map[string][]string {
 
 // protectFresh measures how long a fresh export takes to be written, alone and while a retry job
 // of n dead letters queues behind a cap of 10 requests/s.
-func protectFresh(ctx context.Context, root string, n int, logf func(string, ...any)) (string, error) {
-	st, tc, done, err := protectStack(ctx, root, 1, 500, nil)
+func protectFresh(ctx context.Context, root, profile string, n int, logf func(string, ...any)) (string, error) {
+	st, tc, done, err := protectStack(ctx, root, 1, 500, nil, profile)
 	if err != nil {
 		return "", err
 	}
@@ -377,8 +384,12 @@ func protectFresh(ctx context.Context, root string, n int, logf func(string, ...
 	job := time.Since(jobStart)
 	logf("fresh records first: alone p50 %s max %s; during the job p50 %s max %s; job of %d in %.0f s",
 		alone[len(alone)/2], alone[len(alone)-1], during[len(during)/2], during[len(during)-1], n, job.Seconds())
-	return fmt.Sprintf("| fresh records first | a retry job of %d dead letters (--rate 1000, no canary) behind TCS rate 10; %d fresh exports, one a second, alone and during the job | fresh export written in p50 %.1f s / max %.1f s alone, p50 %.1f s / max %.1f s during the job (which took %.0f s; at least 2 requests × %d / 10 = %d s) |",
-		n, fresh, alone[len(alone)/2].Seconds(), alone[len(alone)-1].Seconds(), during[len(during)/2].Seconds(),
+	server := "dev server (matching.useNewMatcher=true)"
+	if profile == stack.ProfileCluster {
+		server = "Temporal v1.32.0 on PostgreSQL (deploy/temporal)"
+	}
+	return fmt.Sprintf("| fresh records first | %s: a retry job of %d dead letters (--rate 1000, no canary) behind TCS rate 10; %d fresh exports, one a second, alone and during the job | fresh export written in p50 %.1f s / max %.1f s alone, p50 %.1f s / max %.1f s during the job (which took %.0f s; at least 2 requests × %d / 10 = %d s) |",
+		server, n, fresh, alone[len(alone)/2].Seconds(), alone[len(alone)-1].Seconds(), during[len(during)/2].Seconds(),
 		during[len(during)-1].Seconds(), job.Seconds(), n, 2*n/10), nil
 }
 
