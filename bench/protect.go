@@ -59,6 +59,11 @@ func runProtect(args []string) int {
 		rows = append(rows, keep["| outage mode"]...)
 	}
 	if *stormN > 0 {
+		for _, r := range keep["| outage mode"] { // the other key setting's rows stay
+			if strings.Contains(r, "key honoured") != *stormKey {
+				rows = append(rows, r)
+			}
+		}
 		for _, f := range []sim.Faults{{ErrorRate: 1, ErrorStatus: 503}, {Outage: true}} {
 			r, err := protectStorm(ctx, root, *stormN, *stormRate, *storm, f, *stormKey, logf)
 			if err != nil {
