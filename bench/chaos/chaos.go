@@ -145,7 +145,19 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	nctx, stopNaive := context.WithCancel(ctx)
 	defer stopNaive()
 	naiveDone := make(chan error, 1)
-	go func() { naiveDone <- nc.Run(nctx) }()
+	go func() {
+		// Like its framework did, the pre-fix consumer consumes again when its channel or node goes
+		// away (a cluster node stopping closes it; amqp091-go does not resubscribe a consumer whose
+		// queue was on that node).
+		for {
+			err := nc.Run(nctx)
+			if nctx.Err() != nil {
+				naiveDone <- err
+				return
+			}
+			time.Sleep(time.Second)
+		}
+	}()
 	time.Sleep(500 * time.Millisecond) // the naive queue is bound before the first publish
 
 	tc, err := st.Client()
@@ -391,6 +403,10 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 		nleft := depth(conn, nc.Queue)
 		if done >= rep.Valid && left == 0 && nleft == 0 {
 			break
+		}
+		if ctx.Err() != nil {
+			stopSampling()
+			return nil, ctx.Err()
 		}
 		if time.Now().After(deadline) {
 			rep.Problems = append(rep.Problems, fmt.Sprintf("not settled after %s: %d of %d records done, %d messages queued", c.SettleTimeout, done, rep.Valid, left))
