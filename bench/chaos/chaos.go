@@ -146,17 +146,32 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	defer stopNaive()
 	naiveDone := make(chan error, 1)
 	go func() {
-		// Like its framework did, the pre-fix consumer consumes again when its channel or node goes
-		// away (a cluster node stopping closes it; amqp091-go does not resubscribe a consumer whose
-		// queue was on that node).
-		for {
-			err := nc.Run(nctx)
-			if nctx.Err() != nil {
-				naiveDone <- err
-				return
+		// Like its framework did, the pre-fix consumer consumes again when it lost its subscription
+		// (a cluster node stopping: amqp091-go's recovery does not bring back a consumer whose queue
+		// was on that node): a watcher sees the queue without a consumer and starts it afresh.
+		for nctx.Err() == nil {
+			rctx, cancelRun := context.WithCancel(nctx)
+			runDone := make(chan struct{})
+			go func() { _ = nc.Run(rctx); close(runDone) }()
+			t := time.NewTicker(5 * time.Second)
+		watch:
+			for {
+				select {
+				case <-runDone:
+					break watch
+				case <-t.C:
+					if consumers(conn, nc.Queue) == 0 {
+						cancelRun()
+						<-runDone
+						break watch
+					}
+				}
 			}
+			t.Stop()
+			cancelRun()
 			time.Sleep(time.Second)
 		}
+		naiveDone <- nil
 	}()
 	time.Sleep(500 * time.Millisecond) // the naive queue is bound before the first publish
 
@@ -458,6 +473,20 @@ func depth(conn *broker.Conn, queue string) int {
 		return -1
 	}
 	return q.Messages
+}
+
+// consumers is a queue's consumer count (-1 when it cannot be asked).
+func consumers(conn *broker.Conn, queue string) int {
+	ch, err := conn.Channel()
+	if err != nil {
+		return -1
+	}
+	defer ch.Close()
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	if err != nil {
+		return -1
+	}
+	return q.Consumers
 }
 
 // states lists every workflow's WritebackState (closed ones included).
