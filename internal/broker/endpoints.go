@@ -29,10 +29,10 @@ const (
 // the handshake costs one attempt, not every one. The same dialer serves amqp091-go's recovery, so
 // a recovered connection fails over too.
 type endpoints struct {
-	raw   string // the first URL as given (its query settings, e.g. heartbeat, auth_mechanism, kept)
-	uris  []amqp.URI
-	next  atomic.Int32 // the node tried first by the next dial
-	tls   *tls.Config  // set for amqps: the handshake is done here, per node (its own server name)
+	raw  string // the first URL as given (its query settings, e.g. heartbeat, auth_mechanism, kept)
+	uris []amqp.URI
+	next atomic.Int32 // the node tried first by the next dial
+	tls  *tls.Config  // set for amqps: the handshake is done here, per node (its own server name)
 }
 
 var errMixedURLs = errors.New("AMQP_URL: every URL in the list must have the same scheme, user, password and vhost (one cluster)")
