@@ -464,31 +464,31 @@ func count(ctx context.Context, c client.Client, q string) int {
 	return int(resp.GetCount())
 }
 
+// depth is a queue's ready messages (-1 when it cannot be asked).
 func depth(conn *broker.Conn, queue string) int {
-	ch, err := conn.Channel()
-	if err != nil {
-		return -1
+	if q, ok := inspect(conn, queue); ok {
+		return q.Messages
 	}
-	defer ch.Close()
-	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-	if err != nil {
-		return -1
-	}
-	return q.Messages
+	return -1
 }
 
 // consumers is a queue's consumer count (-1 when it cannot be asked).
 func consumers(conn *broker.Conn, queue string) int {
+	if q, ok := inspect(conn, queue); ok {
+		return q.Consumers
+	}
+	return -1
+}
+
+// inspect asks the broker about a queue on a channel of its own (a missing queue closes it).
+func inspect(conn *broker.Conn, queue string) (amqp.Queue, bool) {
 	ch, err := conn.Channel()
 	if err != nil {
-		return -1
+		return amqp.Queue{}, false
 	}
 	defer ch.Close()
 	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-	if err != nil {
-		return -1
-	}
-	return q.Consumers
+	return q, err == nil
 }
 
 // states lists every workflow's WritebackState (closed ones included).

@@ -258,7 +258,6 @@ type TemporalServerConfig struct {
 // PrepareTemporalDatabases creates the two databases and brings their schemas to the server's
 // version; run again, it changes nothing (create-database and the schema steps are idempotent).
 func PrepareTemporalDatabases(root, database string) error {
-	tool := filepath.Join(root, "bin", "temporal-sql-tool")
 	steps := [][]string{}
 	for _, db := range []struct{ name, schema string }{{database, "postgresql/v12/temporal"}, {database + "_visibility", "postgresql/v12/visibility"}} {
 		steps = append(steps,
@@ -267,25 +266,29 @@ func PrepareTemporalDatabases(root, database string) error {
 			[]string{"--db", db.name, "update-schema", "-s", db.schema})
 	}
 	for _, args := range steps {
-		cmd := exec.Command(tool, args...)
-		cmd.Env = append(os.Environ(), "SQL_PLUGIN=postgres12", "SQL_HOST="+envOr("POSTGRES_SEEDS", "127.0.0.1"),
-			"SQL_PORT="+envOr("DB_PORT", "5432"), "SQL_USER="+envOr("POSTGRES_USER", "postgres"), "SQL_PASSWORD="+os.Getenv("POSTGRES_PWD"))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			return fmt.Errorf("temporal-sql-tool %s: %v\n%s", strings.Join(args, " "), err, lastLines(string(out), 5))
+		if out, err := sqlTool(root, args...); err != nil {
+			return fmt.Errorf("temporal-sql-tool %s: %v\n%s", strings.Join(args, " "), err, lastLines(out, 5))
 		}
 	}
 	return nil
+}
+
+// sqlTool runs bin/temporal-sql-tool against the machine's PostgreSQL (POSTGRES_SEEDS, DB_PORT,
+// POSTGRES_USER, POSTGRES_PWD as the server's config reads them).
+func sqlTool(root string, args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(root, "bin", "temporal-sql-tool"), args...)
+	cmd.Env = append(os.Environ(), "SQL_PLUGIN=postgres12", "SQL_HOST="+envOr("POSTGRES_SEEDS", "127.0.0.1"),
+		"SQL_PORT="+envOr("DB_PORT", "5432"), "SQL_USER="+envOr("POSTGRES_USER", "postgres"), "SQL_PASSWORD="+os.Getenv("POSTGRES_PWD"))
+	out, err := cmd.CombinedOutput()
+	return string(out), err
 }
 
 // DropTemporalDatabases drops what PrepareTemporalDatabases made (test runs leave nothing behind).
 func DropTemporalDatabases(root, database string) error {
 	var errs []error
 	for _, db := range []string{database, database + "_visibility"} {
-		cmd := exec.Command(filepath.Join(root, "bin", "temporal-sql-tool"), "--db", db, "drop-database", "-f")
-		cmd.Env = append(os.Environ(), "SQL_PLUGIN=postgres12", "SQL_HOST="+envOr("POSTGRES_SEEDS", "127.0.0.1"),
-			"SQL_PORT="+envOr("DB_PORT", "5432"), "SQL_USER="+envOr("POSTGRES_USER", "postgres"), "SQL_PASSWORD="+os.Getenv("POSTGRES_PWD"))
-		if out, err := cmd.CombinedOutput(); err != nil {
-			errs = append(errs, fmt.Errorf("drop %s: %v: %s", db, err, lastLines(string(out), 3)))
+		if out, err := sqlTool(root, "--db", db, "drop-database", "-f"); err != nil {
+			errs = append(errs, fmt.Errorf("drop %s: %v: %s", db, err, lastLines(out, 3)))
 		}
 	}
 	return errors.Join(errs...)
