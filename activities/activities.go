@@ -16,7 +16,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/tis-writeback/writeback/contract"
-	"github.com/tis-writeback/writeback/internal/logging"
 	"github.com/tis-writeback/writeback/tcs"
 )
 
@@ -288,7 +287,7 @@ func (a *Activities) markOutcome(err error) (contract.MarkResult, error) {
 // mark landed, so retries of the mark do not repeat it.
 func (a *Activities) critical(ctx context.Context, dl contract.DeadLetter, res contract.MarkResult) {
 	info := activity.GetInfo(ctx)
-	logging.Critical(ctx, a.Log, "record dead-lettered: it could not be written to TCS",
+	a.Log.Log(ctx, contract.LevelCritical, "record dead-lettered: it could not be written to TCS",
 		"kind", dl.Kind,
 		"recordId", dl.RecordID,
 		"group", dl.Group,

@@ -2,6 +2,7 @@ package contract
 
 import (
 	"encoding/json"
+	"log/slog"
 	"strconv"
 
 	"go.temporal.io/sdk/temporal"
@@ -93,3 +94,7 @@ type Status struct {
 	DeadLetteredAt string `json:"deadLetteredAt"`
 	Retries        int    `json:"retries"`
 }
+
+// LevelCritical is the log level of the one line a dead-lettering writes (SPEC section 6): above
+// ERROR, rendered as "CRITICAL" by the worker's logger.
+const LevelCritical = slog.Level(12)

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/tis-writeback/writeback/internal/broker"
 	"github.com/tis-writeback/writeback/internal/config"
+	"github.com/tis-writeback/writeback/internal/daemon"
 	"github.com/tis-writeback/writeback/internal/logging"
 	"github.com/tis-writeback/writeback/internal/telemetry"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
@@ -72,98 +74,62 @@ never rejected. Serves /metrics, /healthz and /readyz. Stops gracefully on SIGTE
 	return 0
 }
 
-// consumeLifecycle: the HTTP server starts at once; RabbitMQ and Temporal are dialled in the
-// background, each waiting for its server; a stop cancels the consumers and lets in-flight
+// consumeLifecycle wires the consumer on the daemon shell: RabbitMQ and Temporal are dialled in
+// the background, each waiting for its server; a stop cancels the consumers and lets in-flight
 // deliveries settle before the connections close.
 func consumeLifecycle(lc fx.Lifecycle, sd fx.Shutdowner, c *consumeConfig, log *slog.Logger, reg *telemetry.Registry,
 	srv *telemetry.Server, health *telemetry.Health, m *intake.Metrics) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	var (
-		conn *broker.Conn
-		pub  *broker.Publisher
-		tc   client.Client
-	)
-	fail := func(msg string, err error) {
-		log.Error(msg, "error", err)
-		_ = sd.Shutdown(fx.ExitCode(1))
+	shell := &daemon.Shell{Log: log, Server: srv, Health: health, Fatal: func() { _ = sd.Shutdown(fx.ExitCode(1)) },
+		Body: func(ctx context.Context, s *daemon.Shell) error { return consume(ctx, s, c, log, reg, health, m) }}
+	lc.Append(fx.Hook{OnStart: shell.Start, OnStop: shell.Stop})
+}
+
+func consume(ctx context.Context, s *daemon.Shell, c *consumeConfig, log *slog.Logger, reg *telemetry.Registry,
+	health *telemetry.Health, m *intake.Metrics) error {
+	c.broker.conn.Name = "writeback-starter"
+	conn, err := broker.Dial(c.broker.conn, log, 0, ctx.Done())
+	if err != nil {
+		return fmt.Errorf("cannot connect to RabbitMQ: %w", err)
 	}
-	lc.Append(fx.Hook{
-		OnStart: func(context.Context) error {
-			go func() {
-				if err := srv.Serve(); err != nil {
-					fail("metrics server failed", err)
-				}
-			}()
-			go func() {
-				defer close(done)
-				var err error
-				c.broker.conn.Name = "writeback-starter"
-				if conn, err = broker.Dial(c.broker.conn, log, 0, ctx.Done()); err != nil {
-					if ctx.Err() == nil {
-						fail("cannot connect to RabbitMQ", err)
-					}
-					return
-				}
-				reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
-					Name: "writeback_rabbitmq_up", Help: "1 while the RabbitMQ connection is open.",
-				}, func() float64 { return b2f(conn.Up()) }))
-				if pub, err = broker.NewPublisher(conn); err != nil {
-					fail("cannot open a publisher channel", err)
-					return
-				}
-				if tc, err = temporalclient.Dial(ctx, c.temporal, log, nil); err != nil {
-					if ctx.Err() == nil {
-						fail("cannot connect to Temporal", err)
-					}
-					return
-				}
-				m.TemporalUp.Set(1)
-				go watchTemporal(ctx, tc, m)
-				if c.returnEvery > 0 {
-					r := &ops.Returner{Conn: conn, Pub: pub, Topology: c.broker.topology, Log: log, Every: c.returnEvery,
-						Healthy: func(ctx context.Context) bool { return temporalHealthy(ctx, tc) }, Returned: m.Returned.Inc}
-					go r.Run(ctx)
-				}
-				consumerConn := c.broker.conn
-				consumerConn.Name = "writeback-starter-consumer"
-				consumer := &intake.Consumer{Conn: conn, Dial: func() (*amqp.Connection, error) { return broker.DialPlain(consumerConn) },
-					Topology: c.broker.topology, Publisher: pub,
-					Starter: intake.TemporalStarter{Client: tc}, Log: log, Metrics: m, Prefetch: c.prefetch,
-					DrainTimeout: c.drainTimeout}
-				health.Check = func(ctx context.Context) error {
-					if !conn.Up() {
-						return errors.New("RabbitMQ connection down")
-					}
-					// Never a green starter that consumes nothing.
-					return consumer.Ready()
-				}
-				health.SetReady(true)
-				if err := consumer.Run(ctx); err != nil {
-					fail("consumer stopped", err)
-				}
-			}()
-			return nil
-		},
-		OnStop: func(stopCtx context.Context) error {
-			health.SetReady(false)
-			cancel()
-			select {
-			case <-done:
-			case <-stopCtx.Done():
-			}
-			if pub != nil {
-				_ = pub.Close()
-			}
-			if conn != nil {
-				_ = conn.Close()
-			}
-			if tc != nil {
-				tc.Close()
-			}
-			return srv.Shutdown(stopCtx)
-		},
-	})
+	s.Defer(func(context.Context) { _ = conn.Close() })
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "writeback_rabbitmq_up", Help: "1 while the RabbitMQ connection is open.",
+	}, func() float64 { return b2f(conn.Up()) }))
+	pub, err := broker.NewPublisher(conn)
+	if err != nil {
+		return fmt.Errorf("cannot open a publisher channel: %w", err)
+	}
+	s.Defer(func(context.Context) { _ = pub.Close() })
+	tc, err := temporalclient.Dial(ctx, c.temporal, log, nil)
+	if err != nil {
+		return fmt.Errorf("cannot connect to Temporal: %w", err)
+	}
+	s.Defer(func(context.Context) { tc.Close() })
+	m.TemporalUp.Set(1)
+	go watchTemporal(ctx, tc, m)
+	if c.returnEvery > 0 {
+		r := &ops.Returner{Conn: conn, Pub: pub, Topology: c.broker.topology, Log: log, Every: c.returnEvery,
+			Healthy: func(ctx context.Context) bool { return temporalHealthy(ctx, tc) }, Returned: m.Returned.Inc}
+		go r.Run(ctx)
+	}
+	consumerConn := c.broker.conn
+	consumerConn.Name = "writeback-starter-consumer"
+	consumer := &intake.Consumer{Conn: conn, Dial: func() (*amqp.Connection, error) { return broker.DialPlain(consumerConn) },
+		Topology: c.broker.topology, Publisher: pub,
+		Starter: intake.TemporalStarter{Client: tc}, Log: log, Metrics: m, Prefetch: c.prefetch,
+		DrainTimeout: c.drainTimeout}
+	health.Check = func(ctx context.Context) error {
+		if !conn.Up() {
+			return errors.New("RabbitMQ connection down")
+		}
+		// Never a green starter that consumes nothing.
+		return consumer.Ready()
+	}
+	health.SetReady(true)
+	if err := consumer.Run(ctx); err != nil {
+		return fmt.Errorf("consumer stopped: %w", err)
+	}
+	return nil
 }
 
 func watchTemporal(ctx context.Context, tc client.Client, m *intake.Metrics) {

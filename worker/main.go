@@ -3,7 +3,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -11,11 +10,11 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/worker"
 	"go.uber.org/fx"
 
 	"github.com/tis-writeback/writeback/activities"
 	"github.com/tis-writeback/writeback/internal/config"
+	"github.com/tis-writeback/writeback/internal/daemon"
 	"github.com/tis-writeback/writeback/internal/logging"
 	"github.com/tis-writeback/writeback/internal/telemetry"
 	"github.com/tis-writeback/writeback/internal/workerapp"
@@ -69,64 +68,34 @@ func main() {
 	}
 }
 
-// run wires the lifecycle: the HTTP server starts at once; Temporal is dialled in the background
-// (a worker started before Temporal waits for it); SIGTERM stops the worker, letting running
-// activities finish within the stop timeout.
+// run wires the lifecycle on the daemon shell: Temporal is dialled in the background (a worker
+// started before Temporal waits for it); a stop ends the worker, letting running activities finish
+// within the stop timeout.
 func run(lc fx.Lifecycle, sd fx.Shutdowner, cfg *workerapp.Config, log *slog.Logger, reg *telemetry.Registry,
 	h client.MetricsHandler, acts *activities.Activities, srv *telemetry.Server, health *telemetry.Health, gov *workerapp.Governor) {
-	ctx, cancel := context.WithCancel(context.Background())
-	var (
-		cl client.Client
-		w  worker.Worker
-	)
-	done := make(chan struct{})
-	lc.Append(fx.Hook{
-		OnStart: func(context.Context) error {
-			go func() {
-				if err := srv.Serve(); err != nil {
-					log.Error("metrics server failed", "error", err)
-					_ = sd.Shutdown(fx.ExitCode(1))
-				}
-			}()
-			go func() {
-				defer close(done)
-				c, err := workerapp.Dial(ctx, cfg, log, h)
-				if err != nil {
-					if !errors.Is(ctx.Err(), context.Canceled) {
-						log.Error("cannot connect to Temporal", "error", err)
-						_ = sd.Shutdown(fx.ExitCode(1))
-					}
-					return
-				}
-				cl = c
-				health.Check = func(ctx context.Context) error { _, err := c.CheckHealth(ctx, nil); return err }
-				gov.Prime(ctx, c)
-				w = workerapp.NewWorker(c, cfg, acts)
-				if err := w.Start(); err != nil {
-					log.Error("worker cannot start", "error", err)
-					_ = sd.Shutdown(fx.ExitCode(1))
-					return
-				}
-				go gov.Run(ctx, c)
-				health.SetReady(true)
-				log.Info("worker started", "taskQueue", "writeback", "temporal", cfg.Temporal.Address,
-					"namespace", cfg.Temporal.Namespace, "tcs", cfg.TCSURL, "metrics", srv.Addr(), "tcsRate", cfg.TCSRate)
-			}()
-			return nil
-		},
-		OnStop: func(stopCtx context.Context) error {
-			health.SetReady(false)
-			cancel()
-			<-done
-			if w != nil {
+	shell := &daemon.Shell{Log: log, Server: srv, Health: health, Fatal: func() { _ = sd.Shutdown(fx.ExitCode(1)) },
+		Body: func(ctx context.Context, s *daemon.Shell) error {
+			c, err := workerapp.Dial(ctx, cfg, log, h)
+			if err != nil {
+				return fmt.Errorf("cannot connect to Temporal: %w", err)
+			}
+			s.Defer(func(context.Context) { c.Close() })
+			health.Check = func(ctx context.Context) error { _, err := c.CheckHealth(ctx, nil); return err }
+			gov.Prime(ctx, c)
+			w := workerapp.NewWorker(c, cfg, acts)
+			if err := w.Start(); err != nil {
+				return fmt.Errorf("worker cannot start: %w", err)
+			}
+			s.Defer(func(context.Context) {
 				log.Info("stopping worker; running activities may finish", "timeout", cfg.StopTimeout)
 				w.Stop()
-			}
-			if cl != nil {
-				cl.Close()
-			}
-			_ = reg.Shutdown(stopCtx)
-			return srv.Shutdown(stopCtx)
-		},
-	})
+			})
+			go gov.Run(ctx, c)
+			health.SetReady(true)
+			log.Info("worker started", "taskQueue", "writeback", "temporal", cfg.Temporal.Address,
+				"namespace", cfg.Temporal.Namespace, "tcs", cfg.TCSURL, "metrics", srv.Addr(), "tcsRate", cfg.TCSRate)
+			return nil
+		}}
+	shell.Defer(func(ctx context.Context) { _ = reg.Shutdown(ctx) }) // last, after the worker stopped
+	lc.Append(fx.Hook{OnStart: shell.Start, OnStop: shell.Stop})
 }

@@ -1,17 +1,15 @@
-// Package logging builds the JSON slog loggers of the worker and the starter, with the CRITICAL
-// level the dead-letter line is logged at (SPEC section 6).
+// Package logging builds the JSON slog loggers of the worker and the starter; it renders
+// contract.LevelCritical, the level of the dead-letter line (SPEC section 6), as "CRITICAL".
 package logging
 
 import (
-	"context"
 	"io"
 	"log/slog"
 
 	"go.uber.org/fx/fxevent"
-)
 
-// LevelCritical is above ERROR and is rendered as "CRITICAL".
-const LevelCritical = slog.Level(12)
+	"github.com/tis-writeback/writeback/contract"
+)
 
 // New returns a JSON-lines logger writing to w at the given minimum level.
 func New(w io.Writer, level slog.Leveler) *slog.Logger {
@@ -19,18 +17,13 @@ func New(w io.Writer, level slog.Leveler) *slog.Logger {
 		Level: level,
 		ReplaceAttr: func(groups []string, a slog.Attr) slog.Attr {
 			if len(groups) == 0 && a.Key == slog.LevelKey {
-				if l, ok := a.Value.Any().(slog.Level); ok && l >= LevelCritical {
+				if l, ok := a.Value.Any().(slog.Level); ok && l >= contract.LevelCritical {
 					return slog.String(slog.LevelKey, "CRITICAL")
 				}
 			}
 			return a
 		},
 	}))
-}
-
-// Critical logs msg at LevelCritical.
-func Critical(ctx context.Context, log *slog.Logger, msg string, args ...any) {
-	log.Log(ctx, LevelCritical, msg, args...)
 }
 
 // ParseLevel reads debug/info/warn/error; anything else is info.
