@@ -6,18 +6,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/signal"
 	"time"
 
-	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/broker"
 	"github.com/tis-writeback/writeback/internal/progress"
 	"github.com/tis-writeback/writeback/starter/intake"
+	"github.com/tis-writeback/writeback/tcssim/demo"
 )
 
 func runPublish(args []string) int {
@@ -30,13 +29,13 @@ Messages are published as given: an invalid one ends in the DLQ with its reason,
 any producer.`)
 	bf := addBrokerFlags(fs)
 	file := fs.String("file", "", "JSON-lines file to publish (- for stdin)")
-	demo := fs.Int("demo", 0, "publish N synthetic records")
+	demoN := fs.Int("demo", 0, "publish N synthetic records")
 	kind := fs.String("kind", "", "placement or scan (for --file: the kind of every line; for --demo: only this kind)")
 	seed := fs.Uint64("seed", 0, "random seed of --demo (0: time-based)")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	if (*file == "") == (*demo == 0) {
+	if (*file == "") == (*demoN == 0) {
 		fmt.Fprintln(os.Stderr, "give exactly one of --file F or --demo N")
 		return 2
 	}
@@ -49,8 +48,10 @@ any producer.`)
 
 	var batch []outgoing
 	var err error
-	if *demo > 0 {
-		batch = demoBatch(*demo, contract.Kind(*kind), *seed)
+	if *demoN > 0 {
+		for _, r := range demo.Batch(*demoN, contract.Kind(*kind), *seed) {
+			batch = append(batch, outgoing{kind: r.Kind, body: r.Body})
+		}
 	} else {
 		batch, err = readLines(*file, contract.Kind(*kind))
 		if err != nil {
@@ -161,51 +162,4 @@ func guessKind(line []byte) contract.Kind {
 		return contract.KindScan
 	}
 	return ""
-}
-
-// demoBatch makes n realistic records: about 70% placements, 30% scans; about 3% unknown to TCS
-// (placement IDs beyond the simulator's seeded 1..100000, scan IDs starting with f).
-func demoBatch(n int, only contract.Kind, seed uint64) []outgoing {
-	if seed == 0 {
-		seed = uint64(time.Now().UnixNano())
-	}
-	r := rand.New(rand.NewPCG(seed, seed>>1|1))
-	day := time.Now().UTC().Truncate(24 * time.Hour)
-	run := r.IntN(9000) + 1000
-	out := make([]outgoing, 0, n)
-	for i := 0; i < n; i++ {
-		unknown := r.Float64() < 0.03
-		k := only
-		if k == "" {
-			k = contract.KindPlacement
-			if r.Float64() < 0.3 {
-				k = contract.KindScan
-			}
-		}
-		var body []byte
-		if k == contract.KindPlacement {
-			id := int64(r.IntN(100000) + 1)
-			if unknown {
-				id = int64(900000 + r.IntN(99999))
-			}
-			m := contract.PlacementExported{PlacementID: id, PositionNumber: int64(25000000 + r.IntN(999999)),
-				PositionID: int64(6900000 + r.IntN(99999)),
-				Filename:   fmt.Sprintf("DE_SEV_APP_%s_%08d.DAT", day.Format("20060102"), run*10000+i),
-				ExportedAt: day.Add(13*time.Hour + time.Duration(i)*time.Second)}
-			body, _ = json.Marshal(m)
-		} else {
-			id := uuid.New().String()
-			if unknown {
-				id = "f" + id[1:]
-			} else if id[0] == 'f' {
-				id = "e" + id[1:]
-			}
-			results := contract.ScanResults
-			m := contract.ScanCompleted{ScanID: id, Result: results[r.IntN(len(results))],
-				FileName: fmt.Sprintf("referral-%05d.pdf", i), CompletedAt: day.Add(9*time.Hour + time.Duration(i)*time.Second)}
-			body, _ = json.Marshal(m)
-		}
-		out = append(out, outgoing{kind: k, body: body})
-	}
-	return out
 }

@@ -19,7 +19,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
@@ -30,6 +29,7 @@ import (
 	"github.com/tis-writeback/writeback/internal/broker"
 	"github.com/tis-writeback/writeback/starter/intake"
 	"github.com/tis-writeback/writeback/tcs"
+	"github.com/tis-writeback/writeback/tcssim/demo"
 	"github.com/tis-writeback/writeback/tcssim/sim"
 )
 
@@ -120,7 +120,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 		}
 	}
 	rnd := rand.New(rand.NewPCG(c.Seed, c.Seed^0x5bd1e995))
-	const placementsKnown = 100000
+	const placementsKnown = demo.SeededPlacements
 	tag := fmt.Sprintf("chaos-%d", time.Now().UnixNano()%1e9)
 	st, err := stack.Start(ctx, stack.Config{Dir: c.Dir, Root: c.Root, Workers: c.Workers, Placements: placementsKnown,
 		TCSRate: c.TCSRate, TopologyTag: tag, Profile: c.Profile, Starters: c.Starters,
@@ -187,20 +187,14 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	for i := 0; i < c.Records; i++ {
 		known := rnd.Float64() >= c.UnknownFraction
 		if rnd.Float64() < c.ScanFraction {
-			id := uuid.New().String()
-			if known && id[0] == 'f' {
-				id = "e" + id[1:]
-			} else if !known {
-				id = "f" + id[1:]
-			}
-			m := contract.ScanCompleted{ScanID: id, Result: contract.ScanResults[rnd.IntN(3)], FileName: fmt.Sprintf("scan-%d.pdf", i),
+			m := contract.ScanCompleted{ScanID: demo.ScanID(known), Result: contract.ScanResults[rnd.IntN(3)], FileName: fmt.Sprintf("scan-%d.pdf", i),
 				CompletedAt: day.Add(time.Duration(i) * time.Second)}
 			b, _ := json.Marshal(m)
 			recs = append(recs, record{kind: contract.KindScan, body: b, id: m.WorkflowID(), known: known, scan: &m})
 		} else {
 			pid := int64(rnd.IntN(placementsKnown) + 1)
 			if !known {
-				pid = placementsKnown + 1 + int64(rnd.IntN(1_000_000))
+				pid = demo.UnknownPlacementID(rnd, placementsKnown)
 			}
 			m := contract.PlacementExported{PlacementID: pid, PositionNumber: int64(25000000 + i), PositionID: int64(6900000 + i),
 				Filename: fmt.Sprintf("DE_SEV_APP_20261123_%08d.DAT", i), ExportedAt: day.Add(time.Duration(i) * time.Second)}

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/tis-writeback/writeback/tcssim/demo"
 )
 
 // Faults is what POST /admin/faults sets; the zero value is "no faults".
@@ -84,17 +85,17 @@ func NewStore(placements int64, rnd func() float64) *Store {
 	}
 }
 
-func (s *Store) placementKnown(id int64) bool {
+// PlacementKnown: the seeded placements 1..N, those added by the admin API, or any after {"all":true}.
+func (s *Store) PlacementKnown(id int64) bool {
 	return (id >= 1 && id <= s.seeded) || s.extra[id] || (s.allKnown && id >= 1)
 }
 
-// scanKnown: any UUID whose first hex digit is not f (those are "unknown" → 404), unless made known.
-func (s *Store) scanKnown(id string) bool {
+// ScanKnown: a UUID the demo package calls known (first hex digit not f), or one made known.
+func (s *Store) ScanKnown(id string) bool {
 	if _, err := uuid.Parse(id); err != nil {
 		return false
 	}
-	id = strings.ToLower(id)
-	return !strings.HasPrefix(id, "f") || s.allKnown || s.extraScans[id]
+	return demo.ScanKnown(id) || s.allKnown || s.extraScans[strings.ToLower(id)]
 }
 
 // MakeKnown adds placements and scans to what TCS knows; all makes every record known.
@@ -230,7 +231,7 @@ func (s *Store) ScanRecord(id string) (Scan, bool) {
 	if sc, ok := s.scans[id]; ok {
 		return *sc, true
 	}
-	if s.scanKnown(id) {
+	if s.ScanKnown(id) {
 		return Scan{ID: id, Status: "PENDING"}, true
 	}
 	return Scan{}, false
@@ -351,7 +352,7 @@ func (s *Store) getPlacement(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	known := s.placementKnown(id)
+	known := s.PlacementKnown(id)
 	evs := append([]Event{}, s.events[id]...)
 	s.mu.Unlock()
 	if !known {
@@ -390,7 +391,7 @@ func (s *Store) postExported(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	if !s.placementKnown(id) {
+	if !s.PlacementKnown(id) {
 		s.mu.Unlock()
 		problem(w, http.StatusNotFound, fmt.Sprintf("placement %d not found", id))
 		return
@@ -431,7 +432,7 @@ func (s *Store) postExportFailed(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	if !s.placementKnown(id) {
+	if !s.PlacementKnown(id) {
 		s.mu.Unlock()
 		problem(w, http.StatusNotFound, fmt.Sprintf("placement %d not found", id))
 		return
@@ -470,7 +471,7 @@ func (s *Store) putScan(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.mu.Lock()
-	if !s.scanKnown(id) {
+	if !s.ScanKnown(id) {
 		s.mu.Unlock()
 		problem(w, http.StatusNotFound, "scan "+id+" not found")
 		return
