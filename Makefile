@@ -17,7 +17,7 @@ export WRITEBACK_TEMPORAL_CLI := $(TEMPORAL)
 
 ## run: dev server with UI, TCS simulator, worker, starter and a demo batch (Ctrl-C stops all)
 run: $(TEMPORAL)
-	@scripts/run.sh
+	@go build -o $(BIN)/harness ./bench && $(BIN)/harness run $(RUN_ARGS)
 
 ## test: every test (unit, replay, integration against a real dev server, RabbitMQ and the simulator)
 test: $(TEMPORAL) $(HELM) $(WORKFLOWCHECK)
@@ -57,7 +57,7 @@ cluster-tools: $(CLUSTER_TOOLS)
 
 ## run-cluster: make run's demo on the production profile: Temporal server on PostgreSQL with its UI, three RabbitMQ nodes, two workers, two starters (Ctrl-C stops all)
 run-cluster: $(TEMPORAL) $(CLUSTER_TOOLS)
-	go run ./bench run-cluster $(CLUSTER_ARGS)
+	@go build -o $(BIN)/harness ./bench && $(BIN)/harness run --profile cluster $(RUN_ARGS)
 
 ## test-cluster: 5,000 records on the production profile while the record queues' leader node stops, Temporal restarts, workers and starters are SIGKILLed
 test-cluster: $(TEMPORAL) $(CLUSTER_TOOLS)

@@ -1,6 +1,7 @@
-// Command bench drives the real stack on this machine — dev server, RabbitMQ, TCS simulator,
-// workers, starter, as separate processes — to prove nothing is lost (chaos) and to measure speed
-// (speed). Both write their section of BENCHMARKS.md.
+// Command bench is the harness's command: it runs the real stack on this machine — Temporal,
+// RabbitMQ, TCS simulator, workers, starters, as separate processes (package stack) — for a demo
+// (run, run-cluster: make run and make run-cluster), to prove nothing is lost (chaos) and to
+// measure speed (speed, bodies, protect). The last four write their sections of BENCHMARKS.md.
 package main
 
 import (
@@ -10,7 +11,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "Usage: go run ./bench chaos|speed|bodies|protect|run-cluster [flags]   (--help for each)")
+		fmt.Fprintln(os.Stderr, "Usage: go run ./bench run|run-cluster|chaos|speed|bodies|protect [flags]   (--help for each)")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -22,10 +23,12 @@ func main() {
 		os.Exit(runBodies(os.Args[2:]))
 	case "protect":
 		os.Exit(runProtect(os.Args[2:]))
+	case "run":
+		os.Exit(runDemo(os.Args[2:]))
 	case "run-cluster":
-		os.Exit(runCluster(os.Args[2:]))
+		os.Exit(runDemo(append([]string{"--profile", "cluster"}, os.Args[2:]...)))
 	default:
-		fmt.Fprintf(os.Stderr, "unknown command %q: chaos, speed, bodies, protect or run-cluster\n", os.Args[1])
+		fmt.Fprintf(os.Stderr, "unknown command %q: run, run-cluster, chaos, speed, bodies or protect\n", os.Args[1])
 		os.Exit(2)
 	}
 }

@@ -167,7 +167,7 @@ func TestRedriveCommand(t *testing.T) {
 func TestReconcileCommand(t *testing.T) {
 	s := newStack(t, testenv.WorkerOptions{})
 	bin := testenv.Build(t, "./starter", t.TempDir())
-	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address, "TCS_URL=" + s.sim.URL(), "TCS_TOKEN=" + testenv.Token}
+	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address, "TCS_URL=" + s.sim.URL(), "TCS_TOKEN=" + sim.DevToken}
 
 	present := []int64{11, 12}
 	for _, id := range present {
@@ -212,7 +212,7 @@ func TestReconcileCommand(t *testing.T) {
 func TestReconcileReportsAndRetriesDeadLetters(t *testing.T) {
 	s := newStack(t, testenv.WorkerOptions{})
 	bin := testenv.Build(t, "./starter", t.TempDir())
-	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address, "TCS_URL=" + s.sim.URL(), "TCS_TOKEN=" + testenv.Token}
+	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address, "TCS_URL=" + s.sim.URL(), "TCS_TOKEN=" + sim.DevToken}
 	s.sim.Store.SetFaults(sim.Faults{ErrorRate: 1, ErrorStatus: 422, Only: "/api/placements/15/esr-exported"})
 	parked := s.deadLetter(t, 15, "REC.DAT")
 	file := t.TempDir() + "/exported.jsonl"

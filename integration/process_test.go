@@ -34,7 +34,7 @@ func freeAddr(t *testing.T) string {
 func startWorkerProcess(t *testing.T, bin string, s *stack, extra ...string) *workerProcess {
 	cmd := exec.Command(bin, extra...)
 	cmd.Env = append(os.Environ(),
-		"TEMPORAL_ADDRESS="+s.tm.Address, "TEMPORAL_NAMESPACE=default", "TCS_URL="+s.sim.URL(), "TCS_TOKEN="+testenv.Token,
+		"TEMPORAL_ADDRESS="+s.tm.Address, "TEMPORAL_NAMESPACE=default", "TCS_URL="+s.sim.URL(), "TCS_TOKEN="+sim.DevToken,
 		"METRICS_ADDR="+freeAddr(t), "TCS_TIMEOUT=5s", "ATTEMPT_TIMEOUT=10s", "STOP_TIMEOUT=15s")
 	logs := &testenv.Logs{}
 	cmd.Stdout, cmd.Stderr = logs, logs

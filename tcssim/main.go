@@ -23,7 +23,7 @@ func main() {
 	}
 	addr := fs.String("addr", env("TCSSIM_ADDR", "127.0.0.1:8081"), "TCS API listen address (env TCSSIM_ADDR)")
 	admin := fs.String("admin-addr", env("TCSSIM_ADMIN_ADDR", "127.0.0.1:8082"), "admin listen address, no auth (env TCSSIM_ADMIN_ADDR)")
-	token := fs.String("token", env("TCSSIM_TOKEN", "dev-token"), "bearer token TCS accepts (env TCSSIM_TOKEN)")
+	token := fs.String("token", env("TCSSIM_TOKEN", sim.DevToken), "bearer token TCS accepts (env TCSSIM_TOKEN)")
 	placements := fs.Int64("placements", envInt("TCSSIM_PLACEMENTS", demo.SeededPlacements), "seed placements 1..N (env TCSSIM_PLACEMENTS)")
 	_ = fs.Parse(os.Args[1:])
 

@@ -139,7 +139,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 		return nil, err
 	}
 	defer cleanup()
-	naiveTCS, _ := tcs.New(tcs.Options{BaseURL: "http://" + naiveAddr, Token: tcs.StaticToken("dev-token"), Timeout: 2 * time.Second})
+	naiveTCS, _ := tcs.New(tcs.Options{BaseURL: "http://" + naiveAddr, Token: tcs.StaticToken(sim.DevToken), Timeout: 2 * time.Second})
 	nc := &naive.Consumer{Conn: conn, Exchange: st.Topology.Exchange, Queue: tag + ".naive", DLX: tag + ".naive.dlx", DLQ: tag + ".naive.dlq",
 		TCS: naiveTCS, Log: quiet}
 	nctx, stopNaive := context.WithCancel(ctx)

@@ -54,8 +54,15 @@ type Config struct {
 	// synchronous_commit=off on its databases (a commit no longer waits for the WAL flush).
 	Shards      int
 	AsyncCommit bool
-	// Ports, when set, fix the Temporal frontend's and the UI's (make run-cluster); 0 takes free ones.
+	// Ports, when set, fix the Temporal frontend's and (dev profile) its UI's; 0 takes a free
+	// frontend port and runs the dev server without its UI.
 	TemporalPort, UIPort int
+	// FixedPorts gives the simulator and the daemons make run's well-known ports, the defaults of
+	// the operator commands: TCS 8081 (admin 8082), metrics 9464 for the first worker and 9465 for
+	// the first starter (then +2 each). Otherwise every port is a free one.
+	FixedPorts bool
+	// TCSToken is the token the simulator accepts and the workers send (default sim.DevToken).
+	TCSToken string
 }
 
 // Process is one managed child process; Restart starts a new incarnation with a new log file.
@@ -166,6 +173,17 @@ type Stack struct {
 	procs        []*Process
 }
 
+// port is 127.0.0.1 with make run's well-known port when FixedPorts is set and wellKnown is not 0,
+// else with a free one.
+func (s *Stack) port(wellKnown int) string {
+	if !s.Cfg.FixedPorts || wellKnown == 0 {
+		wellKnown = freePort()
+	}
+	return "127.0.0.1:" + strconv.Itoa(wellKnown)
+}
+
+func (s *Stack) token() string { return cmp.Or(s.Cfg.TCSToken, sim.DevToken) }
+
 func freePort() int {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -220,7 +238,7 @@ func Start(ctx context.Context, c Config) (st *Stack, err error) {
 			name = fmt.Sprintf("starter%d", i)
 		}
 		p := &Process{Name: name, bin: s.StarterBin, args: []string{"consume"}, logDir: logs,
-			env: append(append(s.commonEnv(), s.TopologyEnv()...), append([]string{"METRICS_ADDR=127.0.0.1:" + strconv.Itoa(freePort())}, c.StarterEnv...)...)}
+			env: append(append(s.commonEnv(), s.TopologyEnv()...), append([]string{"METRICS_ADDR=" + s.port(9465+2*i)}, c.StarterEnv...)...)}
 		if err := s.add(p); err != nil {
 			return nil, err
 		}
@@ -240,7 +258,7 @@ func (s *Stack) startServers(ctx context.Context, logs string) error {
 		}
 		tport := cmp.Or(c.TemporalPort, freePort())
 		s.TemporalAddr = fmt.Sprintf("127.0.0.1:%d", tport)
-		targs := devserver.ProcessArgs(tport, filepath.Join(c.Dir, "temporal.db"))
+		targs := devserver.ProcessArgs(tport, c.UIPort, filepath.Join(c.Dir, "temporal.db"))
 		s.Temporal = &Process{Name: "temporal", bin: filepath.Join(c.Root, "bin", "temporal"), args: targs, logDir: logs}
 		if err := s.add(s.Temporal); err != nil {
 			return err
@@ -304,15 +322,18 @@ func (s *Stack) TopologyEnv() []string {
 
 // StarterEnv is the environment for running starter commands (retry, …) against this stack.
 func (s *Stack) StarterEnv() []string {
-	return append(append(s.commonEnv(), s.TopologyEnv()...), "TCS_URL=http://"+s.TCSAddr, "TCS_TOKEN=dev-token")
+	return append(append(s.commonEnv(), s.TopologyEnv()...), "TCS_URL=http://"+s.TCSAddr, "TCS_TOKEN="+s.token())
 }
 
 // StartSim starts a TCS simulator process.
 func (s *Stack) StartSim(name string) (*Process, string, string, error) {
-	addr := fmt.Sprintf("127.0.0.1:%d", freePort())
-	admin := fmt.Sprintf("127.0.0.1:%d", freePort())
+	addr, admin := s.port(8081), s.port(8082)
+	if s.TCS != nil { // a second simulator (the chaos run's naive consumer's) never takes make run's ports
+		addr, admin = s.port(0), s.port(0)
+	}
 	p := &Process{Name: name, bin: filepath.Join(s.Cfg.Dir, "tcssim"), logDir: filepath.Join(s.Cfg.Dir, "logs"),
-		args: []string{"--addr", addr, "--admin-addr", admin, "--placements", strconv.FormatInt(s.Cfg.Placements, 10)}}
+		args: []string{"--addr", addr, "--admin-addr", admin, "--placements", strconv.FormatInt(s.Cfg.Placements, 10),
+			"--token", s.token()}}
 	if err := s.add(p); err != nil {
 		return nil, "", "", err
 	}
@@ -328,8 +349,8 @@ func (s *Stack) StartSim(name string) (*Process, string, string, error) {
 
 // AddWorker starts one more worker process.
 func (s *Stack) AddWorker() (*Process, error) {
-	env := append(s.commonEnv(), "TCS_URL=http://"+s.TCSAddr, "TCS_TOKEN=dev-token",
-		"METRICS_ADDR=127.0.0.1:"+strconv.Itoa(freePort()), fmt.Sprintf("TCS_RATE=%g", s.Cfg.TCSRate), "STOP_TIMEOUT=10s")
+	env := append(s.commonEnv(), "TCS_URL=http://"+s.TCSAddr, "TCS_TOKEN="+s.token(),
+		"METRICS_ADDR="+s.port(9464+2*len(s.Workers)), fmt.Sprintf("TCS_RATE=%g", s.Cfg.TCSRate), "STOP_TIMEOUT=10s")
 	env = append(env, s.Cfg.WorkerEnv...)
 	p := &Process{Name: fmt.Sprintf("worker%d", len(s.Workers)), bin: filepath.Join(s.Cfg.Dir, "worker"), env: env,
 		logDir: filepath.Join(s.Cfg.Dir, "logs")}
@@ -431,6 +452,16 @@ func procStatus(pid int, field string) (int64, error) {
 		}
 	}
 	return 0, fmt.Errorf("no %s", field)
+}
+
+// Stopped names a process of the stack that has ended by itself ("" if none has).
+func (s *Stack) Stopped() string {
+	for _, p := range s.procs {
+		if p.Pid() != 0 && p.exited() {
+			return p.Name
+		}
+	}
+	return ""
 }
 
 // Close stops everything, newest first; a cluster profile's test databases are dropped.

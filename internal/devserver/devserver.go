@@ -1,5 +1,5 @@
 // Package devserver holds the Temporal CLI dev server's arguments that every harness here uses
-// (the integration tests, the benchmarks; scripts/run.sh repeats them in shell).
+// (make run, the integration tests, the benchmarks).
 package devserver
 
 import (
@@ -21,10 +21,17 @@ func Flags() []string {
 	return args
 }
 
-// ProcessArgs are the arguments of a headless dev server run as a process of its own that keeps
-// its state in dbFile across restarts (SQLite in WAL mode: ~30-40 workflows/s on 2 cores).
-func ProcessArgs(port int, dbFile string) []string {
-	return append([]string{"server", "start-dev", "--ip", "127.0.0.1", "--port", strconv.Itoa(port), "--headless",
+// ProcessArgs are the arguments of a dev server run as a process of its own that keeps its state in
+// dbFile across restarts (SQLite in WAL mode: ~30-40 workflows/s on 2 cores); uiPort 0 runs it
+// without its web UI.
+func ProcessArgs(port, uiPort int, dbFile string) []string {
+	args := []string{"server", "start-dev", "--ip", "127.0.0.1", "--port", strconv.Itoa(port),
 		"--db-filename", dbFile, "--log-level", "error",
-		"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"}, Flags()...)
+		"--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"}
+	if uiPort == 0 {
+		args = append(args, "--headless")
+	} else {
+		args = append(args, "--ui-port", strconv.Itoa(uiPort))
+	}
+	return append(args, Flags()...)
 }

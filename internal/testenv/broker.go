@@ -161,7 +161,7 @@ func (p *TemporalProcess) Start(t testing.TB) {
 	t.Helper()
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.cmd = exec.Command(p.cli, devserver.ProcessArgs(p.port, p.db)...)
+	p.cmd = exec.Command(p.cli, devserver.ProcessArgs(p.port, 0, p.db)...)
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -30,9 +30,6 @@ import (
 	"github.com/tis-writeback/writeback/tcssim/sim"
 )
 
-// Token is the TCS token the tests use.
-const Token = "test-token"
-
 // RepoRoot finds the module root from the test's working directory.
 func RepoRoot(t testing.TB) string {
 	dir, err := os.Getwd()
@@ -151,7 +148,7 @@ func (tm *Temporal) CLI(t testing.TB, args ...string) string {
 // StartSim starts the TCS simulator on free ports.
 func StartSim(t testing.TB, placements int64) *sim.Server {
 	t.Helper()
-	s, err := sim.Start(sim.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Token: Token, Placements: placements, Seed: 7})
+	s, err := sim.Start(sim.Config{Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Token: sim.DevToken, Placements: placements, Seed: 7})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +223,7 @@ func StartWorker(t testing.TB, tm *Temporal, tcsURL string, o WorkerOptions) *Wo
 	cfg := &workerapp.Config{
 		Temporal:                &temporalclient.Config{Address: tm.Address, Namespace: "default"},
 		TCSURL:                  tcsURL,
-		TCSToken:                Token,
+		TCSToken:                sim.DevToken,
 		TCSTimeout:              o.TCSTimeout,
 		MetricsAddr:             "127.0.0.1:0",
 		TCSRate:                 o.TCSRate,

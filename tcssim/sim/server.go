@@ -31,6 +31,10 @@ type Server struct {
 }
 
 // Config of a Server.
+// DevToken is the bearer token the simulator accepts unless told another: make run, the harness
+// and the tests all use it.
+const DevToken = "dev-token"
+
 type Config struct {
 	Addr       string // TCS listener, e.g. 127.0.0.1:8081 (":0" picks a port)
 	AdminAddr  string
