@@ -1,7 +1,7 @@
-// Package messages defines the two RabbitMQ message types writeback consumes and their validation
-// (SPEC section 2). It knows nothing of RabbitMQ or Temporal: the starter validates with it, the
-// workflows take its types as input.
 package contract
+
+// The two RabbitMQ message types writeback consumes and their validation (SPEC section 2). The
+// starter validates with them; the workflows take them as input.
 
 import (
 	"bytes"
@@ -32,24 +32,50 @@ const (
 	KindScan      Kind = "scan"
 )
 
+// KindSpec is everything that differs between the two kinds of record by name alone: one row each in
+// Kinds, read by the topology, the starter and the workflows instead of a switch of their own.
+type KindSpec struct {
+	Kind         Kind
+	RoutingKey   string
+	Queue        string // the default queue name (SPEC section 2)
+	WorkflowType string
+	// The activities the record's workflow runs: the first attempt (a local activity), the update
+	// under the retry policy, the look at TCS before dead-lettering, and the mark.
+	FirstAttempt, Update, Check, Mark string
+}
+
+// Kinds is the table of the two kinds.
+var Kinds = [...]KindSpec{
+	{Kind: KindPlacement, RoutingKey: RoutingKeyPlacementExported, Queue: "writeback.placement.exported",
+		WorkflowType: PlacementWorkflowType, FirstAttempt: FirstPlacementAttemptName, Update: UpdatePlacementName,
+		Check: CheckPlacementWrittenName, Mark: MarkPlacementFailedName},
+	{Kind: KindScan, RoutingKey: RoutingKeyScanCompleted, Queue: "writeback.scan.completed",
+		WorkflowType: ScanWorkflowType, FirstAttempt: FirstScanAttemptName, Update: UpdateScanName,
+		Check: CheckScanWrittenName, Mark: MarkScanErroredName},
+}
+
+// Spec is the kind's row of Kinds (the zero KindSpec for an unknown kind).
+func (k Kind) Spec() KindSpec {
+	for _, s := range Kinds {
+		if s.Kind == k {
+			return s
+		}
+	}
+	return KindSpec{}
+}
+
 // KindForRoutingKey maps a routing key to the kind of record it carries.
 func KindForRoutingKey(key string) (Kind, bool) {
-	switch key {
-	case RoutingKeyPlacementExported:
-		return KindPlacement, true
-	case RoutingKeyScanCompleted:
-		return KindScan, true
+	for _, s := range Kinds {
+		if s.RoutingKey == key {
+			return s.Kind, true
+		}
 	}
 	return "", false
 }
 
 // RoutingKey is the routing key a message of this kind is published with.
-func (k Kind) RoutingKey() string {
-	if k == KindScan {
-		return RoutingKeyScanCompleted
-	}
-	return RoutingKeyPlacementExported
-}
+func (k Kind) RoutingKey() string { return k.Spec().RoutingKey }
 
 // PlacementExported says that one placement went out to ESR in one export file.
 type PlacementExported struct {

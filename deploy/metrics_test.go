@@ -20,6 +20,7 @@ import (
 
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/testenv"
+	"github.com/tis-writeback/writeback/tcssim/sim"
 )
 
 var metricName = regexp.MustCompile(`\b(writeback_[a-z0-9_]+|temporal_[a-z0-9_]+)\b`)
@@ -112,13 +113,13 @@ func TestEveryAlertAndPanelMetricIsExported(t *testing.T) {
 	require.NotEmpty(t, used)
 
 	tm := testenv.StartTemporal(t)
-	sim := testenv.StartSim(t, 1000)
+	simr := testenv.StartSim(t, 1000)
 	b := testenv.StartBroker(t, 0)
 	dir := t.TempDir()
 	workerBin, starterBin := testenv.Build(t, "./worker", dir), testenv.Build(t, "./starter", dir)
 	workerAddr, starterAddr := freeAddr(t), freeAddr(t)
 	common := []string{"TEMPORAL_ADDRESS=" + tm.Address, "LOG_LEVEL=warn"}
-	startProcess(t, workerBin, append(common, "TCS_URL="+sim.URL(), "TCS_TOKEN="+testenv.Token, "METRICS_ADDR="+workerAddr))
+	startProcess(t, workerBin, append(common, "TCS_URL="+simr.URL(), "TCS_TOKEN="+sim.DevToken, "METRICS_ADDR="+workerAddr))
 	startProcess(t, starterBin, append(append(common, b.Env()...), "METRICS_ADDR="+starterAddr), "consume")
 
 	ok := contract.PlacementExported{PlacementID: 5, PositionNumber: 1, PositionID: 1, Filename: "M.DAT", ExportedAt: time.Now().UTC()}

@@ -42,42 +42,26 @@ func RecordScanResult(ctx workflow.Context, msg contract.ScanCompleted, carry *C
 	return run(ctx, scanRecord{msg: msg}, carry)
 }
 
-// record is what differs between the two kinds.
+// record is what differs between the two kinds beyond their names (those are in contract.Kinds).
 type record interface {
 	kind() contract.Kind
 	recordID() string
 	summary() string
-	updateActivity() string
-	firstAttemptActivity() string
 	input() any
-	markActivity() string
-	checkActivity() string
 	deadLetter(dl contract.DeadLetter) contract.DeadLetter
-	continueAsNew(ctx workflow.Context, carry *Carry) error
 	// corrected validates a corrected message of this same record (a retry's record).
 	corrected(raw json.RawMessage) (record, error)
 }
 
 type placementRecord struct{ msg contract.PlacementExported }
 
-func (r placementRecord) kind() contract.Kind    { return contract.KindPlacement }
-func (r placementRecord) recordID() string       { return r.msg.RecordID() }
-func (r placementRecord) summary() string        { return r.msg.Summary() }
-func (r placementRecord) updateActivity() string { return contract.UpdatePlacementName }
-func (r placementRecord) firstAttemptActivity() string {
-	return contract.FirstPlacementAttemptName
-}
-func (r placementRecord) input() any           { return r.msg }
-func (r placementRecord) markActivity() string { return contract.MarkPlacementFailedName }
-func (r placementRecord) checkActivity() string {
-	return contract.CheckPlacementWrittenName
-}
+func (r placementRecord) kind() contract.Kind { return contract.KindPlacement }
+func (r placementRecord) recordID() string    { return r.msg.RecordID() }
+func (r placementRecord) summary() string     { return r.msg.Summary() }
+func (r placementRecord) input() any          { return r.msg }
 func (r placementRecord) deadLetter(dl contract.DeadLetter) contract.DeadLetter {
 	dl.Placement = &contract.PlacementRef{PlacementID: r.msg.PlacementID, Filename: r.msg.Filename}
 	return dl
-}
-func (r placementRecord) continueAsNew(ctx workflow.Context, carry *Carry) error {
-	return workflow.NewContinueAsNewError(ctx, contract.PlacementWorkflowType, r.msg, carry)
 }
 func (r placementRecord) corrected(raw json.RawMessage) (record, error) {
 	m, err := contract.DecodePlacement(raw)
@@ -93,22 +77,13 @@ func (r placementRecord) corrected(raw json.RawMessage) (record, error) {
 
 type scanRecord struct{ msg contract.ScanCompleted }
 
-func (r scanRecord) kind() contract.Kind    { return contract.KindScan }
-func (r scanRecord) recordID() string       { return r.msg.RecordID() }
-func (r scanRecord) summary() string        { return r.msg.Summary() }
-func (r scanRecord) updateActivity() string { return contract.UpdateScanName }
-func (r scanRecord) firstAttemptActivity() string {
-	return contract.FirstScanAttemptName
-}
-func (r scanRecord) input() any            { return r.msg }
-func (r scanRecord) markActivity() string  { return contract.MarkScanErroredName }
-func (r scanRecord) checkActivity() string { return contract.CheckScanWrittenName }
+func (r scanRecord) kind() contract.Kind { return contract.KindScan }
+func (r scanRecord) recordID() string    { return r.msg.RecordID() }
+func (r scanRecord) summary() string     { return r.msg.Summary() }
+func (r scanRecord) input() any          { return r.msg }
 func (r scanRecord) deadLetter(dl contract.DeadLetter) contract.DeadLetter {
 	dl.Scan = &contract.ScanRef{ScanID: r.msg.ScanID}
 	return dl
-}
-func (r scanRecord) continueAsNew(ctx workflow.Context, carry *Carry) error {
-	return workflow.NewContinueAsNewError(ctx, contract.ScanWorkflowType, r.msg, carry)
 }
 func (r scanRecord) corrected(raw json.RawMessage) (record, error) {
 	m, err := contract.DecodeScan(raw)
@@ -279,7 +254,7 @@ func (r *recorder) run(ctx workflow.Context) (contract.Status, error) {
 				cause, group, err = r.update(ctx)
 			}
 			if errors.Is(err, errContinueAsNew) {
-				return r.status, r.rec.continueAsNew(ctx, &Carry{Status: r.status, Settings: r.settings, BudgetLeft: r.budgetLeft,
+				return r.status, workflow.NewContinueAsNewError(ctx, r.rec.kind().Spec().WorkflowType, r.rec.input(), &Carry{Status: r.status, Settings: r.settings, BudgetLeft: r.budgetLeft,
 					Recovery: r.recovery})
 			}
 			if err != nil {
@@ -355,7 +330,7 @@ func (r *recorder) firstAttempt(ctx workflow.Context) (done bool, cause, group s
 	})
 	var fa contract.FirstAttempt
 	seen := r.wakes
-	if lerr := workflow.ExecuteLocalActivity(lctx, r.rec.firstAttemptActivity(), r.rec.input()).Get(ctx, &fa); lerr != nil {
+	if lerr := workflow.ExecuteLocalActivity(lctx, r.rec.kind().Spec().FirstAttempt, r.rec.input()).Get(ctx, &fa); lerr != nil {
 		// The local activity itself failed (timeout, worker trouble): capture the settings the
 		// regular way and let the activity's retry policy take over.
 		r.status.Attempts++
@@ -433,7 +408,7 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 		})
 		start, seen := workflow.Now(ctx), r.wakes
 		var res contract.UpdateResult
-		err := workflow.ExecuteActivity(actx, r.rec.updateActivity(), r.rec.input()).Get(ctx, &res)
+		err := workflow.ExecuteActivity(actx, r.rec.kind().Spec().Update, r.rec.input()).Get(ctx, &res)
 		elapsed := workflow.Now(ctx).Sub(start)
 		r.budgetLeft -= elapsed
 		if err == nil {
@@ -519,7 +494,7 @@ func (r *recorder) checkWritten(ctx workflow.Context) (bool, error) {
 	for waits := 0; ; waits++ {
 		var written bool
 		seen := r.wakes
-		err := workflow.ExecuteActivity(actx, r.rec.checkActivity(), r.rec.input()).Get(ctx, &written)
+		err := workflow.ExecuteActivity(actx, r.rec.kind().Spec().Check, r.rec.input()).Get(ctx, &written)
 		if !refusedByGovernor(err) {
 			return written, err
 		}
@@ -549,7 +524,7 @@ func (r *recorder) deadLetter(ctx workflow.Context, cause, group string) error {
 	// A dead letter must not be lost either: the mark is retried until it lands.
 	actx := r.tcsReadOrMark(ctx, 0, "mark errored in TCS: ")
 	var res contract.MarkResult
-	if err := workflow.ExecuteActivity(actx, r.rec.markActivity(), dl).Get(ctx, &res); err != nil {
+	if err := workflow.ExecuteActivity(actx, r.rec.kind().Spec().Mark, dl).Get(ctx, &res); err != nil {
 		return err
 	}
 	r.status.DeadLetteredAt = now.Format(time.RFC3339Nano)

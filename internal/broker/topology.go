@@ -27,8 +27,8 @@ type Topology struct {
 func DefaultTopology() Topology {
 	return Topology{
 		Exchange:       "writeback",
-		PlacementQueue: "writeback.placement.exported",
-		ScanQueue:      "writeback.scan.completed",
+		PlacementQueue: contract.KindPlacement.Spec().Queue,
+		ScanQueue:      contract.KindScan.Spec().Queue,
 		DLX:            "writeback.dlx",
 		DLQ:            "writeback.dlq",
 		DeliveryLimit:  20,

@@ -88,13 +88,13 @@ func PoisonRecord(kind contract.Kind, body []byte, inv *contract.Invalid) (Recor
 
 // PlacementRecord is the Record of a valid placement message.
 func PlacementRecord(m contract.PlacementExported) Record {
-	return Record{Kind: contract.KindPlacement, WorkflowID: m.WorkflowID(), WorkflowType: contract.PlacementWorkflowType,
+	return Record{Kind: contract.KindPlacement, WorkflowID: m.WorkflowID(), WorkflowType: contract.KindPlacement.Spec().WorkflowType,
 		RecordID: m.RecordID(), Summary: m.Summary(), Input: m}
 }
 
 // ScanRecord is the Record of a valid scan message.
 func ScanRecord(m contract.ScanCompleted) Record {
-	return Record{Kind: contract.KindScan, WorkflowID: m.WorkflowID(), WorkflowType: contract.ScanWorkflowType,
+	return Record{Kind: contract.KindScan, WorkflowID: m.WorkflowID(), WorkflowType: contract.KindScan.Spec().WorkflowType,
 		RecordID: m.RecordID(), Summary: m.Summary(), Input: m}
 }
 
