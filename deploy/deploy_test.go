@@ -22,6 +22,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"sigs.k8s.io/yaml"
 
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/broker"
 	"github.com/tis-writeback/writeback/internal/testenv"
 )
@@ -317,4 +318,61 @@ func TestTopologyAgreesEverywhere(t *testing.T) {
 	require.Contains(t, cfg, "consumer_timeout = 86400000")
 	require.Contains(t, cfg, "max_message_size = 1048576")
 	require.Equal(t, "tis-rabbitmq", withCluster["RabbitmqCluster"][0].(*rmqCluster).Name)
+}
+
+// TestComposeRunsTheServerThatRanHere: docker-compose.yml runs the Temporal server of the production
+// profile (the Makefile's pinned version), prepares its two databases with the sql tool's steps the
+// profile runs, with the profile's dynamic config and shards, and registers the default namespace
+// (a standalone server creates none) and the four search attributes.
+func TestComposeRunsTheServerThatRanHere(t *testing.T) {
+	dir := root(t)
+	opts, err := cli.NewProjectOptions([]string{filepath.Join(dir, "docker-compose.yml")}, cli.WithWorkingDirectory(dir), cli.WithName("writeback"))
+	require.NoError(t, err)
+	project, err := opts.LoadProject(context.Background())
+	require.NoError(t, err)
+	mk, err := os.ReadFile(filepath.Join(dir, "Makefile"))
+	require.NoError(t, err)
+	m := regexp.MustCompile(`(?m)^TEMPORAL_SERVER_VERSION := v(\S+)`).FindSubmatch(mk)
+	require.NotNil(t, m, "Makefile pins TEMPORAL_SERVER_VERSION")
+	version := string(m[1])
+
+	server := project.Services["temporal"]
+	require.Equal(t, "temporalio/server:"+version, server.Image, "compose runs the server version the profile ran")
+	env := func(svc string, k string) string {
+		v := project.Services[svc].Environment[k]
+		require.NotNil(t, v, "service %s sets %s", svc, k)
+		return *v
+	}
+	db, vis := env("temporal", "DBNAME"), env("temporal", "VISIBILITY_DBNAME")
+	require.Equal(t, "postgres12", env("temporal", "DB"))
+	serverYAML, err := os.ReadFile(filepath.Join(dir, "deploy", "temporal", "server.yaml"))
+	require.NoError(t, err)
+	shards := regexp.MustCompile(`numHistoryShards: \{\{ env "NUM_HISTORY_SHARDS" \| default "(\d+)" \}\}`).FindSubmatch(serverYAML)
+	require.NotNil(t, shards)
+	require.Equal(t, string(shards[1]), env("temporal", "NUM_HISTORY_SHARDS"), "the profile's shard count")
+	mounted := false
+	for _, v := range server.Volumes {
+		if v.Source == filepath.Join(dir, "deploy", "temporal", "dynamicconfig.yaml") {
+			mounted = true
+			require.Equal(t, v.Target, env("temporal", "DYNAMIC_CONFIG_FILE_PATH"))
+		}
+	}
+	require.True(t, mounted, "the server reads deploy/temporal/dynamicconfig.yaml")
+
+	schema, ok := project.Services["temporal-schema"]
+	require.True(t, ok, "a one-shot service prepares the databases")
+	require.Equal(t, "temporalio/admin-tools:"+version, schema.Image)
+	script := strings.Join(schema.Command, " ")
+	for _, d := range []struct{ name, dir string }{{db, "temporal"}, {vis, "visibility"}} {
+		for _, step := range []string{"--db " + d.name + " create-database", "--db " + d.name + " setup-schema -v 0.0",
+			"--db " + d.name + " update-schema -d /etc/temporal/schema/postgresql/v12/" + d.dir + "/versioned"} {
+			require.Contains(t, script, step)
+		}
+	}
+	require.Equal(t, "service_completed_successfully", server.DependsOn["temporal-schema"].Condition)
+
+	setup := strings.Join(project.Services["temporal-setup"].Command, " ")
+	require.Contains(t, setup, "operator namespace create", "a standalone server creates no default namespace")
+	require.Equal(t, "temporalio/admin-tools:"+version, project.Services["temporal-setup"].Image)
+	require.Contains(t, setup, strings.Join(contract.SearchAttributeNames, " "))
 }
