@@ -27,6 +27,7 @@ import (
 	"github.com/tis-writeback/writeback/bench/stack"
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/broker"
+	"github.com/tis-writeback/writeback/internal/proc"
 	"github.com/tis-writeback/writeback/starter/intake"
 	"github.com/tis-writeback/writeback/tcs"
 	"github.com/tis-writeback/writeback/tcssim/demo"
@@ -339,13 +340,13 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 			logf("Temporal restart (down %s)", c.TemporalDown)
 			st.Temporal.Stop()
 			time.Sleep(c.TemporalDown)
-			_ = st.Temporal.Restart()
+			_ = st.Temporal.Start()
 			_ = st.WaitTemporal(ctx)
 			window("Temporal down", from)
 			rep.Kills["temporal"]++
 		})
 	}
-	killLoop := func(name string, every time.Duration, pick func() *stack.Process) {
+	killLoop := func(name string, every time.Duration, pick func() *proc.Process) {
 		if every <= 0 {
 			return
 		}
@@ -363,17 +364,17 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 				p.Kill()
 				rep.Kills[name]++
 				time.Sleep(time.Second + time.Duration(rnd.Int64N(int64(2*time.Second))))
-				_ = p.Restart()
+				_ = p.Start()
 			}
 		}()
 	}
 	var killMu sync.Mutex
-	killLoop("worker (SIGKILL)", c.KillWorkerEvery, func() *stack.Process {
+	killLoop("worker (SIGKILL)", c.KillWorkerEvery, func() *proc.Process {
 		killMu.Lock()
 		defer killMu.Unlock()
 		return st.Workers[rnd.IntN(len(st.Workers))]
 	})
-	killLoop("starter (SIGKILL)", c.KillStarterEvery, func() *stack.Process { return st.Starters[rnd.IntN(len(st.Starters))] })
+	killLoop("starter (SIGKILL)", c.KillStarterEvery, func() *proc.Process { return st.Starters[rnd.IntN(len(st.Starters))] })
 
 	// Progress while publishing.
 	progressDone := make(chan struct{})
@@ -396,9 +397,9 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	stopChaos()
 	chaosWG.Wait()
 	// Every killed process is running again; faults end.
-	for _, p := range append(append([]*stack.Process{}, st.Starters...), st.Workers...) {
+	for _, p := range append(append([]*proc.Process{}, st.Starters...), st.Workers...) {
 		if p.Pid() == 0 {
-			_ = p.Restart()
+			_ = p.Start()
 		}
 	}
 	setFaults(sim.Faults{})

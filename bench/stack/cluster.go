@@ -26,6 +26,7 @@ import (
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/tis-writeback/writeback/contract"
+	"github.com/tis-writeback/writeback/internal/proc"
 )
 
 // Profiles a stack runs on.
@@ -50,7 +51,7 @@ type RabbitNode struct {
 	Name     string // Erlang node name, e.g. wb-ab12cd-1@localhost
 	Port     int    // AMQP
 	DistPort int
-	Proc     *Process
+	Proc     *proc.Process
 }
 
 // StartRabbitCluster starts a fresh cluster of n nodes under dir (whatever dir held is removed),
@@ -107,16 +108,16 @@ func StartRabbitCluster(ctx context.Context, dir, name string, n int, settings s
 		if err := os.WriteFile(cfg, []byte(fmt.Sprintf("listeners.tcp.1 = 127.0.0.1:%d\n%s", nd.Port, conf)), 0o644); err != nil {
 			return nil, err
 		}
-		nd.Proc = &Process{Name: fmt.Sprintf("rabbit%d", i), bin: filepath.Join(rabbitBin, "rabbitmq-server"), logDir: filepath.Join(dir, "logs"),
-			env: []string{"HOME=" + home, "RABBITMQ_CONF_ENV_FILE=" + env, "RABBITMQ_NODENAME=" + nd.Name,
+		nd.Proc = &proc.Process{Name: fmt.Sprintf("rabbit%d", i), Bin: filepath.Join(rabbitBin, "rabbitmq-server"), LogDir: filepath.Join(dir, "logs"),
+			Env: []string{"HOME=" + home, "RABBITMQ_CONF_ENV_FILE=" + env, "RABBITMQ_NODENAME=" + nd.Name,
 				"RABBITMQ_NODE_PORT=" + strconv.Itoa(nd.Port), "RABBITMQ_DIST_PORT=" + strconv.Itoa(nd.DistPort),
 				"RABBITMQ_MNESIA_BASE=" + filepath.Join(nodeDir, "mnesia"), "RABBITMQ_LOG_BASE=" + filepath.Join(nodeDir, "log"),
 				"RABBITMQ_CONFIG_FILE=" + cfg, "RABBITMQ_ENABLED_PLUGINS_FILE=" + plugins,
 				"ERL_EPMD_ADDRESS=127.0.0.1", "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}"}}
-		if err := os.MkdirAll(nd.Proc.logDir, 0o755); err != nil {
+		if err := os.MkdirAll(nd.Proc.LogDir, 0o755); err != nil {
 			return nil, err
 		}
-		if err := nd.Proc.start(); err != nil {
+		if err := nd.Proc.Start(); err != nil {
 			return nil, err
 		}
 		c.Nodes = append(c.Nodes, nd)
@@ -223,7 +224,7 @@ func (c *RabbitCluster) StopNode(nd *RabbitNode) { nd.Proc.Stop() }
 
 // StartNode starts a stopped node again and waits until it runs (it rejoins by itself).
 func (c *RabbitCluster) StartNode(ctx context.Context, nd *RabbitNode) error {
-	if err := nd.Proc.Restart(); err != nil {
+	if err := nd.Proc.Start(); err != nil {
 		return err
 	}
 	return c.await(ctx, nd)
@@ -239,7 +240,7 @@ func (c *RabbitCluster) Close() {
 // TemporalServer is the production profile's Temporal server: bin/temporal-server with
 // deploy/temporal/server.yaml, on two PostgreSQL databases prepared by bin/temporal-sql-tool.
 type TemporalServer struct {
-	Proc      *Process
+	Proc      *proc.Process
 	Address   string
 	Databases []string // the default and the visibility database
 }
@@ -325,9 +326,9 @@ func StartTemporalServer(ctx context.Context, c TemporalServerConfig) (*Temporal
 		env = append(env, k+"="+strconv.Itoa(lowFreePort()))
 	}
 	s := &TemporalServer{Address: fmt.Sprintf("127.0.0.1:%d", c.FrontendPort), Databases: []string{c.Database, c.Database + "_visibility"},
-		Proc: &Process{Name: "temporal-server", bin: filepath.Join(c.Root, "bin", "temporal-server"), logDir: c.LogDir, env: env,
-			args: []string{"--config-file", filepath.Join(c.Root, "deploy", "temporal", "server.yaml"), "--allow-no-auth", "start"}}}
-	if err := s.Proc.start(); err != nil {
+		Proc: &proc.Process{Name: "temporal-server", Bin: filepath.Join(c.Root, "bin", "temporal-server"), LogDir: c.LogDir, Env: env,
+			Args: []string{"--config-file", filepath.Join(c.Root, "deploy", "temporal", "server.yaml"), "--allow-no-auth", "start"}}}
+	if err := s.Proc.Start(); err != nil {
 		return nil, err
 	}
 	if err := s.setUp(ctx); err != nil {
@@ -346,7 +347,7 @@ func (s *TemporalServer) setUp(ctx context.Context) error {
 		if last = s.trySetUp(ctx); last == nil {
 			return nil
 		}
-		if s.Proc.Pid() != 0 && s.Proc.exited() {
+		if s.Proc.Pid() != 0 && s.Proc.Exited() {
 			return fmt.Errorf("Temporal server exited: %w (log: %s)", last, strings.Join(s.Proc.LogFiles(), ", "))
 		}
 		time.Sleep(time.Second)
@@ -397,7 +398,7 @@ func (s *TemporalServer) trySetUp(ctx context.Context) error {
 func (s *TemporalServer) Restart(ctx context.Context, down time.Duration) error {
 	s.Proc.Stop()
 	time.Sleep(down)
-	if err := s.Proc.Restart(); err != nil {
+	if err := s.Proc.Start(); err != nil {
 		return err
 	}
 	return s.setUp(ctx)

@@ -20,8 +20,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -29,6 +27,8 @@ import (
 
 	"github.com/tis-writeback/writeback/internal/broker"
 	"github.com/tis-writeback/writeback/internal/devserver"
+	"github.com/tis-writeback/writeback/internal/proc"
+	"github.com/tis-writeback/writeback/internal/temporalclient"
 	"github.com/tis-writeback/writeback/tcssim/sim"
 )
 
@@ -65,112 +65,23 @@ type Config struct {
 	TCSToken string
 }
 
-// Process is one managed child process; Restart starts a new incarnation with a new log file.
-type Process struct {
-	Name        string
-	bin         string
-	args, env   []string
-	logDir      string
-	mu          sync.Mutex
-	cmd         *exec.Cmd
-	incarnation int
-	done        chan struct{}
-}
-
-func (p *Process) start() error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.incarnation++
-	f, err := os.Create(filepath.Join(p.logDir, fmt.Sprintf("%s.%d.log", p.Name, p.incarnation)))
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(p.bin, p.args...)
-	cmd.Env = append(os.Environ(), p.env...)
-	cmd.Stdout, cmd.Stderr = f, f
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
-		f.Close()
-		return err
-	}
-	done := make(chan struct{})
-	go func() { _ = cmd.Wait(); f.Close(); close(done) }()
-	p.cmd, p.done = cmd, done
-	return nil
-}
-
-// Kill sends SIGKILL and waits for the process to be gone.
-func (p *Process) Kill() { p.signal(syscall.SIGKILL, time.Second) }
-
-// Stop sends SIGTERM and waits up to 60 s.
-func (p *Process) Stop() { p.signal(syscall.SIGTERM, 60*time.Second) }
-
-func (p *Process) signal(sig syscall.Signal, wait time.Duration) {
-	p.mu.Lock()
-	cmd, done := p.cmd, p.done
-	p.cmd = nil
-	p.mu.Unlock()
-	if cmd == nil {
-		return
-	}
-	_ = syscall.Kill(-cmd.Process.Pid, sig)
-	select {
-	case <-done:
-	case <-time.After(wait):
-		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
-}
-
-// exited reports whether the running incarnation has ended by itself.
-func (p *Process) exited() bool {
-	p.mu.Lock()
-	done := p.done
-	p.mu.Unlock()
-	select {
-	case <-done:
-		return true
-	default:
-		return false
-	}
-}
-
-// Restart starts a new incarnation (after Kill or Stop).
-func (p *Process) Restart() error { return p.start() }
-
-// Pid is the running incarnation's PID (0 if none).
-func (p *Process) Pid() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return 0
-	}
-	return p.cmd.Process.Pid
-}
-
-// LogFiles lists every incarnation's log file.
-func (p *Process) LogFiles() []string {
-	files, _ := filepath.Glob(filepath.Join(p.logDir, p.Name+".*.log"))
-	return files
-}
-
 // Stack is the running system.
 type Stack struct {
 	Cfg               Config
-	Temporal          *Process
+	Temporal          *proc.Process
 	TemporalAddr      string
-	TCS               *Process // writeback's TCS
+	TCS               *proc.Process // writeback's TCS
 	TCSAddr, TCSAdmin string
-	Workers           []*Process
-	Starter           *Process   // the first of Starters
-	Starters          []*Process //
+	Workers           []*proc.Process
+	Starter           *proc.Process   // the first of Starters
+	Starters          []*proc.Process //
 	Topology          broker.Topology
 	StarterBin        string
 	// The cluster profile's servers (nil on the dev profile).
 	Rabbit       *RabbitCluster
 	Server       *TemporalServer
 	dropDatabase string
-	procs        []*Process
+	procs        []*proc.Process
 }
 
 // port is 127.0.0.1 with make run's well-known port when FixedPorts is set and wellKnown is not 0,
@@ -237,8 +148,8 @@ func Start(ctx context.Context, c Config) (st *Stack, err error) {
 		if i > 0 {
 			name = fmt.Sprintf("starter%d", i)
 		}
-		p := &Process{Name: name, bin: s.StarterBin, args: []string{"consume"}, logDir: logs,
-			env: append(append(s.commonEnv(), s.TopologyEnv()...), append([]string{"METRICS_ADDR=" + s.port(9465+2*i)}, c.StarterEnv...)...)}
+		p := &proc.Process{Name: name, Bin: s.StarterBin, Args: []string{"consume"}, LogDir: logs,
+			Env: append(append(s.commonEnv(), s.TopologyEnv()...), append([]string{"METRICS_ADDR=" + s.port(9465+2*i)}, c.StarterEnv...)...)}
 		if err := s.add(p); err != nil {
 			return nil, err
 		}
@@ -259,7 +170,7 @@ func (s *Stack) startServers(ctx context.Context, logs string) error {
 		tport := cmp.Or(c.TemporalPort, freePort())
 		s.TemporalAddr = fmt.Sprintf("127.0.0.1:%d", tport)
 		targs := devserver.ProcessArgs(tport, c.UIPort, filepath.Join(c.Dir, "temporal.db"))
-		s.Temporal = &Process{Name: "temporal", bin: filepath.Join(c.Root, "bin", "temporal"), args: targs, logDir: logs}
+		s.Temporal = &proc.Process{Name: "temporal", Bin: filepath.Join(c.Root, "bin", "temporal"), Args: targs, LogDir: logs}
 		if err := s.add(s.Temporal); err != nil {
 			return err
 		}
@@ -298,8 +209,8 @@ func (s *Stack) startServers(ctx context.Context, logs string) error {
 	}
 }
 
-func (s *Stack) add(p *Process) error {
-	if err := p.start(); err != nil {
+func (s *Stack) add(p *proc.Process) error {
+	if err := p.Start(); err != nil {
 		return err
 	}
 	s.procs = append(s.procs, p)
@@ -326,13 +237,13 @@ func (s *Stack) StarterEnv() []string {
 }
 
 // StartSim starts a TCS simulator process.
-func (s *Stack) StartSim(name string) (*Process, string, string, error) {
+func (s *Stack) StartSim(name string) (*proc.Process, string, string, error) {
 	addr, admin := s.port(8081), s.port(8082)
 	if s.TCS != nil { // a second simulator (the chaos run's naive consumer's) never takes make run's ports
 		addr, admin = s.port(0), s.port(0)
 	}
-	p := &Process{Name: name, bin: filepath.Join(s.Cfg.Dir, "tcssim"), logDir: filepath.Join(s.Cfg.Dir, "logs"),
-		args: []string{"--addr", addr, "--admin-addr", admin, "--placements", strconv.FormatInt(s.Cfg.Placements, 10),
+	p := &proc.Process{Name: name, Bin: filepath.Join(s.Cfg.Dir, "tcssim"), LogDir: filepath.Join(s.Cfg.Dir, "logs"),
+		Args: []string{"--addr", addr, "--admin-addr", admin, "--placements", strconv.FormatInt(s.Cfg.Placements, 10),
 			"--token", s.token()}}
 	if err := s.add(p); err != nil {
 		return nil, "", "", err
@@ -348,12 +259,12 @@ func (s *Stack) StartSim(name string) (*Process, string, string, error) {
 }
 
 // AddWorker starts one more worker process.
-func (s *Stack) AddWorker() (*Process, error) {
+func (s *Stack) AddWorker() (*proc.Process, error) {
 	env := append(s.commonEnv(), "TCS_URL=http://"+s.TCSAddr, "TCS_TOKEN="+s.token(),
 		"METRICS_ADDR="+s.port(9464+2*len(s.Workers)), fmt.Sprintf("TCS_RATE=%g", s.Cfg.TCSRate), "STOP_TIMEOUT=10s")
 	env = append(env, s.Cfg.WorkerEnv...)
-	p := &Process{Name: fmt.Sprintf("worker%d", len(s.Workers)), bin: filepath.Join(s.Cfg.Dir, "worker"), env: env,
-		logDir: filepath.Join(s.Cfg.Dir, "logs")}
+	p := &proc.Process{Name: fmt.Sprintf("worker%d", len(s.Workers)), Bin: filepath.Join(s.Cfg.Dir, "worker"), Env: env,
+		LogDir: filepath.Join(s.Cfg.Dir, "logs")}
 	if err := s.add(p); err != nil {
 		return nil, err
 	}
@@ -361,21 +272,9 @@ func (s *Stack) AddWorker() (*Process, error) {
 	return p, nil
 }
 
-// WaitTemporal waits until the dev server answers.
+// WaitTemporal waits until the Temporal server answers.
 func (s *Stack) WaitTemporal(ctx context.Context) error {
-	deadline := time.Now().Add(60 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := s.dial()
-		if err == nil {
-			_, err = c.CheckHealth(ctx, nil)
-			c.Close()
-			if err == nil {
-				return nil
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	return fmt.Errorf("temporal dev server did not come up")
+	return temporalclient.WaitHealthy(ctx, s.TemporalAddr, 60*time.Second)
 }
 
 func (s *Stack) dial() (client.Client, error) { return dialTemporal(s.TemporalAddr) }
@@ -457,7 +356,7 @@ func procStatus(pid int, field string) (int64, error) {
 // Stopped names a process of the stack that has ended by itself ("" if none has).
 func (s *Stack) Stopped() string {
 	for _, p := range s.procs {
-		if p.Pid() != 0 && p.exited() {
+		if p.Pid() != 0 && p.Exited() {
 			return p.Name
 		}
 	}

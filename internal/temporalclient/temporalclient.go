@@ -93,3 +93,26 @@ func Dial(ctx context.Context, c *Config, log *slog.Logger, metrics client.Metri
 		wait = min(wait*2, 10*time.Second)
 	}
 }
+
+// WaitHealthy waits until the Temporal frontend at addr answers its health check, for the harnesses
+// that start a server (make run, the benchmarks, the tests that restart one).
+func WaitHealthy(ctx context.Context, addr string, timeout time.Duration) error {
+	quiet := sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for {
+		c, err := client.Dial(client.Options{HostPort: addr, Logger: quiet})
+		if err == nil {
+			_, err = c.CheckHealth(ctx, nil)
+			c.Close()
+			if err == nil {
+				return nil
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("Temporal at %s did not answer within %v: %v", addr, timeout, err)
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
+}

@@ -8,11 +8,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
-	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -21,6 +18,8 @@ import (
 
 	"github.com/tis-writeback/writeback/internal/broker"
 	"github.com/tis-writeback/writeback/internal/devserver"
+	"github.com/tis-writeback/writeback/internal/proc"
+	"github.com/tis-writeback/writeback/internal/temporalclient"
 )
 
 // AMQPURL is the broker the tests use.
@@ -134,10 +133,7 @@ func (b *Broker) Env() []string {
 type TemporalProcess struct {
 	Address string
 	cli     string
-	db      string
-	port    int
-	mu      sync.Mutex
-	cmd     *exec.Cmd
+	proc    *proc.Process
 }
 
 // StartTemporalProcess starts a dev server with a database file.
@@ -149,8 +145,9 @@ func StartTemporalProcess(t testing.TB) *TemporalProcess {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	ln.Close()
-	p := &TemporalProcess{cli: TemporalCLI(t), db: filepath.Join(t.TempDir(), "temporal.db"), port: port,
-		Address: fmt.Sprintf("127.0.0.1:%d", port)}
+	dir := t.TempDir()
+	p := &TemporalProcess{cli: TemporalCLI(t), Address: fmt.Sprintf("127.0.0.1:%d", port)}
+	p.proc = &proc.Process{Name: "temporal", Bin: p.cli, Args: devserver.ProcessArgs(port, 0, filepath.Join(dir, "temporal.db")), LogDir: dir}
 	p.Start(t)
 	t.Cleanup(func() { p.Stop(t) })
 	return p
@@ -159,46 +156,16 @@ func StartTemporalProcess(t testing.TB) *TemporalProcess {
 // Start starts the server and waits until it answers.
 func (p *TemporalProcess) Start(t testing.TB) {
 	t.Helper()
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.cmd = exec.Command(p.cli, devserver.ProcessArgs(p.port, 0, p.db)...)
-	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := p.cmd.Start(); err != nil {
+	if err := p.proc.Start(); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for time.Now().Before(deadline) {
-		c, err := client.Dial(client.Options{HostPort: p.Address, Logger: quietLogger()})
-		if err == nil {
-			_, err = c.CheckHealth(context.Background(), nil)
-			c.Close()
-			if err == nil {
-				return
-			}
-		}
-		time.Sleep(100 * time.Millisecond)
+	if err := temporalclient.WaitHealthy(context.Background(), p.Address, 30*time.Second); err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("dev server did not come up")
 }
 
 // Stop stops the server (its data stays in the database file).
-func (p *TemporalProcess) Stop(t testing.TB) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.cmd == nil {
-		return
-	}
-	_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGTERM)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(10 * time.Second):
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-		<-done
-	}
-	p.cmd = nil
-}
+func (p *TemporalProcess) Stop(testing.TB) { p.proc.Stop() }
 
 // Client dials the server.
 func (p *TemporalProcess) Client(t testing.TB) client.Client {
