@@ -39,7 +39,11 @@ func runDemo(args []string) int {
 		return 2
 	}
 	root, _ := os.Getwd()
-	abs, err := filepath.Abs(cmp.Or(*dir, map[bool]string{false: ".data", true: ".data/cluster"}[cluster]))
+	defaultDir := ".data"
+	if cluster {
+		defaultDir = ".data/cluster"
+	}
+	abs, err := filepath.Abs(cmp.Or(*dir, defaultDir))
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -103,7 +107,7 @@ func runDemo(args []string) int {
 
 // preflight says what stops a run before anything starts: a port in use, or (dev profile) no RabbitMQ.
 func preflight(c stack.Config) string {
-	for _, p := range []int{c.TemporalPort, c.UIPort, 8081, 8082, 9464, 9465, 9466, 9467} {
+	for _, p := range c.WellKnownPorts() {
 		if ln, err := net.Listen("tcp", "127.0.0.1:"+strconv.Itoa(p)); err != nil {
 			return fmt.Sprintf("port %d is already in use: is another make run still going?", p)
 		} else {

@@ -84,6 +84,26 @@ type Stack struct {
 	procs        []*proc.Process
 }
 
+// make run's well-known ports (Config.FixedPorts): the defaults of the operator commands.
+const (
+	PortTCS            = 8081
+	PortTCSAdmin       = 8082
+	PortWorkerMetrics  = 9464 // the first worker's; the next ones +2 each
+	PortStarterMetrics = 9465 // the first starter's; the next ones +2 each
+)
+
+// WellKnownPorts are the ports a stack with FixedPorts takes, for a check before it starts.
+func (c Config) WellKnownPorts() []int {
+	ports := []int{c.TemporalPort, c.UIPort, PortTCS, PortTCSAdmin}
+	for i := 0; i < c.Workers; i++ {
+		ports = append(ports, PortWorkerMetrics+2*i)
+	}
+	for i := 0; i < max(c.Starters, 1); i++ {
+		ports = append(ports, PortStarterMetrics+2*i)
+	}
+	return ports
+}
+
 // port is 127.0.0.1 with make run's well-known port when FixedPorts is set and wellKnown is not 0,
 // else with a free one.
 func (s *Stack) port(wellKnown int) string {
@@ -149,7 +169,7 @@ func Start(ctx context.Context, c Config) (st *Stack, err error) {
 			name = fmt.Sprintf("starter%d", i)
 		}
 		p := &proc.Process{Name: name, Bin: s.StarterBin, Args: []string{"consume"}, LogDir: logs,
-			Env: append(append(s.commonEnv(), s.TopologyEnv()...), append([]string{"METRICS_ADDR=" + s.port(9465+2*i)}, c.StarterEnv...)...)}
+			Env: append(append(s.commonEnv(), s.TopologyEnv()...), append([]string{"METRICS_ADDR=" + s.port(PortStarterMetrics+2*i)}, c.StarterEnv...)...)}
 		if err := s.add(p); err != nil {
 			return nil, err
 		}
@@ -238,7 +258,7 @@ func (s *Stack) StarterEnv() []string {
 
 // StartSim starts a TCS simulator process.
 func (s *Stack) StartSim(name string) (*proc.Process, string, string, error) {
-	addr, admin := s.port(8081), s.port(8082)
+	addr, admin := s.port(PortTCS), s.port(PortTCSAdmin)
 	if s.TCS != nil { // a second simulator (the chaos run's naive consumer's) never takes make run's ports
 		addr, admin = s.port(0), s.port(0)
 	}
@@ -261,7 +281,7 @@ func (s *Stack) StartSim(name string) (*proc.Process, string, string, error) {
 // AddWorker starts one more worker process.
 func (s *Stack) AddWorker() (*proc.Process, error) {
 	env := append(s.commonEnv(), "TCS_URL=http://"+s.TCSAddr, "TCS_TOKEN="+s.token(),
-		"METRICS_ADDR="+s.port(9464+2*len(s.Workers)), fmt.Sprintf("TCS_RATE=%g", s.Cfg.TCSRate), "STOP_TIMEOUT=10s")
+		"METRICS_ADDR="+s.port(PortWorkerMetrics+2*len(s.Workers)), fmt.Sprintf("TCS_RATE=%g", s.Cfg.TCSRate), "STOP_TIMEOUT=10s")
 	env = append(env, s.Cfg.WorkerEnv...)
 	p := &proc.Process{Name: fmt.Sprintf("worker%d", len(s.Workers)), Bin: filepath.Join(s.Cfg.Dir, "worker"), Env: env,
 		LogDir: filepath.Join(s.Cfg.Dir, "logs")}
