@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/tis-writeback/writeback/bench/stack"
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/tcssim/demo"
 	"github.com/tis-writeback/writeback/tcssim/sim"
 )
@@ -136,7 +137,7 @@ func banner(st *stack.Stack, cluster bool, uiPort int, db, logs string) {
 	rel, _ := filepath.Rel(st.Cfg.Root, logs)
 	fmt.Printf("\n  writeback is running")
 	if cluster {
-		fmt.Printf(" on the production profile.\n  Temporal         %s (server v1.32.0, PostgreSQL databases %s and %s_visibility)\n", st.TemporalAddr, db, db)
+		fmt.Printf(" on the production profile.\n  Temporal         %s (bin/temporal-server, PostgreSQL databases %s and %s_visibility)\n", st.TemporalAddr, db, db)
 		for _, n := range st.Rabbit.Nodes {
 			fmt.Printf("  RabbitMQ node    %s  amqp://127.0.0.1:%d\n", n.Name, n.Port)
 		}
@@ -145,26 +146,26 @@ func banner(st *stack.Stack, cluster bool, uiPort int, db, logs string) {
 	}
 	fmt.Printf(`  Temporal UI      http://localhost:%d/namespaces/default/workflows
   Dead letters     http://localhost:%d/namespaces/default/workflows?query=WritebackState%%3D%%22DeadLettered%%22
-  Worker metrics   http://127.0.0.1:9464/metrics     Starter metrics  http://127.0.0.1:9465/metrics
+  Worker metrics   http://127.0.0.1:%d/metrics     Starter metrics  http://127.0.0.1:%d/metrics
   TCS simulator    http://%s (token: $TCS_TOKEN, %s unless you set it), admin http://%s/admin/stats
   Logs             %s/   (CRITICAL lines: grep CRITICAL %s/worker*.log)
-`, uiPort, uiPort, st.TCSAddr, sim.DevToken, st.TCSAdmin, rel, rel)
+`, uiPort, uiPort, stack.PortWorkerMetrics, stack.PortStarterMetrics, st.TCSAddr, sim.DevToken, st.TCSAdmin, rel, rel)
 	if cluster {
 		fmt.Printf("  The operator commands below need the cluster's brokers:\n    export AMQP_URL=%s\n", st.Cfg.AMQPURL)
 	}
-	fmt.Print(`
+	fmt.Printf(`
   The demo's dead letters are records TCS does not know. To see them through:
     go run ./starter deadletters                                       # grouped by cause, with the commands
-    curl -X POST 127.0.0.1:8082/admin/known -d '{"all":true}'          # "fix" TCS: every record known
+    curl -X POST %s/admin/known -d '{"all":true}'          # "fix" TCS: every record known
     go run ./starter retry --group tcs-404 --reason "records created" --by you   # a job: canary first
     go run ./starter history --workflow-id placement-esr/…             # one record's story
     go run ./starter tcs status                                        # TCS mode and cap for every worker
-  Start one by hand:    bin/temporal workflow start --type RecordPlacementExport --task-queue writeback \
-                          --workflow-id placement-esr/101/A.DAT \
+  Start one by hand:    bin/temporal workflow start --type %s --task-queue %s \
+                          --workflow-id %s \
                           --input '{"placementId":101,"positionNumber":1,"positionId":2,"filename":"A.DAT","exportedAt":"2021-07-28T13:10:00Z"}'
 
   Ctrl-C stops all of it.
-`)
+`, st.TCSAdmin, contract.KindPlacement.Spec().WorkflowType, contract.TaskQueue, contract.PlacementWorkflowID(101, "A.DAT"))
 	if cluster {
 		fmt.Println("  (PostgreSQL keeps the Temporal databases.)")
 	}
