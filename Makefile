@@ -13,7 +13,7 @@ UI_SERVER_VERSION := v2.42.1
 CLUSTER_TOOLS := $(BIN)/temporal-server $(BIN)/temporal-sql-tool $(BIN)/temporal-ui-server
 export WRITEBACK_TEMPORAL_CLI := $(TEMPORAL)
 
-.PHONY: run test test-short lint tools cluster-tools fuzz chaos bench run-cluster test-cluster
+.PHONY: run test test-short lint tools cluster-tools fuzz chaos bench run-cluster test-cluster test-compose
 
 ## run: dev server with UI, TCS simulator, worker, starter and a demo batch (Ctrl-C stops all)
 run: $(TEMPORAL)
@@ -63,6 +63,10 @@ run-cluster: $(TEMPORAL) $(CLUSTER_TOOLS)
 test-cluster: $(TEMPORAL) $(CLUSTER_TOOLS)
 	go run ./bench chaos --profile cluster --records 5000 --rate 25 --starters 2 --outage 30s \
 		--kill-worker-every 40s --kill-starter-every 50s --rabbit-down 20s --temporal-down 10s $(CHAOS_ARGS)
+
+## test-compose: docker-compose.yml up for real on Debian's docker.io + docker-compose in a network namespace of its own, every image built here (deploy/local); the demo through, a dead letter retried, down leaves nothing
+test-compose: $(TEMPORAL) $(CLUSTER_TOOLS)
+	bash deploy/local/test-compose.sh
 
 ## chaos: 20,000 records through the real stack under every fault, beside the pre-fix consumer (about 15 min)
 chaos: $(TEMPORAL)

@@ -76,7 +76,11 @@ func dockerfileTargets(t *testing.T) []string {
 		out = append(out, m[1])
 	}
 	require.Subset(t, out, []string{"worker", "starter", "tcssim"})
-	require.Contains(t, string(b), "USER nonroot", "images run as non-root")
+	// Numeric, so that it holds on any base image (scratch has no /etc/passwd); 65532 is distroless's nonroot.
+	require.Equal(t, 3, strings.Count(string(b), "\nUSER 65532:65532\n"), "each of the three images runs as non-root")
+	// A `# syntax=` line makes BuildKit pull its frontend from a registry: the build must work without one.
+	require.NotRegexp(t, `(?m)^# *syntax=`, string(b))
+	require.Contains(t, string(b), "FROM ${GO_IMAGE:-golang:1.26-bookworm} AS build", "the Go image is a build argument")
 	require.Contains(t, string(b), "CGO_ENABLED=0", "static binaries")
 	return out
 }

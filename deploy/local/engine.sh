@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# A Docker engine of writeback's own for `make test-compose`: Debian's dockerd 20.10 with runc, run inside a
+# network namespace this script creates, so that its bridge, its iptables rules, its published ports and every
+# container address stay in that namespace; its own socket, data root (kept: the image cache) and cgroup parent.
+#   engine.sh up     start it (idempotent); prints DOCKER_HOST=… and NETNS=…
+#   engine.sh down   stop it by PID, remove the namespace and the cgroups it made
+#   engine.sh env    the variables a client needs
+set -euo pipefail
+
+NETNS=${WRITEBACK_ENGINE_NETNS:-writeback-compose}
+ROOT=${WRITEBACK_ENGINE_ROOT:-/var/tmp/writeback-engine}
+RUN=/run/writeback-engine
+SOCK=$RUN/docker.sock
+PIDFILE=$RUN/dockerd.pid
+CGROUP_PARENT=writeback-engine
+BRIDGE_CIDR=10.213.0.1/24   # only inside the namespace
+DNS_ADDR=10.213.1.1         # only inside the namespace, on its loopback
+# --dns: the containers' DNS forwards names it does not know to nxdns.py on an address of its own, which
+# answers NXDOMAIN at once, instead of to the host's nameserver (outside this machine, unreachable here).
+
+say() { echo "engine: $*" >&2; }
+
+env_lines() {
+  echo "DOCKER_HOST=unix://$SOCK"
+  echo "NETNS=$NETNS"
+}
+
+running() { [ -f "$PIDFILE" ] && kill -0 "$(cat "$PIDFILE")" 2>/dev/null; }
+
+up() {
+  command -v dockerd >/dev/null || { say "dockerd missing: apt-get install docker.io docker-compose runc"; exit 1; }
+  if running; then env_lines; return; fi
+  mkdir -p "$RUN" "$ROOT"
+  ip netns list | grep -qw "$NETNS" || ip netns add "$NETNS"
+  ip netns exec "$NETNS" ip link set lo up
+  nsenter --net="/run/netns/$NETNS" ip addr replace "$DNS_ADDR/32" dev lo
+  nsenter --net="/run/netns/$NETNS" python3 "$(dirname "$0")/nxdns.py" "$DNS_ADDR" >"$ROOT/nxdns.log" 2>&1 &
+  echo $! >"$RUN/nxdns.pid"
+  # The kernel has no CAP_SYS_RESOURCE for root here: rlimits above nofile 20000 are refused, so the
+  # engine's default is set below that. runc, not crun (crun refuses this machine's hybrid cgroups).
+  # nsenter, not `ip netns exec`: the latter remounts /sys, hiding the cgroup hierarchies dockerd needs.
+  nsenter --net="/run/netns/$NETNS" dockerd \
+    --host "unix://$SOCK" --pidfile "$PIDFILE" \
+    --data-root "$ROOT/docker" --exec-root "$RUN/exec" \
+    --bip "$BRIDGE_CIDR" --default-ulimit nofile=20000:20000 \
+    --dns "$DNS_ADDR" \
+    --exec-opt native.cgroupdriver=cgroupfs --cgroup-parent "/$CGROUP_PARENT" \
+    --storage-driver overlay2 --log-driver json-file --ip6tables=false \
+    >"$ROOT/dockerd.log" 2>&1 &
+  for _ in $(seq 1 60); do
+    if DOCKER_HOST="unix://$SOCK" /usr/bin/docker version >/dev/null 2>&1; then env_lines; return; fi
+    sleep 0.5
+  done
+  say "dockerd did not answer in 30 s; its log: $ROOT/dockerd.log"; tail -20 "$ROOT/dockerd.log" >&2; exit 1
+}
+
+down() {
+  if running; then
+    local pid; pid=$(cat "$PIDFILE")
+    # Containers first, so that no container outlives its engine.
+    DOCKER_HOST="unix://$SOCK" /usr/bin/docker ps -q | xargs -r env DOCKER_HOST="unix://$SOCK" /usr/bin/docker kill >/dev/null 2>&1 || true
+    kill "$pid"
+    for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
+    kill -0 "$pid" 2>/dev/null && { say "dockerd $pid did not stop; killing"; kill -9 "$pid"; }
+  fi
+  if [ -f "$RUN/nxdns.pid" ]; then kill "$(cat "$RUN/nxdns.pid")" 2>/dev/null || true; fi
+  # containerd started by dockerd stops with it; a leftover one is killed by the PID it wrote.
+  if [ -f "$RUN/exec/containerd/containerd.pid" ]; then kill "$(cat "$RUN/exec/containerd/containerd.pid")" 2>/dev/null || true; fi
+  ip netns list | grep -qw "$NETNS" && ip netns delete "$NETNS"
+  for d in /sys/fs/cgroup/*/"$CGROUP_PARENT" /sys/fs/cgroup/"$CGROUP_PARENT"; do
+    [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  done
+  grep -q " $RUN" /proc/mounts && grep " $RUN" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l || true
+  grep " $ROOT/docker" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l || true
+  rm -rf "$RUN"
+  say "stopped"
+}
+
+case "${1:-}" in
+  up) up ;;
+  down) down ;;
+  env) env_lines ;;
+  *) echo "usage: $0 up|down|env" >&2; exit 2 ;;
+esac
