@@ -51,7 +51,14 @@ func runChaos(args []string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer os.RemoveAll(dir)
+	kept := false // a failed run keeps its logs, to be read
+	defer func() {
+		if kept {
+			fmt.Fprintf(os.Stderr, "the run's logs are kept in %s\n", dir)
+		} else {
+			os.RemoveAll(dir)
+		}
+	}()
 	c.Dir = dir
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
@@ -59,6 +66,7 @@ func runChaos(args []string) int {
 	rep, err := chaos.Run(ctx, c)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos run failed:", err)
+		kept = true
 		return 1
 	}
 	tbl := ChaosTable(rep)
@@ -87,7 +95,8 @@ under the same TCS fault profile, each against its own TCS simulator.
 %s
 Records: %d (%d placements, %d scans), %d unknown to TCS by design; %d poison messages.
 writeback: %d Completed, %d DeadLettered, %d in another state; every dead letter of a known record has its
-FAILED/ERRORED mark (%d without); CRITICAL lines per dead letter exactly one (%d mismatches); record queues left
+FAILED/ERRORED mark (%d without); CRITICAL lines: one dead-lettering per dead letter (%d mismatches; %d lines
+repeated one by an activity re-run after a kill or restart, at-least-once); record queues left
 %d; the DLQ holds %d messages = the poison messages (%d without a reason). After making every record known to
 TCS, `+"`starter retry --all`"+` turned %d dead letters Completed (%d left).
 
@@ -97,13 +106,14 @@ Result: %s
 `, title, cmdline, runtime.NumCPU(), memTotal(), rep.Duration.Round(time.Second), c.ErrorRate*100, c.TimeoutRate*100, *outage,
 		c.KillWorkerEvery, c.KillStarterEvery, kills(rep), rabbitFault, c.PoisonEvery,
 		tbl.Markdown(), rep.Valid, rep.Placements, rep.Scans, rep.Unknown, rep.Poison,
-		rep.Completed, rep.DeadLettered, rep.Other, len(rep.DeadLetteredUnmarked), len(rep.CriticalMismatch), rep.QueuesLeft,
+		rep.Completed, rep.DeadLettered, rep.Other, len(rep.DeadLetteredUnmarked), len(rep.CriticalMismatch), rep.CriticalRepeats, rep.QueuesLeft,
 		rep.DLQ, rep.DLQWithoutReason, rep.RetriedCompleted, rep.RetriedLeft, verdict(rep), plotName)
 	if err := report.WriteSection(*out, section, body); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 	}
 	fmt.Println(verdict(rep))
 	if !rep.OK() {
+		kept = true
 		return 1
 	}
 	return 0

@@ -85,10 +85,14 @@ type Report struct {
 	Completed, DeadLettered, Other   int
 	DeadLetteredUnmarked             []string
 	CriticalMismatch                 []string
-	ScansMissing                     int
-	QueuesLeft                       int
-	DLQ                              int
-	DLQWithoutReason                 int
+	// CriticalRepeats counts CRITICAL lines that repeat one dead-lettering (same run, same
+	// deadLetteredAt): the mark activity ran again after its completion was lost to a kill or a server
+	// restart. At-least-once, as every activity: allowed, reported. Operators deduplicate on those keys.
+	CriticalRepeats  int
+	ScansMissing     int
+	QueuesLeft       int
+	DLQ              int
+	DLQWithoutReason int
 	// DLQCopies counts second copies of a poison message: at-least-once (a publish retried after a
 	// lost confirm, or a dead-lettering whose ack was lost to a kill) — allowed, reported.
 	DLQCopies int
@@ -539,12 +543,17 @@ func reconcile(ctx context.Context, rep *Report, recs []record, st *stack.Stack,
 			rep.Other++
 			rep.Problems = append(rep.Problems, fmt.Sprintf("%s: state %q", r.id, state))
 		}
+		lines, deadLetterings := 0, len(crit[r.id])
+		for _, n := range crit[r.id] {
+			lines += n
+		}
+		rep.CriticalRepeats += lines - deadLetterings
 		if state == contract.StateDeadLettered {
-			if crit[r.id] != 1 {
-				rep.CriticalMismatch = append(rep.CriticalMismatch, fmt.Sprintf("%s: %d CRITICAL lines", r.id, crit[r.id]))
+			if deadLetterings != 1 {
+				rep.CriticalMismatch = append(rep.CriticalMismatch, fmt.Sprintf("%s: CRITICAL lines of %d dead-letterings", r.id, deadLetterings))
 			}
-		} else if crit[r.id] != 0 {
-			rep.CriticalMismatch = append(rep.CriticalMismatch, fmt.Sprintf("%s (%s): %d CRITICAL lines", r.id, state, crit[r.id]))
+		} else if lines != 0 {
+			rep.CriticalMismatch = append(rep.CriticalMismatch, fmt.Sprintf("%s (%s): %d CRITICAL lines", r.id, state, lines))
 		}
 		if r.placement != nil {
 			p := r.placement
@@ -638,9 +647,10 @@ func reconcile(ctx context.Context, rep *Report, recs []record, st *stack.Stack,
 	}
 }
 
-// criticalLines counts CRITICAL lines per workflow ID across every worker incarnation's log.
-func criticalLines(st *stack.Stack) map[string]int {
-	out := map[string]int{}
+// criticalLines counts CRITICAL lines per workflow ID and dead-lettering (run ID and
+// deadLetteredAt) across every worker incarnation's log.
+func criticalLines(st *stack.Stack) map[string]map[string]int {
+	out := map[string]map[string]int{}
 	for _, w := range st.Workers {
 		for _, f := range w.LogFiles() {
 			fh, err := os.Open(f)
@@ -654,10 +664,15 @@ func criticalLines(st *stack.Stack) map[string]int {
 					continue
 				}
 				var line struct {
-					WorkflowID string `json:"workflowId"`
+					WorkflowID     string `json:"workflowId"`
+					RunID          string `json:"runId"`
+					DeadLetteredAt string `json:"deadLetteredAt"`
 				}
 				if json.Unmarshal(sc.Bytes(), &line) == nil {
-					out[line.WorkflowID]++
+					if out[line.WorkflowID] == nil {
+						out[line.WorkflowID] = map[string]int{}
+					}
+					out[line.WorkflowID][line.RunID+" "+line.DeadLetteredAt]++
 				}
 			}
 			fh.Close()

@@ -31,16 +31,22 @@ up() {
   command -v dockerd >/dev/null || { say "dockerd missing: apt-get install docker.io docker-compose runc"; exit 1; }
   if running; then env_lines; return; fi
   mkdir -p "$RUN" "$ROOT"
+  # What `ip netns add` and dockerd make outside their own directories, noted so that down removes it
+  # only if this script made it: the /run/netns mount and /run/docker (dockerd's plugin directory).
+  mountpoint -q /run/netns || echo /run/netns >"$ROOT/made-netns-mount"
+  [ -e /run/docker ] || echo /run/docker >"$ROOT/made-run-docker"
   ip netns list | grep -qw "$NETNS" || ip netns add "$NETNS"
   ip netns exec "$NETNS" ip link set lo up
   nsenter --net="/run/netns/$NETNS" ip addr replace "$DNS_ADDR/32" dev lo
   nsenter --net="/run/netns/$NETNS" python3 "$(dirname "$0")/nxdns.py" "$DNS_ADDR" >"$ROOT/nxdns.log" 2>&1 &
   echo $! >"$RUN/nxdns.pid"
+  # dockerd's identity key goes to the data root, not /etc/docker
+  echo "{\"deprecated-key-path\": \"$ROOT/key.json\"}" >"$RUN/daemon.json"
   # The kernel has no CAP_SYS_RESOURCE for root here: rlimits above nofile 20000 are refused, so the
   # engine's default is set below that. runc, not crun (crun refuses this machine's hybrid cgroups).
   # nsenter, not `ip netns exec`: the latter remounts /sys, hiding the cgroup hierarchies dockerd needs.
   nsenter --net="/run/netns/$NETNS" dockerd \
-    --host "unix://$SOCK" --pidfile "$PIDFILE" \
+    --config-file "$RUN/daemon.json" --host "unix://$SOCK" --pidfile "$PIDFILE" \
     --data-root "$ROOT/docker" --exec-root "$RUN/exec" \
     --bip "$BRIDGE_CIDR" --default-ulimit nofile=20000:20000 \
     --dns "$DNS_ADDR" \
@@ -55,25 +61,36 @@ up() {
 }
 
 down() {
+  set +e   # every step is attempted, whatever the one before did
   if running; then
     local pid; pid=$(cat "$PIDFILE")
     # Containers first, so that no container outlives its engine.
-    DOCKER_HOST="unix://$SOCK" /usr/bin/docker ps -q | xargs -r env DOCKER_HOST="unix://$SOCK" /usr/bin/docker kill >/dev/null 2>&1 || true
-    kill "$pid"
+    timeout 20 /usr/bin/docker -H "unix://$SOCK" ps -q 2>/dev/null | xargs -r timeout 30 /usr/bin/docker -H "unix://$SOCK" kill >/dev/null 2>&1
+    kill "$pid" 2>/dev/null
     for _ in $(seq 1 60); do kill -0 "$pid" 2>/dev/null || break; sleep 0.5; done
-    kill -0 "$pid" 2>/dev/null && { say "dockerd $pid did not stop; killing"; kill -9 "$pid"; }
+    kill -0 "$pid" 2>/dev/null && { say "dockerd $pid did not stop; killing"; kill -9 "$pid" 2>/dev/null; }
   fi
-  if [ -f "$RUN/nxdns.pid" ]; then kill "$(cat "$RUN/nxdns.pid")" 2>/dev/null || true; fi
-  # containerd started by dockerd stops with it; a leftover one is killed by the PID it wrote.
-  if [ -f "$RUN/exec/containerd/containerd.pid" ]; then kill "$(cat "$RUN/exec/containerd/containerd.pid")" 2>/dev/null || true; fi
-  ip netns list | grep -qw "$NETNS" && ip netns delete "$NETNS"
+  [ -f "$RUN/nxdns.pid" ] && kill "$(cat "$RUN/nxdns.pid")" 2>/dev/null
+  # Whatever still runs in the namespace (a shim, a proxy, a test's helper) is stopped by PID before it goes.
+  if ip netns list | grep -qw "$NETNS"; then
+    local pids; pids=$(ip netns pids "$NETNS" 2>/dev/null)
+    [ -n "$pids" ] && { kill $pids 2>/dev/null; sleep 2; pids=$(ip netns pids "$NETNS" 2>/dev/null); [ -n "$pids" ] && kill -9 $pids 2>/dev/null; sleep 0.5; }
+    ip netns delete "$NETNS"
+  fi
+  grep " $RUN" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
+  grep " $ROOT/docker" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
   for d in /sys/fs/cgroup/*/"$CGROUP_PARENT" /sys/fs/cgroup/"$CGROUP_PARENT"; do
-    [ -d "$d" ] && find "$d" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    [ -d "$d" ] || continue
+    for _ in $(seq 1 10); do find "$d" -depth -type d -exec rmdir {} + 2>/dev/null; [ -d "$d" ] || break; sleep 0.5; done
+    [ -d "$d" ] && say "could not remove the cgroup $d"
   done
-  grep -q " $RUN" /proc/mounts && grep " $RUN" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l || true
-  grep " $ROOT/docker" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l || true
+  if [ -f "$ROOT/made-netns-mount" ] && [ -z "$(ls -A /run/netns 2>/dev/null)" ]; then
+    umount /run/netns 2>/dev/null; rmdir /run/netns 2>/dev/null; rm -f "$ROOT/made-netns-mount"
+  fi
+  if [ -f "$ROOT/made-run-docker" ]; then rm -rf /run/docker; rm -f "$ROOT/made-run-docker"; fi
   rm -rf "$RUN"
   say "stopped"
+  return 0
 }
 
 case "${1:-}" in

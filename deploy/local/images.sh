@@ -12,8 +12,9 @@ cd "$(dirname "$0")/../.."
 ROOT_DIR=$PWD
 HERE=$ROOT_DIR/deploy/local
 CACHE=${WRITEBACK_ENGINE_ROOT:-/var/tmp/writeback-engine}
-eval "$("$HERE/engine.sh" env | sed 's/^/export /')"
+envs=$("$HERE/engine.sh" env) && eval "$(sed 's/^/export /' <<<"$envs")"
 docker() { /usr/bin/docker "$@"; }   # the engine's own client (20.10), not a newer one on PATH
+docker version >/dev/null 2>&1 || { echo "images: the engine is not running: deploy/local/engine.sh up" >&2; exit 1; }
 say() { echo "images: $*" >&2; }
 # have TAG [STAMP]: the image is there, built from the same recipe (STAMP, kept as a label)
 have() {
@@ -44,12 +45,13 @@ UI_MOD=$MODCACHE/github.com/temporalio/ui-server/v2@v$UI_VERSION
 # standin TAG DOCKERFILE FILE... : build a stand-in from a context holding only the given files
 standin() {
   local tag=$1 dockerfile=$2; shift 2
-  local recipe; recipe=$( (cat "$HERE/stand-ins/$dockerfile"; [ $# -eq 0 ] || find "$@" -type f -print0 | sort -z | xargs -0r cat) | stamp)
+  local recipe; recipe=$( (echo "$BASE_STAMP"; cat "$HERE/stand-ins/$dockerfile"; [ $# -eq 0 ] || find "$@" -type f -print0 | sort -z | xargs -0r cat) | stamp)
   have "$tag" "$recipe" && return
   local ctx; ctx=$(mktemp -d)
   for f in "$@"; do cp -rL "$f" "$ctx/"; done
   say "building $tag ($dockerfile)"
-  docker build -q --label "writeback.recipe=$recipe" -t "$tag" -f "$HERE/stand-ins/$dockerfile" "$ctx" >/dev/null
+  docker build -q --label "writeback.recipe=$recipe" -t "$tag" -f "$HERE/stand-ins/$dockerfile" "$ctx" >/dev/null \
+    || { rm -rf "$ctx"; say "building $tag failed"; exit 1; }
   rm -rf "$ctx"
 }
 standin postgres:15 postgres.Dockerfile "$HERE/stand-ins/postgres-entrypoint.sh"
@@ -58,6 +60,6 @@ standin prom/prometheus:v2.55.1 prometheus.Dockerfile
 standin "temporalio/server:$SERVER_VERSION" temporal-server.Dockerfile bin/temporal-server "$SERVER_MOD/docker/scripts/sh/entrypoint.sh"
 standin "temporalio/admin-tools:$SERVER_VERSION" admin-tools.Dockerfile bin/temporal bin/temporal-sql-tool "$SERVER_MOD/schema"
 standin "temporalio/ui:$UI_VERSION" ui.Dockerfile bin/temporal-ui-server "$UI_MOD/config"
-GO_STAMP=$( (go version; cat "$HERE/stand-ins/golang.Dockerfile") | stamp)
+GO_STAMP=$( (echo "$BASE_STAMP"; go version; cat "$HERE/stand-ins/golang.Dockerfile") | stamp)
 have writeback-local/golang "$GO_STAMP" || { say "building writeback-local/golang from /usr/local/go ($(go version))";
   docker build -q --label "writeback.recipe=$GO_STAMP" -t writeback-local/golang -f "$HERE/stand-ins/golang.Dockerfile" /usr/local/go >/dev/null; }

@@ -18,23 +18,25 @@ if [ -z "${WRITEBACK_IN_NETNS:-}" ]; then
     [ -x "bin/$b" ] || fail "bin/$b is missing: make tools cluster-tools"
   done
   snapshot() {
-    { grep -v -e ' /run/netns' -e "${WRITEBACK_ENGINE_ROOT:-/var/tmp/writeback-engine}" /proc/mounts | sort
+    { sort /proc/mounts; ls -d /run/netns /run/docker /etc/docker/key.json 2>/dev/null
       ip -o link | awk '{print $2}'
       iptables-save 2>/dev/null | grep -v -e '^#' -e '^:' || true
       cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null || true
       ls /sys/fs/cgroup/*/ 2>/dev/null | grep -c writeback || true; } 
   }
   before=$(snapshot)
+  go mod download   # here, with the machine's network: the namespace has none (the build's proxy is this cache)
   started=$(date +%s)
-  eval "$("$HERE/engine.sh" up | sed 's/^/export /')"
   trap '"$HERE/engine.sh" down' EXIT
+  envs=$("$HERE/engine.sh" up) || fail "the engine did not start"
+  eval "$(sed 's/^/export /' <<<"$envs")"
   "$HERE/images.sh"
   rc=0
   nsenter --net="/run/netns/$NETNS" env WRITEBACK_IN_NETNS=1 "$0" || rc=$?
-  trap - EXIT
-  "$HERE/engine.sh" down
-  leftovers=$(pgrep -a -f '/run/writeback-engine' || true)
+  "$HERE/engine.sh" down && trap - EXIT
+  leftovers=$(pgrep -a -f '/run/writeback-engine|nxdns.py|http.server 8790|docker-proxy|containerd-shim' || true)
   [ -z "$leftovers" ] || fail "processes left after down: $leftovers"
+  ! ip netns list | grep -qw "$NETNS" || fail "the namespace $NETNS is still there"
   after=$(snapshot)
   [ "$before" = "$after" ] || { diff <(echo "$before") <(echo "$after") >&2; fail "the machine is not as it was"; }
   [ $rc -eq 0 ] || fail "see above (exit $rc)"
@@ -45,15 +47,23 @@ fi
 # --- inside the engine's network namespace: localhost is where the compose file publishes its ports ---
 dc() { docker-compose -p "$PROJECT" -f docker-compose.yml "$@"; }
 T() { bin/temporal --address localhost:7233 "$@"; }
-count() { T workflow count --query "$1" 2>/dev/null | sed -n 's/^Total: *//p'; }
+# count QUERY: how many workflows match; a transient RPC error is retried
+count() {
+  local n
+  for _ in 1 2 3 4 5; do
+    n=$(T workflow count --query "$1" 2>/dev/null | sed -n 's/^Total: *//p') && [ -n "$n" ] && { echo "$n"; return 0; }
+    sleep 1
+  done
+  return 1
+}
 # until SECONDS WHAT CMD...: poll CMD (a transient failure is retried) until it succeeds
 until_ok() { local n=$1 what=$2; shift 2; for _ in $(seq 1 "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 1; done; fail "$what (after $n s)"; }
 
 # The module proxy the Go build fetches from: this machine's module cache, on the engine's bridge.
-go mod download
 python3 -m http.server 8790 --bind 10.213.0.1 --directory "$(go env GOMODCACHE)/cache/download" >/dev/null 2>&1 &
 proxy=$!
-LOGS=${TMPDIR:-/tmp}/writeback-compose-test.log
+LOGS=${WRITEBACK_ENGINE_ROOT:-/var/tmp/writeback-engine}/compose-test.log
+BUILD_LOG=${WRITEBACK_ENGINE_ROOT:-/var/tmp/writeback-engine}/compose-build.log
 cleanup() {
   local rc=$?
   if [ $rc -ne 0 ]; then
@@ -70,8 +80,8 @@ trap cleanup EXIT
 say "building writeback's images (deploy/Dockerfile, local base images)"
 t0=$(date +%s)
 GO_IMAGE=writeback-local/golang RUNTIME_IMAGE=scratch GOPROXY=http://10.213.0.1:8790 \
-  COMPOSE_DOCKER_CLI_BUILD=1 DOCKER_BUILDKIT=1 dc build --progress=plain tcssim worker starter >/tmp/writeback-compose-build.log 2>&1 \
-  || { tail -30 /tmp/writeback-compose-build.log; fail "build"; }
+  COMPOSE_DOCKER_CLI_BUILD=1 DOCKER_BUILDKIT=1 timeout 1500 docker-compose -p "$PROJECT" -f docker-compose.yml build --progress=plain tcssim worker starter >"$BUILD_LOG" 2>&1 \
+  || { tail -30 "$BUILD_LOG"; fail "build (log: $BUILD_LOG)"; }
 say "built in $(( $(date +%s) - t0 )) s"
 
 # Grafana is the one service with no stand-in: it is neither in Debian nor buildable from a Go module here.
@@ -86,13 +96,17 @@ for s in temporal-schema temporal-setup; do
   [ "$code" = 0 ] || fail "$s exited $code"
 done
 for sa in WritebackKind WritebackRecordId WritebackState WritebackFailure; do
-  T operator search-attribute list | grep -q "$sa" || fail "search attribute $sa missing"
+  T operator search-attribute list | grep "$sa" >/dev/null || fail "search attribute $sa missing"
 done
 
 # The demo batch, published as an operator would, through the starter image.
 t0=$(date +%s)
-dc run --rm --no-deps starter publish --demo "$DEMO" --seed 7 >/dev/null
-settled() { [ "$(( $(count 'WritebackState="Completed"') + $(count 'WritebackState="DeadLettered"') ))" -eq "$DEMO" ]; }
+timeout 300 docker-compose -p "$PROJECT" -f docker-compose.yml run --rm --no-deps starter publish --demo "$DEMO" --seed 7 >/dev/null
+settled() {
+  local a b
+  a=$(count 'WritebackState="Completed"') && b=$(count 'WritebackState="DeadLettered"') &&
+    [ -n "$a" ] && [ -n "$b" ] && [ $((a + b)) -eq "$DEMO" ]
+}
 until_ok 300 "the demo batch settled ($DEMO records: Completed + DeadLettered)" settled
 completed=$(count 'WritebackState="Completed"'); parked=$(count 'WritebackState="DeadLettered"')
 [ "$parked" -eq "$(count 'WritebackState="DeadLettered" AND WritebackFailure="tcs-404"')" ] || fail "a demo dead letter is not an unknown record"
@@ -105,7 +119,7 @@ echo '{"placementId":7,"positionNumber":25000007,"positionId":6900007,"filename"
 wf=placement-esr/7/COMPOSE.DAT
 until_ok 120 "$wf dead-lettered" test "$(count "WorkflowId=\"$wf\" AND WritebackState=\"DeadLettered\"")" = 1
 curl -fsS -X POST localhost:8082/admin/faults -d '{}' >/dev/null
-out=$(dc run --rm --no-deps starter retry --workflow-id "$wf" --reason "compose test" --by ci --wait 60s)
+out=$(timeout 300 docker-compose -p "$PROJECT" -f docker-compose.yml run --rm --no-deps starter retry --workflow-id "$wf" --reason "compose test" --by ci --wait 60s)
 echo "$out" | tr -s ' \n' ' ' | grep -q 'completed dead-lettered again still updating abandoned 1 0 0 0' \
   || fail "the retry did not report the record completed: $out"
 until_ok 60 "$wf completed after the retry" test "$(count "WorkflowId=\"$wf\" AND WritebackState=\"Completed\"")" = 1
@@ -116,7 +130,7 @@ say "dead letter $wf retried and written; 0 duplicate rows in TCS"
 # The UI and Prometheus (alert rules loaded, worker and starter scraped).
 until_ok 60 "Temporal UI answers" curl -fsS localhost:8233/healthz
 until_ok 60 "Prometheus ready" curl -fsS localhost:9090/-/ready
-curl -fsS localhost:9090/api/v1/rules | grep -q WritebackDeadLetter || fail "Prometheus did not load the chart's alert rules"
+curl -fsS localhost:9090/api/v1/rules | grep WritebackDeadLetter >/dev/null || fail "Prometheus did not load the chart's alert rules"
 up_targets() { curl -fsS localhost:9090/api/v1/targets | python3 -c 'import json,sys; t=json.load(sys.stdin)["data"]["activeTargets"]; sys.exit(0 if sum(x["health"]=="up" for x in t)>=2 else 1)'; }
 until_ok 90 "Prometheus scrapes the worker and the starter" up_targets
 say "UI answers; Prometheus loaded the alert rules and scrapes the worker and the starter"
