@@ -164,10 +164,15 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 				select {
 				case <-runDone:
 					break watch
+				case <-nctx.Done():
+					break watch
 				case <-t.C:
 					if consumers(conn, nc.Queue) == 0 {
 						cancelRun()
-						<-runDone
+						select { // a Run stuck on a broken channel does not hold the watcher
+						case <-runDone:
+						case <-time.After(10 * time.Second):
+						}
 						break watch
 					}
 				}
@@ -413,11 +418,12 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	deadline := time.Now().Add(c.SettleTimeout)
 	for {
 		done := count(ctx, tc, `WritebackState="Completed"`) + count(ctx, tc, `WritebackState="DeadLettered" AND ExecutionStatus="Running"`)
-		left := depth(conn, st.Topology.PlacementQueue) + depth(conn, st.Topology.ScanQueue)
+		lp, ls := depth(conn, st.Topology.PlacementQueue), depth(conn, st.Topology.ScanQueue) // -1: unknown
+		left := lp + ls
 		nleft := depth(conn, nc.Queue)
 		// On the cluster profile the pre-fix consumer may never consume again after its node stopped
 		// (its messages then count as lost for it): writeback's side alone decides there.
-		if done >= rep.Valid && left == 0 && (nleft == 0 || st.Rabbit != nil) {
+		if done >= rep.Valid && lp == 0 && ls == 0 && (nleft == 0 || st.Rabbit != nil) {
 			break
 		}
 		if ctx.Err() != nil {
@@ -479,15 +485,30 @@ func consumers(conn *broker.Conn, queue string) int {
 	return -1
 }
 
-// inspect asks the broker about a queue on a channel of its own (a missing queue closes it).
+// inspect asks the broker about a queue on a channel of its own (a missing queue closes it). The
+// answer can be lost while a cluster node stops, and amqp091-go waits for it without a deadline: after
+// inspectTimeout the question is given up (its channel is left to the connection) as "unknown".
 func inspect(conn *broker.Conn, queue string) (amqp.Queue, bool) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return amqp.Queue{}, false
 	}
-	defer ch.Close()
-	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-	return q, err == nil
+	type answer struct {
+		q   amqp.Queue
+		err error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+		got <- answer{q, err}
+		ch.Close()
+	}()
+	select {
+	case a := <-got:
+		return a.q, a.err == nil
+	case <-time.After(inspectTimeout):
+		return amqp.Queue{}, false
+	}
 }
 
 // states lists every workflow's WritebackState (closed ones included).
@@ -646,6 +667,8 @@ func reconcile(ctx context.Context, rep *Report, recs []record, st *stack.Stack,
 			rep.DLQ, rep.DLQCopies, rep.DLQWithoutReason, len(rep.DLQNotPoison), rep.DLQNotPoison, rep.Poison))
 	}
 }
+
+const inspectTimeout = 10 * time.Second
 
 // criticalLines counts CRITICAL lines per workflow ID and dead-lettering (run ID and
 // deadLetteredAt) across every worker incarnation's log.
