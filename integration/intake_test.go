@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
@@ -40,7 +39,7 @@ func startConsumer(t *testing.T, b *testenv.Broker, tc client.Client, prefetch i
 	pub, err := broker.NewPublisher(conn)
 	require.NoError(t, err)
 	m := intake.NewMetrics(prometheus.NewRegistry(), []string{b.Topology.PlacementQueue, b.Topology.ScanQueue}, b.Topology.DLQ)
-	dial := func() (*amqp.Connection, error) {
+	dial := func() (*broker.PlainConn, error) {
 		return broker.DialPlain(broker.ConnConfig{URL: testenv.AMQPURL(), Name: "writeback-test-consumer"})
 	}
 	c := &intake.Consumer{Conn: conn, Dial: dial, Topology: b.Topology, Publisher: pub, Starter: intake.TemporalStarter{Client: tc},

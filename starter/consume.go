@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	amqp "github.com/rabbitmq/amqp091-go"
 	"go.temporal.io/sdk/client"
 	"go.uber.org/fx"
 
@@ -114,7 +113,7 @@ func consume(ctx context.Context, s *daemon.Shell, c *consumeConfig, log *slog.L
 	}
 	consumerConn := c.broker.conn
 	consumerConn.Name = "writeback-starter-consumer"
-	consumer := &intake.Consumer{Conn: conn, Dial: func() (*amqp.Connection, error) { return broker.DialPlain(consumerConn) },
+	consumer := &intake.Consumer{Conn: conn, Dial: func() (*broker.PlainConn, error) { return broker.DialPlain(consumerConn) },
 		Topology: c.broker.topology, Publisher: pub,
 		Starter: intake.TemporalStarter{Client: tc}, Log: log, Metrics: m, Prefetch: c.prefetch,
 		DrainTimeout: c.drainTimeout}

@@ -485,30 +485,20 @@ func consumers(conn *broker.Conn, queue string) int {
 	return -1
 }
 
-// inspect asks the broker about a queue on a channel of its own (a missing queue closes it). The
-// answer can be lost while a cluster node stops, and amqp091-go waits for it without a deadline: after
-// inspectTimeout the question is given up (its channel is left to the connection) as "unknown".
+// inspect asks the broker about a queue on a channel of its own (a missing queue closes it). An
+// answer lost while a cluster node stops is "unknown" after the connection's RPC timeout.
 func inspect(conn *broker.Conn, queue string) (amqp.Queue, bool) {
 	ch, err := conn.Channel()
 	if err != nil {
 		return amqp.Queue{}, false
 	}
-	type answer struct {
-		q   amqp.Queue
-		err error
-	}
-	got := make(chan answer, 1)
-	go func() {
-		q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-		got <- answer{q, err}
-		ch.Close()
-	}()
-	select {
-	case a := <-got:
-		return a.q, a.err == nil
-	case <-time.After(inspectTimeout):
-		return amqp.Queue{}, false
-	}
+	defer ch.Close()
+	var q amqp.Queue
+	err = conn.Do("queue.declare of "+queue, func() (err error) {
+		q, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+		return err
+	})
+	return q, err == nil
 }
 
 // states lists every workflow's WritebackState (closed ones included).
@@ -667,8 +657,6 @@ func reconcile(ctx context.Context, rep *Report, recs []record, st *stack.Stack,
 			rep.DLQ, rep.DLQCopies, rep.DLQWithoutReason, len(rep.DLQNotPoison), rep.DLQNotPoison, rep.Poison))
 	}
 }
-
-const inspectTimeout = 10 * time.Second
 
 // criticalLines counts CRITICAL lines per workflow ID and dead-lettering (run ID and
 // deadLetteredAt) across every worker incarnation's log.

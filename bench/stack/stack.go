@@ -400,7 +400,7 @@ func (s *Stack) Close() {
 // cleanup deletes the stack's queues and exchanges, and the extra ones named.
 func (s *Stack) Broker(name string, extraQueues, extraExchanges []string) (*broker.Conn, *broker.Publisher, func(), error) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	conn, pub, err := broker.Connect(broker.ConnConfig{URL: s.Cfg.AMQPURL, RetryInterval: time.Second, Name: name}, quiet, 5, nil)
+	conn, pub, err := broker.Connect(broker.ConnConfig{URL: s.Cfg.AMQPURL, RetryInterval: time.Second, RPCTimeout: 10 * time.Second, Name: name}, quiet, 5, nil)
 	if err != nil {
 		return nil, nil, nil, err
 	}

@@ -3,8 +3,7 @@ package broker
 import (
 	"fmt"
 	"log/slog"
-	"math"
-	"sync/atomic"
+	"sync"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -18,24 +17,42 @@ type ConnConfig struct {
 	URL string
 	// TLS for amqps:// URLs: a CA bundle and an optional client certificate.
 	CAFile, CertFile, KeyFile string
-	// RetryInterval between reconnection attempts; recovery never gives up.
+	// RetryInterval between reconnection attempts (0: 2 s); reconnecting never gives up.
 	RetryInterval time.Duration
-	Name          string // connection name shown in the management UI
+	// RPCTimeout bounds the wait for one reply of the broker (0: 30 s): see bounded.
+	RPCTimeout time.Duration
+	Name       string // connection name shown in the management UI
 }
 
-// Conn is a broker connection with amqp091-go's automatic recovery. Epoch changes each time the
-// connection goes down, so deliveries received before a reconnection are never acked by tag on
-// the recovered channel (their tags belong to the old one; the broker has requeued them).
+// Conn is a broker connection that makes itself again whenever it is lost, failing over between
+// the cluster's nodes, until Close. Channels are opened per use, and a channel of a lost connection
+// stays closed: its user opens a new one (the Publisher does so by itself).
+//
+// Why not amqp091-go's own recovery (Config.Recovery): it reopens every channel the lost connection
+// had, and a channel that was being opened when the connection died never reopens ("channel/connection
+// is not open"), so its recovery retried for ever and every later call failed — seen in v1.16.0 and
+// v1.17.0 with a connection cut while channels were opened (TestChannelsOpenedWhileTheConnectionRecoversComeBack).
+// A fresh connection carries no such state.
+//
+// Channel and Do bound every wait for the broker (see bounded).
 type Conn struct {
-	*amqp.Connection
-	epoch atomic.Uint64
-	up    atomic.Bool
+	eps   *endpoints
+	cfg   amqp.Config
 	log   *slog.Logger
+	rpc   time.Duration
+	retry time.Duration
+
+	mu      sync.Mutex
+	cur     *amqp.Connection // nil while connecting again
+	changed chan struct{}    // closed when cur changes
+	closed  bool             // by Close
+	stop    chan struct{}
 }
 
-// Dial connects with recovery enabled, trying until it succeeds or attempts run out (0: forever).
+// Dial connects, trying until it succeeds or attempts run out (0: forever); the connection then
+// reconnects by itself.
 func Dial(c ConnConfig, log *slog.Logger, attempts int, stop <-chan struct{}) (*Conn, error) {
-	eps, cfg, err := amqpConfig(c, true)
+	eps, cfg, err := amqpConfig(c)
 	if err != nil {
 		return nil, err
 	}
@@ -43,9 +60,13 @@ func Dial(c ConnConfig, log *slog.Logger, attempts int, stop <-chan struct{}) (*
 	for i := 0; ; i++ {
 		conn, err := amqp.DialConfig(eps.libURL(), cfg)
 		if err == nil {
-			bc := &Conn{Connection: conn, log: log}
-			bc.up.Store(true)
-			bc.watch()
+			retry := c.RetryInterval
+			if retry <= 0 {
+				retry = 2 * time.Second
+			}
+			bc := &Conn{eps: eps, cfg: cfg, log: log, rpc: rpcTimeout(c), retry: retry,
+				cur: conn, changed: make(chan struct{}), stop: make(chan struct{})}
+			go bc.keep(conn)
 			return bc, nil
 		}
 		if attempts > 0 && i+1 >= attempts {
@@ -61,13 +82,110 @@ func Dial(c ConnConfig, log *slog.Logger, attempts int, stop <-chan struct{}) (*
 	}
 }
 
-// DialPlain makes one attempt at a connection WITHOUT amqp091-go's recovery. The consumer uses it:
-// the library reopens a broker-closed channel as the same *amqp.Channel with delivery tags starting
-// again at 1, so a delivery from before could be acked on the reopened channel (the wrong message,
-// or a 406 that closes it again). On a connection of its own, each channel the consumer opens is
-// one incarnation: once closed, acks through it fail, and the consumer opens a new one itself.
-func DialPlain(c ConnConfig) (*amqp.Connection, error) {
-	eps, cfg, err := amqpConfig(c, false)
+// keep connects again each time the connection is lost, until Close.
+func (c *Conn) keep(conn *amqp.Connection) {
+	for {
+		lost := <-conn.NotifyClose(make(chan *amqp.Error, 1))
+		if !c.set(nil) {
+			return
+		}
+		c.log.Warn("RabbitMQ connection lost; connecting again", "error", lost)
+		for {
+			select {
+			case <-c.stop:
+				return
+			case <-time.After(c.retry):
+			}
+			var err error
+			if conn, err = amqp.DialConfig(c.eps.libURL(), c.cfg); err == nil {
+				break
+			}
+			c.log.Warn("cannot reach RabbitMQ yet; trying again", "url", c.eps, "error", err, "wait", c.retry)
+		}
+		if !c.set(conn) {
+			_ = conn.Close()
+			return
+		}
+		c.log.Info("RabbitMQ connection recovered")
+	}
+}
+
+// set makes conn the current connection; false once closed.
+func (c *Conn) set(conn *amqp.Connection) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.closed {
+		return false
+	}
+	c.cur = conn
+	close(c.changed)
+	c.changed = make(chan struct{})
+	return true
+}
+
+// Channel opens a channel on the current connection, waiting for it while it is being made again;
+// it fails within the RPC timeout.
+func (c *Conn) Channel() (*amqp.Channel, error) {
+	deadline := time.NewTimer(c.rpc)
+	defer deadline.Stop()
+	for {
+		c.mu.Lock()
+		cur, changed, closed := c.cur, c.changed, c.closed
+		c.mu.Unlock()
+		if closed {
+			return nil, amqp.ErrClosed
+		}
+		if cur != nil && !cur.IsClosed() {
+			return openChannel(c.rpc, cur.Channel, c.eps.drop)
+		}
+		select {
+		case <-changed:
+		case <-deadline.C:
+			return nil, fmt.Errorf("RabbitMQ connection not back within %s", c.rpc)
+		}
+	}
+}
+
+// Do runs calls that wait for the broker's replies (declare, confirm.select, …) within the RPC
+// timeout; what names them in the error.
+func (c *Conn) Do(what string, rpc func() error) error { return do(c.rpc, what, c.eps.drop, rpc) }
+
+// Up reports whether the connection is open.
+func (c *Conn) Up() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.cur != nil && !c.cur.IsClosed()
+}
+
+// IsClosed reports whether Close was called.
+func (c *Conn) IsClosed() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// Close closes the connection for good, waiting for the broker's close-ok within the RPC timeout.
+func (c *Conn) Close() error {
+	c.mu.Lock()
+	if c.closed {
+		c.mu.Unlock()
+		return amqp.ErrClosed
+	}
+	c.closed = true
+	close(c.stop)
+	cur := c.cur
+	c.mu.Unlock()
+	if cur == nil {
+		return nil
+	}
+	return cur.CloseDeadline(time.Now().Add(c.rpc))
+}
+
+// DialPlain makes one attempt at a connection that is not made again when lost. The consumer uses
+// it: each channel it opens is one incarnation, and a delivery is only acked through the channel it
+// came from; when the connection dies the consumer dials a new one itself.
+func DialPlain(c ConnConfig) (*PlainConn, error) {
+	eps, cfg, err := amqpConfig(c)
 	if err != nil {
 		return nil, err
 	}
@@ -75,10 +193,37 @@ func DialPlain(c ConnConfig) (*amqp.Connection, error) {
 	if err != nil {
 		return nil, fmt.Errorf("RabbitMQ at %s: %w", eps, err)
 	}
-	return conn, nil
+	return &PlainConn{Connection: conn, eps: eps, rpc: rpcTimeout(c)}, nil
 }
 
-func amqpConfig(c ConnConfig, recovery bool) (*endpoints, amqp.Config, error) {
+// PlainConn is a connection whose Channel and Do bound every wait for the broker; a reply that does
+// not come closes it (see bounded).
+type PlainConn struct {
+	*amqp.Connection
+	eps *endpoints
+	rpc time.Duration
+}
+
+// Channel opens a channel, or fails within the RPC timeout.
+func (c *PlainConn) Channel() (*amqp.Channel, error) {
+	return openChannel(c.rpc, c.Connection.Channel, c.eps.drop)
+}
+
+// Do runs calls that wait for the broker's replies (declare, consume, …) within the RPC timeout;
+// what names them in the error.
+func (c *PlainConn) Do(what string, rpc func() error) error { return do(c.rpc, what, c.eps.drop, rpc) }
+
+// Close closes the connection, waiting for the broker's close-ok within the RPC timeout.
+func (c *PlainConn) Close() error { return c.CloseDeadline(time.Now().Add(c.rpc)) }
+
+func rpcTimeout(c ConnConfig) time.Duration {
+	if c.RPCTimeout > 0 {
+		return c.RPCTimeout
+	}
+	return defaultRPCTimeout
+}
+
+func amqpConfig(c ConnConfig) (*endpoints, amqp.Config, error) {
 	eps, err := parseEndpoints(c.URL)
 	if err != nil {
 		return nil, amqp.Config{}, err
@@ -87,15 +232,6 @@ func amqpConfig(c ConnConfig, recovery bool) (*endpoints, amqp.Config, error) {
 		Heartbeat:  10 * time.Second,
 		Properties: amqp.NewConnectionProperties(),
 		Dial:       eps.dial,
-	}
-	if recovery {
-		retry := c.RetryInterval
-		if retry <= 0 {
-			retry = 2 * time.Second
-		}
-		cfg.Recovery = &amqp.Recovery{
-			ReconnectionConfig: &amqp.ReconnectionConfig{MaxRetryCount: math.MaxInt32, RetryInterval: retry},
-		}
 	}
 	if c.Name != "" {
 		cfg.Properties.SetClientConnectionName(c.Name)
@@ -111,30 +247,3 @@ func amqpConfig(c ConnConfig, recovery bool) (*endpoints, amqp.Config, error) {
 	}
 	return eps, cfg, nil
 }
-
-func (c *Conn) watch() {
-	states := make(chan *amqp.StateChanged, 8)
-	c.NotifyStateChange(states)
-	go func() {
-		for s := range states {
-			switch s.To {
-			case amqp.StateReconnecting:
-				c.epoch.Add(1)
-				c.up.Store(false)
-				c.log.Warn("RabbitMQ connection lost; recovering", "error", s.Err)
-			case amqp.StateOpen:
-				c.up.Store(true)
-				c.log.Info("RabbitMQ connection recovered")
-			case amqp.StateClosed:
-				c.epoch.Add(1)
-				c.up.Store(false)
-			}
-		}
-	}()
-}
-
-// Epoch identifies the current connection incarnation.
-func (c *Conn) Epoch() uint64 { return c.epoch.Load() }
-
-// Up reports whether the connection is open.
-func (c *Conn) Up() bool { return c.up.Load() && !c.IsClosed() }

@@ -7,6 +7,7 @@ import (
 	"net"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -33,6 +34,9 @@ type endpoints struct {
 	uris []amqp.URI
 	next atomic.Int32 // the node tried first by the next dial
 	tls  *tls.Config  // set for amqps: the handshake is done here, per node (its own server name)
+
+	mu   sync.Mutex
+	sock net.Conn // the TCP connection dialed last (the one in use), for drop
 }
 
 var errMixedURLs = errors.New("AMQP_URL: every URL in the list must have the same scheme, user, password and vhost (one cluster)")
@@ -87,6 +91,7 @@ func (e *endpoints) dial(network, _ string) (net.Conn, error) {
 		u := e.uris[k]
 		addr := net.JoinHostPort(u.Host, strconv.Itoa(u.Port))
 		conn, err := net.DialTimeout(network, addr, nodeDialTimeout)
+		raw := conn
 		if err == nil {
 			err = conn.SetDeadline(time.Now().Add(handshakeTimeout))
 		}
@@ -104,11 +109,26 @@ func (e *endpoints) dial(network, _ string) (net.Conn, error) {
 		}
 		if err == nil {
 			e.next.Store(int32((k + 1) % n))
+			e.mu.Lock()
+			e.sock = raw
+			e.mu.Unlock()
 			return conn, nil
 		}
 		errs = append(errs, fmt.Errorf("%s: %w", addr, err))
 	}
 	return nil, errors.Join(errs...)
+}
+
+// drop closes the socket of the connection in use, as a dying node would: amqp091-go's calls
+// waiting on it return, and its recovery (if enabled) connects again. Closing the TCP socket rather
+// than a TLS layer over it cannot block on a peer that stopped reading.
+func (e *endpoints) drop() {
+	e.mu.Lock()
+	sock := e.sock
+	e.mu.Unlock()
+	if sock != nil {
+		_ = sock.Close()
+	}
 }
 
 // String names the nodes with the password hidden.

@@ -41,7 +41,7 @@ func (p *Publisher) open() error {
 	if err != nil {
 		return err
 	}
-	if err := ch.Confirm(false); err != nil {
+	if err := p.conn.Do("confirm.select", func() error { return ch.Confirm(false) }); err != nil {
 		_ = ch.Close()
 		return fmt.Errorf("publisher confirms: %w", err)
 	}

@@ -87,10 +87,11 @@ func (t Topology) PolicyCommand() string {
 		regexp.QuoteMeta(t.PlacementQueue), regexp.QuoteMeta(t.ScanQueue), t.DLX, t.DeliveryLimit)
 }
 
-// ChannelOpener opens channels: an *amqp.Connection or a *Conn. Declaring needs fresh channels,
-// since a refused declaration closes the channel it was made on.
+// ChannelOpener opens channels and bounds the waits for replies on them: a *Conn or a *PlainConn.
+// Declaring needs fresh channels, since a refused declaration closes the channel it was made on.
 type ChannelOpener interface {
 	Channel() (*amqp.Channel, error)
+	Do(what string, rpc func() error) error
 }
 
 // Declare declares the topology idempotently. A record queue that an older version declared
@@ -101,6 +102,10 @@ func (t Topology) Declare(conn ChannelOpener, log *slog.Logger) error {
 	if t.DeliveryLimit < 1 {
 		return fmt.Errorf("delivery limit %d must be at least 1", t.DeliveryLimit)
 	}
+	return conn.Do("declaring the topology", func() error { return t.declare(conn, log) })
+}
+
+func (t Topology) declare(conn ChannelOpener, log *slog.Logger) error {
 	ch, err := conn.Channel()
 	if err != nil {
 		return err
@@ -129,6 +134,10 @@ func (t Topology) Declare(conn ChannelOpener, log *slog.Logger) error {
 // EnsureSource declares one record queue and its binding if the queue is missing (deleted while
 // writeback consumed it); an existing queue is left as it is.
 func (t Topology) EnsureSource(conn ChannelOpener, s Source, log *slog.Logger) error {
+	return conn.Do("declaring "+s.Queue, func() error { return t.ensureSource(conn, s, log) })
+}
+
+func (t Topology) ensureSource(conn ChannelOpener, s Source, log *slog.Logger) error {
 	ch, err := conn.Channel()
 	if err != nil {
 		return err

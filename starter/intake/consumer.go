@@ -34,7 +34,7 @@ type Consumer struct {
 	// Dial opens the consumer's own connection, without amqp091-go's recovery (see
 	// broker.DialPlain): every channel the consumer opens is one incarnation, and a delivery is
 	// only ever acked through the channel it came from.
-	Dial      func() (*amqp.Connection, error)
+	Dial      func() (*broker.PlainConn, error)
 	Topology  broker.Topology
 	Publisher *broker.Publisher // for poison messages, with confirms
 	Starter   Starter
@@ -120,7 +120,7 @@ func (c *Consumer) Run(ctx context.Context) error {
 }
 
 // runConnection declares the topology and consumes every queue on conn until conn closes or ctx ends.
-func (c *Consumer) runConnection(ctx context.Context, conn *amqp.Connection) error {
+func (c *Consumer) runConnection(ctx context.Context, conn *broker.PlainConn) error {
 	if err := c.Topology.Declare(conn, c.Log); err != nil {
 		return err
 	}
@@ -140,7 +140,7 @@ func (c *Consumer) runConnection(ctx context.Context, conn *amqp.Connection) err
 
 // consumeQueue keeps a consumer on one queue for as long as conn is open: a channel the broker
 // closed, or a consumer it cancelled (queue deleted), is replaced by a new one.
-func (c *Consumer) consumeQueue(ctx context.Context, conn *amqp.Connection, src broker.Source) {
+func (c *Consumer) consumeQueue(ctx context.Context, conn *broker.PlainConn, src broker.Source) {
 	wait := c.RetryMin
 	for {
 		err := c.consumeOnce(ctx, conn, src)
@@ -159,7 +159,7 @@ func (c *Consumer) consumeQueue(ctx context.Context, conn *amqp.Connection, src 
 }
 
 // consumeOnce runs one channel incarnation: its handlers ack only through it, and stop when it dies.
-func (c *Consumer) consumeOnce(ctx context.Context, conn *amqp.Connection, src broker.Source) error {
+func (c *Consumer) consumeOnce(ctx context.Context, conn *broker.PlainConn, src broker.Source) error {
 	ch, err := conn.Channel()
 	if err != nil {
 		return err
@@ -167,7 +167,7 @@ func (c *Consumer) consumeOnce(ctx context.Context, conn *amqp.Connection, src b
 	defer ch.Close() // deliveries still unacked are requeued by the broker
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	cancelled := ch.NotifyCancel(make(chan string, 1))
-	if err := ch.Qos(max(1, c.Prefetch/len(c.Topology.Sources())), 0, false); err != nil {
+	if err := conn.Do("basic.qos", func() error { return ch.Qos(max(1, c.Prefetch/len(c.Topology.Sources())), 0, false) }); err != nil {
 		return fmt.Errorf("prefetch: %w", err)
 	}
 	// The queue may have been deleted since the topology was declared: declare it again.
@@ -175,7 +175,11 @@ func (c *Consumer) consumeOnce(ctx context.Context, conn *amqp.Connection, src b
 		return err
 	}
 	tag := fmt.Sprintf("writeback-starter-%s-%d", src.Kind, time.Now().UnixNano())
-	deliveries, err := ch.Consume(src.Queue, tag, false, false, false, false, nil)
+	var deliveries <-chan amqp.Delivery
+	err = conn.Do("basic.consume", func() (err error) {
+		deliveries, err = ch.Consume(src.Queue, tag, false, false, false, false, nil)
+		return err
+	})
 	if err != nil {
 		return fmt.Errorf("consume %s: %w", src.Queue, err)
 	}
@@ -189,7 +193,7 @@ func (c *Consumer) consumeOnce(ctx context.Context, conn *amqp.Connection, src b
 	for {
 		select {
 		case <-ctx.Done():
-			_ = ch.Cancel(tag, false)
+			_ = conn.Do("basic.cancel", func() error { return ch.Cancel(tag, false) })
 			if c.drain(&handlers, stopInc) {
 				c.Log.Info("consumer stopped; every delivery in flight was settled", "queue", src.Queue)
 			}
@@ -417,14 +421,17 @@ func (c *Consumer) pollDepths(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if ch, err := c.Conn.Channel(); err == nil {
-			for _, q := range queues {
-				// Passive declare of a missing queue closes the channel: check one at a time.
-				info, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
-				if err != nil {
-					break
+			_ = c.Conn.Do("asking the queue depths", func() error {
+				for _, q := range queues {
+					// Passive declare of a missing queue closes the channel: check one at a time.
+					info, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
+					if err != nil {
+						return err
+					}
+					c.Metrics.QueueDepth.WithLabelValues(q).Set(float64(info.Messages))
 				}
-				c.Metrics.QueueDepth.WithLabelValues(q).Set(float64(info.Messages))
-			}
+				return nil
+			})
 			_ = ch.Close()
 		}
 		select {

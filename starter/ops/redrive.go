@@ -37,13 +37,22 @@ func redrive(ctx context.Context, conn *broker.Conn, pub *broker.Publisher, topo
 	}
 	// Closing the channel returns every message still unacked (dry run, kept ones) to the DLQ.
 	defer ch.Close()
-	q, err := ch.QueueDeclarePassive(topo.DLQ, true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum})
+	var q amqp.Queue
+	err = conn.Do("queue.declare of the DLQ", func() (err error) {
+		q, err = ch.QueueDeclarePassive(topo.DLQ, true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum})
+		return err
+	})
 	if err != nil {
 		return nil, fmt.Errorf("DLQ %s: %w", topo.DLQ, err)
 	}
 	var items []RedriveItem
 	for i := 0; i < q.Messages; i++ {
-		d, ok, err := ch.Get(topo.DLQ, false)
+		var d amqp.Delivery
+		var ok bool
+		err := conn.Do("basic.get from the DLQ", func() (err error) {
+			d, ok, err = ch.Get(topo.DLQ, false)
+			return err
+		})
 		if err != nil {
 			return items, err
 		}

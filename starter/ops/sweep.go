@@ -74,7 +74,11 @@ func (r *Returner) pass(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	q, err := ch.QueueDeclarePassive(r.Topology.DLQ, true, false, false, false, nil)
+	var q amqp.Queue
+	err = r.Conn.Do("queue.declare of the DLQ", func() (err error) {
+		q, err = ch.QueueDeclarePassive(r.Topology.DLQ, true, false, false, false, nil)
+		return err
+	})
 	_ = ch.Close()
 	if err != nil || q.Messages == 0 {
 		return
