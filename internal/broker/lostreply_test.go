@@ -133,14 +133,21 @@ func within[T any](t *testing.T, d time.Duration, what string, f func() (T, erro
 	}
 }
 
+// dial connects through the proxy with a short RPC timeout, closed when the test ends.
+func (p *replyLoser) dial(t *testing.T) *broker.Conn {
+	t.Helper()
+	conn, err := broker.Dial(broker.ConnConfig{URL: p.url(), RetryInterval: 200 * time.Millisecond,
+		RPCTimeout: testRPCTimeout, Name: "writeback-test-lost-reply"}, quiet(), 3, nil)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
 func quiet() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func TestAChannelOpenTheBrokerNeverAnswersComesBackAndTheConnectionRecovers(t *testing.T) {
 	p := startReplyLoser(t)
-	conn, err := broker.Dial(broker.ConnConfig{URL: p.url(), RetryInterval: 200 * time.Millisecond,
-		RPCTimeout: testRPCTimeout, Name: "writeback-test-lost-reply"}, quiet(), 3, nil)
-	require.NoError(t, err)
-	defer conn.Close()
+	conn := p.dial(t)
 
 	p.drop.Store(1)
 	ch, err := within(t, 20*time.Second, "Channel()", conn.Channel)
@@ -168,13 +175,10 @@ func TestAChannelOpenTheBrokerNeverAnswersComesBackAndTheConnectionRecovers(t *t
 
 func TestAPublisherWhoseChannelIsNeverOpenedComesBack(t *testing.T) {
 	p := startReplyLoser(t)
-	conn, err := broker.Dial(broker.ConnConfig{URL: p.url(), RetryInterval: 200 * time.Millisecond,
-		RPCTimeout: testRPCTimeout, Name: "writeback-test-lost-reply"}, quiet(), 3, nil)
-	require.NoError(t, err)
-	defer conn.Close()
+	conn := p.dial(t)
 
 	p.drop.Store(1)
-	_, err = within(t, 20*time.Second, "NewPublisher", func() (*broker.Publisher, error) { return broker.NewPublisher(conn) })
+	_, err := within(t, 20*time.Second, "NewPublisher", func() (*broker.Publisher, error) { return broker.NewPublisher(conn) })
 	require.ErrorContains(t, err, "did not answer")
 	pub, err := within(t, 40*time.Second, "NewPublisher after recovery", func() (*broker.Publisher, error) {
 		for deadline := time.Now().Add(30 * time.Second); ; {
@@ -206,10 +210,7 @@ func TestAChannelOpenNeverAnsweredOnAConsumerConnectionClosesIt(t *testing.T) {
 // amqp091-go asks callers not to open channels while it recovers; every call must come back.
 func TestChannelsOpenedWhileTheConnectionRecoversComeBack(t *testing.T) {
 	p := startReplyLoser(t)
-	conn, err := broker.Dial(broker.ConnConfig{URL: p.url(), RetryInterval: 200 * time.Millisecond,
-		RPCTimeout: testRPCTimeout, Name: "writeback-test-recovering"}, quiet(), 3, nil)
-	require.NoError(t, err)
-	defer conn.Close()
+	conn := p.dial(t)
 
 	stop := time.Now().Add(12 * time.Second)
 	var wg sync.WaitGroup
@@ -240,7 +241,7 @@ func TestChannelsOpenedWhileTheConnectionRecoversComeBack(t *testing.T) {
 	}
 	wg.Wait()
 	t.Logf("opened %d channels; slowest call %s", opened.Load(), time.Duration(slowest.Load()))
-	_, err = within(t, 30*time.Second, "Channel() after the cuts", func() (*amqp.Channel, error) {
+	_, err := within(t, 30*time.Second, "Channel() after the cuts", func() (*amqp.Channel, error) {
 		for {
 			ch, err := conn.Channel()
 			if err == nil {
