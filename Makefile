@@ -13,7 +13,7 @@ UI_SERVER_VERSION := v2.42.1
 CLUSTER_TOOLS := $(BIN)/temporal-server $(BIN)/temporal-sql-tool $(BIN)/temporal-ui-server
 export WRITEBACK_TEMPORAL_CLI := $(TEMPORAL)
 
-.PHONY: run test test-short lint tools cluster-tools fuzz chaos bench run-cluster test-cluster test-compose
+.PHONY: run test test-short lint tools cluster-tools fuzz chaos bench run-cluster test-cluster test-compose kube-tools deploy-up deploy-down
 
 ## run: dev server with UI, TCS simulator, worker, starter and a demo batch (Ctrl-C stops all)
 run: $(TEMPORAL)
@@ -88,3 +88,15 @@ lint: $(WORKFLOWCHECK)
 	gofmt -l . | (! grep .)
 	go vet ./...
 	$(WORKFLOWCHECK) ./...
+
+## kube-tools: the local Kubernetes v1.32.13, etcd, CoreDNS and the RabbitMQ topology operator, built from their Go modules into bin/kube (about 25 minutes of CPU the first time)
+kube-tools:
+	bash deploy/local/kube/tools.sh
+
+## deploy-up: a local single-node Kubernetes in a network namespace of its own, every image built here, the chart installed; prints KUBECONFIG= and NETNS=
+deploy-up: $(TEMPORAL) $(HELM) kube-tools
+	bash deploy/local/kube/deploy.sh up
+
+## deploy-down: stops and removes all of it (the image cache in /var/tmp/writeback-kube and -engine is kept)
+deploy-down:
+	bash deploy/local/kube/deploy.sh down

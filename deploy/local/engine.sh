@@ -35,6 +35,7 @@ up() {
   # only if this script made it: the /run/netns mount and /run/docker (dockerd's plugin directory).
   mountpoint -q /run/netns || echo /run/netns >"$ROOT/made-netns-mount"
   [ -e /run/docker ] || echo /run/docker >"$ROOT/made-run-docker"
+  [ -e /run/containerd ] || echo /run/containerd >"$ROOT/made-run-containerd"   # its shims' sockets
   ip netns list | grep -qw "$NETNS" || ip netns add "$NETNS"
   ip netns exec "$NETNS" ip link set lo up
   nsenter --net="/run/netns/$NETNS" ip addr replace "$DNS_ADDR/32" dev lo
@@ -88,6 +89,8 @@ down() {
     umount /run/netns 2>/dev/null; rmdir /run/netns 2>/dev/null; rm -f "$ROOT/made-netns-mount"
   fi
   if [ -f "$ROOT/made-run-docker" ]; then rm -rf /run/docker; rm -f "$ROOT/made-run-docker"; fi
+  # only if empty: the local Kubernetes' shims may use it too
+  if [ -f "$ROOT/made-run-containerd" ]; then rmdir /run/containerd/s /run/containerd 2>/dev/null; rm -f "$ROOT/made-run-containerd"; fi
   rm -rf "$RUN"
   say "stopped"
   return 0

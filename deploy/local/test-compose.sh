@@ -18,7 +18,7 @@ if [ -z "${WRITEBACK_IN_NETNS:-}" ]; then
     [ -x "bin/$b" ] || fail "bin/$b is missing: make tools cluster-tools"
   done
   snapshot() {
-    { sort /proc/mounts; ls -d /run/netns /run/docker /etc/docker/key.json 2>/dev/null
+    { sort /proc/mounts; ls -d /run/netns /run/docker /run/containerd /etc/docker/key.json 2>/dev/null
       ip -o link | awk '{print $2}'
       iptables-save 2>/dev/null | grep -v -e '^#' -e '^:' || true
       cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null || true
