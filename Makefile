@@ -94,7 +94,7 @@ kube-tools:
 	bash deploy/local/kube/tools.sh
 
 ## deploy-up: a local single-node Kubernetes in a network namespace of its own, every image built here, the chart installed; prints KUBECONFIG= and NETNS=
-deploy-up: $(TEMPORAL) $(HELM) kube-tools
+deploy-up: $(TEMPORAL) $(HELM) $(CLUSTER_TOOLS) kube-tools
 	bash deploy/local/kube/deploy.sh up
 
 ## deploy-down: stops and removes all of it (the image cache in /var/tmp/writeback-kube and -engine is kept)

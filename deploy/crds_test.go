@@ -36,8 +36,11 @@ type prometheusRule struct {
 }
 
 type clusterRef struct {
-	Name      string `json:"name"`
-	Namespace string `json:"namespace,omitempty"`
+	Name             string `json:"name,omitempty"`
+	Namespace        string `json:"namespace,omitempty"`
+	ConnectionSecret *struct {
+		Name string `json:"name"`
+	} `json:"connectionSecret,omitempty"`
 }
 
 type rmqExchange struct {
@@ -63,6 +66,7 @@ type rmqQueue struct {
 		Durable                  bool           `json:"durable"`
 		AutoDelete               bool           `json:"autoDelete"`
 		Arguments                map[string]any `json:"arguments,omitempty"`
+		DeletionPolicy           string         `json:"deletionPolicy,omitempty"`
 		RabbitmqClusterReference clusterRef     `json:"rabbitmqClusterReference"`
 	} `json:"spec"`
 }

@@ -283,6 +283,8 @@ func TestTopologyAgreesEverywhere(t *testing.T) {
 		q := crQueues[src.Queue]
 		require.NotNil(t, q, "Helm lacks Queue %s", src.Queue)
 		require.Equal(t, "quorum", q.Spec.Type)
+		// helm uninstall must not delete the queue and the records waiting in it (seen on a real cluster)
+		require.Equal(t, "retain", q.Spec.DeletionPolicy, "Helm %s deletionPolicy", src.Queue)
 		for k, v := range starterArgs {
 			if k == "x-queue-type" {
 				continue // spec.type
@@ -291,6 +293,7 @@ func TestTopologyAgreesEverywhere(t *testing.T) {
 		}
 	}
 	require.Equal(t, "quorum", crQueues[want.DLQ].Spec.Type)
+	require.Equal(t, "retain", crQueues[want.DLQ].Spec.DeletionPolicy, "the DLQ holds what could not be written")
 	crExchanges := map[string]string{}
 	for _, e := range prod["Exchange"] {
 		crExchanges[e.(*rmqExchange).Spec.Name] = e.(*rmqExchange).Spec.Type

@@ -7,8 +7,9 @@
 #               v0.32.13 (endpointslice v0.32.12: the proxy refuses v0.32.13's zip).
 #   etcd/       etcd v3.5.36 (Debian's 3.4.23 is older than Kubernetes 1.32 supports); etcd's own module
 #               has replace directives, so main.go wraps etcdmain.
-#   operators/  RabbitMQ messaging-topology-operator v1.16.0 (its client is Kubernetes 0.32, this
-#               cluster's minor); the proxy refuses its version list, so `go install …@v1.16.0` fails.
+#   operators/  RabbitMQ messaging-topology-operator v1.17.4: the first with a Queue deletionPolicy (the chart
+#               retains the queues on uninstall); its client is Kubernetes 0.33, within the skew a 1.32
+#               API server supports. The proxy refuses its version list, so `go install …@v1.17.4` fails.
 # CoreDNS v1.12.0 installs with go install.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -34,7 +35,9 @@ for b in kube-apiserver kube-controller-manager kube-scheduler kube-proxy kubele
     kube-scheduler kube-proxy kubelet kubectl); break; }
 done
 [ -x "$OUT/etcd" ] && [ -x "$OUT/etcdctl" ] || build etcd "-s -w" . go.etcd.io/etcd/etcdctl/v3
-[ -x "$OUT/messaging-topology-operator" ] || build operators "-s -w" github.com/rabbitmq/messaging-topology-operator
+[ "$(cat "$OUT/.operators.stamp" 2>/dev/null)" = "$(sha256sum <"$HERE/tools/operators/go.sum")" ] || {
+  build operators "-s -w" github.com/rabbitmq/messaging-topology-operator
+  sha256sum <"$HERE/tools/operators/go.sum" >"$OUT/.operators.stamp"; }
 [ -x "$OUT/coredns" ] || { echo "kube-tools: installing CoreDNS $COREDNS_VERSION";
   GOBIN="$OUT" go install -trimpath -ldflags="-s -w" "github.com/coredns/coredns@$COREDNS_VERSION"; }
 echo "kube-tools: $OUT holds $(ls "$OUT" | tr '\n' ' ')"
