@@ -492,7 +492,7 @@ func inspect(conn *broker.Conn, queue string) (amqp.Queue, bool) {
 	if err != nil {
 		return amqp.Queue{}, false
 	}
-	defer ch.Close()
+	defer broker.CloseChannel(conn, ch)
 	var q amqp.Queue
 	err = conn.Do("queue.declare of "+queue, func() (err error) {
 		q, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil)

@@ -33,6 +33,11 @@ func bounded[T any](d time.Duration, what string, drop func(), rpc func() (T, er
 	case r := <-got:
 		return r.v, r.err
 	case <-timer.C:
+		select { // the answer and the deadline at once: the answer wins
+		case r := <-got:
+			return r.v, r.err
+		default:
+		}
 		drop()
 		go func() {
 			if r := <-got; r.err == nil && discard != nil {
@@ -53,4 +58,10 @@ func openChannel(d time.Duration, open func() (*amqp.Channel, error), drop func(
 func do(d time.Duration, what string, drop func(), rpc func() error) error {
 	_, err := bounded(d, what, drop, func() (struct{}, error) { return struct{}{}, rpc() }, nil)
 	return err
+}
+
+// CloseChannel closes ch within the RPC timeout of conn: channel.close waits for the broker's
+// close-ok like any other call.
+func CloseChannel(conn ChannelOpener, ch *amqp.Channel) {
+	_ = conn.Do("channel.close", ch.Close)
 }

@@ -72,7 +72,7 @@ func Dial(c ConnConfig, log *slog.Logger, attempts int, stop <-chan struct{}) (*
 		if attempts > 0 && i+1 >= attempts {
 			return nil, fmt.Errorf("RabbitMQ at %s: %w", eps, err)
 		}
-		log.Warn("cannot reach RabbitMQ yet; trying again", "url", eps, "error", err, "wait", wait)
+		log.Warn("cannot reach RabbitMQ yet; trying again", "url", eps.String(), "error", err, "wait", wait)
 		select {
 		case <-stop:
 			return nil, fmt.Errorf("RabbitMQ at %s: %w", eps, err)
@@ -100,10 +100,10 @@ func (c *Conn) keep(conn *amqp.Connection) {
 			if conn, err = amqp.DialConfig(c.eps.libURL(), c.cfg); err == nil {
 				break
 			}
-			c.log.Warn("cannot reach RabbitMQ yet; trying again", "url", c.eps, "error", err, "wait", c.retry)
+			c.log.Warn("cannot reach RabbitMQ yet; trying again", "url", c.eps.String(), "error", err, "wait", c.retry)
 		}
 		if !c.set(conn) {
-			_ = conn.Close()
+			_ = conn.CloseDeadline(time.Now().Add(c.rpc))
 			return
 		}
 		c.log.Info("RabbitMQ connection recovered")
@@ -173,6 +173,7 @@ func (c *Conn) Close() error {
 	}
 	c.closed = true
 	close(c.stop)
+	close(c.changed) // a Channel waiting for the next connection learns there is none
 	cur := c.cur
 	c.mu.Unlock()
 	if cur == nil {

@@ -252,3 +252,34 @@ func TestChannelsOpenedWhileTheConnectionRecoversComeBack(t *testing.T) {
 	})
 	require.NoError(t, err)
 }
+
+// A publish confirmed just before its connection died: waiting for it must still return (the
+// returns of a closed channel are closed, and reading them must not spin under the lock).
+func TestAConfirmWaitedForAfterTheConnectionDiedReturns(t *testing.T) {
+	p := startReplyLoser(t)
+	conn := p.dial(t)
+	queue := fmt.Sprintf("wbtest-late-wait-%d", time.Now().UnixNano())
+	ch, err := conn.Channel()
+	require.NoError(t, err)
+	_, err = ch.QueueDeclare(queue, false, false, false, false, amqp.Table{"x-expires": int32(60000)})
+	require.NoError(t, err)
+	pub, err := broker.NewPublisher(conn)
+	require.NoError(t, err)
+
+	pending, err := pub.PublishAsync(context.Background(), "", queue, amqp.Publishing{Body: []byte("confirmed, then cut")})
+	require.NoError(t, err)
+	time.Sleep(500 * time.Millisecond) // the confirm arrives
+	p.cut()
+	require.Eventually(t, func() bool { return !conn.Up() }, 5*time.Second, 20*time.Millisecond)
+	time.Sleep(200 * time.Millisecond)
+	_, err = within(t, 10*time.Second, "Wait after the connection died", func() (struct{}, error) {
+		return struct{}{}, pending.Wait(context.Background())
+	})
+	require.NoError(t, err, "the broker confirmed it before the cut")
+	// and the publisher goes on, on the next connection
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	require.Eventually(t, func() bool {
+		return pub.Publish(ctx, "", queue, amqp.Publishing{Body: []byte("after")}) == nil
+	}, 20*time.Second, 100*time.Millisecond)
+}

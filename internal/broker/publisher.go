@@ -50,26 +50,28 @@ func (p *Publisher) open() error {
 }
 
 // channel is the channel to publish on: a fresh one after a lost confirm or a closed channel.
-func (p *Publisher) channel() (*amqp.Channel, error) {
+func (p *Publisher) channel() (*amqp.Channel, chan amqp.Return, error) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.stale || p.ch.IsClosed() {
 		old := p.ch
 		if err := p.open(); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
-		_ = old.Close()
+		// Not under the lock: the close-ok of a channel that stopped answering may never come.
+		go CloseChannel(p.conn, old)
 	}
-	return p.ch, nil
+	return p.ch, p.returns, nil
 }
 
 // Pending is a publish awaiting its confirm.
 type Pending struct {
-	p   *Publisher
-	ch  *amqp.Channel
-	dc  *amqp.DeferredConfirmation
-	id  string
-	key string
+	p       *Publisher
+	ch      *amqp.Channel
+	returns chan amqp.Return // the channel's returns: a reopened channel has its own
+	dc      *amqp.DeferredConfirmation
+	id      string
+	key     string
 }
 
 // PublishAsync sends one message and returns without waiting for the confirm.
@@ -78,7 +80,7 @@ func (p *Publisher) PublishAsync(ctx context.Context, exchange, key string, msg 
 		msg.MessageId = uuid.NewString()
 	}
 	msg.DeliveryMode = amqp.Persistent
-	ch, err := p.channel()
+	ch, returns, err := p.channel()
 	if err != nil {
 		return nil, err
 	}
@@ -86,7 +88,7 @@ func (p *Publisher) PublishAsync(ctx context.Context, exchange, key string, msg 
 	if err != nil {
 		return nil, err
 	}
-	return &Pending{p: p, ch: ch, dc: dc, id: msg.MessageId, key: key}, nil
+	return &Pending{p: p, ch: ch, returns: returns, dc: dc, id: msg.MessageId, key: key}, nil
 }
 
 // confirmTimeout bounds the wait for one confirm: a broker that takes longer is treated like a
@@ -115,26 +117,34 @@ func (w *Pending) Wait(ctx context.Context) error {
 		return err
 	}
 	if !ok {
+		if w.ch.IsClosed() { // amqp091-go resolves the confirms of a closed channel as nacks
+			return errors.New("the channel closed before the broker confirmed; publish again")
+		}
 		return ErrNacked
 	}
 	// The broker sends basic.return before basic.ack, so a return is already buffered by now.
-	if reason, returned := w.p.takeReturn(w.id); returned {
+	if reason, returned := w.p.takeReturn(w.returns, w.id); returned {
 		return fmt.Errorf("message with routing key %q was unroutable: %s", w.key, reason)
 	}
 	return nil
 }
 
-func (p *Publisher) takeReturn(id string) (string, bool) {
+// takeReturn reports whether the message id came back unroutable on returns (the channel it was
+// published on; closed with that channel).
+func (p *Publisher) takeReturn(returns chan amqp.Return, id string) (string, bool) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+drain:
 	for {
 		select {
-		case r := <-p.returns:
+		case r, open := <-returns:
+			if !open {
+				break drain
+			}
 			p.returned[r.MessageId] = r.ReplyText
-			continue
 		default:
+			break drain
 		}
-		break
 	}
 	reason, ok := p.returned[id]
 	delete(p.returned, id)
@@ -154,7 +164,7 @@ func (p *Publisher) Publish(ctx context.Context, exchange, key string, msg amqp.
 func (p *Publisher) Close() error {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	return p.ch.Close()
+	return p.conn.Do("channel.close", p.ch.Close)
 }
 
 // Connect dials with recovery and opens a confirming publisher on the connection.

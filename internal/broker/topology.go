@@ -102,25 +102,28 @@ func (t Topology) Declare(conn ChannelOpener, log *slog.Logger) error {
 	if t.DeliveryLimit < 1 {
 		return fmt.Errorf("delivery limit %d must be at least 1", t.DeliveryLimit)
 	}
-	return conn.Do("declaring the topology", func() error { return t.declare(conn, log) })
-}
-
-func (t Topology) declare(conn ChannelOpener, log *slog.Logger) error {
 	ch, err := conn.Channel()
 	if err != nil {
 		return err
 	}
-	defer ch.Close()
-	if err := ch.ExchangeDeclare(t.Exchange, amqp.ExchangeTopic, true, false, false, false, nil); err != nil {
+	defer CloseChannel(conn, ch)
+	if err := conn.Do("exchange.declare", func() error {
+		return ch.ExchangeDeclare(t.Exchange, amqp.ExchangeTopic, true, false, false, false, nil)
+	}); err != nil {
 		return explain("exchange "+t.Exchange, err)
 	}
-	if err := ch.ExchangeDeclare(t.DLX, amqp.ExchangeFanout, true, false, false, false, nil); err != nil {
+	if err := conn.Do("exchange.declare", func() error {
+		return ch.ExchangeDeclare(t.DLX, amqp.ExchangeFanout, true, false, false, false, nil)
+	}); err != nil {
 		return explain("exchange "+t.DLX, err)
 	}
-	if _, err := ch.QueueDeclare(t.DLQ, true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum}); err != nil {
+	if err := conn.Do("queue.declare", func() error {
+		_, err := ch.QueueDeclare(t.DLQ, true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum})
+		return err
+	}); err != nil {
 		return explain("queue "+t.DLQ, err)
 	}
-	if err := ch.QueueBind(t.DLQ, "", t.DLX, false, nil); err != nil {
+	if err := conn.Do("queue.bind", func() error { return ch.QueueBind(t.DLQ, "", t.DLX, false, nil) }); err != nil {
 		return explain("binding "+t.DLQ, err)
 	}
 	for _, s := range t.Sources() {
@@ -134,16 +137,15 @@ func (t Topology) declare(conn ChannelOpener, log *slog.Logger) error {
 // EnsureSource declares one record queue and its binding if the queue is missing (deleted while
 // writeback consumed it); an existing queue is left as it is.
 func (t Topology) EnsureSource(conn ChannelOpener, s Source, log *slog.Logger) error {
-	return conn.Do("declaring "+s.Queue, func() error { return t.ensureSource(conn, s, log) })
-}
-
-func (t Topology) ensureSource(conn ChannelOpener, s Source, log *slog.Logger) error {
 	ch, err := conn.Channel()
 	if err != nil {
 		return err
 	}
-	_, perr := ch.QueueDeclarePassive(s.Queue, true, false, false, false, nil)
-	_ = ch.Close()
+	perr := conn.Do("queue.declare", func() error {
+		_, err := ch.QueueDeclarePassive(s.Queue, true, false, false, false, nil)
+		return err
+	})
+	CloseChannel(conn, ch)
 	if perr == nil {
 		return nil
 	}
@@ -160,8 +162,11 @@ func (t Topology) declareSource(conn ChannelOpener, s Source, log *slog.Logger) 
 	if err != nil {
 		return err
 	}
-	defer ch.Close()
-	if _, err := ch.QueueDeclare(s.Queue, true, false, false, false, t.QueueArgs()); err != nil {
+	defer CloseChannel(conn, ch)
+	if err := conn.Do("queue.declare", func() error {
+		_, err := ch.QueueDeclare(s.Queue, true, false, false, false, t.QueueArgs())
+		return err
+	}); err != nil {
 		if !isPreconditionFailed(err) {
 			return explain("queue "+s.Queue, err)
 		}
@@ -170,8 +175,11 @@ func (t Topology) declareSource(conn ChannelOpener, s Source, log *slog.Logger) 
 		if lerr != nil {
 			return lerr
 		}
-		defer legacy.Close()
-		if _, lerr := legacy.QueueDeclare(s.Queue, true, false, false, false, t.legacyQueueArgs()); lerr != nil {
+		defer CloseChannel(conn, legacy)
+		if lerr := conn.Do("queue.declare", func() error {
+			_, err := legacy.QueueDeclare(s.Queue, true, false, false, false, t.legacyQueueArgs())
+			return err
+		}); lerr != nil {
 			return explain("queue "+s.Queue, err)
 		}
 		log.Warn("record queue declared without at-least-once dead-lettering: a message the broker dead-letters while the DLQ "+
@@ -179,7 +187,7 @@ func (t Topology) declareSource(conn ChannelOpener, s Source, log *slog.Logger) 
 			"queue", s.Queue, "policy", t.PolicyCommand())
 		ch = legacy
 	}
-	if err := ch.QueueBind(s.Queue, s.RoutingKey, t.Exchange, false, nil); err != nil {
+	if err := conn.Do("queue.bind", func() error { return ch.QueueBind(s.Queue, s.RoutingKey, t.Exchange, false, nil) }); err != nil {
 		return explain("binding "+s.Queue, err)
 	}
 	return nil

@@ -164,7 +164,7 @@ func (c *Consumer) consumeOnce(ctx context.Context, conn *broker.PlainConn, src 
 	if err != nil {
 		return err
 	}
-	defer ch.Close() // deliveries still unacked are requeued by the broker
+	defer broker.CloseChannel(conn, ch) // deliveries still unacked are requeued by the broker
 	closed := ch.NotifyClose(make(chan *amqp.Error, 1))
 	cancelled := ch.NotifyCancel(make(chan string, 1))
 	if err := conn.Do("basic.qos", func() error { return ch.Qos(max(1, c.Prefetch/len(c.Topology.Sources())), 0, false) }); err != nil {
@@ -432,7 +432,7 @@ func (c *Consumer) pollDepths(ctx context.Context) {
 				}
 				return nil
 			})
-			_ = ch.Close()
+			broker.CloseChannel(c.Conn, ch)
 		}
 		select {
 		case <-ctx.Done():

@@ -36,7 +36,7 @@ func redrive(ctx context.Context, conn *broker.Conn, pub *broker.Publisher, topo
 		return nil, err
 	}
 	// Closing the channel returns every message still unacked (dry run, kept ones) to the DLQ.
-	defer ch.Close()
+	defer broker.CloseChannel(conn, ch)
 	var q amqp.Queue
 	err = conn.Do("queue.declare of the DLQ", func() (err error) {
 		q, err = ch.QueueDeclarePassive(topo.DLQ, true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum})

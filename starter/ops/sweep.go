@@ -79,7 +79,7 @@ func (r *Returner) pass(ctx context.Context) {
 		q, err = ch.QueueDeclarePassive(r.Topology.DLQ, true, false, false, false, nil)
 		return err
 	})
-	_ = ch.Close()
+	broker.CloseChannel(r.Conn, ch)
 	if err != nil || q.Messages == 0 {
 		return
 	}
