@@ -19,6 +19,7 @@ DNS_ADDR=10.213.1.1         # only inside the namespace, on its loopback
 # answers NXDOMAIN at once, instead of to the host's nameserver (outside this machine, unreachable here).
 
 say() { echo "engine: $*" >&2; }
+. "$(dirname "$0")/lib.sh"
 
 env_lines() {
   echo "DOCKER_HOST=unix://$SOCK"
@@ -73,18 +74,9 @@ down() {
   fi
   [ -f "$RUN/nxdns.pid" ] && kill "$(cat "$RUN/nxdns.pid")" 2>/dev/null
   # Whatever still runs in the namespace (a shim, a proxy, a test's helper) is stopped by PID before it goes.
-  if ip netns list | grep -qw "$NETNS"; then
-    local pids; pids=$(ip netns pids "$NETNS" 2>/dev/null)
-    [ -n "$pids" ] && { kill $pids 2>/dev/null; sleep 2; pids=$(ip netns pids "$NETNS" 2>/dev/null); [ -n "$pids" ] && kill -9 $pids 2>/dev/null; sleep 0.5; }
-    ip netns delete "$NETNS"
-  fi
-  grep " $RUN" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
-  grep " $ROOT/docker" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
-  for d in /sys/fs/cgroup/*/"$CGROUP_PARENT" /sys/fs/cgroup/"$CGROUP_PARENT"; do
-    [ -d "$d" ] || continue
-    for _ in $(seq 1 10); do find "$d" -depth -type d -exec rmdir {} + 2>/dev/null; [ -d "$d" ] || break; sleep 0.5; done
-    [ -d "$d" ] && say "could not remove the cgroup $d"
-  done
+  stop_netns "$NETNS"
+  umount_under "$RUN" "$ROOT/docker"
+  remove_cgroup "$CGROUP_PARENT"
   if [ -f "$ROOT/made-netns-mount" ] && [ -z "$(ls -A /run/netns 2>/dev/null)" ]; then
     umount /run/netns 2>/dev/null; rmdir /run/netns 2>/dev/null; rm -f "$ROOT/made-netns-mount"
   fi
@@ -96,9 +88,4 @@ down() {
   return 0
 }
 
-case "${1:-}" in
-  up) up ;;
-  down) down ;;
-  env) env_lines ;;
-  *) echo "usage: $0 up|down|env" >&2; exit 2 ;;
-esac
+main "$@"

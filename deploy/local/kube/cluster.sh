@@ -28,6 +28,7 @@ MADE_BY_THEM=(/run/netns /var/log/containers /var/log/pods /var/lib/cni /run/con
   /var/lib/kubelet /etc/kubernetes)
 
 say() { echo "cluster: $*" >&2; }
+. "$HERE/../lib.sh"
 in_ns() { nsenter --net="/run/netns/$NETNS" "$@"; }
 kc() { in_ns "$BIN/kubectl" --kubeconfig "$KUBECONFIG_PATH" "$@"; }
 
@@ -255,22 +256,14 @@ down() {
     kill -9 $pids 2>/dev/null; sleep 1
   done
   # Whatever still runs in the namespace (shims, the topology operator) is stopped by PID before it goes.
-  if ip netns list | grep -qw "$NETNS"; then
-    pids=$(ip netns pids "$NETNS" 2>/dev/null)
-    [ -n "$pids" ] && { kill $pids 2>/dev/null; sleep 2; pids=$(ip netns pids "$NETNS" 2>/dev/null); [ -n "$pids" ] && kill -9 $pids 2>/dev/null; sleep 0.5; }
-    ip netns delete "$NETNS"
-  fi
+  stop_netns "$NETNS"
   for ns in $(ls /run/netns 2>/dev/null | grep '^cni-'); do
     grep -qx "$ns" "$ROOT/netns-before" 2>/dev/null && continue
     umount "/run/netns/$ns" 2>/dev/null; rm -f "/run/netns/$ns"
   done
   rm -f "$ROOT/netns-before"
-  grep -e " $RUN" -e " $ROOT" /proc/mounts | awk '{print $2}' | sort -r | xargs -r -n1 umount -l
-  for d in /sys/fs/cgroup/*/"$CGROUP"; do
-    [ -d "$d" ] || continue
-    for _ in $(seq 1 10); do find "$d" -depth -type d -exec rmdir {} + 2>/dev/null; [ -d "$d" ] || break; sleep 0.5; done
-    [ -d "$d" ] && say "could not remove the cgroup $d"
-  done
+  umount_under "$RUN" "$ROOT"
+  remove_cgroup "$CGROUP"
   if [ -f "$ROOT/made" ]; then
     while read -r p; do
       if [ "$p" = /run/netns ]; then
@@ -287,9 +280,4 @@ down() {
   return 0
 }
 
-case "${1:-}" in
-  up) up ;;
-  down) down ;;
-  env) env_lines ;;
-  *) echo "usage: $0 up|down|env" >&2; exit 2 ;;
-esac
+main "$@"

@@ -1,0 +1,41 @@
+# What engine.sh and kube/cluster.sh share to leave the machine as they found it; sourced (they define say).
+
+# stop_netns NETNS: every process in the network namespace stopped by PID (TERM, then KILL), then the
+# namespace deleted.
+stop_netns() {
+  ip netns list | grep -qw "$1" || return 0
+  local pids; pids=$(ip netns pids "$1" 2>/dev/null)
+  if [ -n "$pids" ]; then
+    kill $pids 2>/dev/null; sleep 2
+    pids=$(ip netns pids "$1" 2>/dev/null)
+    [ -n "$pids" ] && { kill -9 $pids 2>/dev/null; sleep 0.5; }
+  fi
+  ip netns delete "$1"
+}
+
+# umount_under DIR…: every mount at or under the directories, deepest first.
+umount_under() {
+  local d
+  for d in "$@"; do grep " $d" /proc/mounts; done | awk '{print $2}' | sort -ru | xargs -r -n1 umount -l
+}
+
+# remove_cgroup NAME: the cgroup NAME and everything under it, in every hierarchy.
+remove_cgroup() {
+  local d
+  for d in /sys/fs/cgroup/*/"$1" /sys/fs/cgroup/"$1"; do
+    [ -d "$d" ] || continue
+    for _ in $(seq 1 10); do find "$d" -depth -type d -exec rmdir {} + 2>/dev/null; [ -d "$d" ] || break; sleep 0.5; done
+    [ -d "$d" ] && say "could not remove the cgroup $d"
+  done
+  return 0
+}
+
+# main "$@": the command line of engine.sh and cluster.sh (their up, down and env_lines).
+main() {
+  case "${1:-}" in
+    up) up ;;
+    down) down ;;
+    env) env_lines ;;
+    *) echo "usage: $0 up|down|env" >&2; exit 2 ;;
+  esac
+}
