@@ -39,3 +39,21 @@ main() {
     *) echo "usage: $0 up|down|env" >&2; exit 2 ;;
   esac
 }
+
+# need_packages COMMAND:PACKAGE…: installs from Debian's packages the ones whose command is missing. No
+# service may start at install time (a containerd or dockerd outside the namespaces would change the
+# machine), so a policy-rc.d refuses them while apt runs, unless the machine has one already.
+need_packages() {
+  local missing=() c
+  for c in "$@"; do command -v "${c%%:*}" >/dev/null || [ -e "${c%%:*}" ] || missing+=("${c#*:}"); done
+  [ ${#missing[@]} -eq 0 ] && return 0
+  say "installing ${missing[*]} from Debian's packages"
+  local made_policy=
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; chmod +x /usr/sbin/policy-rc.d; made_policy=1
+  fi
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+  local rc=$?
+  [ -n "$made_policy" ] && rm -f /usr/sbin/policy-rc.d
+  return $rc
+}

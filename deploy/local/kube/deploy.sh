@@ -16,6 +16,9 @@ if [ "${1:-}" = down ]; then exec "$HERE/cluster.sh" down; fi
 [ "${1:-}" = up ] || { echo "usage: $0 up [TAG] | down" >&2; exit 2; }
 TAG=${2:-dev}
 started=$(date +%s)
+. deploy/local/lib.sh
+need_packages containerd:containerd runc:runc /usr/lib/cni/bridge:containernetworking-plugins iptables:iptables \
+  conntrack:conntrack dockerd:docker.io mmdebstrap:mmdebstrap
 
 envs=$("$HERE/cluster.sh" up) && eval "$envs"
 ROOT=$(dirname "$KUBECONFIG")
