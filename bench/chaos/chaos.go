@@ -493,11 +493,7 @@ func inspect(conn *broker.Conn, queue string) (amqp.Queue, bool) {
 		return amqp.Queue{}, false
 	}
 	defer broker.CloseChannel(conn, ch)
-	var q amqp.Queue
-	err = conn.Do("queue.declare of "+queue, func() (err error) {
-		q, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil)
-		return err
-	})
+	q, err := broker.InspectQueue(conn, ch, queue)
 	return q, err == nil
 }
 

@@ -15,8 +15,8 @@ const defaultRPCTimeout = 30 * time.Second
 // with no deadline, and replies do get lost: in the cluster runs a channel.open-ok and a
 // queue.declare-ok never came while a node stopped, on a connection whose heartbeats still flowed,
 // and the caller hung for good. After d the connection is dropped (drop closes its socket), which
-// makes rpc return and, with recovery, makes amqp091-go connect again; a result that still comes is
-// handed to discard.
+// makes rpc return (a Conn then connects again; a PlainConn's owner dials anew); a result that
+// still comes is handed to discard.
 func bounded[T any](d time.Duration, what string, drop func(), rpc func() (T, error), discard func(T)) (T, error) {
 	type result struct {
 		v   T
@@ -64,4 +64,15 @@ func do(d time.Duration, what string, drop func(), rpc func() error) error {
 // close-ok like any other call.
 func CloseChannel(conn ChannelOpener, ch *amqp.Channel) {
 	_ = conn.Do("channel.close", ch.Close)
+}
+
+// InspectQueue asks the broker about queue on ch (a passive declare: a missing queue closes ch)
+// within the RPC timeout of conn.
+func InspectQueue(conn ChannelOpener, ch *amqp.Channel, queue string) (amqp.Queue, error) {
+	var q amqp.Queue
+	err := conn.Do("queue.declare of "+queue, func() (err error) {
+		q, err = ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+		return err
+	})
+	return q, err
 }

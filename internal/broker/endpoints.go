@@ -120,7 +120,7 @@ func (e *endpoints) dial(network, _ string) (net.Conn, error) {
 }
 
 // drop closes the socket of the connection in use, as a dying node would: amqp091-go's calls
-// waiting on it return, and its recovery (if enabled) connects again. Closing the TCP socket rather
+// waiting on it return, and the connection's owner connects again. Closing the TCP socket rather
 // than a TLS layer over it cannot block on a peer that stopped reading.
 func (e *endpoints) drop() {
 	e.mu.Lock()

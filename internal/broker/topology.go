@@ -141,10 +141,7 @@ func (t Topology) EnsureSource(conn ChannelOpener, s Source, log *slog.Logger) e
 	if err != nil {
 		return err
 	}
-	perr := conn.Do("queue.declare", func() error {
-		_, err := ch.QueueDeclarePassive(s.Queue, true, false, false, false, nil)
-		return err
-	})
+	_, perr := InspectQueue(conn, ch, s.Queue)
 	CloseChannel(conn, ch)
 	if perr == nil {
 		return nil

@@ -421,17 +421,14 @@ func (c *Consumer) pollDepths(ctx context.Context) {
 	defer t.Stop()
 	for {
 		if ch, err := c.Conn.Channel(); err == nil {
-			_ = c.Conn.Do("asking the queue depths", func() error {
-				for _, q := range queues {
-					// Passive declare of a missing queue closes the channel: check one at a time.
-					info, err := ch.QueueDeclarePassive(q, true, false, false, false, nil)
-					if err != nil {
-						return err
-					}
-					c.Metrics.QueueDepth.WithLabelValues(q).Set(float64(info.Messages))
+			for _, q := range queues {
+				// A missing queue closes the channel: the rest wait for the next poll.
+				info, err := broker.InspectQueue(c.Conn, ch, q)
+				if err != nil {
+					break
 				}
-				return nil
-			})
+				c.Metrics.QueueDepth.WithLabelValues(q).Set(float64(info.Messages))
+			}
 			broker.CloseChannel(c.Conn, ch)
 		}
 		select {

@@ -37,11 +37,7 @@ func redrive(ctx context.Context, conn *broker.Conn, pub *broker.Publisher, topo
 	}
 	// Closing the channel returns every message still unacked (dry run, kept ones) to the DLQ.
 	defer broker.CloseChannel(conn, ch)
-	var q amqp.Queue
-	err = conn.Do("queue.declare of the DLQ", func() (err error) {
-		q, err = ch.QueueDeclarePassive(topo.DLQ, true, false, false, false, amqp.Table{amqp.QueueTypeArg: amqp.QueueTypeQuorum})
-		return err
-	})
+	q, err := broker.InspectQueue(conn, ch, topo.DLQ)
 	if err != nil {
 		return nil, fmt.Errorf("DLQ %s: %w", topo.DLQ, err)
 	}

@@ -74,11 +74,7 @@ func (r *Returner) pass(ctx context.Context) {
 	if err != nil {
 		return
 	}
-	var q amqp.Queue
-	err = r.Conn.Do("queue.declare of the DLQ", func() (err error) {
-		q, err = ch.QueueDeclarePassive(r.Topology.DLQ, true, false, false, false, nil)
-		return err
-	})
+	q, err := broker.InspectQueue(r.Conn, ch, r.Topology.DLQ)
 	broker.CloseChannel(r.Conn, ch)
 	if err != nil || q.Messages == 0 {
 		return
