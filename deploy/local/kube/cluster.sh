@@ -268,6 +268,8 @@ down() {
     while read -r p; do
       if [ "$p" = /run/netns ]; then
         [ -z "$(ls -A /run/netns 2>/dev/null)" ] && { umount /run/netns 2>/dev/null; rmdir /run/netns 2>/dev/null; }
+      elif [ "$p" = /run/containerd ]; then
+        rmdir /run/containerd/s /run/containerd 2>/dev/null   # only if empty: the compose engine's shims may use it too
       else
         rm -rf "$p"
       fi
