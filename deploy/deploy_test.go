@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
 	autoscalingv2 "k8s.io/api/autoscaling/v2"
+	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	"sigs.k8s.io/yaml"
@@ -153,6 +154,8 @@ func rendered(t *testing.T, extra []string) map[string][]any {
 			obj = &rmqPolicy{}
 		case "rabbitmq.com/v1beta1/RabbitmqCluster":
 			obj = &rmqCluster{}
+		case "batch/v1/Job":
+			obj = &batchv1.Job{}
 		default:
 			t.Fatalf("unexpected manifest %s %s", head.APIVersion, head.Kind)
 		}
@@ -177,6 +180,7 @@ func TestHelmTemplateDecodesStrictly(t *testing.T) {
 	require.Len(t, def["Deployment"], 2)
 	require.Len(t, def["PodDisruptionBudget"], 2)
 	require.Empty(t, def["Queue"], "topology CRs only behind rabbitmqTopology.enabled")
+	require.Empty(t, def["Job"], "the set-current-version hook only with Worker Versioning")
 
 	prod := rendered(t, valueSets["production"])
 	for _, kind := range []string{"HorizontalPodAutoscaler", "ServiceMonitor", "PrometheusRule", "Exchange", "Queue", "Binding", "Policy"} {
@@ -206,6 +210,23 @@ func TestHelmTemplateDecodesStrictly(t *testing.T) {
 			require.Contains(t, env, "AMQP_CA_FILE", "AMQPS in production")
 		}
 	}
+	// Worker Versioning: a hook makes the release's build current after install, upgrade and rollback,
+	// with the workers' Temporal settings (the same TLS), or a rolling update leaves no worker that gets records.
+	require.Len(t, prod["Job"], 1)
+	job := prod["Job"][0].(*batchv1.Job)
+	require.Equal(t, "post-install,post-upgrade,post-rollback", job.Annotations["helm.sh/hook"])
+	hook := job.Spec.Template.Spec.Containers[0]
+	require.True(t, strings.HasSuffix(hook.Image, "writeback-starter:1.4.2"), hook.Image)
+	require.Equal(t, []string{"versioning", "set-current"}, hook.Args[:2])
+	hookEnv := map[string]string{}
+	for _, e := range hook.Env {
+		hookEnv[e.Name] = e.Value
+	}
+	require.Equal(t, "writeback", hookEnv["TEMPORAL_DEPLOYMENT_NAME"])
+	require.Equal(t, "1.4.2", hookEnv["TEMPORAL_BUILD_ID"])
+	require.Equal(t, "/etc/temporal-tls/tls.crt", hookEnv["TEMPORAL_TLS_CERT"])
+	require.Greater(t, *job.Spec.ActiveDeadlineSeconds, int64(600), "the Job outlives its own wait")
+
 	rule := prod["PrometheusRule"][0].(*prometheusRule)
 	require.NotEmpty(t, rule.Spec.Groups[0].Rules)
 	for _, r := range rule.Spec.Groups[0].Rules {

@@ -17,6 +17,7 @@ func commands() []command {
 		{"history", "a record's timeline: message, attempts, dead-letterings, operator actions, state now", runHistory},
 		{"jobs", "the retry jobs: list, show JOB-ID [--json], cancel JOB-ID, resume JOB-ID", runJobs},
 		{"tcs", "the TCS mode for every worker: status, hold, release, rate", runTCS},
+		{"versioning", "Worker Versioning: status, set-current (the build that gets the records; the chart's hook runs it)", runVersioning},
 		{"redrive", "move the DLQ's messages back to the exchange under their original routing key", runRedrive},
 		{"reconcile", "start workflows for exported placements whose EXPORTED event TCS lacks", runReconcile},
 	}

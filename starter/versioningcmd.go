@@ -1,0 +1,136 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+
+	"go.temporal.io/api/serviceerror"
+	sdkclient "go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/tis-writeback/writeback/internal/config"
+	"github.com/tis-writeback/writeback/internal/temporalclient"
+)
+
+// runVersioning is `starter versioning status|set-current`: which build of the workers gets the
+// records under Worker Versioning. A rolling deploy leaves no worker of the old build, so the new
+// build must become the deployment's current version; the Helm chart's hook runs set-current after
+// every install, upgrade and rollback.
+func runVersioning(args []string) int {
+	usage := `Usage: go run ./starter versioning <status|set-current> [flags]
+
+  status --deployment-name N                        the current (and ramping) build and every build's drainage
+  set-current --deployment-name N --build-id B      make build B the one that gets the records, waiting (--wait)
+                                                    until workers of B poll; every running record moves to B
+`
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(os.Stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	sub, rest := args[0], args[1:]
+	fs := newFlagSet("versioning "+sub, "Worker Versioning: the build of the workers that gets the records.")
+	tc := temporalclient.Flags(fs)
+	set := config.Set{FS: fs}
+	var name, buildID string
+	set.String(&name, "deployment-name", "TEMPORAL_DEPLOYMENT_NAME", "", "the worker deployment (the chart's worker.versioning.deploymentName)")
+	set.String(&buildID, "build-id", "TEMPORAL_BUILD_ID", "", "set-current: the build to make current (the chart's worker.versioning.buildId)")
+	wait := fs.Duration("wait", 5*time.Minute, "set-current: how long to wait for workers of the build to poll")
+	by := fs.String("by", currentUser(), "who (kept by Temporal as the deployment's last modifier)")
+	if code, ok := parse(fs, rest); !ok {
+		return code
+	}
+	if name == "" {
+		fmt.Fprintln(os.Stderr, "versioning needs --deployment-name (or TEMPORAL_DEPLOYMENT_NAME)")
+		return 2
+	}
+	switch sub {
+	case "status":
+	case "set-current":
+		if buildID == "" {
+			fmt.Fprintln(os.Stderr, "versioning set-current needs --build-id (or TEMPORAL_BUILD_ID)")
+			return 2
+		}
+	default:
+		fmt.Fprintf(os.Stderr, "unknown versioning command %q\n\n%s", sub, usage)
+		return 2
+	}
+	return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
+		h := c.WorkerDeploymentClient().GetHandle(name)
+		if sub == "set-current" {
+			prev, err := setCurrent(ctx, h, buildID, "starter versioning set-current ("+*by+")", *wait)
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "deployment %s: build %s was not made current: %v\n", name, buildID, err)
+				return 1
+			}
+			fmt.Printf("deployment %s: build %s is current (before: %s)\n", name, buildID, versionName(prev))
+			return 0
+		}
+		d, err := h.Describe(ctx, sdkclient.WorkerDeploymentDescribeOptions{})
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "deployment %s: %v\n", name, err)
+			return 1
+		}
+		rc := d.Info.RoutingConfig
+		fmt.Printf("deployment %s: current %s", name, versionName(rc.CurrentVersion))
+		if rc.RampingVersion != nil {
+			fmt.Printf(", ramping %s at %.0f%%", versionName(rc.RampingVersion), rc.RampingVersionPercentage)
+		}
+		fmt.Println()
+		for _, v := range d.Info.VersionSummaries {
+			fmt.Printf("  build %-24s created %s  drainage %s\n", v.Version.BuildID, v.CreateTime.UTC().Format(time.RFC3339), drainage(v.DrainageStatus))
+		}
+		return 0
+	})
+}
+
+// setCurrent makes buildID current, retrying while Temporal refuses because no worker of that build
+// has polled yet (a rollout still starting its pods) or is briefly unavailable, until wait has passed.
+// A refusal that waiting cannot change (a bad argument, no permission) ends it at once.
+func setCurrent(ctx context.Context, h sdkclient.WorkerDeploymentHandle, buildID, identity string, wait time.Duration) (*worker.WorkerDeploymentVersion, error) {
+	deadline := time.Now().Add(wait)
+	lastSaid := time.Time{}
+	for {
+		resp, err := h.SetCurrentVersion(ctx, sdkclient.WorkerDeploymentSetCurrentVersionOptions{BuildID: buildID, Identity: identity})
+		if err == nil {
+			return resp.PreviousVersion, nil
+		}
+		var invalid *serviceerror.InvalidArgument
+		var denied *serviceerror.PermissionDenied
+		if errors.As(err, &invalid) || errors.As(err, &denied) || ctx.Err() != nil || time.Now().After(deadline) {
+			return nil, err
+		}
+		if time.Since(lastSaid) > 10*time.Second {
+			fmt.Fprintf(os.Stderr, "waiting for workers of build %s (%v)\n", buildID, err)
+			lastSaid = time.Now()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(2 * time.Second):
+		}
+	}
+}
+
+func versionName(v *worker.WorkerDeploymentVersion) string {
+	if v == nil || v.BuildID == "" {
+		return "unversioned workers"
+	}
+	return "build " + v.BuildID
+}
+
+func drainage(s sdkclient.WorkerDeploymentVersionDrainageStatus) string {
+	switch s {
+	case sdkclient.WorkerDeploymentVersionDrainageStatusDraining:
+		return "draining"
+	case sdkclient.WorkerDeploymentVersionDrainageStatusDrained:
+		return "drained"
+	default:
+		return "-"
+	}
+}
