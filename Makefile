@@ -13,7 +13,7 @@ UI_SERVER_VERSION := v2.42.1
 CLUSTER_TOOLS := $(BIN)/temporal-server $(BIN)/temporal-sql-tool $(BIN)/temporal-ui-server
 export WRITEBACK_TEMPORAL_CLI := $(TEMPORAL)
 
-.PHONY: run test test-short lint tools cluster-tools fuzz chaos bench run-cluster test-cluster test-compose kube-tools deploy-up deploy-down
+.PHONY: run test test-short lint tools cluster-tools fuzz chaos bench run-cluster test-cluster test-compose kube-tools deploy-up deploy-down test-deploy
 
 ## run: dev server with UI, TCS simulator, worker, starter and a demo batch (Ctrl-C stops all)
 run: $(TEMPORAL)
@@ -96,6 +96,10 @@ kube-tools:
 ## deploy-up: a local single-node Kubernetes in a network namespace of its own, every image built here, the chart installed; prints KUBECONFIG= and NETNS=
 deploy-up: $(TEMPORAL) $(HELM) $(CLUSTER_TOOLS) kube-tools
 	bash deploy/local/kube/deploy.sh up
+
+## test-deploy: a fresh deploy-up, then 2,000 records through the release while pods are deleted, RabbitMQ's container is killed and the workers are rolled to a new build under Worker Versioning (chaos report); helm uninstall keeps the queues; helm upgrade from the previous chart; down leaves the machine as found
+test-deploy: $(TEMPORAL) $(HELM) $(CLUSTER_TOOLS) kube-tools
+	bash deploy/local/kube/test-deploy.sh
 
 ## deploy-down: stops and removes all of it (the image cache in /var/tmp/writeback-kube and -engine is kept)
 deploy-down:

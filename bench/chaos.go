@@ -35,8 +35,15 @@ func runChaos(args []string) int {
 	fs.DurationVar(&c.TemporalDown, "temporal-down", 5*time.Second, "dev server stopped once for this long (0: never)")
 	fs.IntVar(&c.Workers, "workers", 2, "worker processes")
 	fs.IntVar(&c.Starters, "starters", 1, "starter processes")
-	fs.StringVar(&c.Profile, "profile", stack.ProfileDev, "dev (the CLI's dev server, the machine's RabbitMQ) or cluster "+
-		"(Temporal server on PostgreSQL, a three-node RabbitMQ cluster: make test-cluster)")
+	fs.StringVar(&c.Profile, "profile", stack.ProfileDev, "dev (the CLI's dev server, the machine's RabbitMQ), cluster "+
+		"(Temporal server on PostgreSQL, a three-node RabbitMQ cluster: make test-cluster) or kube (the Helm release of make deploy-up, "+
+		"run inside the cluster's network namespace: make test-deploy)")
+	fs.StringVar(&c.Kube.Kubeconfig, "kubeconfig", os.Getenv("KUBECONFIG"), "kube: the kubeconfig make deploy-up printed")
+	fs.StringVar(&c.Kube.Namespace, "namespace", "writeback", "kube: the release's namespace")
+	fs.StringVar(&c.Kube.Release, "release", "writeback", "kube: the Helm release")
+	fs.StringVar(&c.Kube.Chart, "chart", "deploy/helm/writeback", "kube: the chart the release is upgraded with")
+	fs.StringVar(&c.Kube.RollTo, "roll-to", "", "kube: image tag and build ID the workers are rolled to mid-stream (images built beforehand)")
+	fs.StringVar(&c.Kube.Containerd, "containerd", "/run/writeback-kube/containerd.sock", "kube: the node's containerd socket")
 	fs.Float64Var(&c.TCSRate, "tcs-rate", 200, "the workers' TCS rate cap (activities/s)")
 	fs.DurationVar(&c.SettleTimeout, "settle-timeout", 30*time.Minute, "how long to wait for every record to settle")
 	fs.Uint64Var(&c.Seed, "seed", 1, "random seed")
@@ -73,11 +80,19 @@ func runChaos(args []string) int {
 	fmt.Println()
 	fmt.Print(tbl.Text())
 	section, plotName, title := "chaos", "bench-chaos.png", "Chaos run and incident replay"
+	processFaults := fmt.Sprintf("SIGKILL of a random worker about every %s and of a starter about every %s", c.KillWorkerEvery, c.KillStarterEvery)
 	rabbitFault := fmt.Sprintf("RabbitMQ's app\nstopped for %s once; the Temporal dev server (SQLite file) restarted once (down %s)", c.RabbitDown, c.TemporalDown)
-	if c.Profile == stack.ProfileCluster {
+	switch c.Profile {
+	case stack.ProfileCluster:
 		section, plotName, title = "chaos-cluster", "bench-chaos-cluster.png", "Chaos run on the production profile (make test-cluster)"
 		rabbitFault = fmt.Sprintf("the RabbitMQ node leading\nthe record queues stopped for %s and started again; the Temporal server (PostgreSQL) restarted once (down %s)",
 			c.RabbitDown, c.TemporalDown)
+	case chaos.ProfileKube:
+		section, plotName, title = "chaos-kube", "bench-chaos-kube.png", "Chaos run through the Helm chart on a local Kubernetes (make test-deploy)"
+		processFaults = "on the release (the chart's defaults: 2 workers, 1 starter),\na worker pod and the starter pod deleted (SIGTERM from the kubelet), " +
+			"RabbitMQ's container killed on its node and restarted by the kubelet in the same pod, and the workers rolled to build " + c.Kube.RollTo +
+			" by `helm upgrade` under Worker Versioning"
+		rabbitFault = "RabbitMQ and Temporal (the CLI's dev server) run as single pods; no other fault"
 	}
 	plotPath := filepath.Join(filepath.Dir(*out), plotName)
 	if err := ChaosPlot(rep, plotPath); err != nil {
@@ -88,7 +103,7 @@ func runChaos(args []string) int {
 
 Command: %s. Machine: %d cores, %s. Run took %s.
 Faults: TCS 503 on %.0f%% of requests and lost answers on %.0f%% throughout; two full TCS outages of %s;
-SIGKILL of a random worker about every %s and of a starter about every %s (kills: %s); %s; one poison message per %d records.
+%s (faults: %s); %s; one poison message per %d records.
 writeback and the pre-fix consumer (reject without requeue on any TCS error) consumed the same messages
 under the same TCS fault profile, each against its own TCS simulator.
 
@@ -100,14 +115,15 @@ repeated one by an activity re-run after a kill or restart, at-least-once); reco
 %d; the DLQ holds %d messages = the poison messages (%d without a reason). After making every record known to
 TCS, `+"`starter retry --all`"+` turned %d dead letters Completed (%d left).
 
+%s
 Result: %s
 
 ![records written to TCS over time](%s)
 `, title, cmdline, runtime.NumCPU(), memTotal(), rep.Duration.Round(time.Second), c.ErrorRate*100, c.TimeoutRate*100, *outage,
-		c.KillWorkerEvery, c.KillStarterEvery, kills(rep), rabbitFault, c.PoisonEvery,
+		processFaults, kills(rep), rabbitFault, c.PoisonEvery,
 		tbl.Markdown(), rep.Valid, rep.Placements, rep.Scans, rep.Unknown, rep.Poison,
 		rep.Completed, rep.DeadLettered, rep.Other, len(rep.DeadLetteredUnmarked), len(rep.CriticalMismatch), rep.CriticalRepeats, rep.QueuesLeft,
-		rep.DLQ, rep.DLQWithoutReason, rep.RetriedCompleted, rep.RetriedLeft, verdict(rep), plotName)
+		rep.DLQ, rep.DLQWithoutReason, rep.RetriedCompleted, rep.RetriedLeft, notes(rep), verdict(rep), plotName)
 	if err := report.WriteSection(*out, section, body); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 	}
@@ -154,6 +170,14 @@ func ChaosPlot(rep *chaos.Report, path string) error {
 			{Name: "writeback (placements + scans)", X: xs, Y: wb, Color: color.RGBA{20, 90, 200, 255}},
 			{Name: "pre-fix consumer (placements)", X: xs, Y: nv, Color: color.RGBA{200, 40, 40, 255}},
 		}, spans)
+}
+
+// notes lists what the target measured of its faults.
+func notes(rep *chaos.Report) string {
+	if len(rep.Notes) == 0 {
+		return ""
+	}
+	return "Measured during the faults:\n- " + strings.Join(rep.Notes, "\n- ") + "\n"
 }
 
 func kills(rep *chaos.Report) string {

@@ -27,7 +27,6 @@ import (
 	"github.com/tis-writeback/writeback/bench/stack"
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/broker"
-	"github.com/tis-writeback/writeback/internal/proc"
 	"github.com/tis-writeback/writeback/starter/intake"
 	"github.com/tis-writeback/writeback/tcs"
 	"github.com/tis-writeback/writeback/tcssim/demo"
@@ -51,7 +50,8 @@ type Config struct {
 	TemporalDown     time.Duration // 0: no Temporal restart
 	Workers          int
 	Starters         int    // starter processes (0: 1)
-	Profile          string // stack.ProfileDev (default) or stack.ProfileCluster
+	Profile          string // stack.ProfileDev (default), stack.ProfileCluster or ProfileKube
+	Kube             KubeConfig
 	TCSRate          float64
 	SettleTimeout    time.Duration
 	Seed             uint64
@@ -100,9 +100,11 @@ type Report struct {
 	DLQNotPoison                  []string
 	RetriedCompleted, RetriedLeft int
 	Kills                         map[string]int
-	Windows                       []Window
-	Samples                       []Sample
-	Problems                      []string
+	// Notes are what a target measured of its faults (the kube profile: a rollout, drains, readiness).
+	Notes    []string
+	Windows  []Window
+	Samples  []Sample
+	Problems []string
 }
 
 // OK reports whether every promise held.
@@ -127,14 +129,19 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	rnd := rand.New(rand.NewPCG(c.Seed, c.Seed^0x5bd1e995))
 	const placementsKnown = demo.SeededPlacements
 	tag := fmt.Sprintf("chaos-%d", time.Now().UnixNano()%1e9)
-	st, err := stack.Start(ctx, stack.Config{Dir: c.Dir, Root: c.Root, Workers: c.Workers, Placements: placementsKnown,
-		TCSRate: c.TCSRate, TopologyTag: tag, Profile: c.Profile, Starters: c.Starters,
-		WorkerEnv: []string{"RETRY_MAX_INTERVAL=10s", "TCS_TIMEOUT=2s", "ATTEMPT_TIMEOUT=10s"}})
+	var st Target
+	var err error
+	if c.Profile == ProfileKube {
+		st, err = startKube(ctx, c)
+	} else {
+		st, err = startProcesses(ctx, c, tag, placementsKnown)
+	}
 	if err != nil {
 		return nil, err
 	}
 	defer st.Close()
-	_, naiveAddr, naiveAdmin, err := st.StartSim("naive-tcs")
+	topo := st.Topology()
+	naiveAddr, naiveAdmin, err := st.StartSim("naive-tcs")
 	if err != nil {
 		return nil, err
 	}
@@ -145,7 +152,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	}
 	defer cleanup()
 	naiveTCS, _ := tcs.New(tcs.Options{BaseURL: "http://" + naiveAddr, Token: tcs.StaticToken(sim.DevToken), Timeout: 2 * time.Second})
-	nc := &naive.Consumer{Conn: conn, Exchange: st.Topology.Exchange, Queue: tag + ".naive", DLX: tag + ".naive.dlx", DLQ: tag + ".naive.dlq",
+	nc := &naive.Consumer{Conn: conn, Exchange: topo.Exchange, Queue: tag + ".naive", DLX: tag + ".naive.dlx", DLQ: tag + ".naive.dlq",
 		TCS: naiveTCS, Log: quiet}
 	nctx, stopNaive := context.WithCancel(ctx)
 	defer stopNaive()
@@ -229,7 +236,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	since := func() time.Duration { return time.Since(start) }
 	base := sim.Faults{ErrorRate: c.ErrorRate, TimeoutRate: c.TimeoutRate}
 	setFaults := func(f sim.Faults) {
-		_ = stack.SetFaults(st.TCSAdmin, f)
+		_ = stack.SetFaults(st.TCSAdmin(), f)
 		_ = stack.SetFaults(naiveAdmin, f)
 	}
 	setFaults(base)
@@ -250,7 +257,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 		defer t.Stop()
 		for {
 			var a, b sim.Stats
-			_ = stack.AdminGet(st.TCSAdmin, "/admin/stats", &a)
+			_ = stack.AdminGet(st.TCSAdmin(), "/admin/stats", &a)
 			_ = stack.AdminGet(naiveAdmin, "/admin/stats", &b)
 			winMu.Lock()
 			rep.Samples = append(rep.Samples, Sample{At: since(), Writeback: a.Exported + a.ScansDone, Naive: b.Exported})
@@ -272,10 +279,10 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 		next := time.Now()
 		for i, r := range recs {
 			if c.PoisonEvery > 0 && i%c.PoisonEvery == c.PoisonEvery/2 {
-				publishRetry(ctx, pub, st.Topology.Exchange, r.kind.RoutingKey(), []byte(fmt.Sprintf(`{"poison":%d}`, i)))
+				publishRetry(ctx, pub, topo.Exchange, r.kind.RoutingKey(), []byte(fmt.Sprintf(`{"poison":%d}`, i)))
 				rep.Poison++
 			}
-			publishRetry(ctx, pub, st.Topology.Exchange, r.kind.RoutingKey(), r.body)
+			publishRetry(ctx, pub, topo.Exchange, r.kind.RoutingKey(), r.body)
 			published.Add(1)
 			next = next.Add(interval)
 			if d := time.Until(next); d > 0 {
@@ -310,80 +317,39 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 			window("TCS outage", from)
 		})
 	}
-	if c.RabbitDown > 0 && st.Rabbit != nil {
-		at(0.4, func() {
-			from := since()
-			leader, err := st.Rabbit.Leader(st.Topology.PlacementQueue)
-			if err != nil {
-				logf("cannot find the leader: %v", err)
+	pl := &plan{cfg: c, rnd: rnd, at: at, since: since, window: window, logf: logf,
+		counted: func(name string) { winMu.Lock(); rep.Kills[name]++; winMu.Unlock() },
+		note: func(format string, a ...any) {
+			winMu.Lock()
+			rep.Notes = append(rep.Notes, fmt.Sprintf(format, a...))
+			winMu.Unlock()
+		},
+		problem: func(format string, a ...any) {
+			winMu.Lock()
+			rep.Problems = append(rep.Problems, fmt.Sprintf(format, a...))
+			winMu.Unlock()
+		},
+		every: func(name string, every time.Duration, f func()) {
+			if every <= 0 {
 				return
 			}
-			logf("RabbitMQ node %s (leader of %s) stopped for %s", leader.Name, st.Topology.PlacementQueue, c.RabbitDown)
-			st.Rabbit.StopNode(leader)
-			time.Sleep(c.RabbitDown)
-			if err := st.Rabbit.StartNode(ctx, leader); err != nil {
-				logf("cannot start RabbitMQ node %s: %v", leader.Name, err)
-			}
-			window("leader node down", from)
-			rep.Kills["rabbitmq leader node"]++
-		})
-	} else if c.RabbitDown > 0 {
-		at(0.4, func() {
-			from := since()
-			logf("RabbitMQ app stopped for %s", c.RabbitDown)
-			if err := stack.RabbitApp(false); err != nil {
-				logf("cannot stop RabbitMQ: %v", err)
-				return
-			}
-			time.Sleep(c.RabbitDown)
-			if err := stack.RabbitApp(true); err != nil {
-				logf("cannot start RabbitMQ: %v", err)
-			}
-			window("RabbitMQ down", from)
-			rep.Kills["rabbitmq app"]++
-		})
-	}
-	if c.TemporalDown > 0 {
-		at(0.8, func() {
-			from := since()
-			logf("Temporal restart (down %s)", c.TemporalDown)
-			st.Temporal.Stop()
-			time.Sleep(c.TemporalDown)
-			_ = st.Temporal.Start()
-			_ = st.WaitTemporal(ctx)
-			window("Temporal down", from)
-			rep.Kills["temporal"]++
-		})
-	}
-	killLoop := func(name string, every time.Duration, pick func() *proc.Process) {
-		if every <= 0 {
-			return
-		}
-		chaosWG.Add(1)
-		go func() {
-			defer chaosWG.Done()
-			for {
-				wait := every/2 + time.Duration(rnd.Int64N(int64(every)))
-				select {
-				case <-chaosCtx.Done():
-					return
-				case <-time.After(wait):
+			chaosWG.Add(1)
+			go func() {
+				defer chaosWG.Done()
+				for {
+					select {
+					case <-chaosCtx.Done():
+						return
+					case <-time.After(every/2 + time.Duration(rnd.Int64N(int64(every)))):
+					}
+					winMu.Lock()
+					rep.Kills[name]++
+					winMu.Unlock()
+					f()
 				}
-				p := pick()
-				p.Kill()
-				rep.Kills[name]++
-				time.Sleep(time.Second + time.Duration(rnd.Int64N(int64(2*time.Second))))
-				_ = p.Start()
-			}
-		}()
-	}
-	var killMu sync.Mutex
-	killLoop("worker (SIGKILL)", c.KillWorkerEvery, func() *proc.Process {
-		killMu.Lock()
-		defer killMu.Unlock()
-		return st.Workers[rnd.IntN(len(st.Workers))]
-	})
-	killLoop("starter (SIGKILL)", c.KillStarterEvery, func() *proc.Process { return st.Starters[rnd.IntN(len(st.Starters))] })
+			}()
+		}}
+	st.Faults(pl)
 
 	// Progress while publishing.
 	progressDone := make(chan struct{})
@@ -396,7 +362,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 				return
 			case <-t.C:
 				var a sim.Stats
-				_ = stack.AdminGet(st.TCSAdmin, "/admin/stats", &a)
+				_ = stack.AdminGet(st.TCSAdmin(), "/admin/stats", &a)
 				logf("published %d/%d, written to TCS %d", published.Load(), c.Records, a.Exported+a.ScansDone)
 			}
 		}
@@ -405,12 +371,8 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	time.Sleep(time.Until(start.Add(publishFor)))
 	stopChaos()
 	chaosWG.Wait()
-	// Every killed process is running again; faults end.
-	for _, p := range append(append([]*proc.Process{}, st.Starters...), st.Workers...) {
-		if p.Pid() == 0 {
-			_ = p.Start()
-		}
-	}
+	// Everything that was killed runs again; faults end.
+	st.Heal(ctx, pl)
 	setFaults(sim.Faults{})
 	logf("publishing done (%d records, %d poison); faults cleared; waiting for every record to settle", rep.Valid, rep.Poison)
 
@@ -418,12 +380,12 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	deadline := time.Now().Add(c.SettleTimeout)
 	for {
 		done := count(ctx, tc, `WritebackState="Completed"`) + count(ctx, tc, `WritebackState="DeadLettered" AND ExecutionStatus="Running"`)
-		lp, ls := depth(conn, st.Topology.PlacementQueue), depth(conn, st.Topology.ScanQueue) // -1: unknown
+		lp, ls := depth(conn, topo.PlacementQueue), depth(conn, topo.ScanQueue) // -1: unknown
 		left := lp + ls
 		nleft := depth(conn, nc.Queue)
-		// On the cluster profile the pre-fix consumer may never consume again after its node stopped
+		// On the cluster and kube profiles the pre-fix consumer may never consume again after its node stopped
 		// (its messages then count as lost for it): writeback's side alone decides there.
-		if done >= rep.Valid && lp == 0 && ls == 0 && (nleft == 0 || st.Rabbit != nil) {
+		if done >= rep.Valid && lp == 0 && ls == 0 && (nleft == 0 || st.Clustered()) {
 			break
 		}
 		if ctx.Err() != nil {
@@ -524,9 +486,9 @@ func states(ctx context.Context, c client.Client) map[string]string {
 	}
 }
 
-func reconcile(ctx context.Context, rep *Report, recs []record, st *stack.Stack, naiveAdmin string, tc client.Client, conn *broker.Conn) {
+func reconcile(ctx context.Context, rep *Report, recs []record, st Target, naiveAdmin string, tc client.Client, conn *broker.Conn) {
 	var a, b sim.Export
-	_ = stack.AdminGet(st.TCSAdmin, "/admin/export", &a)
+	_ = stack.AdminGet(st.TCSAdmin(), "/admin/export", &a)
 	_ = stack.AdminGet(naiveAdmin, "/admin/export", &b)
 	countEvents := func(ex sim.Export, pid int64, file, status string) int {
 		n := 0
@@ -538,7 +500,7 @@ func reconcile(ctx context.Context, rep *Report, recs []record, st *stack.Stack,
 		return n
 	}
 	wfStates := states(ctx, tc)
-	crit := criticalLines(st)
+	crit := criticalLines(st.WorkerLogs())
 	for _, r := range recs {
 		state := wfStates[r.id]
 		switch state {
@@ -604,13 +566,13 @@ func reconcile(ctx context.Context, rep *Report, recs []record, st *stack.Stack,
 			}
 		}
 	}
-	rep.QueuesLeft = depth(conn, st.Topology.PlacementQueue) + depth(conn, st.Topology.ScanQueue)
+	rep.QueuesLeft = depth(conn, st.Topology().PlacementQueue) + depth(conn, st.Topology().ScanQueue)
 	// The DLQ must hold every poison message (at least once), each with its reason, and nothing else.
 	ch, err := conn.Channel()
 	if err == nil {
 		seen := map[string]bool{}
 		for {
-			d, ok, err := ch.Get(st.Topology.DLQ, false)
+			d, ok, err := ch.Get(st.Topology().DLQ, false)
 			if err != nil || !ok {
 				break
 			}
@@ -656,10 +618,10 @@ func reconcile(ctx context.Context, rep *Report, recs []record, st *stack.Stack,
 
 // criticalLines counts CRITICAL lines per workflow ID and dead-lettering (run ID and
 // deadLetteredAt) across every worker incarnation's log.
-func criticalLines(st *stack.Stack) map[string]map[string]int {
+func criticalLines(files []string) map[string]map[string]int {
 	out := map[string]map[string]int{}
-	for _, w := range st.Workers {
-		for _, f := range w.LogFiles() {
+	{
+		for _, f := range files {
 			fh, err := os.Open(f)
 			if err != nil {
 				continue
@@ -690,13 +652,13 @@ func criticalLines(st *stack.Stack) map[string]map[string]int {
 
 // retryAll makes every record known to TCS, runs `starter retry --all`, and checks every retryable
 // dead letter turns Completed.
-func retryAll(ctx context.Context, rep *Report, recs []record, st *stack.Stack, tc client.Client, logf func(string, ...any)) {
+func retryAll(ctx context.Context, rep *Report, recs []record, st Target, tc client.Client, logf func(string, ...any)) {
 	dead := count(ctx, tc, `WritebackState="DeadLettered" AND ExecutionStatus="Running"`)
 	if dead <= 0 {
 		return
 	}
-	_ = stack.AdminPost(st.TCSAdmin, "/admin/known", map[string]any{"all": true})
-	cmd := exec.CommandContext(ctx, st.StarterBin, "retry", "--all", "--reason", "chaos run: records created in TCS", "--by", "bench")
+	_ = stack.AdminPost(st.TCSAdmin(), "/admin/known", map[string]any{"all": true})
+	cmd := exec.CommandContext(ctx, st.StarterBin(), "retry", "--all", "--reason", "chaos run: records created in TCS", "--by", "bench")
 	cmd.Env = append(os.Environ(), st.StarterEnv()...)
 	out, err := cmd.CombinedOutput()
 	logf("starter retry --all: %s", strings.TrimSpace(lastLine(string(out))))

@@ -356,7 +356,7 @@ func (s *TemporalServer) setUp(ctx context.Context) error {
 }
 
 func (s *TemporalServer) trySetUp(ctx context.Context) error {
-	c, err := dialTemporal(s.Address)
+	c, err := DialTemporal(s.Address)
 	if err != nil {
 		return err
 	}

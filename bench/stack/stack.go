@@ -136,6 +136,18 @@ func Build(root, dir string) error {
 	return nil
 }
 
+// Bare builds the binaries into c.Dir and starts nothing: a run against a system that runs elsewhere
+// (the local Kubernetes) starts its own simulators with StartSim and runs the operator commands.
+func Bare(c Config) (*Stack, error) {
+	if err := os.MkdirAll(filepath.Join(c.Dir, "logs"), 0o755); err != nil {
+		return nil, err
+	}
+	if err := Build(c.Root, c.Dir); err != nil {
+		return nil, err
+	}
+	return &Stack{Cfg: c, Topology: broker.DefaultTopology().WithPrefix(c.TopologyTag), StarterBin: filepath.Join(c.Dir, "starter")}, nil
+}
+
 // Start builds and starts everything; on an error it stops what it started.
 func Start(ctx context.Context, c Config) (st *Stack, err error) {
 	if err := os.MkdirAll(filepath.Join(c.Dir, "logs"), 0o755); err != nil {
@@ -297,9 +309,10 @@ func (s *Stack) WaitTemporal(ctx context.Context) error {
 	return temporalclient.WaitHealthy(ctx, s.TemporalAddr, 60*time.Second)
 }
 
-func (s *Stack) dial() (client.Client, error) { return dialTemporal(s.TemporalAddr) }
+func (s *Stack) dial() (client.Client, error) { return DialTemporal(s.TemporalAddr) }
 
-func dialTemporal(addr string) (client.Client, error) {
+// DialTemporal connects a client whose SDK log is discarded.
+func DialTemporal(addr string) (client.Client, error) {
 	return client.Dial(client.Options{HostPort: addr,
 		Logger: sdklog.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
 }
@@ -399,23 +412,30 @@ func (s *Stack) Close() {
 // Broker connects to RabbitMQ with a confirming publisher and declares this stack's topology;
 // cleanup deletes the stack's queues and exchanges, and the extra ones named.
 func (s *Stack) Broker(name string, extraQueues, extraExchanges []string) (*broker.Conn, *broker.Publisher, func(), error) {
+	t := s.Topology
+	return ConnectBroker(s.Cfg.AMQPURL, t, name, append([]string{t.PlacementQueue, t.ScanQueue, t.DLQ}, extraQueues...),
+		append([]string{t.Exchange, t.DLX}, extraExchanges...))
+}
+
+// ConnectBroker connects to RabbitMQ at url with a confirming publisher and declares topology t (on a
+// broker where it exists, that checks its arguments); cleanup deletes the queues and exchanges named.
+func ConnectBroker(url string, t broker.Topology, name string, queues, exchanges []string) (*broker.Conn, *broker.Publisher, func(), error) {
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	conn, pub, err := broker.Connect(broker.ConnConfig{URL: s.Cfg.AMQPURL, RetryInterval: time.Second, RPCTimeout: 10 * time.Second, Name: name}, quiet, 5, nil)
+	conn, pub, err := broker.Connect(broker.ConnConfig{URL: url, RetryInterval: time.Second, RPCTimeout: 10 * time.Second, Name: name}, quiet, 5, nil)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	if err := s.Topology.Declare(conn, quiet); err != nil {
+	if err := t.Declare(conn, quiet); err != nil {
 		pub.Close()
 		conn.Close()
 		return nil, nil, nil, err
 	}
 	cleanup := func() {
 		if ch, err := conn.Channel(); err == nil {
-			t := s.Topology
-			for _, q := range append([]string{t.PlacementQueue, t.ScanQueue, t.DLQ}, extraQueues...) {
+			for _, q := range queues {
 				_, _ = ch.QueueDelete(q, false, false, false)
 			}
-			for _, e := range append([]string{t.Exchange, t.DLX}, extraExchanges...) {
+			for _, e := range exchanges {
 				_ = ch.ExchangeDelete(e, false, false)
 			}
 			_ = ch.Close()

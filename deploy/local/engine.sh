@@ -88,4 +88,6 @@ down() {
   return 0
 }
 
+# engine.sh running: exit status 0 when the engine runs
+[ "${1:-}" = running ] && { running; exit; }
 main "$@"

@@ -30,6 +30,16 @@ remove_cgroup() {
   return 0
 }
 
+# machine_snapshot: what the engine and the cluster could leave changed on the machine (mounts, the
+# directories they share, links, iptables rules, forwarding sysctls, writeback cgroups), to compare.
+machine_snapshot() {
+  sort /proc/mounts; ls -d /run/netns /run/docker /run/containerd /etc/docker/key.json 2>/dev/null
+  ip -o link | awk '{print $2}'
+  iptables-save 2>/dev/null | grep -v -e '^#' -e '^:' || true
+  cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null || true
+  ls /sys/fs/cgroup/*/ 2>/dev/null | grep -c writeback || true
+}
+
 # main "$@": the command line of engine.sh and cluster.sh (their up, down and env_lines).
 main() {
   case "${1:-}" in

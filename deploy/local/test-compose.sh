@@ -17,14 +17,8 @@ if [ -z "${WRITEBACK_IN_NETNS:-}" ]; then
   for b in temporal temporal-server temporal-sql-tool temporal-ui-server; do
     [ -x "bin/$b" ] || fail "bin/$b is missing: make tools cluster-tools"
   done
-  snapshot() {
-    { sort /proc/mounts; ls -d /run/netns /run/docker /run/containerd /etc/docker/key.json 2>/dev/null
-      ip -o link | awk '{print $2}'
-      iptables-save 2>/dev/null | grep -v -e '^#' -e '^:' || true
-      cat /proc/sys/net/ipv4/ip_forward /proc/sys/net/bridge/bridge-nf-call-iptables 2>/dev/null || true
-      ls /sys/fs/cgroup/*/ 2>/dev/null | grep -c writeback || true; } 
-  }
-  before=$(snapshot)
+  . "$HERE/lib.sh"
+  before=$(machine_snapshot)
   go mod download   # here, with the machine's network: the namespace has none (the build's proxy is this cache)
   started=$(date +%s)
   trap '"$HERE/engine.sh" down' EXIT
@@ -37,7 +31,7 @@ if [ -z "${WRITEBACK_IN_NETNS:-}" ]; then
   leftovers=$(pgrep -a -f '/run/writeback-engine|nxdns.py|http.server 8790|docker-proxy|containerd-shim' || true)
   [ -z "$leftovers" ] || fail "processes left after down: $leftovers"
   ! ip netns list | grep -qw "$NETNS" || fail "the namespace $NETNS is still there"
-  after=$(snapshot)
+  after=$(machine_snapshot)
   [ "$before" = "$after" ] || { diff <(echo "$before") <(echo "$after") >&2; fail "the machine is not as it was"; }
   [ $rc -eq 0 ] || fail "see above (exit $rc)"
   say "PASS in $(( $(date +%s) - started )) s; the machine is as it was (mounts, links, iptables, sysctls, cgroups)"

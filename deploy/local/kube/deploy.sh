@@ -62,9 +62,9 @@ if ! { [ -f /run/writeback-kube/topology-operator.pid ] && kill -0 "$(cat /run/w
   echo $! >/run/writeback-kube/topology-operator.pid
 fi
 
-say "helm install $RELEASE (values: the chart's defaults + $HERE/values-local.yaml, image tag $TAG)"
+say "helm install $RELEASE (values: the chart's defaults + $HERE/values-local.yaml, image tag and build ID $TAG)"
 helm upgrade --install "$RELEASE" deploy/helm/writeback -n "$NAMESPACE" -f "$HERE/values-local.yaml" \
-  --set image.tag="$TAG" --wait --timeout 5m >/dev/null
+  --set image.tag="$TAG" --set worker.versioning.buildId="$TAG" --wait --timeout 5m >/dev/null
 for q in placement scan dlq; do
   kc -n "$NAMESPACE" wait --for=condition=Ready "queue/$RELEASE-$q" --timeout 120s >/dev/null \
     || { say "the topology operator did not declare queue $q; its log: $ROOT/log/topology-operator.log"; exit 1; }

@@ -5,34 +5,38 @@
 #     Temporal CLI, whose dev server is the cluster's Temporal (the compose test runs the real server);
 #   - writeback's worker, starter and tcssim images from deploy/Dockerfile, as test-compose builds them.
 # The engine (../engine.sh) builds them; it is stopped again if this script started it.
-#   images.sh TAG     writeback's images are tagged writeback-local/writeback-{worker,starter,tcssim}:TAG
+#   images.sh TAG [--writeback-only]   writeback's images are tagged writeback-local/writeback-{worker,starter,tcssim}:TAG;
+#                                      --writeback-only: only those (a new build to roll to)
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 HERE=deploy/local
-TAG=${1:?usage: images.sh TAG}
+TAG=${1:?usage: images.sh TAG [--writeback-only]}
+ONLY_WRITEBACK=${2:-}
 KUBE_RUN=/run/writeback-kube
 say() { echo "kube images: $*" >&2; }
 
 started_engine=
-if ! "$HERE/engine.sh" env >/dev/null || ! DOCKER_HOST=unix:///run/writeback-engine/docker.sock /usr/bin/docker version >/dev/null 2>&1; then
-  started_engine=1
-fi
+"$HERE/engine.sh" running || started_engine=1
 envs=$("$HERE/engine.sh" up) && eval "$(sed 's/^/export /' <<<"$envs")"
 [ -z "$started_engine" ] || trap '"$HERE/engine.sh" down' EXIT
 docker() { /usr/bin/docker "$@"; }
-"$HERE/images.sh"
+images=("writeback-local/writeback-worker:$TAG" "writeback-local/writeback-starter:$TAG" "writeback-local/writeback-tcssim:$TAG")
+if [ "$ONLY_WRITEBACK" != --writeback-only ]; then
+  "$HERE/images.sh"
 
-# pause, CoreDNS, the Temporal CLI
-ctx=$(mktemp -d)
-CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$ctx/pause" ./deploy/local/kube/pause
-cp bin/kube/coredns bin/temporal "$ctx/"
-for b in pause:writeback-local/pause:1:scratch coredns:writeback-local/coredns:1.12.0:scratch \
-    temporal:writeback-local/temporal-cli:1:writeback-local/debian:bookworm; do
-  IFS=: read -r binary repo tag base base_tag <<<"$b"
-  docker build -q -f "$HERE/stand-ins/scratch-binary.Dockerfile" --build-arg BINARY="$binary" \
-    --build-arg BASE="$base${base_tag:+:$base_tag}" -t "$repo:$tag" "$ctx" >/dev/null
-done
-rm -rf "$ctx"
+  # pause, CoreDNS, the Temporal CLI
+  images+=(writeback-local/pause:1 writeback-local/coredns:1.12.0 writeback-local/temporal-cli:1 rabbitmq:3.10-management)
+  ctx=$(mktemp -d)
+  CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$ctx/pause" ./deploy/local/kube/pause
+  cp bin/kube/coredns bin/temporal "$ctx/"
+  for b in pause:writeback-local/pause:1:scratch coredns:writeback-local/coredns:1.12.0:scratch \
+      temporal:writeback-local/temporal-cli:1:writeback-local/debian:bookworm; do
+    IFS=: read -r binary repo tag base base_tag <<<"$b"
+    docker build -q -f "$HERE/stand-ins/scratch-binary.Dockerfile" --build-arg BINARY="$binary" \
+      --build-arg BASE="$base${base_tag:+:$base_tag}" -t "$repo:$tag" "$ctx" >/dev/null
+  done
+  rm -rf "$ctx"
+fi
 
 # writeback's images: the Go build fetches modules from this machine's cache, served on the engine's bridge
 go mod download
@@ -47,8 +51,6 @@ done
 kill $proxy
 
 # into the cluster's containerd (its k8s.io namespace, where the kubelet looks)
-images=(writeback-local/pause:1 writeback-local/coredns:1.12.0 writeback-local/temporal-cli:1 rabbitmq:3.10-management
-  "writeback-local/writeback-worker:$TAG" "writeback-local/writeback-starter:$TAG" "writeback-local/writeback-tcssim:$TAG")
 say "loading ${#images[@]} images into the cluster's containerd"
 docker save "${images[@]}" | ctr --address "$KUBE_RUN/containerd.sock" -n k8s.io images import - >/dev/null
 say "done"
