@@ -19,7 +19,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -159,16 +158,11 @@ func (k *kube) Faults(pl *plan) {
 // sends SIGTERM and kills at the grace period. The pod must be gone before then (it drained), and its
 // log must say it stopped of its own accord.
 func (k *kube) deletePod(ctx context.Context, pl *plan, component string) {
-	sel := "app.kubernetes.io/component=" + component
-	out, err := k.kubectl(ctx, "get", "pods", "-l", sel, "--field-selector", "status.phase=Running",
-		"-o", `jsonpath={range .items[*]}{.metadata.name} {.spec.terminationGracePeriodSeconds}{"\n"}{end}`)
-	lines := strings.Fields(out)
-	if err != nil || len(lines) < 2 {
+	pod, grace, err := k.runningPod(ctx, "app.kubernetes.io/component="+component)
+	if err != nil {
 		pl.problem("no running %s pod to delete: %v", component, err)
 		return
 	}
-	pod := lines[0]
-	grace, _ := strconv.Atoi(lines[1])
 	from := pl.since()
 	start := time.Now()
 	pl.logf("deleting %s pod %s (grace period %d s)", component, pod, grace)
@@ -188,6 +182,46 @@ func (k *kube) deletePod(ctx context.Context, pl *plan, component string) {
 		pl.problem("%s pod %s did not drain within its grace period (%.1f s of %d s; stop line %v, stop timeout %v)",
 			component, pod, took.Seconds(), grace, stopped, timedOut)
 	}
+}
+
+// runningPod is a pod of the selector that runs, is ready and is not being deleted (a rollout may be
+// replacing another one), with its grace period in seconds.
+func (k *kube) runningPod(ctx context.Context, selector string) (string, int, error) {
+	out, err := k.kubectl(ctx, "get", "pods", "-l", selector, "-o", "json")
+	if err != nil {
+		return "", 0, err
+	}
+	var list struct {
+		Items []struct {
+			Metadata struct {
+				Name              string  `json:"name"`
+				DeletionTimestamp *string `json:"deletionTimestamp"`
+			} `json:"metadata"`
+			Spec struct {
+				Grace int `json:"terminationGracePeriodSeconds"`
+			} `json:"spec"`
+			Status struct {
+				Phase      string `json:"phase"`
+				Conditions []struct {
+					Type, Status string
+				} `json:"conditions"`
+			} `json:"status"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal([]byte(out), &list); err != nil {
+		return "", 0, err
+	}
+	for _, p := range list.Items {
+		if p.Metadata.DeletionTimestamp != nil || p.Status.Phase != "Running" {
+			continue
+		}
+		for _, c := range p.Status.Conditions {
+			if c.Type == "Ready" && c.Status == "True" {
+				return p.Metadata.Name, p.Spec.Grace, nil
+			}
+		}
+	}
+	return "", 0, fmt.Errorf("none of %d pods runs ready", len(list.Items))
 }
 
 // stopLine is what each component logs when SIGTERM reached it.

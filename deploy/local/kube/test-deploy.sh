@@ -30,7 +30,7 @@ go mod download   # here, with the machine's network: the builds inside the name
 go build -o bin/harness ./bench
 envs=$("$HERE/deploy.sh" up dev) || fail "deploy.sh up"
 eval "$(grep -E '^(KUBECONFIG|NETNS)=' <<<"$envs")"
-in_ns() { nsenter --net="/run/netns/$NETNS" env GOPROXY=off GOFLAGS=-mod=mod "$@"; }
+in_ns() { nsenter --net="/run/netns/$NETNS" env GOPROXY=off "$@"; }
 kc() { in_ns bin/kube/kubectl --kubeconfig "$KUBECONFIG" -n "$NAMESPACE" "$@"; }
 helm() { in_ns bin/helm --kubeconfig "$KUBECONFIG" -n "$NAMESPACE" "$@"; }
 rabbitmqctl() { in_ns bin/kube/kubectl --kubeconfig "$KUBECONFIG" -n writeback-deps exec deploy/rabbitmq -- rabbitmqctl -q "$@"; }
