@@ -56,6 +56,19 @@ func newFlagSet(name, usage string) *flag.FlagSet {
 	return fs
 }
 
+// subcommand splits "<sub> [flags]" into the subcommand and its flags; with none, or with --help, it
+// prints usage and returns ok=false with the exit code.
+func subcommand(args []string, usage string) (sub string, rest []string, code int, ok bool) {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
+		fmt.Fprint(os.Stderr, usage)
+		if len(args) == 0 {
+			return "", nil, 2, false
+		}
+		return "", nil, 0, false
+	}
+	return args[0], args[1:], 0, true
+}
+
 // parse parses flags; it returns false (and the exit code) when the command must not go on.
 func parse(fs *flag.FlagSet, args []string) (int, bool) {
 	if err := fs.Parse(args); err != nil {

@@ -32,14 +32,10 @@ func runTCS(args []string) int {
   rate N [--reason R] [--by B]    the cap on TCS requests per second for all workers together, within 10 s
   rate --reset                    back to the workers' TCS_RATE
 `
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(os.Stderr, usage)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
+	sub, rest, code, ok := subcommand(args, usage)
+	if !ok {
+		return code
 	}
-	sub, rest := args[0], args[1:]
 	fs := newFlagSet("tcs "+sub, "The TCS mode for every worker, kept in Temporal (workflow "+workflows.TCSControlWorkflowID+").")
 	tc := temporalclient.Flags(fs)
 	asJSON := fs.Bool("json", false, "status: print JSON")

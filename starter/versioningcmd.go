@@ -26,14 +26,10 @@ func runVersioning(args []string) int {
   set-current --deployment-name N --build-id B      make build B the one that gets the records, waiting (--wait)
                                                     until workers of B poll; every running record moves to B
 `
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(os.Stderr, usage)
-		if len(args) == 0 {
-			return 2
-		}
-		return 0
+	sub, rest, code, ok := subcommand(args, usage)
+	if !ok {
+		return code
 	}
-	sub, rest := args[0], args[1:]
 	fs := newFlagSet("versioning "+sub, "Worker Versioning: the build of the workers that gets the records.")
 	tc := temporalclient.Flags(fs)
 	set := config.Set{FS: fs}
