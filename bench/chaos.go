@@ -44,6 +44,7 @@ func runChaos(args []string) int {
 	fs.StringVar(&c.Kube.Chart, "chart", "deploy/helm/writeback", "kube: the chart the release is upgraded with")
 	fs.StringVar(&c.Kube.RollTo, "roll-to", "", "kube: image tag and build ID the workers are rolled to mid-stream (images built beforehand)")
 	fs.StringVar(&c.Kube.Containerd, "containerd", "/run/writeback-kube/containerd.sock", "kube: the node's containerd socket")
+	fs.StringVar(&c.Kube.Deployment, "deployment-name", "writeback", "kube: the workers' Worker Versioning deployment name")
 	fs.Float64Var(&c.TCSRate, "tcs-rate", 200, "the workers' TCS rate cap (activities/s)")
 	fs.DurationVar(&c.SettleTimeout, "settle-timeout", 30*time.Minute, "how long to wait for every record to settle")
 	fs.Uint64Var(&c.Seed, "seed", 1, "random seed")

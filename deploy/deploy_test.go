@@ -225,7 +225,8 @@ func TestHelmTemplateDecodesStrictly(t *testing.T) {
 	require.Equal(t, "writeback", hookEnv["TEMPORAL_DEPLOYMENT_NAME"])
 	require.Equal(t, "1.4.2", hookEnv["TEMPORAL_BUILD_ID"])
 	require.Equal(t, "/etc/temporal-tls/tls.crt", hookEnv["TEMPORAL_TLS_CERT"])
-	require.Greater(t, *job.Spec.ActiveDeadlineSeconds, int64(600), "the Job outlives its own wait")
+	require.Equal(t, []string{"--wait", "4m"}, hook.Args[2:4], "within helm's default --timeout of 5m")
+	require.Equal(t, int64(300), *job.Spec.ActiveDeadlineSeconds, "the Job outlives its own wait")
 
 	rule := prod["PrometheusRule"][0].(*prometheusRule)
 	require.NotEmpty(t, rule.Spec.Groups[0].Rules)

@@ -89,6 +89,7 @@ func run(lc fx.Lifecycle, sd fx.Shutdowner, cfg *workerapp.Config, log *slog.Log
 			s.Defer(func(context.Context) {
 				log.Info("stopping worker; running activities may finish", "timeout", cfg.StopTimeout)
 				w.Stop()
+				log.Info("worker stopped") // what a deployment check reads: the stop ran to its end, no SIGKILL
 			})
 			go gov.Run(ctx, c)
 			health.SetReady(true)

@@ -317,7 +317,14 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 			window("TCS outage", from)
 		})
 	}
-	pl := &plan{cfg: c, rnd: rnd, at: at, since: since, window: window, logf: logf,
+	lr := &lockedRand{r: rnd} // from here on, goroutines share it
+	pl := &plan{ctx: ctx, cfg: c, rnd: lr, at: at, since: since, window: window, logf: logf,
+		wait: func(frac float64) {
+			select {
+			case <-chaosCtx.Done():
+			case <-time.After(time.Until(start.Add(time.Duration(frac * float64(publishFor))))):
+			}
+		},
 		counted: func(name string) { winMu.Lock(); rep.Kills[name]++; winMu.Unlock() },
 		note: func(format string, a ...any) {
 			winMu.Lock()
@@ -340,7 +347,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 					select {
 					case <-chaosCtx.Done():
 						return
-					case <-time.After(every/2 + time.Duration(rnd.Int64N(int64(every)))):
+					case <-time.After(every/2 + time.Duration(lr.Int64N(int64(every)))):
 					}
 					winMu.Lock()
 					rep.Kills[name]++

@@ -53,19 +53,23 @@ type KubeConfig struct {
 	Values     string // the values file it was installed with
 	RollTo     string // image tag and build ID the workers are rolled to mid-stream
 	Containerd string // the node's containerd socket: RabbitMQ's container is killed through it
+	Deployment string // the Worker Versioning deployment name the release's workers use
 }
 
 type kube struct {
-	cfg    KubeConfig
-	root   string
-	local  *stack.Stack // the binaries, and the pre-fix consumer's simulator
-	logs   *podLogs
-	stopCh chan struct{}
-	wg     sync.WaitGroup
+	cfg   KubeConfig
+	root  string
+	local *stack.Stack // the binaries, and the pre-fix consumer's simulator
+	logs  *podLogs
+	ctx   context.Context // ends with Close: the watchers' kubectl calls
+	stop  context.CancelFunc
+	wg    sync.WaitGroup
 
 	mu       sync.Mutex
-	notReady map[string]time.Duration // per Service: how long a running (not terminating) pod was out of it
-	outSince map[string]time.Time
+	notReady map[string]time.Duration // per Service: how long a pod that had been ready was out of it, not terminating
+	outSince map[string]time.Time     // per pod: out of its Service since
+	wasReady map[string]bool          // per pod: ready at some sample
+	svcOf    map[string]string        // per pod: its Service
 }
 
 func startKube(ctx context.Context, c Config) (Target, error) {
@@ -80,13 +84,15 @@ func startKube(ctx context.Context, c Config) (Target, error) {
 	if err != nil {
 		return nil, err
 	}
-	t := &kube{cfg: k, root: c.Root, local: local, stopCh: make(chan struct{}), notReady: map[string]time.Duration{}, outSince: map[string]time.Time{},
+	t := &kube{cfg: k, root: c.Root, local: local, notReady: map[string]time.Duration{}, outSince: map[string]time.Time{},
+		wasReady: map[string]bool{}, svcOf: map[string]string{},
 		logs: &podLogs{src: filepath.Join(filepath.Dir(k.Kubeconfig), "pod-logs"), dst: filepath.Join(c.Dir, "pod-logs"), prefix: k.Namespace + "_"}}
 	if err := os.MkdirAll(t.logs.dst, 0o755); err != nil {
 		return nil, err
 	}
+	t.ctx, t.stop = context.WithCancel(context.Background())
 	t.wg.Add(2)
-	go func() { defer t.wg.Done(); t.logs.follow(t.stopCh) }()
+	go func() { defer t.wg.Done(); t.logs.follow(t.ctx.Done()) }()
 	go func() { defer t.wg.Done(); t.watchEndpoints() }()
 	return t, nil
 }
@@ -117,21 +123,17 @@ func (k *kube) WorkerLogs() []string {
 }
 
 func (k *kube) Close() {
-	select {
-	case <-k.stopCh:
-	default:
-		close(k.stopCh)
-	}
+	k.stop()
 	k.wg.Wait()
 	k.local.Close()
 }
 
 func (k *kube) kubectl(ctx context.Context, args ...string) (string, error) {
-	return k.run(ctx, filepath.Join(k.root, "bin", "kube", "kubectl"), append([]string{"--kubeconfig", k.cfg.Kubeconfig, "-n", k.cfg.Namespace}, args...)...)
+	return k.run(ctx, 8*time.Minute, filepath.Join(k.root, "bin", "kube", "kubectl"), append([]string{"--kubeconfig", k.cfg.Kubeconfig, "-n", k.cfg.Namespace}, args...)...)
 }
 
-func (k *kube) run(ctx context.Context, bin string, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, 8*time.Minute)
+func (k *kube) run(ctx context.Context, within time.Duration, bin string, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, within)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin, args...)
 	var out, errb bytes.Buffer
@@ -142,54 +144,72 @@ func (k *kube) run(ctx context.Context, bin string, args ...string) (string, err
 	return strings.TrimSpace(out.String()), nil
 }
 
-// Faults: a worker pod deleted, RabbitMQ's container killed, the workers rolled to a new build, the
+// Faults, one after the other (each once the one before has healed, so that each check reads one
+// fault): a worker pod deleted, RabbitMQ's container killed, the workers rolled to a new build, the
 // starter pod deleted.
 func (k *kube) Faults(pl *plan) {
-	ctx := context.Background()
-	pl.at(0.15, func() { k.deletePod(ctx, pl, "worker") })
-	pl.at(0.3, func() { k.restartRabbit(ctx, pl) })
-	if k.cfg.RollTo != "" {
-		pl.at(0.45, func() { k.roll(ctx, pl) })
-	}
-	pl.at(0.6, func() { k.deletePod(ctx, pl, "starter") })
+	pl.at(0.15, func() {
+		k.deletePod(pl.ctx, pl, "worker")
+		k.healed(pl.ctx)
+		pl.wait(0.3)
+		k.restartRabbit(pl.ctx, pl)
+		k.healed(pl.ctx)
+		if k.cfg.RollTo != "" {
+			pl.wait(0.45)
+			k.roll(pl.ctx, pl)
+		}
+		pl.wait(0.6)
+		k.deletePod(pl.ctx, pl, "starter")
+	})
 }
 
 // deletePod deletes one running pod of the component as an operator or a node drain does: the kubelet
 // sends SIGTERM and kills at the grace period. The pod must be gone before then (it drained), and its
 // log must say it stopped of its own accord.
 func (k *kube) deletePod(ctx context.Context, pl *plan, component string) {
-	pod, grace, err := k.runningPod(ctx, "app.kubernetes.io/component="+component)
+	pod, err := k.runningPod(ctx, k.cfg.Namespace, "app.kubernetes.io/component="+component)
+	grace := pod.grace
 	if err != nil {
 		pl.problem("no running %s pod to delete: %v", component, err)
 		return
 	}
 	from := pl.since()
 	start := time.Now()
-	pl.logf("deleting %s pod %s (grace period %d s)", component, pod, grace)
-	if _, err := k.kubectl(ctx, "delete", "pod", pod, "--wait=true", "--timeout=5m"); err != nil {
-		pl.problem("delete pod %s: %v", pod, err)
+	pl.logf("deleting %s pod %s (grace period %d s)", component, pod.name, grace)
+	if _, err := k.kubectl(ctx, "delete", "pod", pod.name, "--wait=true", "--timeout=5m"); err != nil {
+		pl.problem("delete pod %s: %v", pod.name, err)
 		return
 	}
 	took := time.Since(start)
 	pl.window(component+" pod deleted", from)
 	pl.counted(component + " pod deleted (SIGTERM)")
 	k.logs.poll()
-	stopped := k.logs.contains(pod, stopLine[component])
-	timedOut := k.logs.contains(pod, `"msg":"stop timeout reached before the work drained"`)
-	pl.note("%s pod %s deleted: gone %.1f s after the delete (terminationGracePeriodSeconds %d); its log says it stopped by itself: %v",
-		component, pod, took.Seconds(), grace, stopped && !timedOut)
-	if took >= time.Duration(grace)*time.Second || !stopped || timedOut {
-		pl.problem("%s pod %s did not drain within its grace period (%.1f s of %d s; stop line %v, stop timeout %v)",
-			component, pod, took.Seconds(), grace, stopped, timedOut)
+	stopped := k.logs.contains(pod.name, stopLine[component])
+	var unclean []string
+	for _, bad := range uncleanStop {
+		if k.logs.contains(pod.name, bad) {
+			unclean = append(unclean, bad)
+		}
+	}
+	pl.note("%s pod %s deleted: gone %.1f s after the delete (terminationGracePeriodSeconds %d); its log ends its stop by itself: %v",
+		component, pod.name, took.Seconds(), grace, stopped && len(unclean) == 0)
+	if took >= time.Duration(grace)*time.Second || !stopped || len(unclean) > 0 {
+		pl.problem("%s pod %s did not drain within its grace period (%.1f s of %d s; stop line %v; %q)",
+			component, pod.name, took.Seconds(), grace, stopped, unclean)
 	}
 }
 
+type pod struct {
+	name, containerID string
+	grace             int // terminationGracePeriodSeconds
+}
+
 // runningPod is a pod of the selector that runs, is ready and is not being deleted (a rollout may be
-// replacing another one), with its grace period in seconds.
-func (k *kube) runningPod(ctx context.Context, selector string) (string, int, error) {
-	out, err := k.kubectl(ctx, "get", "pods", "-l", selector, "-o", "json")
+// replacing another one).
+func (k *kube) runningPod(ctx context.Context, namespace, selector string) (pod, error) {
+	out, err := k.kubectl(ctx, "-n", namespace, "get", "pods", "-l", selector, "-o", "json")
 	if err != nil {
-		return "", 0, err
+		return pod{}, err
 	}
 	var list struct {
 		Items []struct {
@@ -205,53 +225,62 @@ func (k *kube) runningPod(ctx context.Context, selector string) (string, int, er
 				Conditions []struct {
 					Type, Status string
 				} `json:"conditions"`
+				ContainerStatuses []struct {
+					ContainerID string `json:"containerID"`
+				} `json:"containerStatuses"`
 			} `json:"status"`
 		} `json:"items"`
 	}
 	if err := json.Unmarshal([]byte(out), &list); err != nil {
-		return "", 0, err
+		return pod{}, err
 	}
 	for _, p := range list.Items {
 		if p.Metadata.DeletionTimestamp != nil || p.Status.Phase != "Running" {
 			continue
 		}
 		for _, c := range p.Status.Conditions {
-			if c.Type == "Ready" && c.Status == "True" {
-				return p.Metadata.Name, p.Spec.Grace, nil
+			if c.Type == "Ready" && c.Status == "True" && len(p.Status.ContainerStatuses) > 0 {
+				return pod{name: p.Metadata.Name, grace: p.Spec.Grace,
+					containerID: strings.TrimPrefix(p.Status.ContainerStatuses[0].ContainerID, "containerd://")}, nil
 			}
 		}
 	}
-	return "", 0, fmt.Errorf("none of %d pods runs ready", len(list.Items))
+	return pod{}, fmt.Errorf("none of %d pods runs ready", len(list.Items))
 }
 
-// stopLine is what each component logs when SIGTERM reached it.
+// stopLine is what each component logs at the end of its stop: a process killed at the grace period
+// never writes it.
 var stopLine = map[string]string{
-	"worker":  `"msg":"stopping worker; running activities may finish"`,
-	"starter": `"msg":"consumer stopped; every delivery in flight was settled"`,
+	"worker":  `"msg":"worker stopped"`,
+	"starter": `"msg":"consumer stopped"`,
 }
+
+// uncleanStop are lines of a stop that did not drain.
+var uncleanStop = []string{`"msg":"stop timeout reached before the work drained"`,
+	`"msg":"consumer stopped with deliveries still held; the broker requeues them"`}
 
 // restartRabbit kills RabbitMQ's container process on the node; the kubelet starts it again in the
 // same pod, on the same disk (a node-local restart: the quorum queues recover from it).
 func (k *kube) restartRabbit(ctx context.Context, pl *plan) {
-	get := func(path string) string {
-		out, _ := k.kubectl(ctx, "-n", "writeback-deps", "get", "pods", "-l", "app=rabbitmq", "-o", "jsonpath={.items[0]."+path+"}")
-		return out
-	}
-	id := strings.TrimPrefix(get("status.containerStatuses[0].containerID"), "containerd://")
-	restarts := get("status.containerStatuses[0].restartCount")
-	if id == "" {
-		pl.problem("no RabbitMQ container to kill")
+	before, err := k.runningPod(ctx, "writeback-deps", "app=rabbitmq")
+	if err != nil {
+		pl.problem("no RabbitMQ container to kill: %v", err)
 		return
 	}
 	from := pl.since()
-	pl.logf("RabbitMQ container %.12s killed (SIGKILL) on the node", id)
-	if _, err := k.run(ctx, "ctr", "--address", k.cfg.Containerd, "-n", "k8s.io", "task", "kill", "-s", "SIGKILL", id); err != nil {
+	pl.logf("RabbitMQ container %.12s killed (SIGKILL) on the node", before.containerID)
+	if _, err := k.run(ctx, time.Minute, "ctr", "--address", k.cfg.Containerd, "-n", "k8s.io", "task", "kill", "-s", "SIGKILL", before.containerID); err != nil {
 		pl.problem("kill RabbitMQ's container: %v", err)
 		return
 	}
 	for deadline := time.Now().Add(5 * time.Minute); ; time.Sleep(time.Second) {
-		if get("status.containerStatuses[0].restartCount") != restarts && get("status.containerStatuses[0].ready") == "true" {
-			break
+		after, err := k.runningPod(ctx, "writeback-deps", "app=rabbitmq")
+		if err == nil && after.name == before.name && after.containerID != before.containerID {
+			break // a new container, ready, in the same pod
+		}
+		if err == nil && after.name != before.name {
+			pl.problem("RabbitMQ came back in another pod (%s), not restarted on its node", after.name)
+			return
 		}
 		if time.Now().After(deadline) {
 			pl.problem("RabbitMQ's container did not come back within 5 min")
@@ -260,7 +289,16 @@ func (k *kube) restartRabbit(ctx context.Context, pl *plan) {
 	}
 	pl.window("RabbitMQ restart", from)
 	pl.counted("rabbitmq container (SIGKILL, restarted by the kubelet)")
-	pl.note("RabbitMQ's container was killed on the node and ready again %.0f s later, restarted by the kubelet in the same pod", (pl.since() - from).Seconds())
+	pl.note("RabbitMQ's container was killed on the node and a new one was ready %.0f s later, in the same pod on the same disk", (pl.since() - from).Seconds())
+}
+
+// healed waits until the release's Deployments and RabbitMQ are rolled out and ready.
+func (k *kube) healed(ctx context.Context) {
+	for _, d := range []string{"deploy/" + k.cfg.Release + "-worker", "deploy/" + k.cfg.Release + "-starter"} {
+		_, _ = k.kubectl(ctx, "rollout", "status", d, "--timeout=5m")
+	}
+	_, _ = k.kubectl(ctx, "-n", "writeback-deps", "rollout", "status", "deploy/rabbitmq", "--timeout=5m")
+	_, _ = k.kubectl(ctx, "-n", "writeback-deps", "wait", "--for=condition=Ready", "pod", "-l", "app=rabbitmq", "--timeout=5m")
 }
 
 // roll upgrades the release to a new build under Worker Versioning: the Deployment rolls its pods
@@ -269,15 +307,16 @@ func (k *kube) roll(ctx context.Context, pl *plan) {
 	tag := k.cfg.RollTo
 	from := pl.since()
 	pl.logf("helm upgrade: workers rolled to build %s", tag)
-	_, err := k.run(ctx, filepath.Join(k.root, "bin", "helm"), "--kubeconfig", k.cfg.Kubeconfig, "upgrade", k.cfg.Release, k.cfg.Chart,
-		"-n", k.cfg.Namespace, "--reuse-values", "--set", "image.tag="+tag, "--set", "worker.versioning.buildId="+tag, "--wait", "--timeout", "8m")
+	// --timeout bounds the rollout's wait and, again, the hook's: the command gets both and a margin
+	_, err := k.run(ctx, 15*time.Minute, filepath.Join(k.root, "bin", "helm"), "--kubeconfig", k.cfg.Kubeconfig, "upgrade", k.cfg.Release, k.cfg.Chart,
+		"-n", k.cfg.Namespace, "--reuse-values", "--set", "image.tag="+tag, "--set", "worker.versioning.buildId="+tag, "--wait", "--timeout", "5m")
 	if err != nil {
 		pl.problem("helm upgrade to %s: %v", tag, err)
 		return
 	}
 	pl.window("rolling upgrade", from)
 	pl.counted("workers rolled to a new build (helm upgrade)")
-	cmd := exec.CommandContext(ctx, k.local.StarterBin, "versioning", "status", "--deployment-name", "writeback")
+	cmd := exec.CommandContext(ctx, k.local.StarterBin, "versioning", "status", "--deployment-name", k.cfg.Deployment)
 	cmd.Env = append(os.Environ(), k.StarterEnv()...)
 	status, _ := cmd.CombinedOutput()
 	first := strings.SplitN(strings.TrimSpace(string(status)), "\n", 2)[0]
@@ -289,19 +328,23 @@ func (k *kube) roll(ctx context.Context, pl *plan) {
 
 // Heal waits until the release's Deployments and RabbitMQ are rolled out and ready again.
 func (k *kube) Heal(ctx context.Context, pl *plan) {
-	for _, d := range []string{"deploy/" + k.cfg.Release + "-worker", "deploy/" + k.cfg.Release + "-starter"} {
-		_, _ = k.kubectl(ctx, "rollout", "status", d, "--timeout=5m")
-	}
-	_, _ = k.kubectl(ctx, "-n", "writeback-deps", "rollout", "status", "deploy/rabbitmq", "--timeout=5m")
-	pl.note("readiness: time a running pod was out of its Service because its /readyz failed the kubelet's probe: %s", k.readinessNote())
+	k.healed(ctx)
+	pl.note("readiness: time a pod that had been ready was out of its Service (not terminating: its /readyz failed the kubelet's probe): %s", k.readinessNote())
 }
 
 // readinessNote: how long each Service had a running pod out of it because /readyz said no.
 func (k *kube) readinessNote() string {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	var parts []string
+	notReady := map[string]time.Duration{}
 	for n, d := range k.notReady {
+		notReady[n] = d
+	}
+	for p, since := range k.outSince { // still out
+		notReady[k.svcOf[p]] += time.Since(since)
+	}
+	var parts []string
+	for n, d := range notReady {
 		parts = append(parts, fmt.Sprintf("%s %.0f s", n, d.Seconds()))
 	}
 	sort.Strings(parts)
@@ -311,18 +354,19 @@ func (k *kube) readinessNote() string {
 	return strings.Join(parts, ", ")
 }
 
-// watchEndpoints samples the release's EndpointSlices: a pod that runs and is not terminating but is
-// not ready (its /readyz failed the kubelet's probe) is out of its Service; the time is summed.
+// watchEndpoints samples the release's EndpointSlices: a pod that had been ready, runs and is not
+// terminating, but is not ready (its /readyz failed the kubelet's probe), is out of its Service; the
+// time is summed per Service. Pods still starting never count.
 func (k *kube) watchEndpoints() {
 	t := time.NewTicker(2 * time.Second)
 	defer t.Stop()
 	for {
 		select {
-		case <-k.stopCh:
+		case <-k.ctx.Done():
 			return
 		case <-t.C:
 		}
-		out, err := k.kubectl(context.Background(), "get", "endpointslices", "-o", "json")
+		out, err := k.kubectl(k.ctx, "get", "endpointslices", "-o", "json")
 		if err != nil {
 			continue
 		}
@@ -336,6 +380,9 @@ func (k *kube) watchEndpoints() {
 						Ready       *bool `json:"ready"`
 						Terminating *bool `json:"terminating"`
 					} `json:"conditions"`
+					TargetRef struct {
+						Name string `json:"name"`
+					} `json:"targetRef"`
 				} `json:"endpoints"`
 			} `json:"items"`
 		}
@@ -343,25 +390,29 @@ func (k *kube) watchEndpoints() {
 			continue
 		}
 		now := time.Now()
-		out1 := map[string]bool{}
+		out1 := map[string]bool{} // pods out of their Service now
+		k.mu.Lock()
 		for _, it := range list.Items {
 			svc := it.Metadata.Labels["kubernetes.io/service-name"]
 			for _, e := range it.Endpoints {
-				if e.Conditions.Ready != nil && !*e.Conditions.Ready && (e.Conditions.Terminating == nil || !*e.Conditions.Terminating) {
-					out1[svc] = true
+				p, c := e.TargetRef.Name, e.Conditions
+				if c.Ready != nil && *c.Ready {
+					k.wasReady[p] = true
+				} else if k.wasReady[p] && (c.Terminating == nil || !*c.Terminating) {
+					out1[p] = true
+					k.svcOf[p] = svc
 				}
 			}
 		}
-		k.mu.Lock()
-		for svc := range out1 {
-			if _, ok := k.outSince[svc]; !ok {
-				k.outSince[svc] = now
+		for p := range out1 {
+			if _, ok := k.outSince[p]; !ok {
+				k.outSince[p] = now
 			}
 		}
-		for svc, since := range k.outSince {
-			if !out1[svc] {
-				k.notReady[svc] += now.Sub(since)
-				delete(k.outSince, svc)
+		for p, since := range k.outSince {
+			if !out1[p] {
+				k.notReady[k.svcOf[p]] += now.Sub(since)
+				delete(k.outSince, p)
 			}
 		}
 		k.mu.Unlock()
@@ -423,6 +474,15 @@ func (l *podLogs) poll() {
 		}
 		in, err := os.Open(p)
 		if err != nil {
+			continue
+		}
+		// the file opened may be newer than the one looked at (a rotation in between): its own key
+		if st, err = in.Stat(); err != nil {
+			in.Close()
+			continue
+		}
+		if key = fmt.Sprintf("%s#%d", p, st.Sys().(*syscall.Stat_t).Ino); l.open[key] != nil {
+			in.Close()
 			continue
 		}
 		// <namespace>_<pod>_<uid>/<container>/<n>.log → <namespace>_<pod>_<uid>_<container>_<n>.log

@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"math/rand/v2"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -39,9 +40,11 @@ type Target interface {
 
 // plan is what a target schedules its faults with.
 type plan struct {
+	ctx     context.Context // the run's: Ctrl-C ends a fault's waits
 	cfg     Config
-	rnd     *rand.Rand
+	rnd     *lockedRand
 	at      func(frac float64, f func())                     // f at this fraction of the publishing window
+	wait    func(frac float64)                               // until this fraction of the publishing window
 	every   func(name string, every time.Duration, f func()) // f about every `every`, counted under name
 	window  func(label string, from time.Duration)           // a fault's span, for the plot
 	since   func() time.Duration
@@ -49,6 +52,24 @@ type plan struct {
 	logf    func(format string, a ...any)
 	note    func(format string, a ...any) // a line for the report
 	problem func(format string, a ...any) // a promise broken
+}
+
+// lockedRand is the run's random source, shared by the fault goroutines.
+type lockedRand struct {
+	mu sync.Mutex
+	r  *rand.Rand
+}
+
+func (l *lockedRand) IntN(n int) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r.IntN(n)
+}
+
+func (l *lockedRand) Int64N(n int64) int64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.r.Int64N(n)
 }
 
 // processes is the local stack of processes (profiles dev and cluster).
@@ -103,7 +124,7 @@ func (p *processes) Faults(pl *plan) {
 			pl.logf("RabbitMQ node %s (leader of %s) stopped for %s", leader.Name, st.Topology.PlacementQueue, c.RabbitDown)
 			st.Rabbit.StopNode(leader)
 			time.Sleep(c.RabbitDown)
-			if err := st.Rabbit.StartNode(context.Background(), leader); err != nil {
+			if err := st.Rabbit.StartNode(pl.ctx, leader); err != nil {
 				pl.logf("cannot start RabbitMQ node %s: %v", leader.Name, err)
 			}
 			pl.window("leader node down", from)
@@ -132,7 +153,7 @@ func (p *processes) Faults(pl *plan) {
 			st.Temporal.Stop()
 			time.Sleep(c.TemporalDown)
 			_ = st.Temporal.Start()
-			_ = st.WaitTemporal(context.Background())
+			_ = st.WaitTemporal(pl.ctx)
 			pl.window("Temporal down", from)
 			pl.counted("temporal")
 		})

@@ -4,6 +4,8 @@
 #                        expects around it (deps.yaml), the CRDs of the operators it talks to, the RabbitMQ
 #                        messaging-topology-operator, then `helm install --wait`; prints KUBECONFIG=… and NETNS=…
 #   deploy.sh down       everything stopped and removed (cluster.sh down)
+# make test-deploy installs another chart first: WRITEBACK_CHART (a chart directory) and WRITEBACK_HELM_ARGS
+# (more helm arguments); the wait for the topology operator's queues is then left to it.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
 REPO=$PWD
@@ -62,10 +64,12 @@ if ! { [ -f /run/writeback-kube/topology-operator.pid ] && kill -0 "$(cat /run/w
   echo $! >/run/writeback-kube/topology-operator.pid
 fi
 
-say "helm install $RELEASE (values: the chart's defaults + $HERE/values-local.yaml, image tag and build ID $TAG)"
-helm upgrade --install "$RELEASE" deploy/helm/writeback -n "$NAMESPACE" -f "$HERE/values-local.yaml" \
-  --set image.tag="$TAG" --set worker.versioning.buildId="$TAG" --wait --timeout 5m >/dev/null
-for q in placement scan dlq; do
+CHART=${WRITEBACK_CHART:-deploy/helm/writeback}
+say "helm install $RELEASE from $CHART (values: the chart's defaults + $HERE/values-local.yaml, image tag and build ID $TAG ${WRITEBACK_HELM_ARGS:-})"
+# shellcheck disable=SC2086 # WRITEBACK_HELM_ARGS: words
+helm upgrade --install "$RELEASE" "$CHART" -n "$NAMESPACE" -f "$HERE/values-local.yaml" \
+  --set image.tag="$TAG" --set worker.versioning.buildId="$TAG" ${WRITEBACK_HELM_ARGS:-} --wait --timeout 5m >/dev/null
+[ -n "${WRITEBACK_CHART:-}" ] || for q in placement scan dlq; do
   kc -n "$NAMESPACE" wait --for=condition=Ready "queue/$RELEASE-$q" --timeout 120s >/dev/null \
     || { say "the topology operator did not declare queue $q; its log: $ROOT/log/topology-operator.log"; exit 1; }
 done

@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
-# make test-deploy: a fresh local Kubernetes (deploy.sh up), then
-#   1. the chart's PodDisruptionBudgets, HorizontalPodAutoscaler, ServiceMonitor and PrometheusRule as the API
+# make test-deploy: a fresh local Kubernetes (deploy.sh up) with the previous chart version, then
+#   1. `helm upgrade` from that chart (0.1.0, as of commit 25a9c72, unversioned workers) to this one (Worker
+#      Versioning on: the hook makes build dev current): records through before and after;
+#   2. the chart's PodDisruptionBudgets, HorizontalPodAutoscaler, ServiceMonitor and PrometheusRule as the API
 #      server accepted them;
-#   2. RECORDS records (default 2,000) through the release while a worker pod and the starter pod are deleted,
+#   3. RECORDS records (default 2,000) through the release while a worker pod and the starter pod are deleted,
 #      RabbitMQ's container is killed on the node, TCS fails and goes down, and the workers are rolled to a
-#      new build by `helm upgrade` under Worker Versioning: `bench chaos --profile kube`, run inside the
-#      cluster's network namespace, with the chaos report (BENCHMARKS.md, section chaos-kube);
-#   3. `helm uninstall`: the record queues and the DLQ's messages stay in RabbitMQ;
-#   4. the previous chart version (0.1.0, as of commit 25a9c72) installed, records through it, then
-#      `helm upgrade` to this chart: records through again, its topology objects reconciled;
+#      new build (dev2) by `helm upgrade`: `bench chaos --profile kube`, run inside the cluster's network
+#      namespace, with the chaos report (BENCHMARKS.md, section chaos-kube);
+#   4. `helm uninstall`: the record queues and the DLQ's messages stay in RabbitMQ;
 #   5. deploy.sh down, and the machine as it was (mounts, links, iptables, sysctls, cgroups, processes).
 # KEEP=1 leaves the cluster up at the end (make deploy-down removes it).
 set -euo pipefail
@@ -27,13 +27,23 @@ before=$(machine_snapshot)
 down() { "$HERE/deploy.sh" down >&2 || say "deploy.sh down failed"; }
 [ -n "${KEEP:-}" ] || trap down EXIT
 go mod download   # here, with the machine's network: the builds inside the namespace run offline
-go build -o bin/harness ./bench
-envs=$("$HERE/deploy.sh" up dev) || fail "deploy.sh up"
+go build -o bin/harness ./bench && go build -o bin/starter ./starter
+git cat-file -e "$PREVIOUS_CHART_COMMIT^{commit}" 2>/dev/null || fail "commit $PREVIOUS_CHART_COMMIT (chart 0.1.0) is not in this clone"
+prev=$(mktemp -d)
+git archive "$PREVIOUS_CHART_COMMIT" deploy/helm/writeback | tar -x -C "$prev"
+# 0.1.0's topology objects can only name a RabbitmqCluster of the cluster operator, which does not run
+# here: it is installed without them (its starter declares the topology, as it always does), and with
+# its default of unversioned workers.
+envs=$(WRITEBACK_CHART="$prev/deploy/helm/writeback" \
+  WRITEBACK_HELM_ARGS="--set rabbitmqTopology.enabled=false --set worker.versioning.deploymentName=" \
+  "$HERE/deploy.sh" up dev) || fail "deploy.sh up with chart 0.1.0"
+rm -rf "$prev"
 eval "$(grep -E '^(KUBECONFIG|NETNS)=' <<<"$envs")"
 in_ns() { nsenter --net="/run/netns/$NETNS" env GOPROXY=off "$@"; }
 kc() { in_ns bin/kube/kubectl --kubeconfig "$KUBECONFIG" -n "$NAMESPACE" "$@"; }
 helm() { in_ns bin/helm --kubeconfig "$KUBECONFIG" -n "$NAMESPACE" "$@"; }
 rabbitmqctl() { in_ns bin/kube/kubectl --kubeconfig "$KUBECONFIG" -n writeback-deps exec deploy/rabbitmq -- rabbitmqctl -q "$@"; }
+versioning() { in_ns env TEMPORAL_ADDRESS=10.216.0.21:7233 bin/starter versioning "$@"; }
 # settled: how many records are Completed or DeadLettered (a transient RPC error is retried)
 settled() {
   local n
@@ -55,20 +65,33 @@ through() {
   fail "$1 demo records did not settle within 3 minutes ($n0 → ${n:-?})"
 }
 
-# 1. What the API server accepted
+# 1. From the previous chart version to this one
+through 20
+helm upgrade "$RELEASE" deploy/helm/writeback -f "$HERE/values-local.yaml" --set image.tag=dev \
+  --set worker.versioning.buildId=dev --wait --timeout 5m >/dev/null || fail "helm upgrade from chart 0.1.0"
+for q in placement scan dlq; do
+  kc wait --for=condition=Ready "queue/$RELEASE-$q" --timeout 120s >/dev/null || fail "queue $q not reconciled after the upgrade"
+done
+current=$(versioning status --deployment-name writeback | head -1)
+[[ "$current" == *"current build dev" ]] || fail "after the upgrade: $current"
+through 20
+history=$(helm history "$RELEASE" -o json | python3 -c 'import json,sys; print(" → ".join(r["chart"]+" "+r["status"] for r in json.load(sys.stdin)))')
+say "helm upgrade from the previous chart: $history; $current; 20 records through before and after"
+
+# 2. What the API server accepted
 for obj in poddisruptionbudget/$RELEASE-worker poddisruptionbudget/$RELEASE-starter horizontalpodautoscaler/$RELEASE-worker \
     servicemonitor/$RELEASE prometheusrule/$RELEASE; do
   kc get "$obj" -o name >/dev/null 2>&1 || fail "$obj is not in the cluster"
 done
 say "accepted by the API server: the PodDisruptionBudgets, the HorizontalPodAutoscaler, the ServiceMonitor, the PrometheusRule"
 
-# 2. The chaos run, with a new build to roll to
+# 3. The chaos run, with a new build to roll to
 "$HERE/images.sh" dev2 --writeback-only
 say "chaos: $RECORDS records through the release under pod loss, a RabbitMQ restart and a rolling upgrade"
 in_ns bin/harness chaos --profile kube --kubeconfig "$KUBECONFIG" --namespace "$NAMESPACE" --release "$RELEASE" \
   --records "$RECORDS" --rate 20 --roll-to dev2 --outage 20s ${CHAOS_ARGS:-} || fail "the chaos run (above)"
 
-# 3. Uninstall keeps the queues and what they hold
+# 4. Uninstall keeps the queues and what they hold
 dlq=$(rabbitmqctl list_queues name messages | awk '$1=="writeback.dlq"{print $2}')
 helm uninstall "$RELEASE" --wait --timeout 3m >/dev/null || fail "helm uninstall"
 queues=$(rabbitmqctl list_queues name messages)
@@ -79,29 +102,11 @@ dlq_after=$(awk '$1=="writeback.dlq"{print $2}' <<<"$queues")
 [ "$dlq_after" = "$dlq" ] || fail "the DLQ held $dlq messages before helm uninstall and $dlq_after after"
 say "helm uninstall: the three queues stay, the DLQ still holds its $dlq messages"
 
-# 4. The previous chart version, then the upgrade to this one
-prev=$(mktemp -d)
-git archive "$PREVIOUS_CHART_COMMIT" deploy/helm/writeback | tar -x -C "$prev"
-# 0.1.0's topology objects can only name a RabbitmqCluster of the cluster operator, which does not run
-# here: it is installed without them, and its starter declares the topology as it always does.
-helm install "$RELEASE" "$prev/deploy/helm/writeback" -f "$HERE/values-local.yaml" --set rabbitmqTopology.enabled=false \
-  --set image.tag=dev2 --set worker.versioning.buildId=dev2 --wait --timeout 5m >/dev/null || fail "helm install of chart 0.1.0"
-rm -rf "$prev"
-through 20
-helm upgrade "$RELEASE" deploy/helm/writeback -f "$HERE/values-local.yaml" --set image.tag=dev2 \
-  --set worker.versioning.buildId=dev2 --wait --timeout 5m >/dev/null || fail "helm upgrade from chart 0.1.0"
-for q in placement scan dlq; do
-  kc wait --for=condition=Ready "queue/$RELEASE-$q" --timeout 120s >/dev/null || fail "queue $q not reconciled after the upgrade"
-done
-through 20
-history=$(helm history "$RELEASE" -o json | python3 -c 'import json,sys; print(" → ".join(r["chart"]+" "+r["status"] for r in json.load(sys.stdin)))')
-say "helm upgrade from the previous chart: $history; 20 records through each"
-
 # 5. Down, and the machine as it was
 if [ -z "${KEEP:-}" ]; then
   trap - EXIT
   down
-  leftovers=$(pgrep -a -f '/run/writeback-kube|/var/tmp/writeback-kube|containerd-shim|messaging-topology-operator' || true)
+  leftovers=$(pgrep -a -f '/run/writeback-kube|/var/tmp/writeback-kube|messaging-topology-operator' || true)
   [ -z "$leftovers" ] || fail "processes left after down: $leftovers"
   after=$(machine_snapshot)
   [ "$before" = "$after" ] || { diff <(echo "$before") <(echo "$after") >&2; fail "the machine is not as it was"; }
