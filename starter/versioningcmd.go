@@ -79,7 +79,14 @@ func runVersioning(args []string) int {
 		}
 		fmt.Println()
 		for _, v := range d.Info.VersionSummaries {
-			fmt.Printf("  build %-24s created %s  drainage %s\n", v.Version.BuildID, v.CreateTime.UTC().Format(time.RFC3339), drainage(v.DrainageStatus))
+			state := "drainage " + drainage(v.DrainageStatus) // of a build no longer current: its running records
+			switch {
+			case rc.CurrentVersion != nil && v.Version.BuildID == rc.CurrentVersion.BuildID:
+				state = "current"
+			case rc.RampingVersion != nil && v.Version.BuildID == rc.RampingVersion.BuildID:
+				state = "ramping"
+			}
+			fmt.Printf("  build %-24s created %s  %s\n", v.Version.BuildID, v.CreateTime.UTC().Format(time.RFC3339), state)
 		}
 		return 0
 	})
