@@ -40,6 +40,15 @@ machine_snapshot() {
   ls /sys/fs/cgroup/*/ 2>/dev/null | grep -c writeback || true
 }
 
+# serve_modules [CMD…]: this machine's Go module cache served as a Go module proxy at MODULE_PROXY, on the
+# engine's bridge, for the image builds (CMD, e.g. nsenter --net=…, puts it in the engine's namespace);
+# its PID in module_proxy_pid.
+MODULE_PROXY=http://10.213.0.1:8790
+serve_modules() {
+  "$@" python3 -m http.server 8790 --bind 10.213.0.1 --directory "$(go env GOMODCACHE)/cache/download" >/dev/null 2>&1 &
+  module_proxy_pid=$!
+}
+
 # main "$@": the command line of engine.sh and cluster.sh (their up, down and env_lines).
 main() {
   case "${1:-}" in

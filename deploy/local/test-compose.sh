@@ -11,13 +11,13 @@ PROJECT=writeback-compose-test
 DEMO=${DEMO:-200}
 export PATH=/usr/bin:$PATH   # the engine's own docker client (20.10), before a newer one elsewhere
 say() { echo "test-compose: $*" >&2; }
+. "$HERE/lib.sh"
 fail() { say "FAIL: $*"; exit 1; }
 
 if [ -z "${WRITEBACK_IN_NETNS:-}" ]; then
   for b in temporal temporal-server temporal-sql-tool temporal-ui-server; do
     [ -x "bin/$b" ] || fail "bin/$b is missing: make tools cluster-tools"
   done
-  . "$HERE/lib.sh"
   before=$(machine_snapshot)
   go mod download   # here, with the machine's network: the namespace has none (the build's proxy is this cache)
   started=$(date +%s)
@@ -53,9 +53,8 @@ count() {
 # until SECONDS WHAT CMD...: poll CMD (a transient failure is retried) until it succeeds
 until_ok() { local n=$1 what=$2; shift 2; for _ in $(seq 1 "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 1; done; fail "$what (after $n s)"; }
 
-# The module proxy the Go build fetches from: this machine's module cache, on the engine's bridge.
-python3 -m http.server 8790 --bind 10.213.0.1 --directory "$(go env GOMODCACHE)/cache/download" >/dev/null 2>&1 &
-proxy=$!
+serve_modules   # the module proxy the Go build fetches from
+proxy=$module_proxy_pid
 LOGS=${WRITEBACK_ENGINE_ROOT:-/var/tmp/writeback-engine}/compose-test.log
 BUILD_LOG=${WRITEBACK_ENGINE_ROOT:-/var/tmp/writeback-engine}/compose-build.log
 cleanup() {
@@ -73,7 +72,7 @@ trap cleanup EXIT
 
 say "building writeback's images (deploy/Dockerfile, local base images)"
 t0=$(date +%s)
-GO_IMAGE=writeback-local/golang RUNTIME_IMAGE=scratch GOPROXY=http://10.213.0.1:8790 \
+GO_IMAGE=writeback-local/golang RUNTIME_IMAGE=scratch GOPROXY=$MODULE_PROXY \
   COMPOSE_DOCKER_CLI_BUILD=1 DOCKER_BUILDKIT=1 timeout 1500 docker-compose -p "$PROJECT" -f docker-compose.yml build --progress=plain tcssim worker starter >"$BUILD_LOG" 2>&1 \
   || { tail -30 "$BUILD_LOG"; fail "build (log: $BUILD_LOG)"; }
 say "built in $(( $(date +%s) - t0 )) s"

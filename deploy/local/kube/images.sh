@@ -40,12 +40,13 @@ fi
 
 # writeback's images: the Go build fetches modules from this machine's cache, served on the engine's bridge
 go mod download
-nsenter --net="/run/netns/$NETNS" python3 -m http.server 8790 --bind 10.213.0.1 --directory "$(go env GOMODCACHE)/cache/download" >/dev/null 2>&1 &
-proxy=$!
+. "$HERE/lib.sh"
+serve_modules nsenter --net="/run/netns/$NETNS"
+proxy=$module_proxy_pid
 for target in worker starter tcssim; do
   say "building writeback-local/writeback-$target:$TAG"
   DOCKER_BUILDKIT=1 docker build -q -f deploy/Dockerfile --target "$target" \
-    --build-arg GO_IMAGE=writeback-local/golang --build-arg RUNTIME_IMAGE=scratch --build-arg GOPROXY=http://10.213.0.1:8790 \
+    --build-arg GO_IMAGE=writeback-local/golang --build-arg RUNTIME_IMAGE=scratch --build-arg GOPROXY="$MODULE_PROXY" \
     -t "writeback-local/writeback-$target:$TAG" . >/dev/null || { kill $proxy; say "build of $target failed"; exit 1; }
 done
 kill $proxy
