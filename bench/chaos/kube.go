@@ -297,7 +297,6 @@ func (k *kube) healed(ctx context.Context) {
 	for _, d := range []string{"deploy/" + k.cfg.Release + "-worker", "deploy/" + k.cfg.Release + "-starter"} {
 		_, _ = k.kubectl(ctx, "rollout", "status", d, "--timeout=5m")
 	}
-	_, _ = k.kubectl(ctx, "-n", "writeback-deps", "rollout", "status", "deploy/rabbitmq", "--timeout=5m")
 	_, _ = k.kubectl(ctx, "-n", "writeback-deps", "wait", "--for=condition=Ready", "pod", "-l", "app=rabbitmq", "--timeout=5m")
 }
 

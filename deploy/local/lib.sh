@@ -49,6 +49,19 @@ serve_modules() {
   module_proxy_pid=$!
 }
 
+# workflow_count ADDRESS QUERY [CMD…]: how many workflows match QUERY on the Temporal frontend at ADDRESS,
+# asked with the pinned CLI (CMD, e.g. nsenter --net=…, where the address is reachable); a transient RPC
+# error is retried.
+workflow_count() {
+  local address=$1 query=$2 n; shift 2
+  for _ in 1 2 3 4 5; do
+    n=$("$@" bin/temporal --address "$address" workflow count --query "$query" 2>/dev/null | sed -n 's/^Total: *//p') &&
+      [ -n "$n" ] && { echo "$n"; return 0; }
+    sleep 1
+  done
+  return 1
+}
+
 # main "$@": the command line of engine.sh and cluster.sh (their up, down and env_lines).
 main() {
   case "${1:-}" in

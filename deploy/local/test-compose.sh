@@ -41,15 +41,8 @@ fi
 # --- inside the engine's network namespace: localhost is where the compose file publishes its ports ---
 dc() { docker-compose -p "$PROJECT" -f docker-compose.yml "$@"; }
 T() { bin/temporal --address localhost:7233 "$@"; }
-# count QUERY: how many workflows match; a transient RPC error is retried
-count() {
-  local n
-  for _ in 1 2 3 4 5; do
-    n=$(T workflow count --query "$1" 2>/dev/null | sed -n 's/^Total: *//p') && [ -n "$n" ] && { echo "$n"; return 0; }
-    sleep 1
-  done
-  return 1
-}
+# count QUERY: how many workflows match
+count() { workflow_count localhost:7233 "$1"; }
 # until SECONDS WHAT CMD...: poll CMD (a transient failure is retried) until it succeeds
 until_ok() { local n=$1 what=$2; shift 2; for _ in $(seq 1 "$n"); do "$@" >/dev/null 2>&1 && return 0; sleep 1; done; fail "$what (after $n s)"; }
 
