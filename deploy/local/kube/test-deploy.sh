@@ -8,8 +8,9 @@
 #      RabbitMQ's container is killed on the node, TCS fails and goes down, and the workers are rolled to a
 #      new build (dev2) by `helm upgrade`: `bench chaos --profile kube`, run inside the cluster's network
 #      namespace, with the chaos report (BENCHMARKS.md, section chaos-kube);
-#   4. `helm uninstall`: the record queues and the DLQ's messages stay in RabbitMQ;
-#   5. deploy.sh down, and the machine as it was (mounts, links, iptables, sysctls, cgroups, processes).
+#   4. `helm rollback` to the build before: the hook makes it current again, records through;
+#   5. `helm uninstall`: the record queues and the DLQ's messages stay in RabbitMQ;
+#   6. deploy.sh down, and the machine as it was (mounts, links, iptables, sysctls, cgroups, processes).
 # KEEP=1 leaves the cluster up at the end (make deploy-down removes it).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -44,16 +45,8 @@ kc() { in_ns bin/kube/kubectl --kubeconfig "$KUBECONFIG" -n "$NAMESPACE" "$@"; }
 helm() { in_ns bin/helm --kubeconfig "$KUBECONFIG" -n "$NAMESPACE" "$@"; }
 rabbitmqctl() { in_ns bin/kube/kubectl --kubeconfig "$KUBECONFIG" -n writeback-deps exec deploy/rabbitmq -- rabbitmqctl -q "$@"; }
 versioning() { in_ns env TEMPORAL_ADDRESS=10.216.0.21:7233 bin/starter versioning "$@"; }
-# settled: how many records are Completed or DeadLettered (a transient RPC error is retried)
-settled() {
-  local n
-  for _ in 1 2 3 4 5; do
-    n=$(in_ns bin/temporal --address 10.216.0.21:7233 workflow count \
-      --query 'WritebackState="Completed" OR WritebackState="DeadLettered"' 2>/dev/null | sed -n 's/^Total: *//p') && [ -n "$n" ] && { echo "$n"; return 0; }
-    sleep 1
-  done
-  return 1
-}
+# settled: how many records are Completed or DeadLettered
+settled() { workflow_count 10.216.0.21:7233 'WritebackState="Completed" OR WritebackState="DeadLettered"' nsenter --net="/run/netns/$NETNS"; }
 # through N: a demo batch of N published by the release's starter pod settles within 3 minutes
 through() {
   local n0 n; n0=$(settled) || fail "cannot count workflows"
@@ -91,7 +84,14 @@ say "chaos: $RECORDS records through the release under pod loss, a RabbitMQ rest
 in_ns bin/harness chaos --profile kube --kubeconfig "$KUBECONFIG" --namespace "$NAMESPACE" --release "$RELEASE" \
   --records "$RECORDS" --rate 20 --roll-to dev2 --outage 20s ${CHAOS_ARGS:-} || fail "the chaos run (above)"
 
-# 4. Uninstall keeps the queues and what they hold
+# 4. Rollback to the build before the chaos run's: the hook makes it current again, and records flow
+helm rollback "$RELEASE" 2 --wait --timeout 5m >/dev/null || fail "helm rollback to revision 2 (build dev)"
+current=$(versioning status --deployment-name writeback | head -1)
+[[ "$current" == *"current build dev" ]] || fail "after the rollback: $current"
+through 20
+say "helm rollback to build dev: $current; 20 records through"
+
+# 5. Uninstall keeps the queues and what they hold
 dlq=$(rabbitmqctl list_queues name messages | awk '$1=="writeback.dlq"{print $2}')
 helm uninstall "$RELEASE" --wait --timeout 3m >/dev/null || fail "helm uninstall"
 queues=$(rabbitmqctl list_queues name messages)
@@ -102,7 +102,7 @@ dlq_after=$(awk '$1=="writeback.dlq"{print $2}' <<<"$queues")
 [ "$dlq_after" = "$dlq" ] || fail "the DLQ held $dlq messages before helm uninstall and $dlq_after after"
 say "helm uninstall: the three queues stay, the DLQ still holds its $dlq messages"
 
-# 5. Down, and the machine as it was
+# 6. Down, and the machine as it was
 if [ -z "${KEEP:-}" ]; then
   trap - EXIT
   down
