@@ -44,7 +44,13 @@ in_ns() { nsenter --net="/run/netns/$NETNS" env GOPROXY=off "$@"; }
 kc() { in_ns bin/kube/kubectl --kubeconfig "$KUBECONFIG" -n "$NAMESPACE" "$@"; }
 helm() { in_ns bin/helm --kubeconfig "$KUBECONFIG" -n "$NAMESPACE" "$@"; }
 rabbitmqctl() { in_ns bin/kube/kubectl --kubeconfig "$KUBECONFIG" -n writeback-deps exec deploy/rabbitmq -- rabbitmqctl -q "$@"; }
-versioning() { in_ns env TEMPORAL_ADDRESS=10.216.0.21:7233 bin/starter versioning "$@"; }
+# current: the first line of `starter versioning status`, read whole (a `| head -1` would end the
+# command with SIGPIPE under pipefail)
+current() {
+  local out; out=$(in_ns env TEMPORAL_ADDRESS=10.216.0.21:7233 bin/starter versioning status --deployment-name writeback) \
+    || fail "starter versioning status"
+  echo "${out%%$'\n'*}"
+}
 # settled: how many records are Completed or DeadLettered
 settled() { workflow_count 10.216.0.21:7233 'WritebackState="Completed" OR WritebackState="DeadLettered"' nsenter --net="/run/netns/$NETNS"; }
 # through N: a demo batch of N published by the release's starter pod settles within 3 minutes
@@ -65,7 +71,7 @@ helm upgrade "$RELEASE" deploy/helm/writeback -f "$HERE/values-local.yaml" --set
 for q in placement scan dlq; do
   kc wait --for=condition=Ready "queue/$RELEASE-$q" --timeout 120s >/dev/null || fail "queue $q not reconciled after the upgrade"
 done
-current=$(versioning status --deployment-name writeback | head -1)
+current=$(current)
 [[ "$current" == *"current build dev" ]] || fail "after the upgrade: $current"
 through 20
 history=$(helm history "$RELEASE" -o json | python3 -c 'import json,sys; print(" → ".join(r["chart"]+" "+r["status"] for r in json.load(sys.stdin)))')
@@ -86,7 +92,7 @@ in_ns bin/harness chaos --profile kube --kubeconfig "$KUBECONFIG" --namespace "$
 
 # 4. Rollback to the build before the chaos run's: the hook makes it current again, and records flow
 helm rollback "$RELEASE" 2 --wait --timeout 5m >/dev/null || fail "helm rollback to revision 2 (build dev)"
-current=$(versioning status --deployment-name writeback | head -1)
+current=$(current)
 [[ "$current" == *"current build dev" ]] || fail "after the rollback: $current"
 through 20
 say "helm rollback to build dev: $current; 20 records through"
