@@ -11,6 +11,7 @@ import (
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/testenv"
 	"github.com/tis-writeback/writeback/tcssim/sim"
+	"github.com/tis-writeback/writeback/workflows"
 )
 
 // One cap for every path: two workers, TCS_RATE=20, a backlog released at once (first attempts
@@ -121,4 +122,43 @@ func TestOneRecordsOwnFailuresStillSpendItsBudget(t *testing.T) {
 	s.sim.Store.SetFaults(sim.Faults{})
 	st := s.waitState(t, bad.WorkflowID(), contract.StateDeadLettered, 30*time.Second)
 	require.Contains(t, st.LastError, "retry budget")
+}
+
+// The cap follows the workers that are there: a worker that stops gracefully gives its share back
+// at once, one that vanishes (killed, partitioned) stops counting within PresenceTTL, and one that
+// joins takes its share at once. Before, a departed worker kept its share for 5 minutes.
+func TestCapShareFollowsTheWorkersPresent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	tm := testenv.StartTemporal(t)
+	s := testenv.StartSim(t, 100)
+	o := testenv.WorkerOptions{TCSRate: 30}
+	ws := []*testenv.Worker{testenv.StartWorker(t, tm, s.URL(), o), testenv.StartWorker(t, tm, s.URL(), o), testenv.StartWorker(t, tm, s.URL(), o)}
+	counts := func(n int64, ws ...*testenv.Worker) func() bool {
+		return func() bool {
+			for _, w := range ws {
+				if w.Governor.Workers() != n || w.Governor.Rate() != 30/float64(n) {
+					return false
+				}
+			}
+			return true
+		}
+	}
+	require.Eventually(t, counts(3, ws...), 10*time.Second, 100*time.Millisecond, "three workers, a third of the cap each")
+
+	start := time.Now()
+	ws[2].Stop()
+	require.Eventually(t, counts(2, ws[0], ws[1]), 3*time.Second, 100*time.Millisecond, "a graceful stop gives its share back at once")
+	t.Logf("MEASURED: share back %.1f s after a graceful stop", time.Since(start).Seconds())
+
+	start = time.Now()
+	ws[1].Vanish()
+	require.Eventually(t, counts(1, ws[0]), workflows.PresenceTTL+5*time.Second, 100*time.Millisecond, "a vanished worker stops counting within seconds")
+	t.Logf("MEASURED: share back %.1f s after a worker vanished", time.Since(start).Seconds())
+
+	start = time.Now()
+	joined := testenv.StartWorker(t, tm, s.URL(), o)
+	require.Eventually(t, counts(2, ws[0], joined), 3*time.Second, 100*time.Millisecond, "a new worker takes its share at once")
+	t.Logf("MEASURED: shares settled %.1f s after a worker joined", time.Since(start).Seconds())
 }

@@ -86,12 +86,16 @@ func run(lc fx.Lifecycle, sd fx.Shutdowner, cfg *workerapp.Config, log *slog.Log
 			if err := w.Start(); err != nil {
 				return fmt.Errorf("worker cannot start: %w", err)
 			}
-			s.Defer(func(context.Context) {
+			// The governor outlives the worker's drain: its running activities still take their share.
+			govCtx, stopGov := context.WithCancel(context.Background())
+			s.Defer(func(ctx context.Context) {
 				log.Info("stopping worker; running activities may finish", "timeout", cfg.StopTimeout)
 				w.Stop()
+				stopGov()
+				gov.Leave(ctx)             // its share of the TCS cap goes to the others at once
 				log.Info("worker stopped") // what a deployment check reads: the stop ran to its end, no SIGKILL
 			})
-			go gov.Run(ctx, c)
+			go gov.Run(govCtx, c)
 			health.SetReady(true)
 			log.Info("worker started", "taskQueue", "writeback", "temporal", cfg.Temporal.Address,
 				"namespace", cfg.Temporal.Namespace, "tcs", cfg.TCSURL, "metrics", srv.Addr(), "tcsRate", cfg.TCSRate)

@@ -44,13 +44,23 @@ type TCSCommand struct {
 	By     string  `json:"by,omitempty"`
 }
 
-// WorkerModeReport is a worker telling its TCS mode (and its TCS_RATE) when it starts and at each change.
+// WorkerModeReport is a worker telling it is there (every PresenceEvery), its TCS mode and its
+// TCS_RATE; Leaving is its last report, sent once it has stopped and sends TCS nothing more.
 type WorkerModeReport struct {
 	Worker  string  `json:"worker"`
 	Mode    string  `json:"mode"` // normal or outage
 	TCSRate float64 `json:"tcsRate"`
 	Why     string  `json:"why,omitempty"`
+	Leaving bool    `json:"leaving,omitempty"`
 }
+
+// The workers present share the TCS cap. A worker reports every PresenceEvery; one not heard from
+// for PresenceTTL (killed, partitioned) no longer counts, and one that stops gracefully leaves at
+// once. Short, so a departed worker's share returns to the others within seconds.
+const (
+	PresenceEvery = 5 * time.Second
+	PresenceTTL   = 15 * time.Second
+)
 
 // TCSStatus is what `starter tcs status --json` prints (SPEC section 5) and workers apply.
 type TCSStatus struct {
@@ -64,6 +74,8 @@ type TCSStatus struct {
 	Held         bool     `json:"held"`
 	RateOverride float64  `json:"rateOverride,omitempty"`
 	OutageOn     []string `json:"outageWorkers,omitempty"`
+	// Workers are the workers present (sorted): each takes an equal share of the cap.
+	Workers []string `json:"workers,omitempty"`
 }
 
 // OutageReport is one worker's outage: since when, and its last report (a worker re-reports while
@@ -85,6 +97,8 @@ type TCSControlState struct {
 	Outage                 map[string]OutageReport
 	NormalSince            time.Time
 	LastOutageWhy, LastWhy string
+	// Present is when each worker present last reported.
+	Present map[string]time.Time
 }
 
 // TCSControl keeps the TCS switches. state is nil on the first run.
@@ -95,6 +109,9 @@ func TCSControl(ctx workflow.Context, state *TCSControlState) error {
 		if s.Outage == nil {
 			s.Outage = map[string]OutageReport{}
 		}
+	}
+	if s.Present == nil {
+		s.Present = map[string]time.Time{}
 	}
 	log := workflow.GetLogger(ctx)
 	if err := workflow.SetQueryHandler(ctx, QueryTCS, func() (TCSStatus, error) { return s.status(), nil }); err != nil {
@@ -115,6 +132,7 @@ func TCSControl(ctx workflow.Context, state *TCSControlState) error {
 	}
 	cmds := workflow.GetSignalChannel(ctx, SignalTCSCommand)
 	reports := workflow.GetSignalChannel(ctx, SignalTCSWorkerMode)
+	var sweep workflow.Future
 	for {
 		sel := workflow.NewSelector(ctx)
 		sel.AddReceive(cmds, func(c workflow.ReceiveChannel, _ bool) {
@@ -151,6 +169,11 @@ func TCSControl(ctx workflow.Context, state *TCSControlState) error {
 				s.WorkerRate = r.TCSRate
 			}
 			now := workflow.Now(ctx)
+			if r.Leaving {
+				delete(s.Present, r.Worker)
+			} else if r.Worker != "" {
+				s.Present[r.Worker] = now
+			}
 			rep, was := s.Outage[r.Worker]
 			switch {
 			case r.Mode == "outage":
@@ -167,22 +190,21 @@ func TCSControl(ctx workflow.Context, state *TCSControlState) error {
 				}
 			}
 		})
-		if len(s.Outage) > 0 {
-			// Forget workers that stopped reporting their outage (died, replaced).
-			sel.AddFuture(workflow.NewTimer(ctx, time.Minute), func(workflow.Future) {
-				now := workflow.Now(ctx)
-				//workflowcheck:ignore deleting: order does not matter
-				for w, rep := range s.Outage {
-					if now.Sub(rep.Seen) > outageReportTTL {
-						delete(s.Outage, w)
-					}
-				}
-				if len(s.Outage) == 0 {
-					s.NormalSince = now
-				}
-			})
+		if sweep == nil {
+			if next, ok := s.nextSweep(); ok {
+				sweep = workflow.NewTimer(ctx, max(next.Sub(workflow.Now(ctx)), time.Second))
+			}
+		}
+		if sweep != nil {
+			// One timer at a time, however many reports arrive: forget the workers that stopped
+			// reporting (their cap share returns to the others) and stale outage reports.
+			sel.AddFuture(sweep, func(workflow.Future) { sweep = nil })
 		}
 		sel.Select(ctx)
+		s.forgetAbsent(workflow.Now(ctx))
+		if len(s.Outage) > 0 {
+			s.forgetStaleOutages(workflow.Now(ctx))
+		}
 		if err := publish(); err != nil {
 			return err
 		}
@@ -198,6 +220,47 @@ func TCSControl(ctx workflow.Context, state *TCSControlState) error {
 	}
 }
 
+// nextSweep is when the first present worker's presence or outage report ends.
+func (s TCSControlState) nextSweep() (time.Time, bool) {
+	var first time.Time
+	earliest := func(t time.Time) {
+		if first.IsZero() || t.Before(first) {
+			first = t
+		}
+	}
+	//workflowcheck:ignore the earliest: order does not matter
+	for _, seen := range s.Present {
+		earliest(seen.Add(PresenceTTL))
+	}
+	//workflowcheck:ignore the earliest: order does not matter
+	for _, rep := range s.Outage {
+		earliest(rep.Seen.Add(outageReportTTL))
+	}
+	return first, !first.IsZero()
+}
+
+// forgetStaleOutages forgets workers that stopped reporting their outage (died, replaced).
+func (s *TCSControlState) forgetStaleOutages(now time.Time) {
+	//workflowcheck:ignore deleting: order does not matter
+	for w, rep := range s.Outage {
+		if now.Sub(rep.Seen) >= outageReportTTL {
+			delete(s.Outage, w)
+		}
+	}
+	if len(s.Outage) == 0 {
+		s.NormalSince = now
+	}
+}
+
+func (s TCSControlState) forgetAbsent(now time.Time) {
+	//workflowcheck:ignore deleting: order does not matter
+	for w, seen := range s.Present {
+		if now.Sub(seen) >= PresenceTTL {
+			delete(s.Present, w)
+		}
+	}
+}
+
 func (s TCSControlState) status() TCSStatus {
 	st := TCSStatus{Mode: "normal", Since: stamp(s.NormalSince), Held: s.Held, RateOverride: s.Rate,
 		Rate: s.WorkerRate, RateSource: "TCS_RATE"}
@@ -209,6 +272,11 @@ func (s TCSControlState) status() TCSStatus {
 		st.OutageOn = append(st.OutageOn, w)
 	}
 	sort.Strings(st.OutageOn)
+	//workflowcheck:ignore sorted below
+	for w := range s.Present {
+		st.Workers = append(st.Workers, w)
+	}
+	sort.Strings(st.Workers)
 	switch {
 	case s.Held:
 		st.Mode, st.Since, st.Reason, st.By = "hold", stamp(s.HoldSince), s.HoldReason, s.HoldBy

@@ -186,7 +186,9 @@ type Worker struct {
 	Governor *workerapp.Governor
 	Logs     *Logs
 	Metrics  string // base URL of /metrics
-	Stop     func()
+	// Stop stops the worker as SIGTERM does (it leaves the workers sharing the TCS cap); Vanish
+	// stops it as a kill does, telling nobody.
+	Stop, Vanish func()
 }
 
 // WorkerOptions tune a test worker.
@@ -272,16 +274,21 @@ func StartWorker(t testing.TB, tm *Temporal, tcsURL string, o WorkerOptions) *Wo
 	govCtx, stopGov := context.WithCancel(context.Background())
 	go gov.Run(govCtx, cl)
 	var once sync.Once
-	stop := func() {
+	end := func(graceful bool) {
 		once.Do(func() {
-			stopGov()
 			w.Stop()
+			stopGov()
+			if graceful {
+				gov.Leave(context.Background())
+			}
 			cl.Close()
 			_ = srv.Shutdown(context.Background())
 		})
 	}
+	stop := func() { end(true) }
 	t.Cleanup(stop)
-	return &Worker{Logs: logs, Metrics: fmt.Sprintf("http://%s/metrics", srv.Addr()), Stop: stop, Governor: gov}
+	return &Worker{Logs: logs, Metrics: fmt.Sprintf("http://%s/metrics", srv.Addr()), Stop: stop, Governor: gov,
+		Vanish: func() { end(false) }}
 }
 
 // Build compiles a main package of this module (e.g. "./worker") into dir and returns the binary.

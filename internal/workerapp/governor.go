@@ -6,10 +6,10 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"slices"
 	"sync/atomic"
 	"time"
 
-	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"golang.org/x/time/rate"
@@ -32,24 +32,22 @@ type Governor struct {
 	metrics *telemetry.TCSMetrics
 	client  atomic.Pointer[client.Client]
 	workers atomic.Int64
-	divisor atomic.Int64 // what the cap is divided by: the workers, or 2 while starting
 	lastWhy atomic.Value
-	started time.Time
-	// lastSeen is when each worker identity was last seen polling (used by share only).
-	lastSeen map[string]time.Time
-	// poke wakes the reporter, which tells the TCS control this worker's outage mode, in order.
+	// poke wakes the reporter, which tells the TCS control this worker is there and its outage
+	// mode, in order.
 	poke chan struct{}
+	// reporting is closed when the reporter has stopped (Leave waits for it, so its last report
+	// cannot overtake the leaving one).
+	reporting chan struct{}
 }
 
 // NewGovernor builds the Governor with the whole cap as its share until it has counted the workers.
 func NewGovernor(c *Config, m *telemetry.TCSMetrics, log *slog.Logger) *Governor {
-	g := &Governor{cfg: c, log: log, metrics: m, poke: make(chan struct{}, 1), started: time.Now(),
-		lastSeen: map[string]time.Time{}}
+	g := &Governor{cfg: c, log: log, metrics: m, poke: make(chan struct{}, 1), reporting: make(chan struct{})}
 	g.workers.Store(1)
-	g.divisor.Store(2)
 	g.cap.Store(c.TCSRate)
 	g.Governor = tcs.NewGovernor(tcs.GovernorOptions{
-		Rate:        c.TCSRate / 2, // until the workers are counted (Prime)
+		Rate:        c.TCSRate / 2, // until the workers present are read (Prime)
 		Window:      c.OutageWindow,
 		MinFailures: c.OutageMinFailures,
 		ProbeEvery:  c.OutageProbeEvery,
@@ -77,49 +75,66 @@ func (g *Governor) changed(from, to tcs.Mode, why string) {
 	}
 }
 
-// reportOutages tells the TCS control this worker's own outage mode (not an operator's hold): at
-// each change, and every 30 s while it lasts, from one goroutine so reports arrive in order.
-func (g *Governor) reportOutages(ctx context.Context) {
+// report tells the TCS control, from one goroutine so reports arrive in order, that this worker
+// is there (every PresenceEvery: its share of the cap depends on it) and its own outage mode (not
+// an operator's hold), at once on each change.
+func (g *Governor) reportPresence(ctx context.Context) {
+	defer close(g.reporting)
 	reported := false // the control believes this worker is in outage
-	t := time.NewTicker(30 * time.Second)
+	t := time.NewTicker(workflows.PresenceEvery)
 	defer t.Stop()
 	for {
+		mode, _ := g.Governor.Mode()
+		inOutage := mode == tcs.ModeOutage || (mode == tcs.ModeHold && reported)
+		why, _ := g.lastWhy.Load().(string)
+		if g.report(ctx, workflows.WorkerModeReport{Mode: modeName(inOutage), Why: why}) == nil {
+			reported = inOutage
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-g.poke:
 		case <-t.C:
 		}
-		mode, _ := g.Governor.Mode()
-		inOutage := mode == tcs.ModeOutage || (mode == tcs.ModeHold && reported)
-		if !inOutage && !reported {
-			continue
-		}
-		why, _ := g.lastWhy.Load().(string)
-		if g.report(ctx, inOutage, why) == nil {
-			reported = inOutage
-		}
 	}
 }
 
-func (g *Governor) report(ctx context.Context, outage bool, why string) error {
+func modeName(outage bool) string {
+	if outage {
+		return "outage"
+	}
+	return "normal"
+}
+
+// Leave tells the TCS control this worker has gone: call it once the worker has stopped and sends
+// TCS nothing more, and Run's context has ended. The others take its share of the cap at once
+// rather than after PresenceTTL.
+func (g *Governor) Leave(ctx context.Context) {
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	select { // the reporter's last report first
+	case <-g.reporting:
+	case <-ctx.Done():
+	}
+	if g.report(ctx, workflows.WorkerModeReport{Mode: "normal", Leaving: true}) == nil {
+		g.log.Info("left the workers sharing the TCS cap")
+	}
+}
+
+func (g *Governor) report(ctx context.Context, r workflows.WorkerModeReport) error {
 	cp := g.client.Load()
 	if cp == nil {
 		return errors.New("no Temporal client yet")
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	m := "normal"
-	if outage {
-		m = "outage"
-	}
-	_, err := (*cp).SignalWithStartWorkflow(ctx, workflows.TCSControlWorkflowID, workflows.SignalTCSWorkerMode,
-		workflows.WorkerModeReport{Worker: g.cfg.WorkerIdentity(), Mode: m, TCSRate: g.cfg.TCSRate, Why: why},
+	r.Worker, r.TCSRate = g.cfg.WorkerIdentity(), g.cfg.TCSRate
+	_, err := (*cp).SignalWithStartWorkflow(ctx, workflows.TCSControlWorkflowID, workflows.SignalTCSWorkerMode, r,
 		client.StartWorkflowOptions{ID: workflows.TCSControlWorkflowID, TaskQueue: contract.TaskQueue,
-			StaticSummary: "TCS control: hold, rate cap, outage reports"},
+			StaticSummary: "TCS control: hold, rate cap, the workers present, outage reports"},
 		workflows.TCSControlWorkflowType, nil)
-	if err != nil {
-		g.log.Warn("cannot report the TCS mode to the TCS control; trying again", "error", err)
+	if err != nil && ctx.Err() == nil {
+		g.log.Warn("cannot report to the TCS control; trying again", "error", err)
 	}
 	return err
 }
@@ -155,7 +170,7 @@ func (g *Governor) control(ctx context.Context, c client.Client) {
 		g.log.Info("TCS rate cap changed", "cap", capTotal, "source", st.RateSource, "by", st.By)
 	}
 	g.metrics.RateLimit.Set(capTotal)
-	g.SetRate(capTotal / float64(g.divisor.Load()))
+	g.share(st.Workers, capTotal)
 }
 
 // wake signals the records this worker refused that TCS takes requests again, within the cap.
@@ -179,9 +194,6 @@ func (g *Governor) wake(ids []string) {
 	}()
 }
 
-// workerMemory is how long a worker counts in the share after it was last seen polling.
-const workerMemory = 5 * time.Minute
-
 // WorkerIdentity is this worker's identity as its pollers show it (Identity, or pid@host).
 func (c *Config) WorkerIdentity() string {
 	if c.Identity != "" {
@@ -191,33 +203,28 @@ func (c *Config) WorkerIdentity() string {
 	return fmt.Sprintf("%d@%s@writeback", os.Getpid(), host)
 }
 
-// Workers is how many workers share the cap, as last counted.
+// Workers is how many workers share the cap, as last read.
 func (g *Governor) Workers() int64 { return g.workers.Load() }
 
-// Run keeps this worker's share of the cap current: TCS_RATE divided by the workers polling the
-// task queue (their own limiters add up to the cap), until ctx ends.
-// Prime applies the operator's switches and this worker's share once, before the worker takes
-// tasks: a worker started during a hold sends nothing.
+// Prime tells the TCS control this worker is there, then applies the operator's switches and this
+// worker's share once, before the worker takes tasks: a worker started during a hold sends nothing.
 func (g *Governor) Prime(ctx context.Context, c client.Client) {
 	g.client.Store(&c)
-	g.share(ctx, c)
+	_ = g.report(ctx, workflows.WorkerModeReport{Mode: "normal"})
 	g.control(ctx, c)
 }
 
+// Run keeps the switches and this worker's share of the cap current until ctx ends: it reports
+// this worker's presence and reads the control's memo every second, so a worker joining or
+// leaving changes every share within about a second of the control hearing of it. Run it once;
+// end it after the worker has stopped (its running activities still send requests), then Leave.
 func (g *Governor) Run(ctx context.Context, c client.Client) {
 	g.client.Store(&c)
-	go g.reportOutages(ctx)
+	go g.reportPresence(ctx)
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
-	for i := 0; ; i++ {
-		// The share follows workers joining and leaving within 2 s: over any 10 s window the
-		// workers together stay within about 10% of the cap.
-		if i%2 == 0 {
-			g.share(ctx, c)
-		}
-		if i%5 == 0 {
-			g.control(ctx, c)
-		}
+	for {
+		g.control(ctx, c)
 		select {
 		case <-ctx.Done():
 			return
@@ -226,43 +233,16 @@ func (g *Governor) Run(ctx context.Context, c client.Client) {
 	}
 }
 
-func (g *Governor) share(ctx context.Context, c client.Client) {
-	// A worker whose task slots are all busy (a backlog waiting for the cap) stops polling for a
-	// while, so a worker counts for workerMemory after it was last seen polling either task queue
-	// type: counting a departed worker a little longer only keeps the total under the cap.
-	now := time.Now()
-	for _, tqType := range []enums.TaskQueueType{enums.TASK_QUEUE_TYPE_WORKFLOW, enums.TASK_QUEUE_TYPE_ACTIVITY} {
-		dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		resp, err := c.DescribeTaskQueue(dctx, contract.TaskQueue, tqType)
-		cancel()
-		if err != nil {
-			return // keep the last share
-		}
-		for _, p := range resp.GetPollers() {
-			if at := p.GetLastAccessTime().AsTime(); at.After(g.lastSeen[p.GetIdentity()]) {
-				g.lastSeen[p.GetIdentity()] = at
-			}
-		}
+// share sets this worker's part of the cap: an equal share among the workers present. Until the
+// control lists this worker it also counts itself, and takes at most half the cap: workers that
+// start together do not see each other yet.
+func (g *Governor) share(present []string, capTotal float64) {
+	n := int64(len(present))
+	if !slices.Contains(present, g.cfg.WorkerIdentity()) {
+		n = max(n+1, 2)
 	}
-	g.lastSeen[g.cfg.WorkerIdentity()] = now // this worker counts even before its own first poll shows
-	seen := map[string]bool{}
-	for id, at := range g.lastSeen {
-		if now.Sub(at) < workerMemory {
-			seen[id] = true
-		} else {
-			delete(g.lastSeen, id)
-		}
-	}
-	n := int64(len(seen))
-	divisor := n
-	if time.Since(g.started) < 10*time.Second {
-		// Workers starting together may not see each other's polls yet: take at most half the cap.
-		divisor = max(n, 2)
-	}
-	capTotal := g.cap.Load().(float64)
 	if old := g.workers.Swap(n); old != n {
-		g.log.Info("TCS rate cap shared among the workers", "workers", n, "cap", capTotal, "thisWorker", capTotal/float64(n))
+		g.log.Info("TCS rate cap shared among the workers present", "workers", n, "cap", capTotal, "thisWorker", capTotal/float64(n))
 	}
-	g.divisor.Store(divisor)
-	g.SetRate(capTotal / float64(divisor))
+	g.SetRate(capTotal / float64(n))
 }
