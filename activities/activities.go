@@ -154,7 +154,7 @@ func (a *Activities) firstAttempt(res contract.UpdateResult, err error) contract
 		fa.ErrType, fa.Message, fa.RetryAfter = appErr.Type(), appErr.Message(), appErr.NextRetryDelay()
 		var d contract.FailureDetails
 		if appErr.HasDetails() && appErr.Details(&d) == nil {
-			fa.Status = d.Status
+			fa.Status, fa.Queued = d.Status, d.Queued
 		}
 	} else if err != nil {
 		fa.ErrType, fa.Message = contract.ErrTransient, err.Error()
@@ -179,7 +179,11 @@ func (a *Activities) UpdateScan(ctx context.Context, msg contract.ScanCompleted)
 // updateError turns a TCS failure into the Temporal error of its class.
 func updateError(ctx context.Context, err error) error {
 	info := activity.GetInfo(ctx)
-	details := contract.FailureDetails{Attempt: info.Attempt, Status: tcs.StatusOf(err), Took: time.Since(info.StartedTime)}
+	details := contract.FailureDetails{Attempt: info.Attempt, Status: tcs.StatusOf(err), Took: time.Since(info.StartedTime),
+		Queued: tcs.IsQueued(err)}
+	if info.Attempt > 1 && !info.IsLocalActivity {
+		details.Before = max(info.StartedTime.Sub(info.ScheduledTime), 0) // both the server's clock
+	}
 	switch tcs.Classify(err) {
 	case tcs.Permanent:
 		return temporal.NewApplicationErrorWithOptions(err.Error(), contract.ErrPermanent,

@@ -62,6 +62,12 @@ type FailureDetails struct {
 	Status  int   `json:"status"`
 	// Took is how long this attempt ran, measured on the worker's clock.
 	Took time.Duration `json:"took,omitempty"`
+	// Before is how long the activity had run before this attempt started (its earlier attempts and
+	// the backoff between them): on a refusal, the part of the activity's time that was the record's own.
+	Before time.Duration `json:"before,omitempty"`
+	// Queued: not sent because the rate cap's queue was longer than the attempt could wait (not a
+	// hold or an outage, so there is nothing to wait for before trying again).
+	Queued bool `json:"queued,omitempty"`
 }
 
 // DeadLetter describes one dead-lettering for the mark activity and its CRITICAL log line.
@@ -110,4 +116,6 @@ type FirstAttempt struct {
 	Status int `json:"status,omitempty"`
 	// RetryAfter is TCS's Retry-After on a 429/503.
 	RetryAfter time.Duration `json:"retryAfter,omitempty"`
+	// Queued: not sent, the rate cap's queue being longer than the first attempt may wait.
+	Queued bool `json:"queued,omitempty"`
 }

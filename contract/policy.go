@@ -28,6 +28,10 @@ const (
 // back to the workflow (which dead-letters, or waits without spending the budget).
 var NonRetryableErrorTypes = []string{ErrPermanent, ErrConfig}
 
+// CapQueueWait is how long a TCS call may wait its turn at the rate cap, beyond the attempt
+// timeout, before it is refused as not sent: a backlog drains in order rather than being sent away.
+const CapQueueWait = 2 * time.Minute
+
 // OutageWaitMax bounds a record's wait while TCS is unavailable for everyone or held: a worker
 // wakes the records it refused when TCS takes requests again, this is the fallback.
 const OutageWaitMax = time.Minute

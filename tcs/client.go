@@ -203,7 +203,9 @@ func (c *Client) doWithHeaders(ctx context.Context, ep Endpoint, method, path st
 			defer cancel()
 		}
 		if gerr := c.gov.acquire(actx); gerr != nil {
-			return &Error{Endpoint: ep, Method: method, Path: path, Class: Refused, Msg: gerr.Error()}
+			var r errRefused
+			queued := errors.As(gerr, &r) && r.mode == ModeNormal
+			return &Error{Endpoint: ep, Method: method, Path: path, Class: Refused, Msg: gerr.Error(), queued: queued}
 		}
 	}
 	start := time.Now()

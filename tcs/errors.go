@@ -51,6 +51,14 @@ type Error struct {
 	Class      Class
 	RetryAfter time.Duration // from a Retry-After header on 429/503
 	Msg        string
+	queued     bool // Refused because the rate cap's queue was longer than the caller could wait
+}
+
+// IsQueued reports a request not sent because the rate cap's queue was longer than the caller could
+// wait (not a hold, not an outage).
+func IsQueued(err error) bool {
+	var e *Error
+	return errors.As(err, &e) && e.queued
 }
 
 func (e *Error) Error() string {

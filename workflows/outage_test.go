@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/tis-writeback/writeback/activities"
@@ -128,4 +129,42 @@ func (s *WorkflowSuite) TestQueuedPastTheBudgetIsNotAFailure() {
 	st := s.result()
 	s.Equal(contract.StateCompleted, st.State)
 	s.Equal(4, calls)
+}
+
+// A refusal gives back only its own time: a record whose own attempts keep failing between
+// refusals (a hold, an outage mode, a long cap queue now and then) still spends its budget on
+// those attempts and their backoff, and dead-letters.
+func (s *WorkflowSuite) TestRefusalsDoNotGiveBackTheRecordsOwnFailures() {
+	s.env = s.NewTestWorkflowEnvironment()
+	settings := contract.DefaultRetrySettings()
+	settings.Budget, settings.InitialInterval, settings.BackoffCoefficient, settings.MaximumInterval =
+		30*time.Second, time.Second, 2, 10*time.Second
+	workflows.Register(s.env, &activities.Activities{Settings: settings})
+	s.watchSearchAttributes()
+	s.firsts(s.env, contract.FirstPlacementAttemptName, settings, fastTransient)
+	calls := 0
+	var scheduled time.Time
+	s.env.OnActivity(contract.UpdatePlacementName, mock.Anything, placement).Return(
+		func(ctx context.Context, m contract.PlacementExported) (contract.UpdateResult, error) {
+			calls++
+			attempt := activity.GetInfo(ctx).Attempt
+			switch {
+			case calls > 200:
+				return contract.UpdateResult{}, tcsErr(contract.ErrPermanent, 422, attempt) // the budget never ran out
+			case attempt == 1:
+				scheduled = s.env.Now()
+				fallthrough
+			case attempt < 3:
+				return contract.UpdateResult{}, tcsErr(contract.ErrTransient, 503, attempt)
+			}
+			// The third attempt of each call is refused: the two before it (and their backoff) were the record's.
+			return contract.UpdateResult{}, temporal.NewApplicationErrorWithOptions("TCS requests are on hold: not sent", contract.ErrOutage,
+				temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{contract.FailureDetails{
+					Attempt: attempt, Before: s.env.Now().Sub(scheduled)}}})
+		})
+	s.env.OnActivity(contract.CheckPlacementWrittenName, mock.Anything, mock.Anything).Return(false, nil)
+	s.marksOf(contract.MarkPlacementFailedName)
+	s.env.ExecuteWorkflow(contract.PlacementWorkflowType, placement)
+	s.Equal([]string{"budget-spent"}, s.saAll["WritebackFailure"], "its own failures spent the budget (%d calls)", calls)
+	s.Less(calls, 40, "about 3 s of its own time per call, a 30 s budget")
 }

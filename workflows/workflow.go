@@ -351,6 +351,10 @@ func (r *recorder) firstAttempt(ctx workflow.Context) (done bool, cause, group s
 	case contract.ErrOutage:
 		r.status.Attempts-- // not sent: not an attempt
 		r.status.LastError = fa.Message
+		if fa.Queued {
+			// The cap's queue was longer than the fast path waits: the activity waits its turn.
+			return false, "", "", nil
+		}
 		return false, "", "", r.awaitTCS(ctx, r.settings.InitialInterval, seen)
 	default:
 		r.status.LastError = fa.Message
@@ -396,7 +400,9 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 		actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 			// The budget: how long transient failures may go on. 401/403 do not spend it (see below).
 			ScheduleToCloseTimeout: r.budgetLeft,
-			StartToCloseTimeout:    r.attemptTimeout(),
+			// An attempt may first wait its turn at the TCS rate cap; the heartbeat finds a dead worker.
+			StartToCloseTimeout: r.attemptTimeout() + contract.CapQueueWait,
+			HeartbeatTimeout:    r.attemptTimeout(),
 			RetryPolicy: &temporal.RetryPolicy{
 				InitialInterval:        r.settings.InitialInterval,
 				BackoffCoefficient:     r.settings.BackoffCoefficient,
@@ -433,13 +439,17 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 			// cap's queue is long. A refusal takes no time, and the wait below is outside the
 			// budget's clock; a worker wakes us when TCS takes requests again.
 			r.status.Attempts-- // the refused call was not an attempt
-			// The call ended refused: TCS fails for everyone (or is held). Its time — waiting for a
-			// worker behind everyone's held-back records, and any attempt that went out as a probe —
-			// is the outage's, not this record's. (A record with failures of its own never meets
-			// outage mode: the others' answers keep it out.)
-			r.budgetLeft += elapsed
+			// The call ended refused: TCS fails for everyone, an operator holds it, or the cap's
+			// queue was too long. The time from the refused attempt's start — waiting for a worker
+			// behind everyone's held-back records, any attempt that went out as a probe — is not this
+			// record's; its own attempts and backoff before it are.
+			r.budgetLeft += max(elapsed-f.before, 0)
 			wait := min(contract.Backoff(r.settings, outageWaits), contract.OutageWaitMax)
-			outageWaits++
+			if f.queuedAtCap {
+				wait = r.settings.InitialInterval // nothing to wait for but the queue
+			} else {
+				outageWaits++
+			}
 			if err := r.awaitTCS(ctx, wait, seen); err != nil {
 				return "", "", err
 			}
@@ -477,7 +487,8 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 // under the captured settings (attempts 0: until it lands).
 func (r *recorder) tcsReadOrMark(ctx workflow.Context, attempts int32, summary string) workflow.Context {
 	return workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: r.attemptTimeout(),
+		StartToCloseTimeout: r.attemptTimeout() + contract.CapQueueWait,
+		HeartbeatTimeout:    r.attemptTimeout(),
 		RetryPolicy: &temporal.RetryPolicy{
 			InitialInterval:    r.settings.InitialInterval,
 			BackoffCoefficient: r.settings.BackoffCoefficient,
@@ -588,6 +599,10 @@ type failure struct {
 	started  bool          // the activity's last attempt had started when it ended (it was in flight)
 	took     time.Duration // how long the last attempt ran
 	delay    time.Duration // the wait TCS asked for before the next attempt (Retry-After)
+	// before is how long the activity ran before its last attempt started (the record's own time).
+	before time.Duration
+	// queuedAtCap: refused, the rate cap's queue being longer than the attempt could wait.
+	queuedAtCap bool
 }
 
 // describe reads a failed TCS-update activity: its class, the last error in words, and how many
@@ -604,7 +619,7 @@ func describe(err error) failure {
 			if d.Attempt > 0 {
 				f.attempts = int(d.Attempt)
 			}
-			f.status, f.took = d.Status, d.Took
+			f.status, f.took, f.before, f.queuedAtCap = d.Status, d.Took, d.Before, d.Queued
 		}
 	}
 	var actErr *temporal.ActivityError

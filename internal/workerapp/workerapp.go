@@ -150,7 +150,7 @@ func NewWorker(cl client.Client, c *Config, acts *activities.Activities) worker.
 		TaskQueueActivitiesPerSecond:       c.TCSRate,
 		WorkerStopTimeout:                  c.StopTimeout,
 		Identity:                           c.WorkerIdentity(),
-		Interceptors:                       []interceptor.WorkerInterceptor{&activities.FirstRunInterceptor{}},
+		Interceptors:                       []interceptor.WorkerInterceptor{&activities.FirstRunInterceptor{}, &activities.KeepAliveInterceptor{}},
 	}
 	if c.DeploymentName != "" {
 		opts.DeploymentOptions = worker.DeploymentOptions{

@@ -1,0 +1,49 @@
+package activities
+
+import (
+	"context"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/interceptor"
+)
+
+// KeepAliveInterceptor heartbeats every activity that has a heartbeat timeout, for as long as it
+// runs. A TCS call may wait its turn at the rate cap for much longer than one request takes, so its
+// start-to-close timeout is long; the heartbeat timeout is what finds a worker that died meanwhile.
+// Register it on the worker (worker.Options.Interceptors).
+type KeepAliveInterceptor struct {
+	interceptor.WorkerInterceptorBase
+}
+
+func (i *KeepAliveInterceptor) InterceptActivity(ctx context.Context, next interceptor.ActivityInboundInterceptor) interceptor.ActivityInboundInterceptor {
+	return &keepAlive{ActivityInboundInterceptorBase: interceptor.ActivityInboundInterceptorBase{Next: next}}
+}
+
+type keepAlive struct {
+	interceptor.ActivityInboundInterceptorBase
+}
+
+func (a *keepAlive) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {
+	info := activity.GetInfo(ctx)
+	if info.IsLocalActivity || info.HeartbeatTimeout <= 0 {
+		return a.Next.ExecuteActivity(ctx, in)
+	}
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		t := time.NewTicker(info.HeartbeatTimeout / 3) // the SDK sends at most one per 0.8 × timeout
+		defer t.Stop()
+		for {
+			activity.RecordHeartbeat(ctx)
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return a.Next.ExecuteActivity(ctx, in)
+}
