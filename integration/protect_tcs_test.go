@@ -1,11 +1,13 @@
 package integration_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/tis-writeback/writeback/contract"
@@ -161,4 +163,43 @@ func TestCapShareFollowsTheWorkersPresent(t *testing.T) {
 	joined := testenv.StartWorker(t, tm, s.URL(), o)
 	require.Eventually(t, counts(2, ws[0], joined), 3*time.Second, 100*time.Millisecond, "a new worker takes its share at once")
 	t.Logf("MEASURED: shares settled %.1f s after a worker joined", time.Since(start).Seconds())
+}
+
+// A record the cap cannot serve within the fast path's time waits its turn: it is written by one
+// update activity, in order, never refused as "the cap's queue is too long" and sent away to try
+// again later (before, a backlog longer than the 30 s attempt timeout did that again and again).
+func TestABacklogWaitsItsTurnAtTheCap(t *testing.T) {
+	if testing.Short() {
+		t.Skip("integration test")
+	}
+	tm := testenv.StartTemporal(t)
+	s := testenv.StartSim(t, 10000)
+	testenv.StartWorker(t, tm, s.URL(), testenv.WorkerOptions{TCSRate: 2, KeyHonoured: true})
+	st := &stack{tm: tm, sim: s}
+	const n = 80 // 40 s of requests at the cap: longer than the fast path waits (about 30 s) and the attempt timeout (5 s)
+	var runs []client.WorkflowRun
+	for i := int64(0); i < n; i++ {
+		m := placement(3000+i, "QUEUE.DAT")
+		runs = append(runs, st.start(t, contract.PlacementWorkflowType, m.WorkflowID(), m))
+	}
+	for _, run := range runs {
+		require.Equal(t, contract.StateCompleted, result(t, run, 3*time.Minute).State)
+	}
+	for _, run := range runs {
+		updates, waits := 0, 0
+		iter := tm.Client.GetWorkflowHistory(context.Background(), run.GetID(), "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+		for iter.HasNext() {
+			e, err := iter.Next()
+			require.NoError(t, err)
+			if a := e.GetActivityTaskScheduledEventAttributes(); a != nil && a.GetActivityType().GetName() == contract.UpdatePlacementName {
+				updates++
+			}
+			if e.GetTimerStartedEventAttributes() != nil {
+				waits++
+			}
+		}
+		require.LessOrEqual(t, updates, 1, "%s: one update activity, not one per refusal", run.GetID())
+		require.Zero(t, waits, "%s: no wait for a TCS that was there all along", run.GetID())
+	}
+	require.Equal(t, n, s.Store.Stats().Exported)
 }
