@@ -88,8 +88,10 @@ type Report struct {
 	// CriticalRepeats counts CRITICAL lines that repeat one dead-lettering (same run, same
 	// deadLetteredAt): the mark activity ran again after its completion was lost to a kill or a server
 	// restart. At-least-once, as every activity: allowed, reported. Operators deduplicate on those keys.
-	CriticalRepeats  int
-	ScansMissing     int
+	CriticalRepeats int
+	ScansMissing    int
+	// StillMoving counts records still being written when the run ended: reported as such, not lost.
+	StillMoving      int
 	QueuesLeft       int
 	DLQ              int
 	DLQWithoutReason int
@@ -384,16 +386,18 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	setFaults(sim.Faults{})
 	logf("publishing done (%d records, %d poison); faults cleared; waiting for every record to settle", rep.Valid, rep.Poison)
 
-	// Settle: every record Completed or DeadLettered, queues empty.
+	// Settle: every record of this run Completed or DeadLettered, queues empty.
+	own := ownOf(recs)
 	deadline := time.Now().Add(c.SettleTimeout)
 	for {
-		done := count(ctx, tc, `WritebackState="Completed"`) + count(ctx, tc, `WritebackState="DeadLettered" AND ExecutionStatus="Running"`)
+		listed, lerr := listIDs(ctx, tc, settledQuery)
+		done := own.settled(listed)
 		lp, ls := depth(conn, topo.PlacementQueue), depth(conn, topo.ScanQueue) // -1: unknown
 		left := lp + ls
 		nleft := depth(conn, nc.Queue)
 		// On the cluster and kube profiles the pre-fix consumer may never consume again after its node stopped
 		// (its messages then count as lost for it): writeback's side alone decides there.
-		if done >= rep.Valid && lp == 0 && ls == 0 && (nleft == 0 || st.Clustered()) {
+		if lerr == nil && done >= rep.Valid && lp == 0 && ls == 0 && (nleft == 0 || st.Clustered()) {
 			break
 		}
 		if ctx.Err() != nil {
@@ -401,7 +405,10 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 			return nil, ctx.Err()
 		}
 		if time.Now().After(deadline) {
-			rep.Problems = append(rep.Problems, fmt.Sprintf("not settled after %s: %d of %d records done, %d messages queued", c.SettleTimeout, done, rep.Valid, left))
+			moving := stillMoving(ctx, tc, own.unsettled(listed), 10)
+			rep.StillMoving = len(own.unsettled(listed))
+			rep.Problems = append(rep.Problems, fmt.Sprintf("not settled after %s: %d of %d records done, %d messages queued; still moving (not lost): %s",
+				c.SettleTimeout, done, rep.Valid, left, strings.Join(moving, "; ")))
 			break
 		}
 		logf("settling: %d/%d records Completed or DeadLettered, %d messages queued", done, rep.Valid, left)
@@ -429,14 +436,6 @@ func publishRetry(ctx context.Context, pub *broker.Publisher, exchange, key stri
 		}
 		time.Sleep(500 * time.Millisecond)
 	}
-}
-
-func count(ctx context.Context, c client.Client, q string) int {
-	resp, err := c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: q})
-	if err != nil {
-		return -1
-	}
-	return int(resp.GetCount())
 }
 
 // depth is a queue's ready messages (-1 when it cannot be asked).
@@ -493,6 +492,9 @@ func states(ctx context.Context, c client.Client) map[string]string {
 		}
 	}
 }
+
+// moving reports a record whose workflow is still writing it (the settle phase reported it).
+func moving(state string) bool { return state == contract.StateUpdating }
 
 func reconcile(ctx context.Context, rep *Report, recs []record, st Target, naiveAdmin string, tc client.Client, conn *broker.Conn) {
 	var a, b sim.Export
@@ -552,8 +554,8 @@ func reconcile(ctx context.Context, rep *Report, recs []record, st Target, naive
 				rep.Naive.Duplicates++
 			}
 			if r.known {
-				if wbExp == 0 {
-					rep.Writeback.Missing++
+				if wbExp == 0 && !moving(state) {
+					rep.Writeback.Missing++ // neither written nor going to be
 				}
 				if nvExp == 0 {
 					rep.Naive.Missing++
@@ -567,7 +569,7 @@ func reconcile(ctx context.Context, rep *Report, recs []record, st Target, naive
 		} else {
 			sc, ok := a.Scans[r.scan.ScanID]
 			switch {
-			case r.known && (!ok || sc.Status != tcs.ScanCompleted):
+			case r.known && (!ok || sc.Status != tcs.ScanCompleted) && !moving(state):
 				rep.ScansMissing++
 			case state == contract.StateDeadLettered && r.known && sc.Status != tcs.ScanErrored:
 				rep.DeadLetteredUnmarked = append(rep.DeadLetteredUnmarked, r.id)
@@ -661,7 +663,15 @@ func criticalLines(files []string) map[string]map[string]int {
 // retryAll makes every record known to TCS, runs `starter retry --all`, and checks every retryable
 // dead letter turns Completed.
 func retryAll(ctx context.Context, rep *Report, recs []record, st Target, tc client.Client, logf func(string, ...any)) {
-	dead := count(ctx, tc, `WritebackState="DeadLettered" AND ExecutionStatus="Running"`)
+	own := ownOf(recs)
+	deadLetters := func() int { // this run's parked dead letters (-1: unknown)
+		ids, err := listIDs(ctx, tc, `WritebackState="DeadLettered" AND ExecutionStatus="Running"`)
+		if err != nil {
+			return -1
+		}
+		return own.settled(ids)
+	}
+	dead := deadLetters()
 	if dead <= 0 {
 		return
 	}
@@ -676,15 +686,15 @@ func retryAll(ctx context.Context, rep *Report, recs []record, st Target, tc cli
 	}
 	deadline := time.Now().Add(5 * time.Minute)
 	for time.Now().Before(deadline) {
-		if count(ctx, tc, `WritebackState="DeadLettered" AND ExecutionStatus="Running"`) == 0 {
+		if deadLetters() == 0 {
 			break
 		}
 		time.Sleep(2 * time.Second)
 	}
-	rep.RetriedLeft = count(ctx, tc, `WritebackState="DeadLettered" AND ExecutionStatus="Running"`)
+	rep.RetriedLeft = deadLetters()
 	rep.RetriedCompleted = dead - rep.RetriedLeft
-	if rep.RetriedLeft > 0 {
-		rep.Problems = append(rep.Problems, fmt.Sprintf("%d dead letters still DeadLettered after retry --all", rep.RetriedLeft))
+	if rep.RetriedLeft != 0 {
+		rep.Problems = append(rep.Problems, fmt.Sprintf("%d of this run's dead letters still DeadLettered after retry --all", rep.RetriedLeft))
 	}
 }
 
