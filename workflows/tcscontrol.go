@@ -6,7 +6,11 @@ import (
 	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
+
+	"github.com/tis-writeback/writeback/contract"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
 
@@ -27,6 +31,15 @@ const (
 	// even when no worker runs (a worker starting during a hold reads it before it takes a task).
 	MemoTCS = "tcs"
 )
+
+// TCSControlOptions start the control (with a signal: whoever signals first starts it). It runs
+// at the highest task-queue priority: its workflow tasks must not wait behind a backlog of
+// records, or the workers' shares of the cap and an operator's hold would lag with it.
+func TCSControlOptions() client.StartWorkflowOptions {
+	return client.StartWorkflowOptions{ID: TCSControlWorkflowID, TaskQueue: contract.TaskQueue,
+		StaticSummary: "TCS control: hold, rate cap, the workers present, outage reports",
+		Priority:      temporal.Priority{PriorityKey: 1}}
+}
 
 // TCS commands.
 const (
@@ -137,7 +150,9 @@ func TCSControl(ctx workflow.Context, state *TCSControlState) error {
 		sel := workflow.NewSelector(ctx)
 		sel.AddReceive(cmds, func(c workflow.ReceiveChannel, _ bool) {
 			var cmd TCSCommand
-			c.Receive(ctx, &cmd)
+			if !receive(ctx, c, &cmd, log) {
+				return
+			}
 			now := workflow.Now(ctx)
 			switch cmd.Op {
 			case TCSHold:
@@ -164,7 +179,9 @@ func TCSControl(ctx workflow.Context, state *TCSControlState) error {
 		})
 		sel.AddReceive(reports, func(c workflow.ReceiveChannel, _ bool) {
 			var r WorkerModeReport
-			c.Receive(ctx, &r)
+			if !receive(ctx, c, &r, log) {
+				return
+			}
 			if r.TCSRate > 0 {
 				s.WorkerRate = r.TCSRate
 			}

@@ -51,3 +51,36 @@ func TestControlListsTheWorkersPresent(t *testing.T) {
 	require.Equal(t, []string{"a"}, workersAt[50*time.Second], "a's last report was at 36 s: still within PresenceTTL")
 	require.Empty(t, workersAt[58*time.Second], "a stopped reporting at 36 s: gone by 36 s + PresenceTTL")
 }
+
+// A malformed command (`--input '{"op": 7}'`) is logged and ignored, and wedges nothing: a worker's
+// report after it is acted on (before, the control blocked in the command's receive until the next
+// decodable command), and so is the next command.
+func TestControlIgnoresAMalformedCommand(t *testing.T) {
+	var ts testsuite.WorkflowTestSuite
+	env := ts.NewTestWorkflowEnvironment()
+	env.RegisterWorkflowWithOptions(workflows.TCSControl, workflow.RegisterOptions{Name: workflows.TCSControlWorkflowType})
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(workflows.SignalTCSCommand, map[string]any{"op": 7})
+		env.SignalWorkflow(workflows.SignalTCSWorkerMode, "not a report")
+	}, time.Second)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(workflows.SignalTCSWorkerMode, workflows.WorkerModeReport{Worker: "a", Mode: "normal"})
+	}, 2*time.Second)
+	query := func() workflows.TCSStatus {
+		v, err := env.QueryWorkflow(workflows.QueryTCS)
+		require.NoError(t, err)
+		var st workflows.TCSStatus
+		require.NoError(t, v.Get(&st))
+		return st
+	}
+	var before, after workflows.TCSStatus
+	env.RegisterDelayedCallback(func() { before = query() }, 5*time.Second)
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(workflows.SignalTCSCommand, workflows.TCSCommand{Op: workflows.TCSHold, Reason: "TCS upgrade", By: "ops"})
+	}, 6*time.Second)
+	env.RegisterDelayedCallback(func() { after = query() }, 7*time.Second)
+	env.RegisterDelayedCallback(env.CancelWorkflow, time.Minute)
+	env.ExecuteWorkflow(workflows.TCSControlWorkflowType, nil)
+	require.Equal(t, []string{"a"}, before.Workers, "the report after the malformed command was acted on")
+	require.True(t, after.Held, "the hold after the malformed command took effect")
+}

@@ -199,7 +199,9 @@ func (r *recorder) listenForSignals(ctx workflow.Context) {
 		handle := func(name string) func(workflow.ReceiveChannel, bool) {
 			return func(c workflow.ReceiveChannel, _ bool) {
 				var p contract.SignalPayload
-				c.Receive(ctx, &p)
+				if !receive(ctx, c, &p, r.log) {
+					return
+				}
 				if r.status.State != contract.StateDeadLettered || r.pending != nil {
 					r.log.Warn("signal ignored: the record is not a dead letter", "signal", name, "state", r.status.State,
 						"reason", p.Reason, "by", p.By)

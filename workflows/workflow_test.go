@@ -468,3 +468,22 @@ func (s *WorkflowSuite) TestLongAuthSpellContinuesAsNewKeepingState() {
 	s.Equal(contract.StateCompleted, st.State)
 	s.Equal(5, st.Attempts)
 }
+
+// A malformed signal (`temporal workflow signal --name retry --input '{"reason": 42}'`) is logged
+// and ignored; it does not wedge the record's signal loop: an abandon after it is acted on.
+func (s *WorkflowSuite) TestMalformedSignalDoesNotWedgeTheRecord() {
+	s.firsts(s.env, contract.FirstPlacementAttemptName, s.settings, fast404)
+	s.expectMark(contract.MarkPlacementFailedName, 1)
+	s.env.RegisterDelayedCallback(func() {
+		s.env.SignalWorkflow(contract.SignalRetry, map[string]any{"reason": 42})
+		s.env.SignalWorkflow(contract.SignalRetry, []int{1, 2})
+	}, time.Hour)
+	s.env.RegisterDelayedCallback(func() {
+		s.Equal(contract.StateDeadLettered, s.query().State, "the malformed retries were not acted on")
+		s.env.SignalWorkflow(contract.SignalAbandon, contract.SignalPayload{Reason: "placement deleted", By: "ops"})
+	}, 2*time.Hour)
+	s.env.ExecuteWorkflow(contract.PlacementWorkflowType, placement)
+	st := s.result()
+	s.Equal(contract.StateAbandoned, st.State)
+	s.Equal(0, st.Retries)
+}
