@@ -35,6 +35,8 @@ func runProtect(args []string) int {
 	lateN := fs.Int("late-records", 1000, "records for the late-commit run")
 	freshN := fs.Int("fresh-job", 300, "dead letters the retry job of the fresh-records-first run retries (TCS_RATE=10)")
 	freshCluster := fs.Bool("fresh-cluster", true, "the fresh-records-first run on the production profile too (Temporal server on PostgreSQL)")
+	shareRate := fs.Float64("share-rate", 20, "TCS_RATE of the run where workers leave and join under a backlog (0: skip)")
+	sharePhase := fs.Duration("share-phase", 40*time.Second, "how long each phase of that run lasts")
 	out := fs.String("out", "BENCHMARKS.md", "report file (its protect section is replaced)")
 	_ = fs.Parse(args)
 	root, _ := os.Getwd()
@@ -54,6 +56,17 @@ func runProtect(args []string) int {
 		}
 		rows = append(rows, fmt.Sprintf("| one cap | 2 worker processes, TCS_RATE=%g, %d records released at once | peak %.1f requests/s over any 10 s window (goal ≤ %.0f); all written in %.0f s |",
 			*capRate, *capN, peak, *capRate*1.1, took.Seconds()))
+	}
+	if *shareRate <= 0 {
+		rows = append(rows, keep["| cap follows the workers"]...)
+	}
+	if *shareRate > 0 {
+		r, err := protectShare(ctx, root, *shareRate, *sharePhase, logf)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "share run:", err)
+			return 1
+		}
+		rows = append(rows, r)
 	}
 	if *stormN <= 0 {
 		rows = append(rows, keep["| outage mode"]...)
@@ -334,7 +347,7 @@ func previousRows(path string) map[string][]string {
 		return out
 	}
 	for _, line := range strings.Split(text[start:end], "\n") {
-		for _, k := range []string{"| one cap", "| outage mode", "| exactly once", "| fresh records first"} {
+		for _, k := range []string{"| one cap", "| cap follows the workers", "| outage mode", "| exactly once", "| fresh records first"} {
 			if strings.HasPrefix(line, k) {
 				out[k] = append(out[k], line)
 			}

@@ -121,3 +121,30 @@ func TestTCSRateAboveTheWorkersRateIsInForce(t *testing.T) {
 	require.Eventually(t, func() bool { return strings.Contains(scrape(t, s.worker.Metrics), "writeback_tcs_rate_limit 2\n") },
 		10*time.Second, 100*time.Millisecond)
 }
+
+// tcs status shows the cap the workers enforce, as they report it, not the CLI's own TCS_RATE (the
+// chart's starter has none: it showed 100 while the workers capped at 7); workers that disagree
+// are named.
+func TestTCSStatusShowsTheWorkersCap(t *testing.T) {
+	s := newStack(t, testenv.WorkerOptions{TCSRate: 7})
+	bin := testenv.Build(t, "./starter", t.TempDir())
+	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address} // no TCS_RATE: the CLI's default is 100
+	status := func() map[string]any {
+		var st map[string]any
+		out := starterCLI(t, bin, env, true, "tcs", "status", "--json")
+		require.NoError(t, json.Unmarshal([]byte(out), &st), out)
+		return st
+	}
+	require.Eventually(t, func() bool { return status()["rate"] == 7.0 }, 15*time.Second, 200*time.Millisecond, "the workers' TCS_RATE")
+	st := status()
+	require.Equal(t, "TCS_RATE", st["rateSource"])
+	require.Equal(t, 1.0, st["workers"])
+	require.Nil(t, st["rateDisagreement"])
+
+	testenv.StartWorker(t, s.tm, s.sim.URL(), testenv.WorkerOptions{TCSRate: 9})
+	require.Eventually(t, func() bool { return status()["rateDisagreement"] != nil }, 15*time.Second, 200*time.Millisecond)
+	require.Contains(t, status()["rateDisagreement"], "TCS_RATE=9 on test-worker-")
+	out := starterCLI(t, bin, env, true, "tcs", "status")
+	require.Contains(t, out, "the workers disagree: TCS_RATE=7 on ")
+	require.Contains(t, out, "workers 2 present")
+}

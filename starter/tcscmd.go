@@ -84,9 +84,7 @@ func runTCS(args []string) int {
 	return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
 		if cmd != nil {
 			_, err := c.SignalWithStartWorkflow(ctx, workflows.TCSControlWorkflowID, workflows.SignalTCSCommand, *cmd,
-				sdkclient.StartWorkflowOptions{ID: workflows.TCSControlWorkflowID, TaskQueue: contract.TaskQueue,
-					StaticSummary: "TCS control: hold, rate cap, outage reports"},
-				workflows.TCSControlWorkflowType, nil)
+				workflows.TCSControlOptions(), workflows.TCSControlWorkflowType, nil)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "cannot reach the TCS control:", err)
 				return 1
@@ -110,11 +108,18 @@ func runTCS(args []string) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		if st.Rate == 0 {
+		// The cap in force is what the workers present report; only with none present does this
+		// CLI's own TCS_RATE stand in, and it says so.
+		guessed := st.Rate == 0 && st.RateDisagreement == ""
+		if guessed {
 			st.Rate, st.RateSource = workerRate, "TCS_RATE"
 		}
 		if *asJSON {
-			out := map[string]any{"mode": st.Mode, "since": st.Since, "reason": st.Reason, "by": st.By, "rate": st.Rate, "rateSource": st.RateSource}
+			out := map[string]any{"mode": st.Mode, "since": st.Since, "reason": st.Reason, "by": st.By, "rate": st.Rate, "rateSource": st.RateSource,
+				"workers": len(st.Workers)}
+			if st.RateDisagreement != "" {
+				out["rateDisagreement"] = st.RateDisagreement
+			}
 			b, _ := json.Marshal(out)
 			fmt.Println(string(b))
 			return 0
@@ -123,7 +128,15 @@ func runTCS(args []string) int {
 		if st.Reason != "" || st.By != "" {
 			fmt.Printf(" (by %s: %s)", orDash(st.By), orDash(st.Reason))
 		}
-		fmt.Printf("\nrate   %g requests/s for all workers (%s)\n", st.Rate, st.RateSource)
+		switch {
+		case st.RateDisagreement != "":
+			fmt.Printf("\nrate   the workers disagree: %s (each enforces its share of its own)\n", st.RateDisagreement)
+		case guessed:
+			fmt.Printf("\nrate   %g requests/s (no worker present: this command's TCS_RATE, not one reported)\n", st.Rate)
+		default:
+			fmt.Printf("\nrate   %g requests/s for all workers (%s)\n", st.Rate, st.RateSource)
+		}
+		fmt.Printf("workers %d present, each taking an equal share\n", len(st.Workers))
 		if cmd != nil {
 			fmt.Println("workers apply it within 10 s")
 		}

@@ -3,6 +3,7 @@ package workflows
 import (
 	"fmt"
 	"sort"
+	"strings"
 	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
@@ -71,8 +72,8 @@ type WorkerModeReport struct {
 // for PresenceTTL (killed, partitioned) no longer counts, and one that stops gracefully leaves at
 // once. Short, so a departed worker's share returns to the others within seconds.
 const (
-	PresenceEvery = 5 * time.Second
-	PresenceTTL   = 15 * time.Second
+	PresenceEvery = 3 * time.Second
+	PresenceTTL   = 10 * time.Second
 )
 
 // TCSStatus is what `starter tcs status --json` prints (SPEC section 5) and workers apply.
@@ -89,6 +90,15 @@ type TCSStatus struct {
 	OutageOn     []string `json:"outageWorkers,omitempty"`
 	// Workers are the workers present (sorted): each takes an equal share of the cap.
 	Workers []string `json:"workers,omitempty"`
+	// RateDisagreement says which workers run with which TCS_RATE when they differ (no operator's
+	// rate in force): each then enforces its own share of its own setting.
+	RateDisagreement string `json:"rateDisagreement,omitempty"`
+}
+
+// Presence is a worker present: when it last reported, and its TCS_RATE.
+type Presence struct {
+	Seen    time.Time
+	TCSRate float64
 }
 
 // OutageReport is one worker's outage: since when, and its last report (a worker re-reports while
@@ -110,8 +120,8 @@ type TCSControlState struct {
 	Outage                 map[string]OutageReport
 	NormalSince            time.Time
 	LastOutageWhy, LastWhy string
-	// Present is when each worker present last reported.
-	Present map[string]time.Time
+	// Present is each worker present: when it last reported, and its TCS_RATE.
+	Present map[string]Presence
 }
 
 // TCSControl keeps the TCS switches. state is nil on the first run.
@@ -124,7 +134,7 @@ func TCSControl(ctx workflow.Context, state *TCSControlState) error {
 		}
 	}
 	if s.Present == nil {
-		s.Present = map[string]time.Time{}
+		s.Present = map[string]Presence{}
 	}
 	log := workflow.GetLogger(ctx)
 	if err := workflow.SetQueryHandler(ctx, QueryTCS, func() (TCSStatus, error) { return s.status(), nil }); err != nil {
@@ -189,7 +199,7 @@ func TCSControl(ctx workflow.Context, state *TCSControlState) error {
 			if r.Leaving {
 				delete(s.Present, r.Worker)
 			} else if r.Worker != "" {
-				s.Present[r.Worker] = now
+				s.Present[r.Worker] = Presence{Seen: now, TCSRate: r.TCSRate}
 			}
 			rep, was := s.Outage[r.Worker]
 			switch {
@@ -246,8 +256,8 @@ func (s TCSControlState) nextSweep() (time.Time, bool) {
 		}
 	}
 	//workflowcheck:ignore the earliest: order does not matter
-	for _, seen := range s.Present {
-		earliest(seen.Add(PresenceTTL))
+	for _, p := range s.Present {
+		earliest(p.Seen.Add(PresenceTTL))
 	}
 	//workflowcheck:ignore the earliest: order does not matter
 	for _, rep := range s.Outage {
@@ -271,8 +281,8 @@ func (s *TCSControlState) forgetStaleOutages(now time.Time) {
 
 func (s TCSControlState) forgetAbsent(now time.Time) {
 	//workflowcheck:ignore deleting: order does not matter
-	for w, seen := range s.Present {
-		if now.Sub(seen) >= PresenceTTL {
+	for w, p := range s.Present {
+		if now.Sub(p.Seen) >= PresenceTTL {
 			delete(s.Present, w)
 		}
 	}
@@ -294,6 +304,22 @@ func (s TCSControlState) status() TCSStatus {
 		st.Workers = append(st.Workers, w)
 	}
 	sort.Strings(st.Workers)
+	// The cap in force is what the workers present enforce: their TCS_RATE, unless an operator's.
+	rates := map[float64][]string{}
+	for _, w := range st.Workers {
+		rates[s.Present[w].TCSRate] = append(rates[s.Present[w].TCSRate], w)
+	}
+	if len(rates) > 1 {
+		var parts []string
+		//workflowcheck:ignore sorted below
+		for r, ws := range rates {
+			parts = append(parts, fmt.Sprintf("TCS_RATE=%g on %s", r, strings.Join(ws, ", ")))
+		}
+		sort.Strings(parts)
+		st.RateDisagreement = strings.Join(parts, "; ")
+	} else if len(st.Workers) > 0 && s.Rate == 0 {
+		st.Rate = s.Present[st.Workers[0]].TCSRate
+	}
 	switch {
 	case s.Held:
 		st.Mode, st.Since, st.Reason, st.By = "hold", stamp(s.HoldSince), s.HoldReason, s.HoldBy

@@ -130,9 +130,7 @@ func (g *Governor) report(ctx context.Context, r workflows.WorkerModeReport) err
 	defer cancel()
 	r.Worker, r.TCSRate = g.cfg.WorkerIdentity(), g.cfg.TCSRate
 	_, err := (*cp).SignalWithStartWorkflow(ctx, workflows.TCSControlWorkflowID, workflows.SignalTCSWorkerMode, r,
-		client.StartWorkflowOptions{ID: workflows.TCSControlWorkflowID, TaskQueue: contract.TaskQueue,
-			StaticSummary: "TCS control: hold, rate cap, the workers present, outage reports"},
-		workflows.TCSControlWorkflowType, nil)
+		workflows.TCSControlOptions(), workflows.TCSControlWorkflowType, nil)
 	if err != nil && ctx.Err() == nil {
 		g.log.Warn("cannot report to the TCS control; trying again", "error", err)
 	}
