@@ -1,6 +1,6 @@
 // Package stack runs writeback's real parts as separate processes that a benchmark or a chaos run
 // can kill and restart: the Temporal dev server (with its database file), TCS simulators, workers,
-// the starter; and stops and starts the local RabbitMQ app.
+// the starter; and stops and starts the dev profile's RabbitMQ app.
 package stack
 
 import (
