@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -19,28 +18,18 @@ import (
 	"github.com/tis-writeback/writeback/starter/ops"
 )
 
-// setConsumerTimeout lowers RabbitMQ's consumer_timeout for this test and restores it after.
+// setConsumerTimeout lowers consumer_timeout on the tests' own RabbitMQ node (never the machine's)
+// for this test and puts back what it was.
 func setConsumerTimeout(t *testing.T, ms int) {
-	rabbitmqctl, err := exec.LookPath("rabbitmqctl")
-	if err != nil {
-		t.Skip("rabbitmqctl not installed")
-	}
-	out, err := exec.Command(rabbitmqctl, "eval", "application:get_env(rabbit, consumer_timeout).").CombinedOutput()
-	require.NoError(t, err, string(out))
-	// Back to RabbitMQ's default, or the value found if it is larger (an interrupted run may have
-	// left a low one behind: never restore that).
-	restore := "1800000"
-	if s := strings.TrimSpace(string(out)); strings.HasPrefix(s, "{ok,") {
-		if v := strings.TrimSuffix(strings.TrimPrefix(s, "{ok,"), "}"); len(v) > len(restore) || (len(v) == len(restore) && v > restore) {
-			restore = v
+	before := strings.TrimSpace(testenv.RabbitCtl(t, "eval", "application:get_env(rabbit, consumer_timeout)."))
+	testenv.RabbitCtl(t, "eval", fmt.Sprintf("application:set_env(rabbit, consumer_timeout, %d).", ms))
+	t.Cleanup(func() {
+		if v, ok := strings.CutPrefix(before, "{ok,"); ok {
+			testenv.RabbitCtl(t, "eval", fmt.Sprintf("application:set_env(rabbit, consumer_timeout, %s).", strings.TrimSuffix(v, "}")))
+		} else {
+			testenv.RabbitCtl(t, "eval", "application:unset_env(rabbit, consumer_timeout).")
 		}
-	}
-	set := func(v string) {
-		out, err := exec.Command(rabbitmqctl, "eval", fmt.Sprintf("application:set_env(rabbit, consumer_timeout, %s).", v)).CombinedOutput()
-		require.NoError(t, err, string(out))
-	}
-	set(fmt.Sprint(ms))
-	t.Cleanup(func() { set(restore) })
+	})
 }
 
 // queueInfo is a queue's ready messages and consumers.
@@ -122,7 +111,7 @@ func TestQueueThatCannotBeConsumedMakesTheStarterNotReady(t *testing.T) {
 	require.Eventually(t, func() bool { return readyErr(c) == nil }, 20*time.Second, 100*time.Millisecond)
 
 	// Another client deletes the queue and declares it exclusive to its own connection.
-	other, err := amqp.Dial(testenv.AMQPURL())
+	other, err := amqp.Dial(testenv.AMQPURL(t))
 	require.NoError(t, err)
 	och, err := other.Channel()
 	require.NoError(t, err)
@@ -152,7 +141,7 @@ func readyErr(c *consumer) error { return c.consumer.Ready() }
 func TestDeliveryLimitDeadLettersComeBackByThemselves(t *testing.T) {
 	b, tm := intakeStack(t, 1)
 	// Make the broker dead-letter a valid message for the delivery limit: take it back twice.
-	raw, err := amqp.Dial(testenv.AMQPURL())
+	raw, err := amqp.Dial(testenv.AMQPURL(t))
 	require.NoError(t, err)
 	defer raw.Close()
 	rch, err := raw.Channel()

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -34,13 +33,13 @@ type consumer struct {
 func startConsumer(t *testing.T, b *testenv.Broker, tc client.Client, prefetch int) *consumer {
 	logs := &testenv.Logs{}
 	log := logging.New(logs, slog.LevelInfo)
-	conn, err := broker.Dial(broker.ConnConfig{URL: testenv.AMQPURL(), RetryInterval: 500 * time.Millisecond, Name: "writeback-test-consumer"}, log, 3, nil)
+	conn, err := broker.Dial(broker.ConnConfig{URL: b.URL, RetryInterval: 500 * time.Millisecond, Name: "writeback-test-consumer"}, log, 3, nil)
 	require.NoError(t, err)
 	pub, err := broker.NewPublisher(conn)
 	require.NoError(t, err)
 	m := intake.NewMetrics(prometheus.NewRegistry(), []string{b.Topology.PlacementQueue, b.Topology.ScanQueue}, b.Topology.DLQ)
 	dial := func() (*broker.PlainConn, error) {
-		return broker.DialPlain(broker.ConnConfig{URL: testenv.AMQPURL(), Name: "writeback-test-consumer"})
+		return broker.DialPlain(broker.ConnConfig{URL: b.URL, Name: "writeback-test-consumer"})
 	}
 	c := &intake.Consumer{Conn: conn, Dial: dial, Topology: b.Topology, Publisher: pub, Starter: intake.TemporalStarter{Client: tc},
 		Log: log, Metrics: m, Prefetch: prefetch, RetryMax: 2 * time.Second, DrainTimeout: 5 * time.Second}
@@ -236,17 +235,13 @@ func TestTemporalDownTwentySecondsLosesNothing(t *testing.T) {
 }
 
 func TestConsumerRecoversFromClosedConnections(t *testing.T) {
+	testenv.RabbitNode(t) // skips unless the broker is the run's own
 	b, tm := intakeStack(t, 0)
-	rabbitmqctl, err := exec.LookPath("rabbitmqctl")
-	if err != nil {
-		t.Skip("rabbitmqctl not installed")
-	}
 	c := startConsumer(t, b, tm.Client, 10)
 	b.Publish(t, contract.RoutingKeyPlacementExported, placementBody(1, "R1.DAT"))
 	waitCount(t, tm.Client, "", 1, 20*time.Second)
 
-	out, err := exec.Command(rabbitmqctl, "close_all_connections", "writeback connection recovery test").CombinedOutput()
-	require.NoError(t, err, string(out))
+	testenv.RabbitCtl(t, "close_all_connections", "writeback connection recovery test")
 	// Publish through the test's own (recovering) connection until it takes.
 	require.Eventually(t, func() bool {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)

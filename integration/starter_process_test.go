@@ -102,7 +102,7 @@ func TestStarterWithSeveralBrokerAddresses(t *testing.T) {
 	require.NoError(t, err)
 	dead := l.Addr().String()
 	require.NoError(t, l.Close()) // refused from now on
-	u, err := url.Parse(testenv.AMQPURL())
+	u, err := url.Parse(testenv.AMQPURL(t))
 	require.NoError(t, err)
 	down := *u
 	down.Host = dead

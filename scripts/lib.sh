@@ -3,22 +3,14 @@
 # port_open HOST PORT: true if something listens there.
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 
-# amqp_host_port: host and port of AMQP_URL (default localhost:5672).
-amqp_host_port() {
-  local url="${AMQP_URL:-amqp://guest:guest@localhost:5672/}"
-  local rest="${url#*://}"; rest="${rest#*@}"; rest="${rest%%/*}"
-  local host="${rest%%:*}" port="${rest##*:}"
-  [ "$port" = "$rest" ] && port=5672
-  echo "$host $port"
-}
-
-# wait_for HOST PORT SECONDS WHAT
-wait_for() {
+# wait_file FILE PID SECONDS WHAT: until FILE exists; fails if the process PID ends first.
+wait_file() {
   local i
   for ((i = 0; i < $3 * 10; i++)); do
-    port_open "$1" "$2" && return 0
+    [ -e "$1" ] && return 0
+    kill -0 "$2" 2>/dev/null || { echo "$4 ended before it was ready" >&2; return 1; }
     sleep 0.1
   done
-  echo "$4 did not come up on $1:$2 within $3 s" >&2
+  echo "$4 was not ready within $3 s" >&2
   return 1
 }

@@ -1,28 +1,42 @@
 #!/usr/bin/env bash
-# make test: every test. Starts RabbitMQ if none is running (and stops it again), then runs go test;
-# the Go tests start their own Temporal dev servers from bin/temporal and TCS simulators.
+# make test: every test. RabbitMQ is a node of the run's own (internal/testenv/cmd/testrabbit: its own
+# node name, ports, data, settings and Erlang cookie under a temporary directory), stopped and removed
+# on exit; the machine's RabbitMQ is left alone, and internal/testenv/cmd/machineguard proves it. The
+# Go tests start their own Temporal dev servers from bin/temporal and TCS simulators.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-started_rabbit=""
-read -r host port < <(amqp_host_port)
-if ! port_open "$host" "$port"; then
-  if command -v rabbitmq-server >/dev/null; then
-    echo "RabbitMQ is not running on $host:$port: starting it for the tests"
-    rabbitmq-server -detached
-    wait_for "$host" "$port" 60 RabbitMQ
-    started_rabbit=1
-  else
-    echo "RabbitMQ is not running on $host:$port and rabbitmq-server is not installed (apt-get install rabbitmq-server);" >&2
-    echo "the intake tests need it." >&2
-    exit 1
-  fi
-fi
-stop_rabbit() { [ -n "$started_rabbit" ] && rabbitmqctl stop >/dev/null 2>&1 || true; }
-trap stop_rabbit EXIT
-
 go vet ./...
 bin/workflowcheck ./...   # workflow code stays deterministic (make lint runs it too)
-# One package at a time: some tests stop RabbitMQ or close all its connections.
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/writeback-test.XXXXXX")
+rabbit_pid="" guard_pid=""
+finish() {
+  local rc=$?
+  set +e
+  if [ -n "$rabbit_pid" ]; then kill -TERM "$rabbit_pid" 2>/dev/null; wait "$rabbit_pid"; fi
+  if [ -n "$guard_pid" ]; then   # after the node has stopped: that left the machine's broker alone too
+    kill -TERM "$guard_pid" 2>/dev/null
+    wait "$guard_pid" || { [ "$rc" -ne 0 ] || rc=1; }
+  fi
+  rm -rf "$tmp"
+  exit "$rc"
+}
+trap finish EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+go build -o "$tmp/bin/" ./internal/testenv/cmd/machineguard ./internal/testenv/cmd/testrabbit
+"$tmp/bin/machineguard" --ready "$tmp/guard.ready" &
+guard_pid=$!
+wait_file "$tmp/guard.ready" "$guard_pid" 120 "the machine RabbitMQ guard"
+
+"$tmp/bin/testrabbit" --dir "$tmp/rabbit" --env-file "$tmp/rabbit.env" --name "writeback-test-$$@localhost" \
+  --settings deploy/rabbitmq/rabbitmq.conf &
+rabbit_pid=$!
+wait_file "$tmp/rabbit.env" "$rabbit_pid" 120 "the tests' RabbitMQ node"
+set -a; . "$tmp/rabbit.env"; set +a   # AMQP_URL, WRITEBACK_RABBIT_NODE, WRITEBACK_RABBIT_HOME
+
+# One package at a time: some tests stop the node's app, close all its connections or change its settings.
 go test -p 1 -count=1 -timeout 40m ./... "$@"

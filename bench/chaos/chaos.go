@@ -27,6 +27,7 @@ import (
 	"github.com/tis-writeback/writeback/bench/stack"
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/broker"
+	"github.com/tis-writeback/writeback/internal/rabbitnode"
 	"github.com/tis-writeback/writeback/starter/intake"
 	"github.com/tis-writeback/writeback/tcs"
 	"github.com/tis-writeback/writeback/tcssim/demo"
@@ -51,11 +52,15 @@ type Config struct {
 	Workers          int
 	Starters         int    // starter processes (0: 1)
 	Profile          string // stack.ProfileDev (default), stack.ProfileCluster or ProfileKube
-	Kube             KubeConfig
-	TCSRate          float64
-	SettleTimeout    time.Duration
-	Seed             uint64
-	Log              io.Writer // progress lines
+	// The dev profile's RabbitMQ: its URL (default: the machine's, localhost:5672) and its node, which
+	// the RabbitMQ fault stops and starts (zero: the machine's default node). The tests give theirs.
+	AMQPURL       string
+	RabbitNode    rabbitnode.Ref
+	Kube          KubeConfig
+	TCSRate       float64
+	SettleTimeout time.Duration
+	Seed          uint64
+	Log           io.Writer // progress lines
 }
 
 // Window is a fault's time span, for the plot.

@@ -2,7 +2,6 @@ package chaos_test
 
 import (
 	"context"
-	"os/exec"
 	"strings"
 	"testing"
 	"time"
@@ -18,13 +17,11 @@ func TestShortChaosRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("drives the whole stack")
 	}
-	if _, err := exec.LookPath("rabbitmqctl"); err != nil {
-		t.Skip("rabbitmqctl is needed to stop and start RabbitMQ's app")
-	}
-	testenv.TemporalCLI(t) // fails with a clear message if bin/temporal is missing
+	node := testenv.RabbitNode(t) // the RabbitMQ fault stops its app: the run's own node, never the machine's
+	testenv.TemporalCLI(t)        // fails with a clear message if bin/temporal is missing
 	var log strings.Builder
 	rep, err := chaos.Run(context.Background(), chaos.Config{
-		Dir: t.TempDir(), Root: testenv.RepoRoot(t),
+		Dir: t.TempDir(), Root: testenv.RepoRoot(t), AMQPURL: testenv.AMQPURL(t), RabbitNode: node,
 		Records: 300, PublishRate: 30, ScanFraction: 0.3, UnknownFraction: 0.03, PoisonEvery: 50,
 		ErrorRate: 0.05, TimeoutRate: 0.02, Outages: []time.Duration{4 * time.Second, 4 * time.Second},
 		KillWorkerEvery: 5 * time.Second, KillStarterEvery: 8 * time.Second,

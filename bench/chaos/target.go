@@ -77,7 +77,7 @@ type processes struct{ st *stack.Stack }
 
 func startProcesses(ctx context.Context, c Config, tag string, placements int64) (Target, error) {
 	st, err := stack.Start(ctx, stack.Config{Dir: c.Dir, Root: c.Root, Workers: c.Workers, Placements: placements,
-		TCSRate: c.TCSRate, TopologyTag: tag, Profile: c.Profile, Starters: c.Starters,
+		TCSRate: c.TCSRate, TopologyTag: tag, Profile: c.Profile, Starters: c.Starters, AMQPURL: c.AMQPURL, RabbitNode: c.RabbitNode,
 		WorkerEnv: []string{"RETRY_MAX_INTERVAL=10s", "TCS_TIMEOUT=2s", "ATTEMPT_TIMEOUT=10s"}})
 	if err != nil {
 		return nil, err
@@ -134,12 +134,12 @@ func (p *processes) Faults(pl *plan) {
 		pl.at(0.4, func() {
 			from := pl.since()
 			pl.logf("RabbitMQ app stopped for %s", c.RabbitDown)
-			if err := stack.RabbitApp(false); err != nil {
+			if err := st.RabbitApp(false); err != nil {
 				pl.logf("cannot stop RabbitMQ: %v", err)
 				return
 			}
 			time.Sleep(c.RabbitDown)
-			if err := stack.RabbitApp(true); err != nil {
+			if err := st.RabbitApp(true); err != nil {
 				pl.logf("cannot start RabbitMQ: %v", err)
 			}
 			pl.window("RabbitMQ down", from)

@@ -5,10 +5,7 @@ package stack
 // brokers' settings come from deploy/rabbitmq/rabbitmq.conf, so what runs here is what deploy/ ships.
 
 import (
-	"bufio"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	mrand "math/rand/v2"
@@ -27,6 +24,7 @@ import (
 
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/proc"
+	"github.com/tis-writeback/writeback/internal/rabbitnode"
 )
 
 // Profiles a stack runs on.
@@ -35,55 +33,28 @@ const (
 	ProfileCluster = "cluster" // Temporal server on PostgreSQL, a three-node RabbitMQ cluster
 )
 
-// rabbitBin is where Debian's package keeps the scripts that run a node as the calling user (the
-// /usr/sbin wrappers switch to the rabbitmq user, who cannot write our directories).
-const rabbitBin = "/usr/lib/rabbitmq/bin"
-
 // RabbitCluster is a RabbitMQ cluster of nodes on this machine, each a process of its own with its
-// own ports and data directory, joined to the first.
+// own ports and data directory (package rabbitnode), joined to the first.
 type RabbitCluster struct {
 	Nodes []*RabbitNode
-	home  string // HOME of the nodes and of rabbitmqctl: holds the shared Erlang cookie
 }
 
 // RabbitNode is one node of a RabbitCluster.
-type RabbitNode struct {
-	Name     string // Erlang node name, e.g. wb-ab12cd-1@localhost
-	Port     int    // AMQP
-	DistPort int
-	Proc     *proc.Process
-}
+type RabbitNode = rabbitnode.Node
 
 // StartRabbitCluster starts a fresh cluster of n nodes under dir (whatever dir held is removed),
 // clusters them and waits until all run. name makes the node names unique on this machine.
 // settings is a rabbitmq.conf whose lines every node gets (deploy/rabbitmq/rabbitmq.conf; its
 // load_definitions is left out: writeback declares its topology itself).
 func StartRabbitCluster(ctx context.Context, dir, name string, n int, settings string) (rc *RabbitCluster, err error) {
-	if _, err := os.Stat(filepath.Join(rabbitBin, "rabbitmq-server")); err != nil {
-		return nil, fmt.Errorf("RabbitMQ's server scripts are not at %s (Debian: apt-get install rabbitmq-server)", rabbitBin)
+	if err := rabbitnode.Installed(); err != nil {
+		return nil, err
 	}
 	if err := os.RemoveAll(dir); err != nil {
 		return nil, err
 	}
-	home := filepath.Join(dir, "home")
-	if err := os.MkdirAll(home, 0o755); err != nil {
-		return nil, err
-	}
-	cookie := make([]byte, 16)
-	_, _ = rand.Read(cookie)
-	if err := writeIfMissing(filepath.Join(home, ".erlang.cookie"), strings.ToUpper(hex.EncodeToString(cookie)), 0o400); err != nil {
-		return nil, err
-	}
-	conf, err := nodeSettings(settings)
+	conf, err := rabbitnode.Settings(settings)
 	if err != nil {
-		return nil, err
-	}
-	plugins := filepath.Join(dir, "enabled_plugins")
-	if err := os.WriteFile(plugins, []byte("[].\n"), 0o644); err != nil {
-		return nil, err
-	}
-	env := filepath.Join(dir, "rabbitmq-env.conf") // empty: not the machine's own node settings
-	if err := os.WriteFile(env, nil, 0o644); err != nil {
 		return nil, err
 	}
 	tag := strings.Map(func(r rune) rune {
@@ -92,45 +63,28 @@ func StartRabbitCluster(ctx context.Context, dir, name string, n int, settings s
 		}
 		return '-'
 	}, strings.ToLower(name))
-	c := &RabbitCluster{home: home}
+	c := &RabbitCluster{}
 	defer func() {
 		if err != nil {
 			c.Close() // the nodes already started
 		}
 	}()
 	for i := 1; i <= n; i++ {
-		nd := &RabbitNode{Name: fmt.Sprintf("wb-%s-%d@localhost", tag, i), Port: freePort(), DistPort: freePort()}
-		nodeDir := filepath.Join(dir, fmt.Sprintf("node%d", i))
-		if err := os.MkdirAll(nodeDir, 0o755); err != nil {
-			return nil, err
-		}
-		cfg := filepath.Join(nodeDir, "rabbitmq.conf")
-		if err := os.WriteFile(cfg, []byte(fmt.Sprintf("listeners.tcp.1 = 127.0.0.1:%d\n%s", nd.Port, conf)), 0o644); err != nil {
-			return nil, err
-		}
-		nd.Proc = &proc.Process{Name: fmt.Sprintf("rabbit%d", i), Bin: filepath.Join(rabbitBin, "rabbitmq-server"), LogDir: filepath.Join(dir, "logs"),
-			Env: []string{"HOME=" + home, "RABBITMQ_CONF_ENV_FILE=" + env, "RABBITMQ_NODENAME=" + nd.Name,
-				"RABBITMQ_NODE_PORT=" + strconv.Itoa(nd.Port), "RABBITMQ_DIST_PORT=" + strconv.Itoa(nd.DistPort),
-				"RABBITMQ_MNESIA_BASE=" + filepath.Join(nodeDir, "mnesia"), "RABBITMQ_LOG_BASE=" + filepath.Join(nodeDir, "log"),
-				"RABBITMQ_CONFIG_FILE=" + cfg, "RABBITMQ_ENABLED_PLUGINS_FILE=" + plugins,
-				"ERL_EPMD_ADDRESS=127.0.0.1", "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS=-kernel inet_dist_use_interface {127,0,0,1}"}}
-		if err := os.MkdirAll(nd.Proc.LogDir, 0o755); err != nil {
-			return nil, err
-		}
-		if err := nd.Proc.Start(); err != nil {
+		nd, err := rabbitnode.Start(rabbitnode.Config{Dir: dir, Name: fmt.Sprintf("wb-%s-%d@localhost", tag, i), Settings: conf})
+		if err != nil {
 			return nil, err
 		}
 		c.Nodes = append(c.Nodes, nd)
 	}
 	for i, nd := range c.Nodes {
-		if err := c.await(ctx, nd); err != nil {
+		if err := nd.Await(ctx); err != nil {
 			return nil, err
 		}
 		if i == 0 {
 			continue
 		}
 		for _, args := range [][]string{{"stop_app"}, {"join_cluster", c.Nodes[0].Name}, {"start_app"}} {
-			if _, err := c.Ctl(nd, args...); err != nil {
+			if _, err := nd.Ctl(args...); err != nil {
 				return nil, err
 			}
 		}
@@ -138,62 +92,14 @@ func StartRabbitCluster(ctx context.Context, dir, name string, n int, settings s
 	return c, nil
 }
 
-// nodeSettings keeps the lines of a rabbitmq.conf that apply to every node here.
-func nodeSettings(path string) (string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	var b strings.Builder
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		if strings.HasPrefix(strings.TrimSpace(line), "load_definitions") {
-			continue
-		}
-		b.WriteString(line + "\n")
-	}
-	return b.String(), sc.Err()
-}
-
-func writeIfMissing(path, content string, mode os.FileMode) error {
-	if _, err := os.Stat(path); err == nil {
-		return nil
-	}
-	return os.WriteFile(path, []byte(content), mode)
-}
-
 // Ctl runs rabbitmqctl against a node.
-func (c *RabbitCluster) Ctl(nd *RabbitNode, args ...string) (string, error) {
-	cmd := exec.Command(filepath.Join(rabbitBin, "rabbitmqctl"), append([]string{"-n", nd.Name}, args...)...)
-	cmd.Env = append(os.Environ(), "HOME="+c.home, "ERL_EPMD_ADDRESS=127.0.0.1")
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		return string(out), fmt.Errorf("rabbitmqctl -n %s %s: %v: %s", nd.Name, strings.Join(args, " "), err, strings.TrimSpace(string(out)))
-	}
-	return string(out), nil
-}
-
-func (c *RabbitCluster) await(ctx context.Context, nd *RabbitNode) error {
-	deadline := time.Now().Add(90 * time.Second)
-	for {
-		_, err := c.Ctl(nd, "await_startup", "--timeout", "5")
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return fmt.Errorf("RabbitMQ node %s did not start: %w", nd.Name, err)
-		}
-		time.Sleep(500 * time.Millisecond)
-	}
-}
+func (c *RabbitCluster) Ctl(nd *RabbitNode, args ...string) (string, error) { return nd.Ctl(args...) }
 
 // URL lists every node for AMQP_URL (comma-separated): clients fail over between them.
 func (c *RabbitCluster) URL() string {
 	urls := make([]string, len(c.Nodes))
 	for i, nd := range c.Nodes {
-		urls[i] = fmt.Sprintf("amqp://guest:guest@127.0.0.1:%d/", nd.Port)
+		urls[i] = nd.URL()
 	}
 	return strings.Join(urls, ",")
 }
@@ -201,7 +107,7 @@ func (c *RabbitCluster) URL() string {
 // Leader is the node that leads a quorum queue now.
 func (c *RabbitCluster) Leader(queue string) (*RabbitNode, error) {
 	for _, asked := range c.Nodes {
-		out, err := c.Ctl(asked, "list_queues", "--quiet", "--no-table-headers", "name", "leader")
+		out, err := asked.Ctl("list_queues", "--quiet", "--no-table-headers", "name", "leader")
 		if err != nil {
 			continue // that node is down; ask another
 		}
@@ -220,20 +126,20 @@ func (c *RabbitCluster) Leader(queue string) (*RabbitNode, error) {
 }
 
 // StopNode stops a node's process (SIGTERM: the node shuts down as on a host's shutdown).
-func (c *RabbitCluster) StopNode(nd *RabbitNode) { nd.Proc.Stop() }
+func (c *RabbitCluster) StopNode(nd *RabbitNode) { nd.Stop() }
 
 // StartNode starts a stopped node again and waits until it runs (it rejoins by itself).
 func (c *RabbitCluster) StartNode(ctx context.Context, nd *RabbitNode) error {
 	if err := nd.Proc.Start(); err != nil {
 		return err
 	}
-	return c.await(ctx, nd)
+	return nd.Await(ctx)
 }
 
 // Close stops every node, last first.
 func (c *RabbitCluster) Close() {
 	for i := len(c.Nodes) - 1; i >= 0; i-- {
-		c.Nodes[i].Proc.Stop()
+		c.Nodes[i].Stop()
 	}
 }
 

@@ -1,6 +1,6 @@
 // Package stack runs writeback's real parts as separate processes that a benchmark or a chaos run
 // can kill and restart: the Temporal dev server (with its database file), TCS simulators, workers,
-// the starter; and stops and starts the local RabbitMQ app.
+// the starter; and stops and starts the dev profile's RabbitMQ app.
 package stack
 
 import (
@@ -28,20 +28,24 @@ import (
 	"github.com/tis-writeback/writeback/internal/broker"
 	"github.com/tis-writeback/writeback/internal/devserver"
 	"github.com/tis-writeback/writeback/internal/proc"
+	"github.com/tis-writeback/writeback/internal/rabbitnode"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
 	"github.com/tis-writeback/writeback/tcssim/sim"
 )
 
 // Config of a stack.
 type Config struct {
-	Dir         string // working directory: binaries, database, logs
-	Root        string // the repository (to build the binaries and find bin/temporal)
-	Workers     int
-	Placements  int64 // placements the simulators know (1..N)
-	TCSRate     float64
-	WorkerEnv   []string // extra worker settings, e.g. RETRY_MAX_INTERVAL=10s
-	StarterEnv  []string
-	AMQPURL     string
+	Dir        string // working directory: binaries, database, logs
+	Root       string // the repository (to build the binaries and find bin/temporal)
+	Workers    int
+	Placements int64 // placements the simulators know (1..N)
+	TCSRate    float64
+	WorkerEnv  []string // extra worker settings, e.g. RETRY_MAX_INTERVAL=10s
+	StarterEnv []string
+	AMQPURL    string
+	// RabbitNode is the dev profile's RabbitMQ node behind AMQPURL, which RabbitApp stops and starts
+	// (zero: the machine's default node; the tests give a node of their own).
+	RabbitNode  rabbitnode.Ref
 	TopologyTag string // queues and exchanges are prefixed with it
 	// Profile: ProfileDev (default) or ProfileCluster (Temporal server on PostgreSQL, three RabbitMQ
 	// nodes; AMQPURL is then the cluster's).
@@ -352,11 +356,16 @@ func AdminPost(admin, path string, v any) error {
 	return nil
 }
 
-// RabbitApp stops (false) or starts (true) the local RabbitMQ application.
-func RabbitApp(start bool) error {
+// RabbitApp stops (false) or starts (true) the dev profile's RabbitMQ application: on Cfg.RabbitNode,
+// or the machine's default node if none is named.
+func (s *Stack) RabbitApp(start bool) error {
 	verb := "stop_app"
 	if start {
 		verb = "start_app"
+	}
+	if s.Cfg.RabbitNode.Name != "" {
+		_, err := s.Cfg.RabbitNode.Ctl(verb)
+		return err
 	}
 	out, err := exec.Command("rabbitmqctl", verb).CombinedOutput()
 	if err != nil {

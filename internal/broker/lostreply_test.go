@@ -7,7 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -17,6 +16,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tis-writeback/writeback/internal/broker"
+	"github.com/tis-writeback/writeback/internal/testenv"
 )
 
 // The cluster run (make test-cluster) hung for good when a broker reply was lost while a node
@@ -38,14 +38,11 @@ type replyLoser struct {
 
 func startReplyLoser(t *testing.T) *replyLoser {
 	t.Helper()
-	upstream := "127.0.0.1:5672"
-	if u := os.Getenv("AMQP_URL"); u != "" {
-		uri, err := amqp.ParseURI(u)
-		require.NoError(t, err)
-		upstream = net.JoinHostPort(uri.Host, fmt.Sprint(uri.Port))
-	}
+	uri, err := amqp.ParseURI(testenv.AMQPURL(t))
+	require.NoError(t, err)
+	upstream := net.JoinHostPort(uri.Host, fmt.Sprint(uri.Port))
 	if c, err := net.DialTimeout("tcp", upstream, 2*time.Second); err != nil {
-		t.Fatalf("RabbitMQ must run for this test (make test starts it): %v", err)
+		t.Fatalf("RabbitMQ at %s: %v", upstream, err)
 	} else {
 		_ = c.Close()
 	}

@@ -16,15 +16,19 @@ import (
 // Process is one managed child process, in a process group of its own (a signal reaches its
 // children too); each Start is a new incarnation with a new log file.
 type Process struct {
-	Name        string
-	Bin         string
-	Args        []string
-	Env         []string // added to this process's environment
-	LogDir      string   // each incarnation logs to LogDir/Name.N.log
-	mu          sync.Mutex
-	cmd         *exec.Cmd
-	incarnation int
-	done        chan struct{}
+	Name   string
+	Bin    string
+	Args   []string
+	Env    []string // added to this process's environment
+	LogDir string   // each incarnation logs to LogDir/Name.N.log
+	// DieWithParent: the process gets SIGTERM when this one dies, even by SIGKILL (Linux's
+	// parent-death signal; it follows the OS thread that started it, which Go keeps while the
+	// program runs unless a goroutine locked to it ends).
+	DieWithParent bool
+	mu            sync.Mutex
+	cmd           *exec.Cmd
+	incarnation   int
+	done          chan struct{}
 }
 
 // Start starts a new incarnation (the first, or one after Kill or Stop).
@@ -40,6 +44,9 @@ func (p *Process) Start() error {
 	cmd.Env = append(os.Environ(), p.Env...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if p.DieWithParent {
+		cmd.SysProcAttr.Pdeathsig = syscall.SIGTERM
+	}
 	if err := cmd.Start(); err != nil {
 		f.Close()
 		return err

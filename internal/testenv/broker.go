@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"os"
 	"path/filepath"
 	"strconv"
 	"testing"
@@ -22,16 +21,9 @@ import (
 	"github.com/tis-writeback/writeback/internal/temporalclient"
 )
 
-// AMQPURL is the broker the tests use.
-func AMQPURL() string {
-	if u := os.Getenv("AMQP_URL"); u != "" {
-		return u
-	}
-	return "amqp://guest:guest@localhost:5672/"
-}
-
 // Broker is the real RabbitMQ, with a topology of this test's own.
 type Broker struct {
+	URL      string // AMQP_URL
 	Topology broker.Topology
 	Conn     *broker.Conn
 	Pub      *broker.Publisher
@@ -45,10 +37,11 @@ func StartBroker(t testing.TB, deliveryLimit int) *Broker {
 	if deliveryLimit > 0 {
 		topo.DeliveryLimit = deliveryLimit
 	}
-	conn, err := broker.Dial(broker.ConnConfig{URL: AMQPURL(), RetryInterval: 500 * time.Millisecond, Name: "writeback-test"},
+	url := AMQPURL(t)
+	conn, err := broker.Dial(broker.ConnConfig{URL: url, RetryInterval: 500 * time.Millisecond, Name: "writeback-test"},
 		slog.New(slog.NewTextHandler(io.Discard, nil)), 3, nil)
 	if err != nil {
-		t.Fatalf("RabbitMQ must run for this test (make test starts it): %v", err)
+		t.Fatalf("RabbitMQ at %s: %v", redactURL(url), err)
 	}
 	pub, err := broker.NewPublisher(conn)
 	if err != nil {
@@ -70,7 +63,7 @@ func StartBroker(t testing.TB, deliveryLimit int) *Broker {
 		_ = pub.Close()
 		_ = conn.Close()
 	})
-	return &Broker{Topology: topo, Conn: conn, Pub: pub}
+	return &Broker{URL: url, Topology: topo, Conn: conn, Pub: pub}
 }
 
 // Publish publishes a body with a routing key, waiting for the confirm.
@@ -123,7 +116,7 @@ func (b *Broker) Drain(t testing.TB, queue string) []amqp.Delivery {
 // Env is the environment of a starter process for this broker.
 func (b *Broker) Env() []string {
 	t := b.Topology
-	return []string{"AMQP_URL=" + AMQPURL(), "WRITEBACK_EXCHANGE=" + t.Exchange, "WRITEBACK_PLACEMENT_QUEUE=" + t.PlacementQueue,
+	return []string{"AMQP_URL=" + b.URL, "WRITEBACK_EXCHANGE=" + t.Exchange, "WRITEBACK_PLACEMENT_QUEUE=" + t.PlacementQueue,
 		"WRITEBACK_SCAN_QUEUE=" + t.ScanQueue, "WRITEBACK_DLX=" + t.DLX, "WRITEBACK_DLQ=" + t.DLQ,
 		"WRITEBACK_DELIVERY_LIMIT=" + strconv.Itoa(t.DeliveryLimit)}
 }

@@ -32,17 +32,25 @@ import (
 
 // RepoRoot finds the module root from the test's working directory.
 func RepoRoot(t testing.TB) string {
-	dir, err := os.Getwd()
+	dir, err := repoRoot()
 	if err != nil {
 		t.Fatal(err)
 	}
+	return dir
+}
+
+func repoRoot() (string, error) {
+	dir, err := os.Getwd()
+	if err != nil {
+		return "", err
+	}
 	for {
 		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
+			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			t.Fatal("go.mod not found above the working directory")
+			return "", fmt.Errorf("go.mod not found above the working directory")
 		}
 		dir = parent
 	}
