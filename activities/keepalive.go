@@ -6,12 +6,16 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/interceptor"
+
+	"github.com/tis-writeback/writeback/contract"
 )
 
-// KeepAliveInterceptor heartbeats every activity that has a heartbeat timeout, for as long as it
-// runs. A TCS call may wait its turn at the rate cap for much longer than one request takes, so its
-// start-to-close timeout is long; the heartbeat timeout is what finds a worker that died meanwhile.
-// Register it on the worker (worker.Options.Interceptors).
+// KeepAliveInterceptor heartbeats a record's TCS activities (update, look, mark) for as long as
+// they run. A TCS call may wait its turn at the rate cap for much longer than one request takes, so
+// its start-to-close timeout is long; the heartbeat timeout is what finds a worker that died
+// meanwhile. Other activities are left alone: one that keeps its progress in heartbeat details
+// would have them overwritten by a heartbeat without any. Register it on the worker
+// (worker.Options.Interceptors).
 type KeepAliveInterceptor struct {
 	interceptor.WorkerInterceptorBase
 }
@@ -20,13 +24,22 @@ func (i *KeepAliveInterceptor) InterceptActivity(ctx context.Context, next inter
 	return &keepAlive{ActivityInboundInterceptorBase: interceptor.ActivityInboundInterceptorBase{Next: next}}
 }
 
+// tcsActivities are the record activities that may wait at the TCS rate cap.
+var tcsActivities = func() map[string]bool {
+	m := map[string]bool{}
+	for _, k := range contract.Kinds {
+		m[k.Update], m[k.Check], m[k.Mark] = true, true, true
+	}
+	return m
+}()
+
 type keepAlive struct {
 	interceptor.ActivityInboundInterceptorBase
 }
 
 func (a *keepAlive) ExecuteActivity(ctx context.Context, in *interceptor.ExecuteActivityInput) (any, error) {
 	info := activity.GetInfo(ctx)
-	if info.IsLocalActivity || info.HeartbeatTimeout <= 0 {
+	if info.IsLocalActivity || info.HeartbeatTimeout <= 0 || !tcsActivities[info.ActivityType.Name] {
 		return a.Next.ExecuteActivity(ctx, in)
 	}
 	done := make(chan struct{})

@@ -116,7 +116,6 @@ type TCSControlState struct {
 	HoldSince              time.Time
 	Rate                   float64
 	RateReason, RateBy     string
-	WorkerRate             float64
 	Outage                 map[string]OutageReport
 	NormalSince            time.Time
 	LastOutageWhy, LastWhy string
@@ -191,9 +190,6 @@ func TCSControl(ctx workflow.Context, state *TCSControlState) error {
 			var r WorkerModeReport
 			if !receive(ctx, c, &r, log) {
 				return
-			}
-			if r.TCSRate > 0 {
-				s.WorkerRate = r.TCSRate
 			}
 			now := workflow.Now(ctx)
 			if r.Leaving {
@@ -289,8 +285,10 @@ func (s TCSControlState) forgetAbsent(now time.Time) {
 }
 
 func (s TCSControlState) status() TCSStatus {
+	// Rate is what the workers present enforce; with none present and no operator's rate, nobody
+	// enforces one: 0 (the CLI then says it shows its own setting).
 	st := TCSStatus{Mode: "normal", Since: stamp(s.NormalSince), Held: s.Held, RateOverride: s.Rate,
-		Rate: s.WorkerRate, RateSource: "TCS_RATE"}
+		RateSource: "TCS_RATE"}
 	if s.Rate > 0 {
 		st.Rate, st.RateSource = s.Rate, "tcs rate"
 	}
@@ -309,7 +307,7 @@ func (s TCSControlState) status() TCSStatus {
 	for _, w := range st.Workers {
 		rates[s.Present[w].TCSRate] = append(rates[s.Present[w].TCSRate], w)
 	}
-	if len(rates) > 1 {
+	if len(rates) > 1 && s.Rate == 0 { // an operator's rate is in force for all of them otherwise
 		var parts []string
 		//workflowcheck:ignore sorted below
 		for r, ws := range rates {

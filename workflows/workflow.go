@@ -445,7 +445,7 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 			// queue was too long. The time from the refused attempt's start — waiting for a worker
 			// behind everyone's held-back records, any attempt that went out as a probe — is not this
 			// record's; its own attempts and backoff before it are.
-			r.budgetLeft += max(elapsed-f.before, 0)
+			r.budgetLeft += max(elapsed-r.ownBefore(f), 0)
 			wait := min(contract.Backoff(r.settings, outageWaits), contract.OutageWaitMax)
 			if f.queuedAtCap {
 				wait = r.settings.InitialInterval // nothing to wait for but the queue
@@ -483,6 +483,17 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 			}
 		}
 	}
+}
+
+// ownBefore is the record's own time before a refused attempt: the activity's time before that
+// attempt started, at most what its earlier attempts and the backoff between them can have taken
+// (their waits for a worker or at the cap are not the record's).
+func (r *recorder) ownBefore(f failure) time.Duration {
+	most := time.Duration(0)
+	for i := 0; i < f.attempts-1; i++ {
+		most += r.attemptTimeout() + contract.Backoff(r.settings, i)
+	}
+	return min(f.before, most)
 }
 
 // tcsReadOrMark are the options of an activity that reads or marks the record in TCS, retried

@@ -498,8 +498,11 @@ func states(ctx context.Context, c client.Client) map[string]string {
 	}
 }
 
-// moving reports a record whose workflow is still writing it (the settle phase reported it).
-func moving(state string) bool { return state == contract.StateUpdating }
+// moving reports a record whose workflow is still writing it: its latest run is Updating (states
+// lists a continued record's runs newest first), or no workflow yet while messages are still queued.
+func moving(state string, queued bool) bool {
+	return strings.HasPrefix(state, contract.StateUpdating) || (state == "" && queued)
+}
 
 func reconcile(ctx context.Context, rep *Report, recs []record, st Target, naiveAdmin string, tc client.Client, conn *broker.Conn) {
 	var a, b sim.Export
@@ -515,6 +518,7 @@ func reconcile(ctx context.Context, rep *Report, recs []record, st Target, naive
 		return n
 	}
 	wfStates := states(ctx, tc)
+	queued := depth(conn, st.Topology().PlacementQueue)+depth(conn, st.Topology().ScanQueue) != 0
 	crit := criticalLines(st.WorkerLogs())
 	for _, r := range recs {
 		state := wfStates[r.id]
@@ -559,7 +563,7 @@ func reconcile(ctx context.Context, rep *Report, recs []record, st Target, naive
 				rep.Naive.Duplicates++
 			}
 			if r.known {
-				if wbExp == 0 && !moving(state) {
+				if wbExp == 0 && !moving(state, queued) {
 					rep.Writeback.Missing++ // neither written nor going to be
 				}
 				if nvExp == 0 {
@@ -574,7 +578,7 @@ func reconcile(ctx context.Context, rep *Report, recs []record, st Target, naive
 		} else {
 			sc, ok := a.Scans[r.scan.ScanID]
 			switch {
-			case r.known && (!ok || sc.Status != tcs.ScanCompleted) && !moving(state):
+			case r.known && (!ok || sc.Status != tcs.ScanCompleted) && !moving(state, queued):
 				rep.ScansMissing++
 			case state == contract.StateDeadLettered && r.known && sc.Status != tcs.ScanErrored:
 				rep.DeadLetteredUnmarked = append(rep.DeadLetteredUnmarked, r.id)
