@@ -232,6 +232,23 @@ up() {
   env_lines
 }
 
+# kill_containers: SIGKILL to every process in a cgroup under the kubelet's root, until none is left.
+# A container that runc was creating when containerd went can sit in a frozen freezer cgroup, where
+# SIGKILL waits until it is thawed (a CI run kept three pause processes and a `runc init`).
+kill_containers() {
+  local pids f
+  for _ in 1 2 3 4 5; do
+    for f in $(find /sys/fs/cgroup/freezer/"$CGROUP" -name freezer.state 2>/dev/null); do
+      grep -q THAWED "$f" || echo THAWED >"$f" 2>/dev/null
+    done
+    pids=$(cat /sys/fs/cgroup/*/"$CGROUP"/cgroup.procs /sys/fs/cgroup/*/"$CGROUP"/*/cgroup.procs \
+      $(find /sys/fs/cgroup/*/"$CGROUP" -mindepth 2 -name cgroup.procs 2>/dev/null) 2>/dev/null | sort -u)
+    [ -z "$pids" ] && return 0
+    kill -9 $pids 2>/dev/null; sleep 1
+  done
+  say "processes left in the cgroup $CGROUP: $pids"
+}
+
 down() {
   set +e   # every step is attempted, whatever the one before did
   # The pods first (their shims are children of nobody we track), then the programs, newest first.
@@ -248,15 +265,10 @@ down() {
     kill -9 "$pid" 2>/dev/null
   done
   # The containers: each is in a cgroup under the kubelet's root (and a network namespace of its pod).
-  local pids
-  for _ in 1 2 3; do
-    pids=$(cat /sys/fs/cgroup/*/"$CGROUP"/cgroup.procs /sys/fs/cgroup/*/"$CGROUP"/*/cgroup.procs \
-      $(find /sys/fs/cgroup/*/"$CGROUP" -mindepth 2 -name cgroup.procs 2>/dev/null) 2>/dev/null | sort -u)
-    [ -z "$pids" ] && break
-    kill -9 $pids 2>/dev/null; sleep 1
-  done
+  kill_containers
   # Whatever still runs in the namespace (shims, the topology operator) is stopped by PID before it goes.
   stop_netns "$NETNS"
+  kill_containers   # again: a shim stopped last may have left one behind
   for ns in $(ls /run/netns 2>/dev/null | grep '^cni-'); do
     grep -qx "$ns" "$ROOT/netns-before" 2>/dev/null && continue
     umount "/run/netns/$ns" 2>/dev/null; rm -f "/run/netns/$ns"
