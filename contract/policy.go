@@ -53,16 +53,19 @@ func Backoff(s RetrySettings, n int) time.Duration {
 // record's attempts and backoff, not time its retries waited for a worker.
 func WaitedBeyond(s RetrySettings, attemptTimeout time.Duration, attempts int, took, delay time.Duration, inFlight bool,
 	elapsed time.Duration) time.Duration {
-	own := time.Duration(attempts-1)*attemptTimeout + took
+	own := MostOwn(s, attemptTimeout, attempts-1) + took + max(Backoff(s, attempts-1), delay)
 	if inFlight {
 		own += attemptTimeout
 	}
-	for i := 0; i < attempts; i++ {
-		b := Backoff(s, i)
-		if i == attempts-1 {
-			b = max(b, delay)
-		}
-		own += b
-	}
 	return max(elapsed-own, 0)
+}
+
+// MostOwn is the most n attempts, each followed by its backoff, can have taken: the record's own
+// time, every attempt counted at the attempt timeout.
+func MostOwn(s RetrySettings, attemptTimeout time.Duration, n int) time.Duration {
+	own := time.Duration(0)
+	for i := 0; i < n; i++ {
+		own += attemptTimeout + Backoff(s, i)
+	}
+	return own
 }

@@ -489,11 +489,7 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 // attempt started, at most what its earlier attempts and the backoff between them can have taken
 // (their waits for a worker or at the cap are not the record's).
 func (r *recorder) ownBefore(f failure) time.Duration {
-	most := time.Duration(0)
-	for i := 0; i < f.attempts-1; i++ {
-		most += r.attemptTimeout() + contract.Backoff(r.settings, i)
-	}
-	return min(f.before, most)
+	return min(f.before, contract.MostOwn(r.settings, r.attemptTimeout(), f.attempts-1))
 }
 
 // tcsReadOrMark are the options of an activity that reads or marks the record in TCS, retried
