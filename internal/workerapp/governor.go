@@ -41,7 +41,7 @@ type Governor struct {
 	reporting chan struct{}
 }
 
-// NewGovernor builds the Governor with the whole cap as its share until it has counted the workers.
+// NewGovernor builds the Governor with half the cap as its share until it has read the workers present.
 func NewGovernor(c *Config, m *telemetry.TCSMetrics, log *slog.Logger) *Governor {
 	g := &Governor{cfg: c, log: log, metrics: m, poke: make(chan struct{}, 1), reporting: make(chan struct{})}
 	g.workers.Store(1)
@@ -75,7 +75,7 @@ func (g *Governor) changed(from, to tcs.Mode, why string) {
 	}
 }
 
-// report tells the TCS control, from one goroutine so reports arrive in order, that this worker
+// reportPresence tells the TCS control, from one goroutine so reports arrive in order, that this worker
 // is there (every PresenceEvery: its share of the cap depends on it) and its own outage mode (not
 // an operator's hold), at once on each change.
 func (g *Governor) reportPresence(ctx context.Context) {
