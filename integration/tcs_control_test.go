@@ -148,3 +148,17 @@ func TestTCSStatusShowsTheWorkersCap(t *testing.T) {
 	require.Contains(t, out, "the workers disagree: TCS_RATE=7 on ")
 	require.Contains(t, out, "workers 2 present")
 }
+
+// With no worker present and no operator's rate, tcs status reports no cap rather than a setting of
+// the CLI's own (TCS_RATE=100 here).
+func TestTCSStatusWithNoWorkerReportsNoCap(t *testing.T) {
+	tm := testenv.StartTemporal(t)
+	bin := testenv.Build(t, "./starter", t.TempDir())
+	env := []string{"TEMPORAL_ADDRESS=" + tm.Address, "TCS_RATE=100"}
+	var st map[string]any
+	out := starterCLI(t, bin, env, true, "tcs", "status", "--json")
+	require.NoError(t, json.Unmarshal([]byte(out), &st), out)
+	require.Equal(t, 0.0, st["rate"])
+	require.Equal(t, 0.0, st["workers"])
+	require.Contains(t, starterCLI(t, bin, env, true, "tcs", "status"), "rate   none reported: no worker present")
+}

@@ -16,7 +16,6 @@ import (
 	sdkclient "go.temporal.io/sdk/client"
 
 	"github.com/tis-writeback/writeback/contract"
-	"github.com/tis-writeback/writeback/internal/config"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
 	"github.com/tis-writeback/writeback/workflows"
 )
@@ -42,8 +41,6 @@ func runTCS(args []string) int {
 	reason := fs.String("reason", "", "why (kept with the change and logged by the workers)")
 	by := fs.String("by", currentUser(), "who")
 	reset := fs.Bool("reset", false, "rate: back to the workers' TCS_RATE")
-	var workerRate float64
-	config.Set{FS: fs}.Float(&workerRate, "tcs-rate", "TCS_RATE", 100, "the workers' TCS_RATE, shown while no operator set a rate")
 	var rate float64
 	if sub == "rate" && len(rest) > 0 && rest[0] != "" && rest[0][0] != '-' {
 		n, err := strconv.ParseFloat(rest[0], 64)
@@ -108,12 +105,9 @@ func runTCS(args []string) int {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
-		// The cap in force is what the workers present report; only with none present does this
-		// CLI's own TCS_RATE stand in, and it says so.
-		guessed := st.Rate == 0 && st.RateDisagreement == ""
-		if guessed {
-			st.Rate, st.RateSource = workerRate, "TCS_RATE"
-		}
+		// The cap in force is what the workers present report, never a setting of this CLI's own:
+		// with no worker present and no operator's rate, none is in force (0).
+		unreported := st.Rate == 0 && st.RateDisagreement == ""
 		if *asJSON {
 			out := map[string]any{"mode": st.Mode, "since": st.Since, "reason": st.Reason, "by": st.By, "rate": st.Rate, "rateSource": st.RateSource,
 				"workers": len(st.Workers)}
@@ -131,8 +125,8 @@ func runTCS(args []string) int {
 		switch {
 		case st.RateDisagreement != "":
 			fmt.Printf("\nrate   the workers disagree: %s (each enforces its share of its own)\n", st.RateDisagreement)
-		case guessed:
-			fmt.Printf("\nrate   %g requests/s (no worker present: this command's TCS_RATE, not one reported)\n", st.Rate)
+		case unreported:
+			fmt.Printf("\nrate   none reported: no worker present\n")
 		default:
 			fmt.Printf("\nrate   %g requests/s for all workers (%s)\n", st.Rate, st.RateSource)
 		}
