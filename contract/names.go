@@ -84,6 +84,39 @@ type SignalPayload struct {
 	// Offer marks a record the starter offers because a message of a parked record arrived on the
 	// queue (not an operator's action): the workflow ignores it when it is the record as it is.
 	Offer bool `json:"offer,omitempty"`
+	// RequestID names the request: a retry or abandon whose RequestID the record already acted on is
+	// refused, so a request delivered twice (a job's batch retried, a command re-run) acts once.
+	RequestID string `json:"requestId,omitempty"`
+	// MaxRetries, when above 0, makes a retry refused once the record was retried that many times
+	// (a job's --max-retries, checked by the record itself at the moment it would act).
+	MaxRetries int `json:"maxRetries,omitempty"`
+}
+
+// Updates: the operator's retry and abandon as Temporal Updates, with the signals' names and
+// payloads. The record answers at once whether it accepted the request; a refusal is an
+// ApplicationError whose type is one of the Refused* codes and whose message says why.
+const (
+	UpdateRetry   = SignalRetry
+	UpdateAbandon = SignalAbandon
+)
+
+// Why a record refuses an operator's request.
+const (
+	RefusedNotParked     = "not-parked"       // not a dead letter (Updating, or a request already pending)
+	RefusedInvalidRecord = "invalid-record"   // the corrected record is invalid or names another record
+	RefusedSameRecord    = "same-record"      // the starter offered the record as it is
+	RefusedActedOn       = "already-acted-on" // its requestId was acted on before
+	RefusedMaxRetries    = "max-retries"      // retried MaxRetries times already
+)
+
+// Accepted is a record's answer to an accepted retry or abandon Update.
+type Accepted struct {
+	Signal string `json:"signal"`
+	// DeadLetteredAt and Retries are the record's as it accepted: a later dead-lettering has
+	// another DeadLetteredAt.
+	DeadLetteredAt string `json:"deadLetteredAt"`
+	Retries        int    `json:"retries"`
+	Corrected      bool   `json:"corrected,omitempty"`
 }
 
 // Status is what the state query returns.

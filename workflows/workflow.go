@@ -7,6 +7,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	enumspb "go.temporal.io/api/enums/v1"
@@ -29,6 +30,8 @@ type Carry struct {
 	PoisonGroup string `json:"poisonGroup,omitempty"`
 	// Recovery is true while a retried (or redriven, reconciled) record is being written.
 	Recovery bool `json:"recovery,omitempty"`
+	// Acted holds the operator requests' IDs the record acted on.
+	Acted []string `json:"acted,omitempty"`
 }
 
 // RecordPlacementExport writes one exported placement's EXPORTED event to TCS.
@@ -112,6 +115,8 @@ type recorder struct {
 	settings   contract.RetrySettings
 	budgetLeft time.Duration
 	pending    *decision
+	// acted holds the request IDs acted on (the latest maxActed), carried across continue-as-new.
+	acted []string
 	// poison is why the message is invalid (from the starter); it is dead-lettered, never written,
 	// until a retry brings a corrected record.
 	poison, poisonGroup string
@@ -158,7 +163,9 @@ func (r *recorder) setup(ctx workflow.Context, carry *Carry) error {
 		workflow.QueryHandlerOptions{Description: "state, attempts, lastError, deadLetteredAt, retries"}); err != nil {
 		return err
 	}
-	r.listenForSignals(ctx)
+	if err := r.listenForSignals(ctx); err != nil {
+		return err
+	}
 
 	if carry != nil && carry.Status.State != "" {
 		r.status, r.settings, r.budgetLeft = carry.Status, carry.Settings, carry.BudgetLeft
@@ -167,7 +174,7 @@ func (r *recorder) setup(ctx workflow.Context, carry *Carry) error {
 		r.fresh = true
 	}
 	if carry != nil {
-		r.poison, r.poisonGroup, r.recovery = carry.Poison, carry.PoisonGroup, carry.Recovery
+		r.poison, r.poisonGroup, r.recovery, r.acted = carry.Poison, carry.PoisonGroup, carry.Recovery, carry.Acted
 	} else if workflow.GetInfo(ctx).Priority.PriorityKey >= contract.RecoveryPriority {
 		r.recovery = workflow.GetVersion(ctx, versionRecoveryPriority, workflow.DefaultVersion, 1) >= 1
 	}
@@ -189,48 +196,44 @@ func (r *recorder) captureSettings(ctx workflow.Context) error {
 	return nil
 }
 
-// listenForSignals acts on retry/abandon only while the record is a dead letter; otherwise logs and drops them,
-// so a signal sent while Updating is not replayed later by surprise.
-func (r *recorder) listenForSignals(ctx workflow.Context) {
-	retryCh := workflow.GetSignalChannel(ctx, contract.SignalRetry)
-	abandonCh := workflow.GetSignalChannel(ctx, contract.SignalAbandon)
+// listenForSignals takes the operator's retry and abandon, as signals or as Updates, and the
+// workers' tcs-available. A request is acted on only while the record is a dead letter; otherwise
+// it is refused (an Update hears why, a signal's refusal is logged), so a signal sent while
+// Updating is not replayed later by surprise.
+func (r *recorder) listenForSignals(ctx workflow.Context) error {
+	for _, name := range []string{contract.UpdateRetry, contract.UpdateAbandon} {
+		err := workflow.SetUpdateHandlerWithOptions(ctx, name,
+			func(ctx workflow.Context, p contract.SignalPayload) (contract.Accepted, error) {
+				d, err := r.decide(ctx, name, p, true)
+				if err != nil {
+					return contract.Accepted{}, err
+				}
+				return r.accept(d), nil
+			},
+			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, p contract.SignalPayload) error {
+				_, err := r.decide(ctx, name, p, false)
+				return err
+			}})
+		if err != nil {
+			return err
+		}
+	}
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		sel := workflow.NewSelector(ctx)
-		handle := func(name string) func(workflow.ReceiveChannel, bool) {
-			return func(c workflow.ReceiveChannel, _ bool) {
+		for _, name := range []string{contract.SignalRetry, contract.SignalAbandon} {
+			sel.AddReceive(workflow.GetSignalChannel(ctx, name), func(c workflow.ReceiveChannel, _ bool) {
 				var p contract.SignalPayload
 				if !receive(ctx, c, &p, r.log) {
 					return
 				}
-				if r.status.State != contract.StateDeadLettered || r.pending != nil {
-					r.log.Warn("signal ignored: the record is not a dead letter", "signal", name, "state", r.status.State,
-						"reason", p.Reason, "by", p.By)
+				d, err := r.decide(ctx, name, p, true)
+				if err != nil {
+					r.log.Warn("signal ignored: "+err.Error(), "signal", name, "reason", p.Reason, "by", p.By, "requestId", p.RequestID)
 					return
 				}
-				d := &decision{signal: name, payload: p}
-				if name == contract.SignalRetry && len(p.Record) > 0 {
-					next, err := r.rec.corrected(p.Record)
-					if err != nil {
-						r.log.Warn("retry ignored: its corrected record is not usable", "why", err.Error(), "reason", p.Reason, "by", p.By)
-						return
-					}
-					switch {
-					case r.poison != "" || !sameMessage(next, r.rec):
-						d.record = next
-					case p.Offer || p.By == starterActor || workflow.GetVersion(ctx, versionSameRecordRetries, workflow.DefaultVersion, 1) < 1:
-						// A byte-identical duplicate (e.g. redelivered on the queue) is not a correction.
-						r.log.Info("retry ignored: the corrected record is the record as it is", "reason", p.Reason, "by", p.By)
-						return
-					default:
-						// An operator sent the record as it is: a plain retry.
-					}
-				}
-				r.log.Info("operator signal accepted", "signal", name, "reason", p.Reason, "by", p.By, "corrected", d.record != nil)
-				r.pending = d
-			}
+				r.accept(d)
+			})
 		}
-		sel.AddReceive(retryCh, handle(contract.SignalRetry))
-		sel.AddReceive(abandonCh, handle(contract.SignalAbandon))
 		sel.AddReceive(workflow.GetSignalChannel(ctx, contract.SignalTCSAvailable), func(c workflow.ReceiveChannel, _ bool) {
 			c.Receive(ctx, nil)
 			r.wakes++
@@ -239,7 +242,72 @@ func (r *recorder) listenForSignals(ctx workflow.Context) {
 			sel.Select(ctx)
 		}
 	})
+	return nil
 }
+
+// decide says what the record does with an operator's request: the decision to act on, or a
+// refusal (an ApplicationError whose type is a contract.Refused* code). It changes nothing, so an
+// Update's validator and its handler both ask it; only acting (not a validator) may record a
+// version marker.
+func (r *recorder) decide(ctx workflow.Context, name string, p contract.SignalPayload, acting bool) (*decision, error) {
+	refuse := func(code, why string) (*decision, error) {
+		return nil, temporal.NewApplicationErrorWithOptions(why, code, temporal.ApplicationErrorOptions{NonRetryable: true})
+	}
+	if p.RequestID != "" && slices.Contains(r.acted, p.RequestID) {
+		return refuse(contract.RefusedActedOn, "already acted on request "+p.RequestID)
+	}
+	if r.status.State != contract.StateDeadLettered || r.pending != nil {
+		state := r.status.State
+		if r.pending != nil {
+			state = "acting on a " + r.pending.signal
+		}
+		return refuse(contract.RefusedNotParked, "the record is not a parked dead letter ("+state+")")
+	}
+	d := &decision{signal: name, payload: p}
+	if name != contract.SignalRetry {
+		return d, nil
+	}
+	if p.MaxRetries > 0 && r.status.Retries >= p.MaxRetries {
+		return refuse(contract.RefusedMaxRetries, fmt.Sprintf("already retried %d times (--max-retries %d)", r.status.Retries, p.MaxRetries))
+	}
+	if len(p.Record) == 0 {
+		return d, nil
+	}
+	next, err := r.rec.corrected(p.Record)
+	if err != nil {
+		return refuse(contract.RefusedInvalidRecord, "its corrected record is not usable: "+err.Error())
+	}
+	switch {
+	case r.poison != "" || !sameMessage(next, r.rec):
+		d.record = next
+	case p.Offer || p.By == starterActor ||
+		acting && workflow.GetVersion(ctx, versionSameRecordRetries, workflow.DefaultVersion, 1) < 1:
+		// A byte-identical duplicate (e.g. redelivered on the queue) is not a correction.
+		return refuse(contract.RefusedSameRecord, "the corrected record is the record as it is")
+	default:
+		// An operator sent the record as it is: a plain retry.
+	}
+	return d, nil
+}
+
+// accept makes d the record's next step and remembers its request.
+func (r *recorder) accept(d *decision) contract.Accepted {
+	p := d.payload
+	r.log.Info("operator request accepted", "signal", d.signal, "reason", p.Reason, "by", p.By, "job", p.Job,
+		"requestId", p.RequestID, "corrected", d.record != nil)
+	r.pending = d
+	if p.RequestID != "" {
+		r.acted = append(r.acted, p.RequestID)
+		if len(r.acted) > maxActed {
+			r.acted = r.acted[len(r.acted)-maxActed:]
+		}
+	}
+	return contract.Accepted{Signal: d.signal, DeadLetteredAt: r.status.DeadLetteredAt, Retries: r.status.Retries,
+		Corrected: d.record != nil}
+}
+
+// maxActed bounds the request IDs a record remembers: far more than the requests one record sees.
+const maxActed = 100
 
 func (r *recorder) run(ctx workflow.Context) (contract.Status, error) {
 	for {
@@ -257,7 +325,7 @@ func (r *recorder) run(ctx workflow.Context) (contract.Status, error) {
 			}
 			if errors.Is(err, errContinueAsNew) {
 				return r.status, workflow.NewContinueAsNewError(ctx, r.rec.kind().Spec().WorkflowType, r.rec.input(), &Carry{Status: r.status, Settings: r.settings, BudgetLeft: r.budgetLeft,
-					Recovery: r.recovery})
+					Recovery: r.recovery, Acted: r.acted})
 			}
 			if err != nil {
 				return r.status, err
