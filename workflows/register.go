@@ -42,13 +42,13 @@ func Register(w worker.Registry, a RecordActivities) {
 
 // JobActivities are what a retry job's workflow needs from the worker.
 type JobActivities interface {
-	SignalBatch(ctx context.Context, req BatchRequest) (BatchResult, error)
+	SendRequests(ctx context.Context, req SendRequest) ([]Sent, error)
 	AwaitOutcomes(ctx context.Context, req AwaitRequest) ([]JobOutcome, error)
 }
 
 // RegisterJobs puts the retry-job workflow and its activities on a worker.
 func RegisterJobs(w worker.Registry, j JobActivities) {
 	w.RegisterWorkflowWithOptions(RetryJob, workflow.RegisterOptions{Name: RetryJobWorkflowType})
-	w.RegisterActivityWithOptions(j.SignalBatch, activity.RegisterOptions{Name: SignalBatchActivity})
+	w.RegisterActivityWithOptions(j.SendRequests, activity.RegisterOptions{Name: SendRequestsActivity})
 	w.RegisterActivityWithOptions(j.AwaitOutcomes, activity.RegisterOptions{Name: AwaitOutcomesActivity})
 }

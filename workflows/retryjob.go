@@ -1,8 +1,9 @@
 package workflows
 
 import (
+	"errors"
 	"fmt"
-	"sort"
+	"slices"
 	"time"
 
 	"github.com/tis-writeback/writeback/contract"
@@ -16,7 +17,7 @@ import (
 const (
 	RetryJobWorkflowType = "WritebackRetryJob"
 	// Activity names of a job.
-	SignalBatchActivity   = "JobSignalBatch"
+	SendRequestsActivity  = "JobSendRequests"
 	AwaitOutcomesActivity = "JobAwaitOutcomes"
 	// Signals to a job, and its query and memo key.
 	SignalJobCancel = "cancel"
@@ -37,19 +38,26 @@ const (
 	JobOutcomeAbandoned    = "abandoned"
 )
 
-// JobBatchSize is how many records a job signals between two looks at their outcomes.
-const JobBatchSize = 50
-
-// jobRatioOutcomes is how many outcomes the failure ratio needs (SPEC section 5). Until a job has
-// them its batches are this small, so a job of bad records halts after about this many signals.
-const jobRatioOutcomes = 10
-
-// versionJobHaltsPromptly: the ratio is looked at after the first 10 outcomes, a cancel ends the
-// wait for outcomes, a halt on the last batch stays Halted, and a resume counts only when halted.
-const versionJobHaltsPromptly = "job-halts-promptly"
-
-// jobBatchesPerRun bounds a run's history: a job continues as new after this many batches.
-const jobBatchesPerRun = 20
+// A job sends its requests in chunks of about one second at its rate, records each chunk's answers
+// in its own state before the next, and watches the outcomes of the records it sent while the next
+// chunks go out.
+const (
+	maxChunk = 100
+	// jobRatioOutcomes is how many outcomes the failure ratio needs (SPEC section 5); until the job
+	// has them, at most this many records are out without an outcome, so a job of bad records halts
+	// after about this many.
+	jobRatioOutcomes = 10
+	// maxWatching bounds the records out without an outcome (what one look at the outcomes reads).
+	maxWatching = 500
+	// watchRound is how long one look at the outcomes waits for more of them to settle.
+	watchRound = 2 * time.Second
+	// A job continues as new, carrying its state, once its history passes jobHistoryLimit events or
+	// it ran jobActivitiesPerRun activities (about 6 events each with their memo).
+	jobHistoryLimit     = 4000
+	jobActivitiesPerRun = 500
+	// jobHeartbeat is the job's activities' heartbeat timeout (a request takes at most 10 s).
+	jobHeartbeat = 15 * time.Second
+)
 
 // RetryJobID names a job started at t (the CLI adds a random suffix).
 func RetryJobID(t time.Time, suffix string) string {
@@ -74,6 +82,19 @@ type JobInput struct {
 	SkippedAtStart  int          `json:"skippedAtStart,omitempty"`
 	SkippedExamples []JobFailure `json:"skippedExamples,omitempty"`
 	Status          *JobStatus   `json:"status,omitempty"`
+	// Watching are the records sent whose outcome was not known yet when the job continued as new.
+	Watching []Watched `json:"watching,omitempty"`
+}
+
+// Watched is a record the job sent a request to and watches until it settles.
+type Watched struct {
+	WorkflowID string `json:"workflowId"`
+	// Before is the record's deadLetteredAt when it accepted: a dead-lettering at another time is
+	// the record dead-lettered again.
+	Before string `json:"before"`
+	// Until is when the job stops waiting for its outcome (it is then counted as updating).
+	Until  time.Time `json:"until"`
+	Canary bool      `json:"canary,omitempty"`
 }
 
 // JobStatus is what `jobs show --json` prints.
@@ -104,21 +125,22 @@ type JobFailure struct {
 	Reason     string `json:"reason"`
 }
 
-// BatchRequest is one batch for the signal activity.
-type BatchRequest struct {
-	JobID      string                 `json:"jobId"`
-	Signal     string                 `json:"signal"`
-	IDs        []string               `json:"ids"`
-	Rate       float64                `json:"rate"`
-	MaxRetries int                    `json:"maxRetries"`
-	Payload    contract.SignalPayload `json:"payload"`
+// SendRequest is one chunk of a job's requests for the send activity. Each carries the job's ID as
+// its requestId (and Update ID), so a chunk sent again after a failure acts on no record twice.
+type SendRequest struct {
+	JobID   string                 `json:"jobId"`
+	Signal  string                 `json:"signal"`
+	IDs     []string               `json:"ids"`
+	Rate    float64                `json:"rate"`
+	Payload contract.SignalPayload `json:"payload"`
 }
 
-// BatchResult is what the signal activity did.
-type BatchResult struct {
-	Signalled []string          `json:"signalled"`
-	Before    map[string]string `json:"before"`  // deadLetteredAt before the signal
-	Skipped   map[string]string `json:"skipped"` // workflow ID → why
+// Sent is what one record did with a job's request.
+type Sent struct {
+	WorkflowID string `json:"workflowId"`
+	Accepted   bool   `json:"accepted"`
+	Before     string `json:"before,omitempty"` // its deadLetteredAt when it accepted
+	Why        string `json:"why,omitempty"`    // why it was skipped (refused, or closed)
 }
 
 // AwaitRequest asks for the outcomes of signalled records.
@@ -148,11 +170,15 @@ type job struct {
 	in                 JobInput
 	st                 JobStatus
 	cancelled, resumed bool
-	prompt             bool // versionJobHaltsPromptly
+	// watching: the records sent whose outcome is not known yet (JobInput.Watching while running).
+	watching []Watched
+	// sending is false once every record was sent (or the job stopped): the watcher may end.
+	sending bool
+	// activities counts this run's activities (see jobActivitiesPerRun).
+	activities int
 }
 
 func (j *job) setup(ctx workflow.Context) error {
-	j.prompt = workflow.GetVersion(ctx, versionJobHaltsPromptly, workflow.DefaultVersion, 1) >= 1
 	if j.in.Status != nil {
 		j.st = *j.in.Status
 	} else {
@@ -163,6 +189,7 @@ func (j *job) setup(ctx workflow.Context) error {
 		}
 		j.in.SkippedExamples = nil // kept in the status; not carried into a continued run
 	}
+	j.watching, j.in.Watching = j.in.Watching, nil
 	if err := workflow.SetQueryHandler(ctx, QueryJob, func() (JobStatus, error) { return j.st, nil }); err != nil {
 		return err
 	}
@@ -174,7 +201,7 @@ func (j *job) setup(ctx workflow.Context) error {
 		})
 		sel.AddReceive(workflow.GetSignalChannel(ctx, SignalJobResume), func(c workflow.ReceiveChannel, _ bool) {
 			c.Receive(ctx, nil)
-			if j.prompt && j.st.State != JobHalted {
+			if j.st.State != JobHalted {
 				workflow.GetLogger(ctx).Info("resume ignored: the job is not halted", "state", j.st.State)
 				return
 			}
@@ -192,150 +219,254 @@ func (j *job) publish(ctx workflow.Context) error {
 	return workflow.UpsertMemo(ctx, map[string]any{MemoJob: j.st})
 }
 
+// run sends the records' requests while a second coroutine watches their outcomes.
 func (j *job) run(ctx workflow.Context) (JobStatus, error) {
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Hour,
-		HeartbeatTimeout:    time.Minute,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: time.Minute},
+	j.sending = true
+	watchCtx, stopWatching := workflow.WithCancel(ctx)
+	var watchErr error
+	watcherDone := false
+	workflow.Go(watchCtx, func(ctx workflow.Context) {
+		watchErr = j.watch(ctx)
+		watcherDone = true
 	})
-	wait := j.in.OutcomeWait
-	if wait <= 0 {
-		wait = 2 * time.Minute
-	}
-	for batches := 0; len(j.in.IDs) > 0; batches++ {
-		if err := j.gate(ctx); err != nil || j.st.State == JobCancelled {
-			return j.st, err
-		}
-		if batches == jobBatchesPerRun {
-			st := j.st
-			next := j.in
-			next.Status = &st
-			return j.st, workflow.NewContinueAsNewError(ctx, RetryJobWorkflowType, next)
-		}
-		canary := !j.st.CanaryDone && j.in.Canary > 0
-		n := JobBatchSize
-		switch {
-		case canary:
-			n = j.in.Canary
-		case j.prompt && j.st.Completed+j.st.DeadLettered+j.st.Abandoned < jobRatioOutcomes && j.st.Signalled < JobBatchSize:
-			// (outcomes that stay unknown, e.g. during a TCS hold, end the small batches after 50 signals)
-			n = jobRatioOutcomes
-		}
-		batch := j.in.IDs[:min(n, len(j.in.IDs))]
-		var br BatchResult
-		req := BatchRequest{JobID: j.st.ID, Signal: j.in.Signal, IDs: batch, Rate: j.in.Rate, MaxRetries: j.in.MaxRetries,
-			Payload: contract.SignalPayload{Reason: j.in.Reason, By: j.in.By, Job: j.st.ID}}
-		// A cancel stops the batch in the middle (the activity heartbeats after each signal).
-		bctx, stopBatch := workflow.WithCancel(actx)
-		f := workflow.ExecuteActivity(bctx, SignalBatchActivity, req)
-		if err := workflow.Await(ctx, func() bool { return f.IsReady() || j.cancelled }); err != nil {
-			return j.st, err
-		}
-		if !f.IsReady() {
-			stopBatch()
-			_ = f.Get(ctx, nil)
-			j.st.State = JobCancelled
-			return j.st, j.publish(ctx)
-		}
-		stopBatch()
-		if err := f.Get(ctx, &br); err != nil {
-			return j.st, err
-		}
-		j.in.IDs = j.in.IDs[len(batch):]
-		j.st.Pending -= len(batch)
-		j.st.Signalled += len(br.Signalled)
-		j.st.Skipped += len(br.Skipped)
-		skipped := make([]string, 0, len(br.Skipped))
-		//workflowcheck:ignore sorted below
-		for id := range br.Skipped {
-			skipped = append(skipped, id)
-		}
-		sort.Strings(skipped) // workflow code: no map order
-		for _, id := range skipped {
-			j.note(JobFailure{WorkflowID: id, What: "skipped", Reason: br.Skipped[id]})
-		}
-		var outs []JobOutcome
-		if len(br.Signalled) > 0 {
-			w := wait
-			if canary {
-				w = max(wait, 10*time.Minute) // the canary must settle before the rest go
-			}
-			wctx, stopWait := workflow.WithCancel(actx)
-			f := workflow.ExecuteActivity(wctx, AwaitOutcomesActivity, AwaitRequest{IDs: br.Signalled, Before: br.Before, Wait: w})
-			if j.prompt {
-				if err := workflow.Await(ctx, func() bool { return f.IsReady() || j.cancelled }); err != nil {
-					return j.st, err
-				}
-				if !f.IsReady() { // cancelled: the signalled records' outcomes stay unknown
-					stopWait()
-					_ = f.Get(ctx, nil)
-					j.st.Updating += len(br.Signalled)
-					j.st.State = JobCancelled
-					return j.st, j.publish(ctx)
-				}
-			}
-			err := f.Get(ctx, &outs)
-			stopWait()
-			if err != nil {
-				return j.st, err
-			}
-		}
-		canaryFailed := ""
-		for _, o := range outs {
-			switch o.Result {
-			case JobOutcomeCompleted:
-				j.st.Completed++
-			case JobOutcomeAbandoned:
-				j.st.Abandoned++
-			case JobOutcomeDeadLettered:
-				j.st.DeadLettered++
-				j.note(JobFailure{WorkflowID: o.WorkflowID, What: o.Result, Reason: o.Reason})
-				canaryFailed = o.WorkflowID + ": " + o.Reason
-			default:
-				j.st.Updating++
-				if canary && j.in.Signal == contract.SignalRetry {
-					canaryFailed = o.WorkflowID + " did not complete in time"
-				}
-			}
-		}
-		switch {
-		case canary && canaryFailed != "":
-			j.halt(ctx, "canary failed: "+canaryFailed)
-		case canary:
-			j.st.CanaryDone = true
-		default:
-			outcomes := j.st.Completed + j.st.DeadLettered + j.st.Abandoned
-			if outcomes >= 10 && float64(j.st.DeadLettered)/float64(outcomes) > j.in.MaxFailureRatio {
-				j.halt(ctx, fmt.Sprintf("%d of %d records dead-lettered again (more than %.0f%%)", j.st.DeadLettered, outcomes,
-					j.in.MaxFailureRatio*100))
-			}
-		}
-		if err := j.publish(ctx); err != nil {
-			return j.st, err
+	err := j.send(ctx)
+	j.sending = false
+	if err == nil {
+		// Every record sent: wait for the last outcomes (or a cancel).
+		err = workflow.Await(ctx, func() bool { return watcherDone || j.cancelled || j.tooLong(ctx) })
+		if err == nil && !watcherDone && !j.cancelled {
+			err = j.continueAsNew(ctx)
 		}
 	}
-	if j.prompt && !j.cancelled && j.st.State == JobHalted {
-		// Halted on the last batch: it stays Halted (the operator should see why) until resumed or cancelled.
+	stopWatching()
+	var can *workflow.ContinueAsNewError
+	switch {
+	case errors.As(err, &can):
+		return j.st, err
+	case err == nil && watchErr != nil:
+		err = watchErr
+	}
+	if err != nil {
+		return j.st, err
+	}
+	if !j.cancelled && j.st.State == JobHalted {
+		// Halted at the end: it stays Halted (the operator should see why) until resumed or cancelled.
 		if err := j.gate(ctx); err != nil {
 			return j.st, err
 		}
 	}
-	switch {
-	case j.cancelled:
+	if j.cancelled {
 		j.st.State = JobCancelled
-	default: // nothing left to do (before versionJobHaltsPromptly, a halt on the last batch kept its reason)
+		j.st.Updating += len(j.watching) // sent, outcome not known
+		j.watching = nil
+	} else {
 		j.st.State = JobDone
 	}
 	return j.st, j.publish(ctx)
 }
 
+// send sends the records' requests chunk by chunk: a canary first, then at the job's rate while
+// the outcomes allow. A chunk's answers are in the job's state before the next chunk goes.
+func (j *job) send(ctx workflow.Context) error {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		// A worker that died mid-chunk is noticed by its silence; the chunk is then sent again.
+		HeartbeatTimeout: jobHeartbeat,
+		RetryPolicy:      &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
+	})
+	for len(j.in.IDs) > 0 {
+		if err := j.gate(ctx); err != nil || j.cancelled {
+			return err
+		}
+		if j.tooLong(ctx) {
+			return j.continueAsNew(ctx)
+		}
+		canary := !j.st.CanaryDone && j.in.Canary > 0 && j.in.Signal == contract.SignalRetry
+		n := min(max(int(j.in.Rate+0.999), 1), maxChunk)
+		if canary {
+			n = j.in.Canary
+		} else if err := j.roomToSend(ctx); err != nil || j.cancelled || j.st.State == JobHalted || j.tooLong(ctx) {
+			if err != nil {
+				return err
+			}
+			continue
+		}
+		chunk := j.in.IDs[:min(n, len(j.in.IDs))]
+		var sent []Sent
+		req := SendRequest{JobID: j.st.ID, Signal: j.in.Signal, IDs: chunk, Rate: j.in.Rate,
+			Payload: contract.SignalPayload{Reason: j.in.Reason, By: j.in.By, Job: j.st.ID, RequestID: j.st.ID, MaxRetries: j.in.MaxRetries}}
+		// A chunk is about a second of requests: a cancel waits for it, so the counts stay exact.
+		j.activities++
+		if err := workflow.ExecuteActivity(actx, SendRequestsActivity, req).Get(ctx, &sent); err != nil {
+			return err
+		}
+		j.in.IDs = j.in.IDs[len(chunk):]
+		j.st.Pending -= len(chunk)
+		accepted := j.record(ctx, sent, canary)
+		if err := j.publish(ctx); err != nil {
+			return err
+		}
+		if canary && accepted > 0 {
+			if err := j.awaitCanary(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// record counts a chunk's answers and watches the records that accepted; it returns how many did.
+func (j *job) record(ctx workflow.Context, sent []Sent, canary bool) int {
+	wait := j.in.OutcomeWait
+	if wait <= 0 {
+		wait = 2 * time.Minute
+	}
+	if canary {
+		wait = max(wait, 10*time.Minute) // the canary must settle before the rest go
+	}
+	accepted := 0
+	for _, s := range sent {
+		if !s.Accepted {
+			j.st.Skipped++
+			j.note(JobFailure{WorkflowID: s.WorkflowID, What: "skipped", Reason: s.Why})
+			continue
+		}
+		accepted++
+		j.st.Signalled++
+		j.watching = append(j.watching, Watched{WorkflowID: s.WorkflowID, Before: s.Before,
+			Until: workflow.Now(ctx).Add(wait), Canary: canary})
+	}
+	if canary {
+		j.in.Canary -= accepted // skipped records are no canary: the next ones are
+	}
+	return accepted
+}
+
+// roomToSend waits while too many records are out without an outcome: until the failure ratio can
+// be judged, jobRatioOutcomes; then maxWatching.
+func (j *job) roomToSend(ctx workflow.Context) error {
+	return workflow.Await(ctx, func() bool {
+		limit := maxWatching
+		if j.outcomes() < jobRatioOutcomes {
+			limit = max(jobRatioOutcomes-j.outcomes(), 1)
+		}
+		return len(j.watching) < limit || j.cancelled || j.st.State == JobHalted || j.tooLong(ctx)
+	})
+}
+
+// tooLong says the job's history is long enough to continue as new.
+func (j *job) tooLong(ctx workflow.Context) bool {
+	info := workflow.GetInfo(ctx)
+	return j.activities >= jobActivitiesPerRun || info.GetCurrentHistoryLength() > jobHistoryLimit || info.GetContinueAsNewSuggested()
+}
+
+// awaitCanary waits for the canaries' outcomes; the watcher halts the job if one did not complete.
+func (j *job) awaitCanary(ctx workflow.Context) error {
+	err := workflow.Await(ctx, func() bool {
+		return j.cancelled || !slices.ContainsFunc(j.watching, func(w Watched) bool { return w.Canary })
+	})
+	if err == nil && j.in.Canary <= 0 && j.st.State != JobHalted {
+		j.st.CanaryDone = true
+	}
+	return err
+}
+
+// watch looks at the outcomes of the records sent, round after round, until every record was sent
+// and has an outcome (or its wait ran out). It halts the job when the outcomes say so.
+func (j *job) watch(ctx workflow.Context) error {
+	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		HeartbeatTimeout:    jobHeartbeat,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 10 * time.Second},
+	})
+	for {
+		if err := workflow.Await(ctx, func() bool { return len(j.watching) > 0 || !j.sending }); err != nil {
+			return err
+		}
+		if len(j.watching) == 0 {
+			return nil
+		}
+		look := j.watching[:min(len(j.watching), maxWatching)]
+		req := AwaitRequest{Before: map[string]string{}, Wait: watchRound}
+		for _, w := range look {
+			req.IDs = append(req.IDs, w.WorkflowID)
+			req.Before[w.WorkflowID] = w.Before
+		}
+		var outs []JobOutcome
+		j.activities++
+		if err := workflow.ExecuteActivity(actx, AwaitOutcomesActivity, req).Get(ctx, &outs); err != nil {
+			return err
+		}
+		j.settle(ctx, outs)
+		if err := j.publish(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// settle counts the outcomes a look found, forgets the records that settled or whose wait ran out,
+// and halts the job on a failed canary or a failure ratio above the job's.
+func (j *job) settle(ctx workflow.Context, outs []JobOutcome) {
+	by := make(map[string]JobOutcome, len(outs))
+	for _, o := range outs {
+		by[o.WorkflowID] = o
+	}
+	now := workflow.Now(ctx)
+	canaryFailed := ""
+	j.watching = slices.DeleteFunc(j.watching, func(w Watched) bool {
+		o, ok := by[w.WorkflowID]
+		if !ok {
+			return false // not looked at this round
+		}
+		switch o.Result {
+		case JobOutcomeCompleted:
+			j.st.Completed++
+		case JobOutcomeAbandoned:
+			j.st.Abandoned++
+		case JobOutcomeDeadLettered:
+			j.st.DeadLettered++
+			j.note(JobFailure{WorkflowID: o.WorkflowID, What: o.Result, Reason: o.Reason})
+			if w.Canary {
+				canaryFailed = o.WorkflowID + ": " + o.Reason
+			}
+		default:
+			if now.Before(w.Until) {
+				return false
+			}
+			j.st.Updating++
+			if w.Canary {
+				canaryFailed = o.WorkflowID + " did not complete in time"
+			}
+		}
+		return true
+	})
+	if j.st.State != JobRunning {
+		return
+	}
+	outcomes := j.outcomes()
+	switch {
+	case canaryFailed != "":
+		j.halt(ctx, "canary failed: "+canaryFailed)
+	case outcomes >= jobRatioOutcomes && float64(j.st.DeadLettered)/float64(outcomes) > j.in.MaxFailureRatio:
+		j.halt(ctx, fmt.Sprintf("%d of %d records dead-lettered again (more than %.0f%%)", j.st.DeadLettered, outcomes,
+			j.in.MaxFailureRatio*100))
+	}
+}
+
+func (j *job) outcomes() int { return j.st.Completed + j.st.DeadLettered + j.st.Abandoned }
+
+// continueAsNew hands the job, its state and the records it watches to a fresh run.
+func (j *job) continueAsNew(ctx workflow.Context) error {
+	st := j.st
+	next := j.in
+	next.Status = &st
+	next.Watching = j.watching
+	return workflow.NewContinueAsNewError(ctx, RetryJobWorkflowType, next)
+}
+
 // gate waits while the job is halted, until it is resumed or cancelled.
 func (j *job) gate(ctx workflow.Context) error {
-	if j.cancelled {
-		j.st.State = JobCancelled
-		return j.publish(ctx)
-	}
-	if j.st.State != JobHalted {
+	if j.cancelled || j.st.State != JobHalted {
 		return nil
 	}
 	if err := workflow.Await(ctx, func() bool { return j.cancelled || j.resumed }); err != nil {
@@ -343,12 +474,12 @@ func (j *job) gate(ctx workflow.Context) error {
 	}
 	j.resumed = false
 	if j.cancelled {
-		j.st.State = JobCancelled
-	} else {
-		j.st.State, j.st.HaltReason = JobRunning, ""
-		j.st.CanaryDone = true // an operator looked and resumed: the canary's word is not needed again
-		workflow.GetLogger(ctx).Info("job resumed")
+		return nil
 	}
+	j.st.State, j.st.HaltReason = JobRunning, ""
+	j.st.CanaryDone = true // an operator looked and resumed: the canary's word is not needed again
+	j.in.Canary = 0
+	workflow.GetLogger(ctx).Info("job resumed")
 	return j.publish(ctx)
 }
 

@@ -24,17 +24,17 @@ type fakeJobs struct {
 	outcomes int
 }
 
-func (f *fakeJobs) SignalBatch(_ context.Context, req workflows.BatchRequest) (workflows.BatchResult, error) {
-	res := workflows.BatchResult{Before: map[string]string{}, Skipped: map[string]string{}}
+func (f *fakeJobs) SendRequests(_ context.Context, req workflows.SendRequest) ([]workflows.Sent, error) {
+	var out []workflows.Sent
 	for _, id := range req.IDs {
 		if why, ok := f.skipped[id]; ok {
-			res.Skipped[id] = why
+			out = append(out, workflows.Sent{WorkflowID: id, Why: why})
 			continue
 		}
 		f.signals = append(f.signals, id)
-		res.Signalled = append(res.Signalled, id)
+		out = append(out, workflows.Sent{WorkflowID: id, Accepted: true})
 	}
-	return res, nil
+	return out, nil
 }
 
 func (f *fakeJobs) AwaitOutcomes(_ context.Context, req workflows.AwaitRequest) ([]workflows.JobOutcome, error) {
@@ -133,22 +133,28 @@ func TestJobHaltsOnTheFailureRatioAndCancels(t *testing.T) {
 	require.Equal(t, 190, st.Pending)
 }
 
-// 10,000 records: the job continues as new every 20 batches (10 records, then 19 × 50), carrying its state.
+// 10,000 records: the job continues as new before its history grows long, carrying its state and
+// the records it still watches; nothing is sent twice or lost across the hand-over.
 func TestJobOfTenThousandContinuesAsNew(t *testing.T) {
 	f := &fakeJobs{}
 	env := jobEnv(t, f)
 	env.ExecuteWorkflow(workflows.RetryJobWorkflowType, workflows.JobInput{ID: "job-4", Signal: contract.SignalAbandon,
-		IDs: ids(10000), Rate: 100, MaxFailureRatio: 0.5})
+		IDs: ids(10000), Rate: 10, MaxFailureRatio: 0.5})
 	require.True(t, env.IsWorkflowCompleted())
 	err := env.GetWorkflowError()
 	var can *workflow.ContinueAsNewError
 	require.ErrorAs(t, err, &can)
-	require.Equal(t, 960, len(f.signals), "one run does 20 batches: 10 for the failure ratio, then 50 each")
 	var next workflows.JobInput
 	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
-	require.Len(t, next.IDs, 9040)
-	require.Equal(t, 960, next.Status.Signalled)
-	require.Equal(t, 10000, next.Status.Total)
+	sent := len(f.signals)
+	require.Greater(t, sent, 1000, "chunks of a second at --rate 10")
+	require.Less(t, sent, 10000)
+	require.Len(t, next.IDs, 10000-sent)
+	require.Equal(t, ids(10000)[sent:], next.IDs)
+	st := next.Status
+	require.Equal(t, sent, st.Signalled)
+	require.Equal(t, 10000, st.Total)
+	require.Equal(t, sent, st.Completed+len(next.Watching), "every record sent is counted or still watched")
 }
 
 // A job whose only record is a canary that dead-letters again is Halted, not Done: the operator
@@ -229,4 +235,24 @@ func TestJobCancelDuringTheOutcomeWait(t *testing.T) {
 		IDs: ids(5), Rate: 10, Canary: 0, MaxFailureRatio: 0.5})
 	require.Equal(t, workflows.JobCancelled, jobResult(t, env).State)
 	require.Less(t, time.Since(start), 15*time.Second, "the cancel did not wait for the outcomes")
+}
+
+// A canary is a record really retried: records the job skips (at --max-retries, closed) do not
+// count as one, so the first record that takes the retry goes alone and its failure halts the job.
+func TestJobCanaryIsARecordReallyRetried(t *testing.T) {
+	all := ids(30)
+	f := &fakeJobs{skipped: map[string]string{all[0]: "already retried 5 times (--max-retries 5)", all[1]: "closed"},
+		dead: map[string]bool{all[2]: true}}
+	env := jobEnv(t, f)
+	halted := statusThen(t, env, time.Hour, workflows.SignalJobCancel)
+	env.ExecuteWorkflow(workflows.RetryJobWorkflowType, workflows.JobInput{ID: "job-9", Signal: contract.SignalRetry,
+		IDs: all, Rate: 10, Canary: 1, MaxFailureRatio: 0.5, MaxRetries: 5})
+	require.Equal(t, workflows.JobHalted, halted.State)
+	require.Contains(t, halted.HaltReason, "canary failed: "+all[2])
+	require.Equal(t, []string{all[2]}, f.signals, "the skipped records were no canary; nothing went beside the real one")
+	require.Equal(t, 2, halted.Skipped)
+	st := jobResult(t, env)
+	require.Equal(t, workflows.JobCancelled, st.State)
+	require.Equal(t, 1, st.Signalled)
+	require.Equal(t, 27, st.Pending)
 }

@@ -2,10 +2,8 @@ package operate
 
 import (
 	"context"
-	"errors"
-	"fmt"
+	"time"
 
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"golang.org/x/time/rate"
@@ -19,66 +17,37 @@ type Jobs struct {
 	Temporal client.Client
 }
 
-// SignalBatch signals a batch of records at the job's rate, skipping those no longer parked and
-// those operators already retried MaxRetries times. A retried attempt goes on where the last one
-// got to (heartbeat), so no record is signalled twice.
-func (j *Jobs) SignalBatch(ctx context.Context, req workflows.BatchRequest) (workflows.BatchResult, error) {
-	res := workflows.BatchResult{Before: map[string]string{}, Skipped: map[string]string{}}
-	done := 0
-	if activity.HasHeartbeatDetails(ctx) {
-		var p struct {
-			Done   int
-			Result workflows.BatchResult
-		}
-		if activity.GetHeartbeatDetails(ctx, &p) == nil {
-			done, res = p.Done, p.Result
-		}
-	}
-	lim := rate.NewLimiter(rate.Limit(max(req.Rate, 0.1)), 1)
-	for i := done; i < len(req.IDs); i++ {
-		id := req.IDs[i]
-		if err := lim.Wait(ctx); err != nil {
-			return res, err
-		}
-		why, before, err := j.signalOne(ctx, req, id)
-		if err != nil {
-			return res, err // retried from here
-		}
-		if why != "" {
-			res.Skipped[id] = why
-		} else {
-			res.Signalled = append(res.Signalled, id)
-			res.Before[id] = before
-		}
-		activity.RecordHeartbeat(ctx, struct {
-			Done   int
-			Result workflows.BatchResult
-		}{i + 1, res})
-	}
-	return res, nil
-}
+// askTimeout bounds one request of a job: the record's worker must take it (a parked record is
+// usually not in a worker's cache and is replayed first). Past it the chunk is sent again.
+const askTimeout = 10 * time.Second
 
-func (j *Jobs) signalOne(ctx context.Context, req workflows.BatchRequest, id string) (skip, before string, err error) {
-	parked, err := Parked(ctx, j.Temporal, id)
-	if err != nil {
-		return "", "", err
+// SendRequests sends one chunk of a job's requests at the job's rate and returns each record's
+// answer. Every request carries the job's ID as its requestId and Update ID, so a chunk sent again
+// (this activity retried after a worker died mid-chunk) acts on no record twice: the record
+// answers "already acted on", counted as accepted.
+func (j *Jobs) SendRequests(ctx context.Context, req workflows.SendRequest) ([]workflows.Sent, error) {
+	lim := rate.NewLimiter(rate.Limit(max(req.Rate, 0.1)), 1)
+	out := make([]workflows.Sent, 0, len(req.IDs))
+	for _, id := range req.IDs {
+		if err := lim.Wait(ctx); err != nil {
+			return nil, err
+		}
+		activity.RecordHeartbeat(ctx) // alive (no progress in it: a chunk sent again is answered the same)
+		actx, cancel := context.WithTimeout(ctx, askTimeout)
+		a, err := Ask(actx, j.Temporal, id, "", req.Signal, req.JobID, req.Payload)
+		cancel()
+		if err != nil {
+			return nil, err // the chunk is sent again: the records that took it answer so
+		}
+		s := workflows.Sent{WorkflowID: id, Accepted: a.Accepted, Before: a.Record.DeadLetteredAt, Why: a.Why}
+		if a.Code == contract.RefusedActedOn {
+			// Took it before this chunk was sent again (its deadLetteredAt then is not known: a
+			// dead-lettering seen later is a new one, since acting moved it on).
+			s = workflows.Sent{WorkflowID: id, Accepted: true}
+		}
+		out = append(out, s)
 	}
-	if !parked {
-		return "closed or no longer DeadLettered", "", nil
-	}
-	st, err := QueryState(ctx, j.Temporal, id)
-	if err != nil {
-		return "", "", err
-	}
-	if req.Signal == contract.SignalRetry && req.MaxRetries > 0 && st.Retries >= req.MaxRetries {
-		return fmt.Sprintf("already retried %d times (--max-retries %d)", st.Retries, req.MaxRetries), "", nil
-	}
-	err = j.Temporal.SignalWorkflow(ctx, id, "", req.Signal, req.Payload)
-	var nf *serviceerror.NotFound
-	if errors.As(err, &nf) {
-		return "closed", "", nil
-	}
-	return "", st.DeadLetteredAt, err
+	return out, nil
 }
 
 // AwaitOutcomes watches signalled records until they settle or the wait passes.
