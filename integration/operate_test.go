@@ -13,8 +13,10 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/client"
 
 	"github.com/tis-writeback/writeback/contract"
+	"github.com/tis-writeback/writeback/internal/operate"
 	"github.com/tis-writeback/writeback/internal/testenv"
 	"github.com/tis-writeback/writeback/starter/intake"
 	"github.com/tis-writeback/writeback/starter/ops"
@@ -32,6 +34,31 @@ func starterCLI(t *testing.T, bin string, env []string, wantOK bool, args ...str
 		require.NoError(t, err, "starter %v\nstdout:\n%s\nstderr:\n%s", args, stdout.String(), stderr.String())
 	}
 	return stdout.String()
+}
+
+// requestInHistory says whether an operator's request (a signal, or an accepted Update) carrying
+// every one of subs is in the record's history.
+func requestInHistory(t *testing.T, c client.Client, id string, subs ...string) bool {
+	iter := c.GetWorkflowHistory(context.Background(), id, "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		require.NoError(t, err)
+		in := ""
+		if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil {
+			in = a.GetInput().String()
+		}
+		if a := ev.GetWorkflowExecutionUpdateAcceptedEventAttributes(); a != nil {
+			in = a.GetAcceptedRequest().GetInput().GetArgs().String()
+		}
+		all := in != ""
+		for _, sub := range subs {
+			all = all && strings.Contains(in, sub)
+		}
+		if all {
+			return true
+		}
+	}
+	return false
 }
 
 func (s *stack) deadLetter(t *testing.T, id int64, file string) string {
@@ -81,19 +108,10 @@ func TestRetryAndAbandonCommands(t *testing.T) {
 		require.Equal(t, 1, s.sim.Store.ExportedCount(5001+int64(i), "UNKNOWN.DAT"))
 	}
 	// The reason and the operator are in the history.
-	iter := s.tm.Client.GetWorkflowHistory(context.Background(), dead[0], "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	found := false
-	for iter.HasNext() {
-		ev, err := iter.Next()
-		require.NoError(t, err)
-		if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil {
-			found = strings.Contains(a.GetInput().String(), "placements created in TCS") && strings.Contains(a.GetInput().String(), "ops")
-		}
-	}
-	require.True(t, found, "signal payload in history")
+	require.True(t, requestInHistory(t, s.tm.Client, dead[0], "placements created in TCS", "ops"), "the request's payload in history")
 
-	out = starterCLI(t, bin, env, true, "retry", "--workflow-id", done.WorkflowID())
-	require.Contains(t, out, "skipped 1 (closed 1")
+	out = starterCLI(t, bin, env, false, "retry", "--workflow-id", done.WorkflowID())
+	require.Contains(t, out, "refused    "+done.WorkflowID()+": closed")
 	out = starterCLI(t, bin, env, false, "retry")
 	require.Empty(t, out)
 }
@@ -108,8 +126,11 @@ func TestFindPagesThroughVisibility(t *testing.T) {
 	targets, err := ops.Find(context.Background(), s.tm.Client, ops.Selection{All: true, PageSize: 7})
 	require.NoError(t, err)
 	require.Len(t, targets, 25)
-	sum := ops.SignalAll(context.Background(), s.tm.Client, targets, ops.SignalOptions{Signal: contract.SignalAbandon, Rate: 100, Concurrency: 4})
-	require.Len(t, sum.Signalled, 25)
+	for _, tg := range targets {
+		a, err := operate.Ask(context.Background(), s.tm.Client, tg.WorkflowID, "", contract.UpdateAbandon, "", contract.SignalPayload{})
+		require.NoError(t, err)
+		require.True(t, a.Accepted, a.Why)
+	}
 	require.Eventually(t, func() bool { return count(t, s.tm.Client, `WritebackState="Abandoned"`) == 25 }, 30*time.Second, 200*time.Millisecond)
 }
 
@@ -364,17 +385,8 @@ func TestRetryJobs(t *testing.T) {
 	for _, id := range dead[1:] {
 		require.Equal(t, contract.StateCompleted, s.query(t, id).State)
 	}
-	// The signal names the job in the record's history.
-	iter := s.tm.Client.GetWorkflowHistory(context.Background(), dead[1], "", false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	found := false
-	for iter.HasNext() {
-		ev, err := iter.Next()
-		require.NoError(t, err)
-		if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a != nil {
-			found = found || strings.Contains(a.GetInput().String(), jobID)
-		}
-	}
-	require.True(t, found, "the job's ID is in the signal")
+	// The request names the job in the record's history.
+	require.True(t, requestInHistory(t, s.tm.Client, dead[1], jobID), "the job's ID is in the request")
 
 	// The first record was retried once already: with --max-retries 1 it is skipped.
 	out = starterCLI(t, bin, env, true, "retry", "--workflow-id", dead[0], "--dry-run")

@@ -29,21 +29,17 @@ func runJob(ctx context.Context, c sdkclient.Client, signalName string, targets 
 	suffix := make([]byte, 3)
 	_, _ = rand.Read(suffix)
 	in.ID = workflows.RetryJobID(time.Now(), hex.EncodeToString(suffix))
-	in.IDs = ops.SignalIDs(targets)
-	// The targets that are not parked dead letters are in the job's total as skipped (never signalled).
-	for _, t := range targets {
-		why := ""
-		switch {
-		case !t.Running:
-			why = "closed"
-		case t.State != contract.StateDeadLettered:
-			why = "state " + t.State + ", not DeadLettered"
-		default:
+	// The job's plan is --dry-run's (without reading each record's retries: the record itself refuses
+	// a retry at --max-retries). Skipped records are in the job's total, never signalled.
+	plan := ops.Plan(targets, signalName, in.MaxRetries, nil)
+	for _, st := range plan {
+		if st.Skip == "" {
+			in.IDs = append(in.IDs, st.WorkflowID)
 			continue
 		}
 		in.SkippedAtStart++
 		if len(in.SkippedExamples) < 20 {
-			in.SkippedExamples = append(in.SkippedExamples, workflows.JobFailure{WorkflowID: t.WorkflowID, What: "skipped", Reason: why})
+			in.SkippedExamples = append(in.SkippedExamples, workflows.JobFailure{WorkflowID: st.WorkflowID, What: "skipped", Reason: st.Skip})
 		}
 	}
 	_, err := c.ExecuteWorkflow(ctx, sdkclient.StartWorkflowOptions{ID: in.ID, TaskQueue: contract.TaskQueue,
@@ -54,15 +50,9 @@ func runJob(ctx context.Context, c sdkclient.Client, signalName string, targets 
 		return 1
 	}
 	fmt.Printf("job %s\n", in.ID)
-	closed, notDL := 0, 0
-	for _, t := range targets {
-		switch {
-		case !t.Running:
-			closed++
-			fmt.Printf("skipped    %s: closed\n", t.WorkflowID)
-		case t.State != contract.StateDeadLettered:
-			notDL++
-			fmt.Printf("skipped    %s: state %s, not DeadLettered\n", t.WorkflowID, t.State)
+	for _, st := range plan {
+		if st.Skip != "" {
+			fmt.Printf("skipped    %s: %s\n", st.WorkflowID, st.Skip)
 		}
 	}
 	fmt.Printf("%d record(s) in the job; follow it with: go run ./starter jobs show %s\n", len(in.IDs), in.ID)
@@ -74,8 +64,8 @@ func runJob(ctx context.Context, c sdkclient.Client, signalName string, targets 
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	fmt.Printf("%s: signalled %d, skipped %d (closed %d, not DeadLettered %d, in the job %d), failed 0\n", signalName,
-		st.Signalled, st.Skipped, closed, notDL, st.Skipped-closed-notDL)
+	fmt.Printf("%s: signalled %d, skipped %d (at the start %d, in the job %d)\n", signalName,
+		st.Signalled, st.Skipped, in.SkippedAtStart, st.Skipped-in.SkippedAtStart)
 	printJob(st)
 	return 0
 }
@@ -144,10 +134,11 @@ func readIDs(path string) ([]string, error) {
 	var ids []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		line := strings.TrimSpace(sc.Text())
+		// An ID may end in a space (a filename can): only the indent --dry-run prints is trimmed.
+		line := strings.TrimPrefix(strings.TrimSuffix(sc.Text(), "\r"), "  ")
 		// The lines around the IDs that --dry-run prints are not IDs.
-		if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, "would signal") || strings.HasPrefix(line, "skipped ") ||
-			strings.Contains(line, ": signalled ") {
+		if strings.TrimSpace(line) == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, "would signal") || strings.HasPrefix(line, "skipped ") ||
+			strings.Contains(line, ": signalled ") || strings.Contains(line, ": would signal ") {
 			continue
 		}
 		ids = append(ids, line)

@@ -3,6 +3,8 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"fmt"
 	"io"
 	"log/slog"
@@ -18,6 +20,7 @@ import (
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/config"
 	"github.com/tis-writeback/writeback/internal/logging"
+	"github.com/tis-writeback/writeback/internal/operate"
 	"github.com/tis-writeback/writeback/internal/progress"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
 	"github.com/tis-writeback/writeback/starter/intake"
@@ -58,10 +61,9 @@ the new reason), still updating, abandoned.`)
 	reason := fs.String("reason", "", "why (recorded in the workflow's history)")
 	by := fs.String("by", currentUser(), "who (recorded in the workflow's history)")
 	var rate float64
-	var conc int
 	set := config.Set{FS: fs}
-	set.Float(&rate, "rate", "SIGNAL_RATE", 10, "signals per second at most")
-	set.Int(&conc, "concurrency", "SIGNAL_CONCURRENCY", 10, "signals in flight at once (one --workflow-id)")
+	set.Float(&rate, "rate", "SIGNAL_RATE", 10, "a job's signals per second at most")
+	requestID := fs.String("request-id", newRequestID(), "the request's ID: the record acts once on a request, however often it is sent (give the same one to send it again)")
 	idsFile := fs.String("ids-file", "", "the workflow IDs to signal, one a line (as --dry-run prints them)")
 	canary := fs.Int("canary", 1, "retry: the first K records are retried alone; the job goes on once they completed, halts if one dead-letters again")
 	maxFailureRatio := fs.Float64("max-failure-ratio", 0.5, "after at least 10 outcomes, the job halts when more than this share dead-lettered again")
@@ -109,73 +111,77 @@ the new reason), still updating, abandoned.`)
 	}
 	defer c.Close()
 
+	payload.RequestID = *requestID
+	if sel.WorkflowID != "" && !*dry {
+		return askOne(ctx, c, signalName, sel.WorkflowID, payload, *wait, *noWait)
+	}
 	targets, err := ops.Find(ctx, c, sel)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if sel.WorkflowID == "" && !*dry {
-		// --all, --query, --group, --ids-file: a durable job kept in Temporal.
-		if signalName == contract.SignalAbandon {
-			*canary = 0
-		}
-		return runJob(ctx, c, signalName, targets, workflows.JobInput{Signal: signalName, Rate: rate, Canary: *canary,
-			MaxFailureRatio: *maxFailureRatio, MaxRetries: *maxRetries, Reason: *reason, By: *by}, *wait, *noWait)
-	}
-	n := ops.ToSignal(targets)
-	waiting := !*dry && !*noWait && *wait > 0
-	var before map[string]string
-	if waiting {
-		before = ops.Snapshot(ctx, c, ops.SignalIDs(targets))
-	}
-	var bar *progress.Bar
-	if !*dry && n > 1 {
-		bar = progress.Start("signalling "+signalName, n)
-	}
-	last := 0
-	sum := ops.SignalAll(ctx, c, targets, ops.SignalOptions{Signal: signalName, DryRun: *dry, Rate: rate, Concurrency: conc,
-		Payload: payload,
-		Progress: func(done int) {
-			if bar != nil {
-				bar.Add(done - last)
-				last = done
-			}
-		}})
-	if bar != nil {
-		bar.Done()
+	if signalName == contract.SignalAbandon {
+		*canary = 0
 	}
 	if *dry {
-		fmt.Printf("would signal %s to %d workflow(s):\n", signalName, len(sum.WouldSignal))
-		sort.Strings(sum.WouldSignal)
-		for _, id := range sum.WouldSignal {
-			fmt.Println("  " + id)
-		}
-	} else {
-		for id, e := range sum.Failed {
-			fmt.Printf("failed     %s: %s\n", id, e)
-		}
-		if len(sum.Signalled) <= 20 {
-			sort.Strings(sum.Signalled)
-			for _, id := range sum.Signalled {
-				fmt.Printf("signalled  %s\n", id)
-			}
-		}
+		printPlan(signalName, ops.Plan(targets, signalName, *maxRetries, ops.Retries(ctx, c, runningIDs(targets))))
+		return 0
 	}
-	for _, id := range sum.SkippedClosed {
-		fmt.Printf("skipped    %s: closed\n", id)
-	}
-	for id, st := range sum.SkippedState {
-		fmt.Printf("skipped    %s: state %s, not DeadLettered\n", id, st)
-	}
-	fmt.Printf("%s: signalled %d, skipped %d (closed %d, not DeadLettered %d), failed %d\n", signalName,
-		len(sum.Signalled), len(sum.SkippedClosed)+len(sum.SkippedState), len(sum.SkippedClosed), len(sum.SkippedState), len(sum.Failed))
-	if waiting && len(sum.Signalled) > 0 {
-		printOutcomes(ops.Await(ctx, c, sum.Signalled, before, *wait), *wait)
-	}
-	if len(sum.Failed) > 0 {
+	// --all, --query, --group, --ids-file: a durable job kept in Temporal.
+	return runJob(ctx, c, signalName, targets, workflows.JobInput{Signal: signalName, Rate: rate, Canary: *canary,
+		MaxFailureRatio: *maxFailureRatio, MaxRetries: *maxRetries, Reason: *reason, By: *by}, *wait, *noWait)
+}
+
+// askOne sends one record the request as an Update and prints its answer: accepted (then, unless
+// noWait, what became of the record), or refused and why (exit 1).
+func askOne(ctx context.Context, c sdkclient.Client, signalName, id string, p contract.SignalPayload, wait time.Duration, noWait bool) int {
+	actx, cancel := context.WithTimeout(ctx, time.Minute) // the record's worker may be busy with a backlog
+	a, err := operate.Ask(actx, c, id, "", signalName, p.RequestID, p)
+	cancel()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "not known whether the record took the request (send it again with the same --request-id):", err)
 		return 1
 	}
+	if !a.Accepted {
+		fmt.Printf("refused    %s: %s\n", id, a.Why)
+		return 1
+	}
+	fmt.Printf("accepted   %s: %s (request %s)\n", id, signalName, p.RequestID)
+	if !noWait && wait > 0 {
+		printOutcomes(ops.Await(ctx, c, []string{id}, map[string]string{id: a.Record.DeadLetteredAt}, wait), wait)
+	}
 	return 0
+}
+
+// printPlan prints a --dry-run: the records the job would signal (one a line, as --ids-file reads
+// them) and, marked, those it would skip and why.
+func printPlan(signalName string, plan []ops.Step) {
+	var act, skip []ops.Step
+	for _, st := range plan {
+		if st.Skip == "" {
+			act = append(act, st)
+		} else {
+			skip = append(skip, st)
+		}
+	}
+	fmt.Printf("would signal %s to %d workflow(s):\n", signalName, len(act))
+	for _, st := range act {
+		fmt.Println("  " + st.WorkflowID)
+	}
+	for _, st := range skip {
+		fmt.Printf("skipped    %s: %s\n", st.WorkflowID, st.Skip)
+	}
+	fmt.Printf("%s: would signal %d, skip %d\n", signalName, len(act), len(skip))
+}
+
+func runningIDs(targets []ops.Target) []string {
+	var ids []string
+	for _, t := range targets {
+		if t.Running && t.State == contract.StateDeadLettered {
+			ids = append(ids, t.WorkflowID)
+		}
+	}
+	return ids
 }
 
 // printOutcomes ends a retry or abandon with what became of each signalled record.
@@ -434,4 +440,11 @@ func dialQuietly(ctx context.Context, tc *temporalclient.Config) (sdkclient.Clie
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	return temporalclient.Dial(dctx, tc, logging.New(io.Discard, slog.LevelError), nil)
+}
+
+// newRequestID names one run of a command's request.
+func newRequestID() string {
+	b := make([]byte, 6)
+	_, _ = rand.Read(b)
+	return "cli-" + hex.EncodeToString(b)
 }

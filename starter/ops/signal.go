@@ -14,7 +14,6 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
-	"golang.org/x/time/rate"
 )
 
 // Selection says which workflows to signal: exactly one of its fields.
@@ -49,23 +48,48 @@ type Target struct {
 	State      string // WritebackState
 }
 
-// SignalOptions tune a bulk signal.
-type SignalOptions struct {
-	Signal      string // contract.SignalRetry or contract.SignalAbandon
-	Payload     contract.SignalPayload
-	DryRun      bool
-	Rate        float64 // signals per second
-	Concurrency int
-	Progress    func(done int)
+// Step is one record in a plan: signalled, or skipped and why.
+type Step struct {
+	WorkflowID string
+	Skip       string // why it is skipped; "" when it will be signalled
 }
 
-// SignalSummary is what a bulk signal did.
-type SignalSummary struct {
-	Signalled     []string
-	SkippedClosed []string
-	SkippedState  map[string]string // workflow ID → its state, not DeadLettered
-	Failed        map[string]string // workflow ID → error
-	WouldSignal   []string          // dry run
+// Plan is what a retry or abandon of these targets does, record by record, in order: the job follows
+// it (it signals the records the plan signals, and a record still refuses at the moment it would act
+// if it stopped being parked or reached --max-retries since), and --dry-run prints it. retries, when
+// set, reads a record's retries so the plan can name those at --max-retries; the job leaves that to
+// the record itself, so a plan of thousands needs no query each.
+func Plan(targets []Target, signal string, maxRetries int, retries func(id string) (int, bool)) []Step {
+	steps := make([]Step, 0, len(targets))
+	for _, t := range targets {
+		st := Step{WorkflowID: t.WorkflowID}
+		switch {
+		case !t.Running:
+			st.Skip = "closed"
+		case t.State != contract.StateDeadLettered:
+			st.Skip = "state " + t.State + ", not DeadLettered"
+		case signal == contract.SignalRetry && maxRetries > 0 && retries != nil:
+			if n, ok := retries(t.WorkflowID); ok && n >= maxRetries {
+				st.Skip = fmt.Sprintf("already retried %d times (--max-retries %d)", n, maxRetries)
+			}
+		}
+		steps = append(steps, st)
+	}
+	return steps
+}
+
+// Retries reads the records' retry counts (their state query), 16 at a time.
+func Retries(ctx context.Context, c client.Client, ids []string) func(id string) (int, bool) {
+	got := make(map[string]int, len(ids))
+	var mu sync.Mutex
+	operate.ForEach(ids, 16, func(id string) {
+		if st, err := operate.QueryState(ctx, c, id); err == nil {
+			mu.Lock()
+			got[id] = st.Retries
+			mu.Unlock()
+		}
+	})
+	return func(id string) (int, bool) { n, ok := got[id]; return n, ok }
 }
 
 // Find lists the workflows a selection matches, paging through visibility.
@@ -122,72 +146,3 @@ func Find(ctx context.Context, c client.Client, sel Selection) ([]Target, error)
 		}
 	}
 }
-
-// SignalAll signals every running, dead-lettered target, concurrently within a rate limit.
-// Closed workflows and ones not DeadLettered are skipped: the workflow would ignore the signal.
-func SignalAll(ctx context.Context, c client.Client, targets []Target, o SignalOptions) SignalSummary {
-	sum := SignalSummary{SkippedState: map[string]string{}, Failed: map[string]string{}}
-	var todo []Target
-	for _, t := range targets {
-		switch {
-		case !t.Running:
-			sum.SkippedClosed = append(sum.SkippedClosed, t.WorkflowID)
-		case t.State != contract.StateDeadLettered:
-			sum.SkippedState[t.WorkflowID] = t.State
-		default:
-			todo = append(todo, t)
-		}
-	}
-	if o.DryRun {
-		for _, t := range todo {
-			sum.WouldSignal = append(sum.WouldSignal, t.WorkflowID)
-		}
-		return sum
-	}
-	if o.Rate <= 0 {
-		o.Rate = 50
-	}
-	if o.Concurrency <= 0 {
-		o.Concurrency = 10
-	}
-	limiter := rate.NewLimiter(rate.Limit(o.Rate), max(1, int(o.Rate/10)))
-	var mu sync.Mutex
-	done := 0
-	operate.ForEach(todo, o.Concurrency, func(t Target) {
-		err := limiter.Wait(ctx)
-		if err == nil {
-			// Signal the run we found, so a newer run of the same ID is never hit by surprise.
-			err = c.SignalWorkflow(ctx, t.WorkflowID, t.RunID, o.Signal, o.Payload)
-		}
-		mu.Lock()
-		defer mu.Unlock()
-		var nf *serviceerror.NotFound
-		switch {
-		case err == nil:
-			sum.Signalled = append(sum.Signalled, t.WorkflowID)
-		case errors.As(err, &nf):
-			sum.SkippedClosed = append(sum.SkippedClosed, t.WorkflowID) // closed since we listed it
-		default:
-			sum.Failed[t.WorkflowID] = err.Error()
-		}
-		done++
-		if o.Progress != nil {
-			o.Progress(done)
-		}
-	})
-	return sum
-}
-
-// SignalIDs are the IDs of the targets SignalAll would signal.
-func SignalIDs(targets []Target) []string {
-	var ids []string
-	for _, t := range targets {
-		if t.Running && t.State == contract.StateDeadLettered {
-			ids = append(ids, t.WorkflowID)
-		}
-	}
-	return ids
-}
-
-// ToSignal counts the targets SignalAll would signal.
-func ToSignal(targets []Target) int { return len(SignalIDs(targets)) }
