@@ -161,16 +161,34 @@ func TestDeliveryLimitDeadLettersComeBackByThemselves(t *testing.T) {
 
 	r := &ops.Returner{Conn: b.Conn, Pub: b.Pub, Topology: b.Topology, Log: testLogger(), Every: 500 * time.Millisecond,
 		Healthy:  func(ctx context.Context) bool { _, err := tm.Client.CheckHealth(ctx, nil); return err == nil },
-		Returned: c.metrics.Returned.Inc}
+		Returned: c.metrics.Returned.Inc, Poison: c.metrics.DLQPoison.Set}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go r.Run(ctx)
 	waitCount(t, tm.Client, fmt.Sprintf(`WorkflowId=%q`, contract.PlacementWorkflowID(5, "LIMIT.DAT")), 1, 30*time.Second)
 	time.Sleep(2 * time.Second) // several passes
 	require.Equal(t, 1, b.Depth(t, b.Topology.DLQ), "the poison message stays for an operator")
+	require.Equal(t, 1.0, testutilGauge(c.metrics.DLQPoison), "the DLQ's poison is counted (the rest would alert)")
+
+	// Temporal stayed healthy all along: a delivery-limit dead letter made now comes back as well,
+	// within a few passes (a wrong namespace or an unregistered search attribute holds deliveries
+	// until consumer_timeout counts them out, with the health check green).
+	c.stop()
+	b.Publish(t, contract.RoutingKeyPlacementExported, placementBody(6, "LATER.DAT"))
+	require.Eventually(t, func() bool {
+		d, ok, err := rch.Get(b.Topology.PlacementQueue, false)
+		require.NoError(t, err)
+		if ok {
+			require.NoError(t, d.Nack(false, true))
+		}
+		return b.Depth(t, b.Topology.DLQ) == 2
+	}, 20*time.Second, 50*time.Millisecond)
+	require.Eventually(t, func() bool { return b.Depth(t, b.Topology.PlacementQueue) == 1 }, 5*time.Second, 100*time.Millisecond,
+		"back in its queue with Temporal healthy all along")
+	require.Equal(t, 1, b.Depth(t, b.Topology.DLQ))
+	require.Equal(t, 2.0, testutilCounter(c.metrics.Returned))
 	d := b.Drain(t, b.Topology.DLQ)[0]
 	require.Contains(t, d.Headers[intake.HeaderError], "UUID")
-	require.Equal(t, 1.0, testutilCounter(c.metrics.Returned))
 }
 
 func testLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }

@@ -43,12 +43,17 @@ never rejected. Serves /metrics, /healthz and /readyz. Stops gracefully on SIGTE
 	set.Int(&c.prefetch, "prefetch", "PREFETCH", 100, "deliveries in flight at most, across both queues")
 	set.Duration(&c.drainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 20*time.Second, "on stop, how long deliveries in flight may settle")
 	set.Duration(&c.returnEvery, "dlq-return-every", "DLQ_RETURN_EVERY", time.Minute,
-		"how often Temporal's health is checked for putting back messages the broker dead-lettered for the delivery limit (at start and after each Temporal outage; 0: never)")
+		"how often the DLQ is looked at for messages the broker dead-lettered for the delivery limit, put back in their queue while Temporal is healthy (0: never)")
 	set.String(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
-	log := logging.New(os.Stderr, logging.ParseLevel(c.logLevel))
+	level, err := logging.ParseLevel(c.logLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 2
+	}
+	log := logging.New(os.Stderr, level)
 	if c.prefetch < 2 {
 		log.Error("prefetch must be at least 2 (one per queue)")
 		return 2
@@ -108,7 +113,7 @@ func consume(ctx context.Context, s *daemon.Shell, c *consumeConfig, log *slog.L
 	go watchTemporal(ctx, tc, m)
 	if c.returnEvery > 0 {
 		r := &ops.Returner{Conn: conn, Pub: pub, Topology: c.broker.topology, Log: log, Every: c.returnEvery,
-			Healthy: func(ctx context.Context) bool { return temporalHealthy(ctx, tc) }, Returned: m.Returned.Inc}
+			Healthy: func(ctx context.Context) bool { return temporalHealthy(ctx, tc) }, Returned: m.Returned.Inc, Poison: m.DLQPoison.Set}
 		go r.Run(ctx)
 	}
 	consumerConn := c.broker.conn

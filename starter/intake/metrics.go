@@ -24,6 +24,9 @@ type Metrics struct {
 	ConsumerUp    *prometheus.GaugeVec
 	// Returned counts delivery-limit dead letters put back in their queue by the starter.
 	Returned prometheus.Counter
+	// DLQPoison is how many poison messages the DLQ held at the last pass: the DLQ's depth beyond it
+	// is valid messages that should not stay there (an alert watches the difference).
+	DLQPoison prometheus.Gauge
 }
 
 // NewMetrics registers the intake metrics, every queue × outcome series at 0 from start-up.
@@ -58,7 +61,11 @@ func NewMetrics(reg prometheus.Registerer, queues []string, dlq string) *Metrics
 			Name: "writeback_dlq_returned_total", Help: "Messages the broker dead-lettered for the delivery limit (never judged bad) that the starter put back in their queue.",
 		}),
 	}
-	reg.MustRegister(m.Messages, m.StartRetries, m.InFlight, m.Held, m.TemporalUp, m.StartDuration, m.QueueDepth, m.ConsumerUp, m.Returned)
+	m.DLQPoison = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "writeback_dlq_poison_messages", Help: "Poison messages (x-writeback-error) the DLQ held at the starter's last pass over it.",
+	})
+	reg.MustRegister(m.Messages, m.StartRetries, m.InFlight, m.Held, m.TemporalUp, m.StartDuration, m.QueueDepth, m.ConsumerUp, m.Returned,
+		m.DLQPoison)
 	for _, q := range queues {
 		for _, o := range []string{OutcomeStarted, OutcomeDuplicate, OutcomePoison, OutcomeRefused} {
 			m.Messages.WithLabelValues(q, o)

@@ -3,6 +3,7 @@ package ops
 import (
 	"context"
 	"log/slog"
+	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
@@ -25,8 +26,9 @@ type Returner struct {
 	Healthy func(context.Context) bool
 	// Every is the time between passes.
 	Every time.Duration
-	// Returned is told of each message put back.
+	// Returned is told of each message put back; Poison of how many poison messages a pass kept.
 	Returned func()
+	Poison   func(float64)
 }
 
 // DeliveryLimitDeadLetter reports whether d was dead-lettered by the broker for the delivery limit
@@ -44,14 +46,15 @@ func DeliveryLimitDeadLetter(d amqp.Delivery) (bool, string) {
 	return false, "not dead-lettered for the delivery limit"
 }
 
-// Run checks Temporal's health every Every until ctx ends, and makes a pass the first time it is
-// healthy and each time it is healthy again after it was not (delivery-limit dead letters come from
-// Temporal outages). Passes are rare on purpose: a pass takes every DLQ message and returns the
+// Run looks at the DLQ every Every until ctx ends and, while Temporal is healthy, makes a pass
+// whenever the DLQ holds more than the poison messages the last pass kept (and the first time, and
+// after each Temporal outage): a delivery-limit dead letter goes back within Every whatever
+// happened before. Passes stay rare on purpose: a pass takes every DLQ message and returns the
 // poison ones, which counts as a delivery on brokers that limit the DLQ's deliveries too.
 func (r *Returner) Run(ctx context.Context) {
 	t := time.NewTicker(r.Every)
 	defer t.Stop()
-	due := true
+	due, kept := true, 0
 	for {
 		select {
 		case <-ctx.Done():
@@ -62,25 +65,44 @@ func (r *Returner) Run(ctx context.Context) {
 			due = true
 			continue
 		}
-		if due {
-			r.pass(ctx)
-			due = false
+		depth, err := r.depth()
+		if err != nil {
+			continue
+		}
+		if depth < kept { // an operator took some away
+			kept = depth
+			r.setPoison(kept)
+		}
+		if due || depth > kept {
+			if n, ok := r.pass(ctx); ok {
+				due, kept = false, n
+				r.setPoison(kept)
+			}
 		}
 	}
 }
 
-func (r *Returner) pass(ctx context.Context) {
+func (r *Returner) setPoison(n int) {
+	if r.Poison != nil {
+		r.Poison(float64(n))
+	}
+}
+
+func (r *Returner) depth() (int, error) {
 	ch, err := r.Conn.Channel()
 	if err != nil {
-		return
+		return 0, err
 	}
+	defer broker.CloseChannel(r.Conn, ch)
 	q, err := broker.InspectQueue(r.Conn, ch, r.Topology.DLQ)
-	broker.CloseChannel(r.Conn, ch)
-	if err != nil || q.Messages == 0 {
-		return
-	}
+	return q.Messages, err
+}
+
+// pass returns the DLQ's delivery-limit dead letters to their queues; kept counts the messages it
+// left there (poison). ok is false when the pass failed.
+func (r *Returner) pass(ctx context.Context) (kept int, ok bool) {
 	const why = "the broker dead-lettered it for its delivery limit while Temporal was down"
-	_, err = redrive(ctx, r.Conn, r.Pub, r.Topology, false, "starter", why, DeliveryLimitDeadLetter, func(it RedriveItem) {
+	items, err := redrive(ctx, r.Conn, r.Pub, r.Topology, false, "starter", why, DeliveryLimitDeadLetter, func(it RedriveItem) {
 		if it.Outcome == "redriven" {
 			r.Log.Info("a message the broker dead-lettered for the delivery limit went back to its queue",
 				"messageId", it.MessageID, "routingKey", it.RoutingKey)
@@ -91,5 +113,12 @@ func (r *Returner) pass(ctx context.Context) {
 	})
 	if err != nil {
 		r.Log.Warn("DLQ pass for delivery-limit dead letters failed; trying again later", "error", err)
+		return 0, false
 	}
+	for _, it := range items {
+		if strings.HasPrefix(it.Outcome, "kept") {
+			kept++
+		}
+	}
+	return kept, true
 }
