@@ -55,6 +55,10 @@ func TestComposeFileValidates(t *testing.T) {
 				require.NoError(t, err, "service %s mounts a missing file", name)
 			}
 		}
+		for _, port := range svc.Ports {
+			// The admin surfaces have no real authentication: loopback only, unless PUBLISH_ADDRESS says.
+			require.Equal(t, "127.0.0.1", port.HostIP, "service %s publishes port %s beyond loopback", name, port.Published)
+		}
 		if svc.Build != nil {
 			_, err := os.Stat(filepath.Join(svc.Build.Context, svc.Build.Dockerfile))
 			require.NoError(t, err)
@@ -180,7 +184,13 @@ func TestHelmTemplateDecodesStrictly(t *testing.T) {
 	require.Len(t, def["Deployment"], 2)
 	require.Len(t, def["PodDisruptionBudget"], 2)
 	require.Empty(t, def["Queue"], "topology CRs only behind rabbitmqTopology.enabled")
-	require.Empty(t, def["Job"], "the set-current-version hook only with Worker Versioning")
+	// Without Worker Versioning the hook makes unversioned workers current (versioning turned off).
+	require.Len(t, def["Job"], 1)
+	offHook := def["Job"][0].(*batchv1.Job).Spec.Template.Spec.Containers[0]
+	require.Equal(t, []string{"versioning", "set-current", "--unversioned"}, offHook.Args[:3])
+	for _, e := range offHook.Env {
+		require.NotEqual(t, "TEMPORAL_BUILD_ID", e.Name)
+	}
 
 	prod := rendered(t, valueSets["production"])
 	for _, kind := range []string{"HorizontalPodAutoscaler", "ServiceMonitor", "PrometheusRule", "Exchange", "Queue", "Binding", "Policy"} {

@@ -67,5 +67,18 @@ func TestRollingDeployToANewBuildKeepsRecordsFlowing(t *testing.T) {
 	out := starterCLI(t, starterBin, env, true, "versioning", "status", "--deployment-name", "writeback")
 	require.True(t, strings.Contains(out, "current build b2"), "status after a refused set-current: %s", out)
 	t.Logf("versioning status:\n%s", out)
-	_ = w
+
+	// Versioning turned off again (a chart without a deployment name, or a rollback to one): the
+	// unversioned workers get the records once the hook made them current, without knowing the name.
+	u := startWorkerProcess(t, workerBin, s)
+	require.NoError(t, w.cmd.Process.Signal(syscall.SIGTERM))
+	<-w.done
+	out = starterCLI(t, starterBin, env, true, "versioning", "set-current", "--unversioned", "--by", "test")
+	require.Contains(t, out, "deployment writeback: unversioned workers are current (before: build b2)")
+	m = placement(704, "ROLL-OFF.DAT")
+	s.start(t, contract.PlacementWorkflowType, m.WorkflowID(), m)
+	s.waitState(t, m.WorkflowID(), contract.StateCompleted, 30*time.Second)
+	out = starterCLI(t, starterBin, env, true, "versioning", "set-current", "--unversioned")
+	require.Contains(t, out, "no worker deployment has a current build", "a second run has nothing to do")
+	_ = u
 }

@@ -5,12 +5,14 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"slices"
 	"time"
 
 	"go.temporal.io/api/serviceerror"
 	sdkclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
 
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/config"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
 )
@@ -25,6 +27,9 @@ func runVersioning(args []string) int {
   status --deployment-name N                        the current (and ramping) build and every build's drainage
   set-current --deployment-name N --build-id B      make build B the one that gets the records, waiting (--wait)
                                                     until workers of B poll; every running record moves to B
+  set-current [--deployment-name N] --unversioned   make unversioned workers (versioning turned off) the ones that
+                                                    get the records: of deployment N, or, without a name, of every
+                                                    deployment whose current build serves the writeback task queue
 `
 	sub, rest, code, ok := subcommand(args, usage)
 	if !ok {
@@ -36,20 +41,21 @@ func runVersioning(args []string) int {
 	var name, buildID string
 	set.String(&name, "deployment-name", "TEMPORAL_DEPLOYMENT_NAME", "", "the worker deployment (the chart's worker.versioning.deploymentName)")
 	set.String(&buildID, "build-id", "TEMPORAL_BUILD_ID", "", "set-current: the build to make current (the chart's worker.versioning.buildId)")
+	unversioned := fs.Bool("unversioned", false, "set-current: make unversioned workers current (Worker Versioning turned off)")
 	wait := fs.Duration("wait", 5*time.Minute, "set-current: how long to wait for workers of the build to poll")
 	by := fs.String("by", currentUser(), "who (kept by Temporal as the deployment's last modifier)")
 	if code, ok := parse(fs, rest); !ok {
 		return code
 	}
-	if name == "" {
+	if name == "" && !(sub == "set-current" && *unversioned) {
 		fmt.Fprintln(os.Stderr, "versioning needs --deployment-name (or TEMPORAL_DEPLOYMENT_NAME)")
 		return 2
 	}
 	switch sub {
 	case "status":
 	case "set-current":
-		if buildID == "" {
-			fmt.Fprintln(os.Stderr, "versioning set-current needs --build-id (or TEMPORAL_BUILD_ID)")
+		if (buildID == "") == !*unversioned {
+			fmt.Fprintln(os.Stderr, "versioning set-current needs exactly one of --build-id (or TEMPORAL_BUILD_ID) and --unversioned")
 			return 2
 		}
 	default:
@@ -57,6 +63,9 @@ func runVersioning(args []string) int {
 		return 2
 	}
 	return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
+		if sub == "set-current" && *unversioned {
+			return setUnversioned(ctx, c, name, "starter versioning set-current --unversioned ("+*by+")")
+		}
 		h := c.WorkerDeploymentClient().GetHandle(name)
 		if sub == "set-current" {
 			prev, err := setCurrent(ctx, h, buildID, "starter versioning set-current ("+*by+")", *wait)
@@ -92,7 +101,62 @@ func runVersioning(args []string) int {
 	})
 }
 
-// setCurrent makes buildID current, retrying while Temporal refuses because no worker of that build
+// setUnversioned makes unversioned workers current in deployment name or, with no name, in every
+// deployment whose current build serves the writeback task queue (the chart's hook with versioning
+// off does not know the name the release used before).
+func setUnversioned(ctx context.Context, c sdkclient.Client, name, identity string) int {
+	names := []string{name}
+	if name == "" {
+		var err error
+		if names, err = deploymentsServing(ctx, c, contract.TaskQueue); err != nil {
+			fmt.Fprintln(os.Stderr, "cannot list the worker deployments:", err)
+			return 1
+		}
+		if len(names) == 0 {
+			fmt.Printf("no worker deployment has a current build on task queue %s: unversioned workers get the records\n", contract.TaskQueue)
+			return 0
+		}
+	}
+	for _, n := range names {
+		prev, err := setCurrent(ctx, c.WorkerDeploymentClient().GetHandle(n), "", identity, 0)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "deployment %s: unversioned workers were not made current: %v\n", n, err)
+			return 1
+		}
+		fmt.Printf("deployment %s: unversioned workers are current (before: %s)\n", n, versionName(prev))
+	}
+	return 0
+}
+
+// deploymentsServing lists the deployments whose current build polls task queue tq.
+func deploymentsServing(ctx context.Context, c sdkclient.Client, tq string) ([]string, error) {
+	dc := c.WorkerDeploymentClient()
+	it, err := dc.List(ctx, sdkclient.WorkerDeploymentListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for it.HasNext() {
+		d, err := it.Next()
+		if err != nil {
+			return nil, err
+		}
+		cur := d.RoutingConfig.CurrentVersion
+		if cur == nil || cur.BuildID == "" {
+			continue
+		}
+		v, err := dc.GetHandle(d.Name).DescribeVersion(ctx, sdkclient.WorkerDeploymentDescribeVersionOptions{BuildID: cur.BuildID})
+		if err != nil {
+			return nil, fmt.Errorf("deployment %s build %s: %w", d.Name, cur.BuildID, err)
+		}
+		if slices.ContainsFunc(v.Info.TaskQueuesInfos, func(q sdkclient.WorkerDeploymentTaskQueueInfo) bool { return q.Name == tq }) {
+			out = append(out, d.Name)
+		}
+	}
+	return out, nil
+}
+
+// setCurrent makes buildID current (unversioned workers when it is empty), retrying while Temporal refuses because no worker of that build
 // has polled yet (a rollout still starting its pods) or is briefly unavailable, until wait has passed.
 // A refusal that waiting cannot change (a bad argument, no permission) ends it at once.
 func setCurrent(ctx context.Context, h sdkclient.WorkerDeploymentHandle, buildID, identity string, wait time.Duration) (*worker.WorkerDeploymentVersion, error) {
