@@ -4,6 +4,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/signal"
 	"time"
@@ -92,7 +93,7 @@ func parse(fs *flag.FlagSet, args []string) (int, bool) {
 // openBroker connects to RabbitMQ (three tries) with a confirming publisher; declare also declares
 // the topology. On failure it has printed why and returns ok=false.
 func openBroker(ctx context.Context, bf *brokerFlags, declare bool) (*broker.Conn, *broker.Publisher, bool) {
-	log := logging.New(os.Stderr, logging.ParseLevel("warn"))
+	log := logging.New(os.Stderr, slog.LevelWarn)
 	conn, pub, err := broker.Connect(bf.conn, log, 3, ctx.Done())
 	if err == nil && declare {
 		if err = bf.topology.Declare(conn, log); err != nil {
@@ -111,7 +112,7 @@ func openBroker(ctx context.Context, bf *brokerFlags, declare bool) (*broker.Con
 func dialTemporal(ctx context.Context, tc *temporalclient.Config) (client.Client, bool) {
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	c, err := temporalclient.Dial(dctx, tc, logging.New(os.Stderr, logging.ParseLevel("error")), nil)
+	c, err := temporalclient.Dial(dctx, tc, logging.New(os.Stderr, slog.LevelError), nil)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cannot reach Temporal:", err)
 		return nil, false

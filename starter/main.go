@@ -5,6 +5,8 @@ package main
 import (
 	"fmt"
 	"os"
+
+	"github.com/tis-writeback/writeback/internal/buildinfo"
 )
 
 func commands() []command {
@@ -24,6 +26,7 @@ func commands() []command {
 }
 
 func main() {
+	buildinfo.HandleVersionFlag("writeback-starter")
 	cmds := commands()
 	usage := func() {
 		fmt.Fprintf(os.Stderr, "Usage: go run ./starter <command> [flags]\n\nCommands:\n")

@@ -11,11 +11,13 @@ import (
 	"strconv"
 	"syscall"
 
+	"github.com/tis-writeback/writeback/internal/buildinfo"
 	"github.com/tis-writeback/writeback/tcssim/demo"
 	"github.com/tis-writeback/writeback/tcssim/sim"
 )
 
 func main() {
+	buildinfo.HandleVersionFlag("writeback-tcssim")
 	fs := flag.NewFlagSet("tcssim", flag.ExitOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: go run ./tcssim [flags]\n\nAn in-memory TCS simulator with fault injection on an admin listener.\n\n")

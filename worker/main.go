@@ -13,6 +13,7 @@ import (
 	"go.uber.org/fx"
 
 	"github.com/tis-writeback/writeback/activities"
+	"github.com/tis-writeback/writeback/internal/buildinfo"
 	"github.com/tis-writeback/writeback/internal/config"
 	"github.com/tis-writeback/writeback/internal/daemon"
 	"github.com/tis-writeback/writeback/internal/logging"
@@ -22,6 +23,7 @@ import (
 )
 
 func main() {
+	buildinfo.HandleVersionFlag("writeback-worker")
 	fs := flag.NewFlagSet("worker", flag.ExitOnError)
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: go run ./worker [flags]\n\nRuns the writeback workflows and TCS activities on task queue \"writeback\".\n\n")
@@ -33,7 +35,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(2)
 	}
-	log := logging.New(os.Stderr, logging.ParseLevel(cfg.LogLevel))
+	level, err := logging.ParseLevel(cfg.LogLevel)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	log := logging.New(os.Stderr, level)
 	if err := cfg.Validate(); err != nil {
 		log.Error("invalid configuration", "error", err)
 		os.Exit(2)

@@ -3,8 +3,10 @@
 package logging
 
 import (
+	"fmt"
 	"io"
 	"log/slog"
+	"strings"
 
 	"go.uber.org/fx/fxevent"
 
@@ -26,13 +28,16 @@ func New(w io.Writer, level slog.Leveler) *slog.Logger {
 	}))
 }
 
-// ParseLevel reads debug/info/warn/error; anything else is info.
-func ParseLevel(s string) slog.Level {
+// ParseLevel reads debug, info, warn or error (any case); anything else is an error naming the value.
+func ParseLevel(s string) (slog.Level, error) {
 	var l slog.Level
-	if err := l.UnmarshalText([]byte(s)); err != nil {
-		return slog.LevelInfo
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "debug", "info", "warn", "error":
+		if err := l.UnmarshalText([]byte(s)); err == nil {
+			return l, nil
+		}
 	}
-	return l
+	return slog.LevelInfo, fmt.Errorf("LOG_LEVEL %q: want debug, info, warn or error", s)
 }
 
 // FxLogger logs fx's own lifecycle events at debug (about 40 lines at every start otherwise);

@@ -17,6 +17,8 @@ import (
 	sdkmetric "go.opentelemetry.io/otel/sdk/metric"
 	"go.temporal.io/sdk/client"
 	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
+
+	"github.com/tis-writeback/writeback/internal/buildinfo"
 )
 
 // Registry is a process's metrics registry.
@@ -29,6 +31,10 @@ type Registry struct {
 func NewRegistry() *Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	version, revision := buildinfo.Get()
+	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: "writeback_build_info",
+		Help: "1, labelled with the build that runs (version, revision).", ConstLabels: prometheus.Labels{"version": version, "revision": revision}},
+		func() float64 { return 1 }))
 	return &Registry{Registry: reg}
 }
 
