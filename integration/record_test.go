@@ -12,16 +12,18 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/tis-writeback/writeback/contract"
+	"github.com/tis-writeback/writeback/internal/operate"
 	"github.com/tis-writeback/writeback/internal/testenv"
 	"github.com/tis-writeback/writeback/tcssim/sim"
 	"github.com/tis-writeback/writeback/workflows"
 )
 
 // TestRecordHistories records the histories that workflows/replay_test.go replays, with the real
-// CLI's JSON output, into workflows/testdata/<release>/. A history once recorded is never
-// recorded again (a released folder is frozen): record the new paths of a release with
+// CLI's JSON output, into workflows/testdata/<release>/. A history once recorded is never recorded
+// again (a released folder is frozen): a release that changes workflow code adds its own folder,
+// with its own recorder here, and guards each change with workflow.GetVersion.
 //
-//	WRITEBACK_RECORD_HISTORIES=v3 go test ./integration -run TestRecordHistories
+//	WRITEBACK_RECORD_HISTORIES=v1.0 go test ./integration -run TestRecordHistories
 func TestRecordHistories(t *testing.T) {
 	release := os.Getenv("WRITEBACK_RECORD_HISTORIES")
 	if release == "" {
@@ -39,17 +41,20 @@ func TestRecordHistories(t *testing.T) {
 		require.NoError(t, os.WriteFile(path, []byte(out), 0o644))
 	}
 	recorders := map[string]func(){
-		"v1": func() { recordV1(t, s, save) },
-		"v2": func() { recordV2(t, s, save) },
-		"v3": func() { recordV3(t, s, save) },
+		"v1.0": func() { recordV1(t, s, save) },
 	}
 	rec, ok := recorders[release]
 	require.True(t, ok, "no recorder for release %q", release)
 	rec()
 }
 
-// recordV1 is the first release's set (kept to show how it was made; its files are frozen).
+// recordV1 is release 1.0's set: every path of the record workflows, a retry job, the TCS control.
 func recordV1(t *testing.T, s *stack, save func(name, id string)) {
+	ctx := context.Background()
+	sig := func(id, name, input string) {
+		s.tm.CLI(t, "workflow", "signal", "--workflow-id", id, "--name", name, "--input", input)
+	}
+
 	ok := placement(701, "DE_SEV_APP_20210728_00003779.DAT")
 	result(t, s.start(t, contract.PlacementWorkflowType, ok.WorkflowID(), ok), 30*time.Second)
 	save("placement_completed.json", ok.WorkflowID())
@@ -62,22 +67,60 @@ func recordV1(t *testing.T, s *stack, save func(name, id string)) {
 	result(t, run, 30*time.Second)
 	save("placement_transient_then_completed.json", flaky.WorkflowID())
 
+	// 422: dead letter; a malformed signal ignored; a retry too early dead-letters it again; the
+	// same request again ignored; a retry by Update once TCS takes it completes it.
 	s.sim.Store.SetFaults(sim.Faults{ErrorRate: 1, ErrorStatus: 422, Only: "/esr-exported"})
 	dl := placement(703, "REJECTED.DAT")
 	run = s.start(t, contract.PlacementWorkflowType, dl.WorkflowID(), dl)
 	s.waitState(t, dl.WorkflowID(), contract.StateDeadLettered, 30*time.Second)
-	s.tm.CLI(t, "workflow", "signal", "--workflow-id", dl.WorkflowID(), "--name", contract.SignalRetry, "--input", `{"reason":"too early","by":"recorder"}`)
+	sig(dl.WorkflowID(), contract.SignalRetry, `{"reason": 42}`)
+	sig(dl.WorkflowID(), contract.SignalRetry, `{"reason":"too early","by":"recorder","requestId":"r-1"}`)
+	require.Eventually(t, func() bool { return s.query(t, dl.WorkflowID()).Retries == 1 }, 30*time.Second, 100*time.Millisecond)
 	s.waitState(t, dl.WorkflowID(), contract.StateDeadLettered, 30*time.Second)
+	sig(dl.WorkflowID(), contract.SignalRetry, `{"reason":"too early","by":"recorder","requestId":"r-1"}`)
 	s.sim.Store.SetFaults(sim.Faults{})
-	s.tm.CLI(t, "workflow", "signal", "--workflow-id", dl.WorkflowID(), "--name", contract.SignalRetry, "--input", `{"reason":"TCS fixed","by":"recorder"}`)
+	a, err := operate.Ask(ctx, s.tm.Client, dl.WorkflowID(), "", contract.UpdateRetry, "r-2",
+		contract.SignalPayload{Reason: "TCS fixed", By: "recorder", RequestID: "r-2"})
+	require.NoError(t, err)
+	require.True(t, a.Accepted, a.Why)
 	result(t, run, 30*time.Second)
-	save("placement_deadletter_retry_completed.json", dl.WorkflowID())
+	save("placement_422_retries_signal_and_update_completed.json", dl.WorkflowID())
+
+	// 404 with its group, retried with a corrected record after TCS learnt it.
+	unknown := placement(50001, "UNKNOWN.DAT")
+	run = s.start(t, contract.PlacementWorkflowType, unknown.WorkflowID(), unknown)
+	s.waitState(t, unknown.WorkflowID(), contract.StateDeadLettered, 30*time.Second)
+	s.sim.Store.MakeKnown([]int64{50001}, nil, false)
+	fixed := unknown
+	fixed.PositionID = 99
+	sig(unknown.WorkflowID(), contract.SignalRetry, `{"reason":"positionId fixed","by":"recorder","record":`+string(mustJSON(t, fixed))+`}`)
+	result(t, run, 30*time.Second)
+	save("placement_404_corrected_completed.json", unknown.WorkflowID())
+
+	// A poison message that names its record: a dead letter without a write, then corrected.
+	partial := placement(704, "POISON.DAT")
+	partial.ExportedAt = time.Time{}
+	run = s.start(t, contract.PlacementWorkflowType, partial.WorkflowID(), partial,
+		&workflows.Carry{Poison: `field "exportedAt" must be an RFC 3339 time, got "yesterday"`, PoisonGroup: "poison-exportedAt"})
+	s.waitState(t, partial.WorkflowID(), contract.StateDeadLettered, 30*time.Second)
+	sig(partial.WorkflowID(), contract.SignalRetry, `{"reason":"producer fixed","by":"recorder","record":`+string(mustJSON(t, placement(704, "POISON.DAT")))+`}`)
+	result(t, run, 30*time.Second)
+	save("placement_poison_corrected_completed.json", partial.WorkflowID())
+
+	// Started as recovery (redrive, reconcile): priority 4, no local fast path.
+	redriven := placement(705, "REDRIVEN.DAT")
+	run, err = s.tm.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: redriven.WorkflowID(),
+		TaskQueue: contract.TaskQueue, Priority: temporal.Priority{PriorityKey: contract.RecoveryPriority}},
+		contract.PlacementWorkflowType, redriven)
+	require.NoError(t, err)
+	result(t, run, 30*time.Second)
+	save("placement_started_as_recovery_completed.json", redriven.WorkflowID())
 
 	sc := contract.ScanCompleted{ScanID: "f1c2a9e0-0b7d-4c55-9a1e-6d2f0e8b4c11", Result: "BLOCKED", FileName: "x.pdf",
 		CompletedAt: time.Date(2026, 11, 22, 9, 15, 0, 0, time.UTC)}
 	run = s.start(t, contract.ScanWorkflowType, sc.WorkflowID(), sc)
 	s.waitState(t, sc.WorkflowID(), contract.StateDeadLettered, 30*time.Second)
-	s.tm.CLI(t, "workflow", "signal", "--workflow-id", sc.WorkflowID(), "--name", contract.SignalAbandon)
+	sig(sc.WorkflowID(), contract.SignalAbandon, `{"reason":"scan deleted","by":"recorder"}`)
 	result(t, run, 30*time.Second)
 	save("scan_deadletter_abandoned.json", sc.WorkflowID())
 
@@ -85,56 +128,32 @@ func recordV1(t *testing.T, s *stack, save func(name, id string)) {
 		CompletedAt: time.Date(2026, 11, 22, 9, 15, 0, 0, time.UTC)}
 	result(t, s.start(t, contract.ScanWorkflowType, good.WorkflowID(), good), 30*time.Second)
 	save("scan_completed.json", good.WorkflowID())
-}
 
-// recordV2: failure groups, a poison message's dead letter, edit and retry.
-func recordV2(t *testing.T, s *stack, save func(name, id string)) {
-	// A 404 dead letter with its group, retried with a corrected record after TCS learnt it.
-	dl := placement(50001, "UNKNOWN.DAT")
-	run := s.start(t, contract.PlacementWorkflowType, dl.WorkflowID(), dl)
-	s.waitState(t, dl.WorkflowID(), contract.StateDeadLettered, 30*time.Second)
-	s.sim.Store.MakeKnown([]int64{50001}, nil, false)
-	fixed := dl
-	fixed.PositionID = 99
-	s.tm.CLI(t, "workflow", "signal", "--workflow-id", dl.WorkflowID(), "--name", contract.SignalRetry,
-		"--input", `{"reason":"positionId fixed","by":"recorder","record":`+string(mustJSON(t, fixed))+`}`)
-	result(t, run, 30*time.Second)
-	save("placement_404_group_corrected_completed.json", dl.WorkflowID())
-
-	// A poison message that names its record: dead letter without a write, a retry without a
-	// correction dead-letters it again, then the correction completes it.
-	partial := placement(704, "POISON.DAT")
-	partial.ExportedAt = time.Time{}
-	run = s.start(t, contract.PlacementWorkflowType, partial.WorkflowID(), partial,
-		&workflows.Carry{Poison: `field "exportedAt" must be an RFC 3339 time, got "yesterday"`, PoisonGroup: "poison-exportedAt"})
-	s.waitState(t, partial.WorkflowID(), contract.StateDeadLettered, 30*time.Second)
-	s.tm.CLI(t, "workflow", "signal", "--workflow-id", partial.WorkflowID(), "--name", contract.SignalRetry, "--input", `{"reason":"again","by":"recorder"}`)
-	require.Eventually(t, func() bool { return s.query(t, partial.WorkflowID()).Retries == 1 }, 30*time.Second, 100*time.Millisecond)
-	s.waitState(t, partial.WorkflowID(), contract.StateDeadLettered, 30*time.Second)
-	good := placement(704, "POISON.DAT")
-	s.tm.CLI(t, "workflow", "signal", "--workflow-id", partial.WorkflowID(), "--name", contract.SignalRetry,
-		"--input", `{"reason":"producer fixed","by":"recorder","record":`+string(mustJSON(t, good))+`}`)
-	result(t, run, 30*time.Second)
-	save("placement_poison_deadletter_corrected_completed.json", partial.WorkflowID())
-}
-
-// recordV3: recovery runs behind fresh records (a retried dead letter, a record started as
-// recovery by redrive or reconcile: priority 4, no local fast path).
-func recordV3(t *testing.T, s *stack, save func(name, id string)) {
-	dl := placement(50003, "RECOVER.DAT")
-	run := s.start(t, contract.PlacementWorkflowType, dl.WorkflowID(), dl)
-	s.waitState(t, dl.WorkflowID(), contract.StateDeadLettered, 30*time.Second)
-	s.sim.Store.MakeKnown([]int64{50003}, nil, false)
-	s.tm.CLI(t, "workflow", "signal", "--workflow-id", dl.WorkflowID(), "--name", contract.SignalRetry,
-		"--input", `{"reason":"placement created in TCS","by":"recorder","job":"retry-job-recorder"}`)
-	result(t, run, 30*time.Second)
-	save("placement_404_retry_as_recovery_completed.json", dl.WorkflowID())
-
-	redriven := placement(705, "REDRIVEN.DAT")
-	run, err := s.tm.Client.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: redriven.WorkflowID(),
-		TaskQueue: contract.TaskQueue, Priority: temporal.Priority{PriorityKey: contract.RecoveryPriority}},
-		contract.PlacementWorkflowType, redriven)
+	// A retry job: a skipped target, a canary, the rest, outcomes watched.
+	var ids []string
+	for i := int64(0); i < 4; i++ {
+		ids = append(ids, s.deadLetter(t, 50010+i, "JOB.DAT"))
+	}
+	s.sim.Store.MakeKnown([]int64{50010, 50011, 50012, 50013}, nil, false)
+	job := workflows.JobInput{ID: "retry-job-recorder", Signal: contract.SignalRetry, IDs: ids, Rate: 10, Canary: 1,
+		MaxFailureRatio: 0.5, MaxRetries: 5, Reason: "placements created in TCS", By: "recorder", SkippedAtStart: 1,
+		SkippedExamples: []workflows.JobFailure{{WorkflowID: ok.WorkflowID(), What: "skipped", Reason: "closed"}}}
+	jrun, err := s.tm.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: job.ID, TaskQueue: contract.TaskQueue},
+		workflows.RetryJobWorkflowType, job)
 	require.NoError(t, err)
-	result(t, run, 30*time.Second)
-	save("placement_started_as_recovery_completed.json", redriven.WorkflowID())
+	var st workflows.JobStatus
+	require.NoError(t, jrun.Get(ctx, &st))
+	require.Equal(t, workflows.JobDone, st.State)
+	require.Equal(t, 4, st.Completed)
+	save("retry_job_done.json", job.ID)
+
+	// The TCS control: workers' presence, a hold and its release, a rate and its reset.
+	starter := testenv.Build(t, "./starter", t.TempDir())
+	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address}
+	starterCLI(t, starter, env, true, "tcs", "hold", "--reason", "TCS maintenance", "--by", "recorder")
+	starterCLI(t, starter, env, true, "tcs", "release")
+	starterCLI(t, starter, env, true, "tcs", "rate", "50")
+	starterCLI(t, starter, env, true, "tcs", "rate", "--reset")
+	time.Sleep(5 * time.Second) // a worker's presence report or two
+	save("tcs_control_running.json", workflows.TCSControlWorkflowID)
 }

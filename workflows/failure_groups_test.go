@@ -156,7 +156,6 @@ func (s *WorkflowSuite) TestRetryWithTheSameRecordIsIgnored() {
 	same, _ := json.Marshal(placement)
 	s.env.RegisterDelayedCallback(func() {
 		s.env.SignalWorkflow(contract.SignalRetry, contract.SignalPayload{Record: same, By: "starter", Offer: true})
-		s.env.SignalWorkflow(contract.SignalRetry, contract.SignalPayload{Record: same, By: "starter"}) // a starter from before Offer
 	}, time.Hour)
 	s.env.ExecuteWorkflow(contract.PlacementWorkflowType, placement)
 	st := s.result()

@@ -122,8 +122,6 @@ type recorder struct {
 	poison, poisonGroup string
 	// failure is the group of the last dead-lettering (WritebackFailure).
 	failure string
-	// failureSA is false for histories from before WritebackFailure existed.
-	failureSA bool
 	// wakes counts SignalTCSAvailable: a wait for TCS ends when it moves past the count taken
 	// before the refused call (a wake that arrives while the call returns is not lost).
 	wakes int
@@ -135,17 +133,6 @@ type recorder struct {
 	// without the local fast path (a local activity has no priority).
 	recovery bool
 }
-
-// versionRecoveryPriority guards the recovery phase's commands (no local fast path, a priority).
-// versionSameRecordRetries: an operator's retry whose record is the record as it is retries (before,
-// it was ignored like the starter's offer of a duplicate message).
-const versionSameRecordRetries = "operator-same-record-retries"
-
-// starterActor is who the starter's offers of a queued message are by; a starter from before Offer
-// existed sends only that.
-const starterActor = "starter"
-
-const versionRecoveryPriority = "recovery-at-low-priority"
 
 // errContinueAsNew says the update loop should hand over to a fresh run.
 var errContinueAsNew = errors.New("continue as new")
@@ -176,7 +163,7 @@ func (r *recorder) setup(ctx workflow.Context, carry *Carry) error {
 	if carry != nil {
 		r.poison, r.poisonGroup, r.recovery, r.acted = carry.Poison, carry.PoisonGroup, carry.Recovery, carry.Acted
 	} else if workflow.GetInfo(ctx).Priority.PriorityKey >= contract.RecoveryPriority {
-		r.recovery = workflow.GetVersion(ctx, versionRecoveryPriority, workflow.DefaultVersion, 1) >= 1
+		r.recovery = true
 	}
 	workflow.SetCurrentDetails(ctx, r.rec.summary())
 	return r.publishState(ctx)
@@ -203,15 +190,15 @@ func (r *recorder) captureSettings(ctx workflow.Context) error {
 func (r *recorder) listenForSignals(ctx workflow.Context) error {
 	for _, name := range []string{contract.UpdateRetry, contract.UpdateAbandon} {
 		err := workflow.SetUpdateHandlerWithOptions(ctx, name,
-			func(ctx workflow.Context, p contract.SignalPayload) (contract.Accepted, error) {
-				d, err := r.decide(ctx, name, p, true)
+			func(_ workflow.Context, p contract.SignalPayload) (contract.Accepted, error) {
+				d, err := r.decide(name, p)
 				if err != nil {
 					return contract.Accepted{}, err
 				}
 				return r.accept(d), nil
 			},
-			workflow.UpdateHandlerOptions{Validator: func(ctx workflow.Context, p contract.SignalPayload) error {
-				_, err := r.decide(ctx, name, p, false)
+			workflow.UpdateHandlerOptions{Validator: func(_ workflow.Context, p contract.SignalPayload) error {
+				_, err := r.decide(name, p)
 				return err
 			}})
 		if err != nil {
@@ -226,7 +213,7 @@ func (r *recorder) listenForSignals(ctx workflow.Context) error {
 				if !receive(ctx, c, &p, r.log) {
 					return
 				}
-				d, err := r.decide(ctx, name, p, true)
+				d, err := r.decide(name, p)
 				if err != nil {
 					r.log.Warn("signal ignored: "+err.Error(), "signal", name, "reason", p.Reason, "by", p.By, "requestId", p.RequestID)
 					return
@@ -247,9 +234,8 @@ func (r *recorder) listenForSignals(ctx workflow.Context) error {
 
 // decide says what the record does with an operator's request: the decision to act on, or a
 // refusal (an ApplicationError whose type is a contract.Refused* code). It changes nothing, so an
-// Update's validator and its handler both ask it; only acting (not a validator) may record a
-// version marker.
-func (r *recorder) decide(ctx workflow.Context, name string, p contract.SignalPayload, acting bool) (*decision, error) {
+// Update's validator and its handler both ask it.
+func (r *recorder) decide(name string, p contract.SignalPayload) (*decision, error) {
 	refuse := func(code, why string) (*decision, error) {
 		return nil, temporal.NewApplicationErrorWithOptions(why, code, temporal.ApplicationErrorOptions{NonRetryable: true})
 	}
@@ -280,8 +266,7 @@ func (r *recorder) decide(ctx workflow.Context, name string, p contract.SignalPa
 	switch {
 	case r.poison != "" || !sameMessage(next, r.rec):
 		d.record = next
-	case p.Offer || p.By == starterActor ||
-		acting && workflow.GetVersion(ctx, versionSameRecordRetries, workflow.DefaultVersion, 1) < 1:
+	case p.Offer:
 		// A byte-identical duplicate (e.g. redelivered on the queue) is not a correction.
 		return refuse(contract.RefusedSameRecord, "the corrected record is the record as it is")
 	default:
@@ -330,8 +315,7 @@ func (r *recorder) run(ctx workflow.Context) (contract.Status, error) {
 			if err != nil {
 				return r.status, err
 			}
-			if cause != "" && group == contract.GroupBudgetSpent &&
-				workflow.GetVersion(ctx, "look-before-dead-letter", workflow.DefaultVersion, 1) >= 1 {
+			if cause != "" && group == contract.GroupBudgetSpent {
 				// Writes whose answers were lost may have landed: look before marking it errored.
 				written, err := r.checkWritten(ctx)
 				if err != nil {
@@ -381,7 +365,7 @@ func (r *recorder) run(ctx workflow.Context) (contract.Status, error) {
 			r.rec, r.poison, r.poisonGroup = d.record, "", ""
 		}
 		r.fresh = true
-		r.recovery = workflow.GetVersion(ctx, versionRecoveryPriority, workflow.DefaultVersion, 1) >= 1
+		r.recovery = true
 		if err := r.setState(ctx, contract.StateUpdating); err != nil {
 			return r.status, err
 		}
@@ -492,12 +476,10 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 			return "", "", nil
 		}
 		f := describe(err)
-		if f.queued && workflow.GetVersion(ctx, "queued-is-not-an-attempt", workflow.DefaultVersion, 1) >= 1 {
-			// Waited behind a backlog: like a refusal, not the record's time. But an attempt that was
-			// in flight when the budget ran out (slow TCS) is the record's own.
-			if !f.started || workflow.GetVersion(ctx, "started-attempt-is-the-records", workflow.DefaultVersion, 1) < 1 {
-				f.errType = contract.ErrOutage
-			}
+		if f.queued && !f.started {
+			// Waited behind a backlog: like a refusal, not the record's time. (An attempt that was in
+			// flight when the budget ran out, a slow TCS, is the record's own.)
+			f.errType = contract.ErrOutage
 		}
 		r.status.Attempts += f.attempts
 		r.status.LastError = f.message
@@ -543,8 +525,7 @@ func (r *recorder) update(ctx workflow.Context) (cause, group string, err error)
 			// clock also ran while a retry waited in the queue for a worker (a backlog behind the
 			// cap, after an outage); that time is the backlog's, not the record's: give it back.
 			r.budgetLeft = 0
-			if waited := contract.WaitedBeyond(r.settings, r.attemptTimeout(), f.attempts, f.took, f.delay, f.started, elapsed); waited > time.Second &&
-				workflow.GetVersion(ctx, "budget-excludes-queue", workflow.DefaultVersion, 1) >= 1 {
+			if waited := contract.WaitedBeyond(r.settings, r.attemptTimeout(), f.attempts, f.took, f.delay, f.started, elapsed); waited > time.Second {
 				r.budgetLeft = waited
 				r.log.Info("the retry budget ran out while a retry waited for a worker: that wait is not the record's",
 					"waited", waited, "attempts", f.attempts)
@@ -602,8 +583,6 @@ func refusedByGovernor(err error) bool {
 func (r *recorder) deadLetter(ctx workflow.Context, cause, group string) error {
 	now := workflow.Now(ctx).UTC()
 	r.status.LastError = cause
-	// WritebackFailure came later: histories recorded before it show no such upsert.
-	r.failureSA = workflow.GetVersion(ctx, "failure-group", workflow.DefaultVersion, 1) >= 1
 	r.failure = group
 	dl := r.rec.deadLetter(contract.DeadLetter{
 		Kind: string(r.rec.kind()), RecordID: r.rec.recordID(), Group: group, Attempts: r.status.Attempts,
@@ -652,7 +631,7 @@ func (r *recorder) publishState(ctx workflow.Context) error {
 		value string
 	}
 	want := []keyword{{contract.KindKey, string(r.rec.kind())}, {contract.RecordIDKey, r.rec.recordID()}, {contract.StateKey, r.status.State}}
-	if r.failureSA && r.failure != "" {
+	if r.failure != "" {
 		want = append(want, keyword{contract.FailureKey, r.failure})
 	}
 	for _, w := range want {

@@ -188,7 +188,7 @@ func (s TemporalStarter) offerCorrection(ctx context.Context, rec Record) error 
 		reason += " (" + rec.Origin + ")"
 	}
 	err = s.Client.SignalWorkflow(ctx, rec.WorkflowID, "", contract.SignalRetry, contract.SignalPayload{
-		Reason: reason, By: "starter", Record: json.RawMessage(rec.Body), Offer: true}) // By: see workflows.starterActor
+		Reason: reason, By: "starter", Record: json.RawMessage(rec.Body), Offer: true})
 	if errors.As(err, &notFound) {
 		return nil
 	}
