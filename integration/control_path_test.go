@@ -122,7 +122,13 @@ func TestJobCancelStopsTheBatchInFlight(t *testing.T) {
 	time.Sleep(4 * time.Second)
 	later := count(t, s.tm.Client, `WritebackState="Abandoned"`)
 	require.Equal(t, atOne, later, "nothing signalled more than a second after the cancel")
+	st = jobState(t, bin, env, job)
 	require.EqualValues(t, later, st["signalled"], "the job counts exactly what it signalled: %v", st)
+	require.EqualValues(t, later, st["abandoned"], "and what became of them: %v", st)
 	require.Less(t, later, n)
-	require.EqualValues(t, n, int(st["signalled"].(float64))+int(st["pending"].(float64))+int(st["skipped"].(float64)), "%v", st)
+	sum := 0
+	for _, k := range []string{"completed", "deadLettered", "abandoned", "skipped", "pending"} {
+		sum += int(st[k].(float64))
+	}
+	require.Equal(t, n, sum, "every record of the job is counted once: %v", st)
 }

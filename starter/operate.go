@@ -136,7 +136,9 @@ the new reason), still updating, abandoned.`)
 // noWait, what became of the record), or refused and why (exit 1).
 func askOne(ctx context.Context, c sdkclient.Client, signalName, id string, p contract.SignalPayload, wait time.Duration, noWait bool) int {
 	actx, cancel := context.WithTimeout(ctx, time.Minute) // the record's worker may be busy with a backlog
-	a, err := operate.Ask(actx, c, id, "", signalName, p.RequestID, p)
+	// A new Update ID each run: Temporal answers a known Update ID with its first outcome, and a re-run
+	// must hear the record's own word ("already acted on"), not an echo of the first run's.
+	a, err := operate.Ask(actx, c, id, "", signalName, "", p)
 	cancel()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "not known whether the record took the request (send it again with the same --request-id):", err)

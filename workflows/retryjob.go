@@ -116,6 +116,10 @@ type JobStatus struct {
 	Updating   int          `json:"updating"`
 	CanaryDone bool         `json:"canaryDone"`
 	Recent     []JobFailure `json:"recent,omitempty"` // the last records that dead-lettered again or were skipped
+	// RatioFrom and RatioDeadLetteredFrom are the outcomes and dead letters counted when the job was
+	// last resumed: the failure ratio is judged on the outcomes since (a resumed job needs 10 new ones).
+	RatioFrom             int `json:"ratioFrom,omitempty"`
+	RatioDeadLetteredFrom int `json:"ratioDeadLetteredFrom,omitempty"`
 }
 
 // JobFailure is one record a job could not bring through.
@@ -167,21 +171,24 @@ func RetryJob(ctx workflow.Context, in JobInput) (JobStatus, error) {
 }
 
 type job struct {
-	in                 JobInput
-	st                 JobStatus
-	cancelled, resumed bool
-	// watching: the records sent whose outcome is not known yet (JobInput.Watching while running).
+	in        JobInput
+	st        JobStatus
+	cancelled bool
+	// watching: the records sent whose outcome is not known yet (JobInput.Watching across runs).
 	watching []Watched
-	// sending is false once every record was sent (or the job stopped): the watcher may end.
-	sending bool
+	// sending is false once every record was sent (or the job stopped); watcherDone once the
+	// watcher ended (it ends when nothing is left to watch and nothing more will be sent).
+	sending, watcherDone bool
 	// activities counts this run's activities (see jobActivitiesPerRun).
-	activities int
+	activities         int
+	cancelCh, resumeCh workflow.ReceiveChannel
 }
 
 func (j *job) setup(ctx workflow.Context) error {
 	if j.in.Status != nil {
 		j.st = *j.in.Status
 	} else {
+		j.in.IDs = distinct(j.in.IDs) // a record listed twice is one record: one request, counted once
 		j.st = JobStatus{ID: j.in.ID, State: JobRunning, Total: len(j.in.IDs) + j.in.SkippedAtStart, Pending: len(j.in.IDs),
 			Skipped: j.in.SkippedAtStart, By: j.in.By, Reason: j.in.Reason, StartedAt: workflow.Now(ctx).UTC().Format(time.RFC3339)}
 		for _, f := range j.in.SkippedExamples {
@@ -193,25 +200,47 @@ func (j *job) setup(ctx workflow.Context) error {
 	if err := workflow.SetQueryHandler(ctx, QueryJob, func() (JobStatus, error) { return j.st, nil }); err != nil {
 		return err
 	}
+	j.cancelCh = workflow.GetSignalChannel(ctx, SignalJobCancel)
+	j.resumeCh = workflow.GetSignalChannel(ctx, SignalJobResume)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		sel := workflow.NewSelector(ctx)
-		sel.AddReceive(workflow.GetSignalChannel(ctx, SignalJobCancel), func(c workflow.ReceiveChannel, _ bool) {
+		sel.AddReceive(j.cancelCh, func(c workflow.ReceiveChannel, _ bool) {
 			c.Receive(ctx, nil)
 			j.cancelled = true
 		})
-		sel.AddReceive(workflow.GetSignalChannel(ctx, SignalJobResume), func(c workflow.ReceiveChannel, _ bool) {
+		sel.AddReceive(j.resumeCh, func(c workflow.ReceiveChannel, _ bool) {
 			c.Receive(ctx, nil)
-			if j.st.State != JobHalted {
-				workflow.GetLogger(ctx).Info("resume ignored: the job is not halted", "state", j.st.State)
-				return
-			}
-			j.resumed = true
+			j.resume(ctx)
 		})
 		for {
 			sel.Select(ctx)
 		}
 	})
 	return j.publish(ctx)
+}
+
+// resume lets a halted job go on: the operator looked, so the canary's word is not needed again,
+// and the failure ratio starts afresh.
+func (j *job) resume(ctx workflow.Context) {
+	if j.st.State != JobHalted {
+		workflow.GetLogger(ctx).Info("resume ignored: the job is not halted", "state", j.st.State)
+		return
+	}
+	j.st.State, j.st.HaltReason = JobRunning, ""
+	j.st.CanaryDone, j.in.Canary = true, 0
+	j.st.RatioFrom, j.st.RatioDeadLetteredFrom = j.outcomes(), j.st.DeadLettered
+	workflow.GetLogger(ctx).Info("job resumed")
+	_ = j.publish(ctx)
+}
+
+// drainSignals takes the cancels and resumes not yet received, before the run hands over.
+func (j *job) drainSignals(ctx workflow.Context) {
+	for j.cancelCh.ReceiveAsync(nil) {
+		j.cancelled = true
+	}
+	for j.resumeCh.ReceiveAsync(nil) {
+		j.resume(ctx)
+	}
 }
 
 // publish keeps the job's status in its memo, so `jobs` lists it without a worker.
@@ -224,17 +253,16 @@ func (j *job) run(ctx workflow.Context) (JobStatus, error) {
 	j.sending = true
 	watchCtx, stopWatching := workflow.WithCancel(ctx)
 	var watchErr error
-	watcherDone := false
 	workflow.Go(watchCtx, func(ctx workflow.Context) {
 		watchErr = j.watch(ctx)
-		watcherDone = true
+		j.watcherDone = true
 	})
 	err := j.send(ctx)
 	j.sending = false
-	if err == nil {
+	if err == nil && !j.cancelled {
 		// Every record sent: wait for the last outcomes (or a cancel).
-		err = workflow.Await(ctx, func() bool { return watcherDone || j.cancelled || j.tooLong(ctx) })
-		if err == nil && !watcherDone && !j.cancelled {
+		err = workflow.Await(ctx, func() bool { return j.watcherDone || j.cancelled || j.tooLong(ctx) })
+		if err == nil && !j.watcherDone && !j.cancelled {
 			err = j.continueAsNew(ctx)
 		}
 	}
@@ -243,7 +271,7 @@ func (j *job) run(ctx workflow.Context) (JobStatus, error) {
 	switch {
 	case errors.As(err, &can):
 		return j.st, err
-	case err == nil && watchErr != nil:
+	case err == nil && watchErr != nil && !j.cancelled:
 		err = watchErr
 	}
 	if err != nil {
@@ -256,7 +284,11 @@ func (j *job) run(ctx workflow.Context) (JobStatus, error) {
 		}
 	}
 	if j.cancelled {
-		j.st.State = JobCancelled
+		j.st.State = JobCancelled // said at once; the last look below only fills in outcomes
+		if err := j.publish(ctx); err != nil {
+			return j.st, err
+		}
+		j.lastLook(ctx)
 		j.st.Updating += len(j.watching) // sent, outcome not known
 		j.watching = nil
 	} else {
@@ -268,12 +300,6 @@ func (j *job) run(ctx workflow.Context) (JobStatus, error) {
 // send sends the records' requests chunk by chunk: a canary first, then at the job's rate while
 // the outcomes allow. A chunk's answers are in the job's state before the next chunk goes.
 func (j *job) send(ctx workflow.Context) error {
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: 2 * time.Minute,
-		// A worker that died mid-chunk is noticed by its silence; the chunk is then sent again.
-		HeartbeatTimeout: jobHeartbeat,
-		RetryPolicy:      &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
-	})
 	for len(j.in.IDs) > 0 {
 		if err := j.gate(ctx); err != nil || j.cancelled {
 			return err
@@ -282,26 +308,34 @@ func (j *job) send(ctx workflow.Context) error {
 			return j.continueAsNew(ctx)
 		}
 		canary := !j.st.CanaryDone && j.in.Canary > 0 && j.in.Signal == contract.SignalRetry
-		n := min(max(int(j.in.Rate+0.999), 1), maxChunk)
+		n := min(max(int(j.in.Rate+0.999), 1), maxChunk) // about a second of requests
 		if canary {
-			n = j.in.Canary
-		} else if err := j.roomToSend(ctx); err != nil || j.cancelled || j.st.State == JobHalted || j.tooLong(ctx) {
+			n = min(n, j.in.Canary)
+		} else {
+			room, err := j.roomToSend(ctx)
 			if err != nil {
 				return err
 			}
-			continue
+			if room == 0 {
+				continue // halted, cancelled or too long: looked at again above
+			}
+			n = min(n, room)
 		}
 		chunk := j.in.IDs[:min(n, len(j.in.IDs))]
-		var sent []Sent
-		req := SendRequest{JobID: j.st.ID, Signal: j.in.Signal, IDs: chunk, Rate: j.in.Rate,
-			Payload: contract.SignalPayload{Reason: j.in.Reason, By: j.in.By, Job: j.st.ID, RequestID: j.st.ID, MaxRetries: j.in.MaxRetries}}
-		// A chunk is about a second of requests: a cancel waits for it, so the counts stay exact.
-		j.activities++
-		if err := workflow.ExecuteActivity(actx, SendRequestsActivity, req).Get(ctx, &sent); err != nil {
+		sent, err := j.sendChunk(ctx, chunk)
+		if err != nil {
 			return err
 		}
 		j.in.IDs = j.in.IDs[len(chunk):]
 		j.st.Pending -= len(chunk)
+		if sent == nil {
+			// Cancelled while the chunk hung (a record's worker did not answer): whether these
+			// records took the request is not known; they are counted as updating, not signalled.
+			j.st.Updating += len(chunk)
+			j.note(JobFailure{WorkflowID: chunk[0], What: "not known",
+				Reason: fmt.Sprintf("cancelled while a chunk of %d requests from here was unanswered", len(chunk))})
+			return j.publish(ctx)
+		}
 		accepted := j.record(ctx, sent, canary)
 		if err := j.publish(ctx); err != nil {
 			return err
@@ -314,6 +348,41 @@ func (j *job) send(ctx workflow.Context) error {
 	}
 	return nil
 }
+
+// sendChunk sends one chunk and returns each record's answer. A cancel waits for the chunk in
+// flight (about a second), so the counts stay exact; only a chunk still unanswered cancelWait
+// later is given up, and then sent is nil.
+func (j *job) sendChunk(ctx workflow.Context, chunk []string) ([]Sent, error) {
+	cctx, stop := workflow.WithCancel(ctx)
+	defer stop()
+	actx := workflow.WithActivityOptions(cctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		// A worker that died mid-chunk is noticed by its silence; the chunk is then sent again.
+		HeartbeatTimeout: jobHeartbeat,
+		RetryPolicy:      &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
+	})
+	req := SendRequest{JobID: j.st.ID, Signal: j.in.Signal, IDs: chunk, Rate: j.in.Rate,
+		Payload: contract.SignalPayload{Reason: j.in.Reason, By: j.in.By, Job: j.st.ID, RequestID: j.st.ID, MaxRetries: j.in.MaxRetries}}
+	j.activities++
+	f := workflow.ExecuteActivity(actx, SendRequestsActivity, req)
+	if err := workflow.Await(ctx, func() bool { return f.IsReady() || j.cancelled }); err != nil {
+		return nil, err
+	}
+	if !f.IsReady() {
+		if _, err := workflow.AwaitWithTimeout(ctx, cancelWait, f.IsReady); err != nil {
+			return nil, err
+		}
+		if !f.IsReady() {
+			return nil, nil
+		}
+	}
+	var sent []Sent
+	err := f.Get(ctx, &sent)
+	return sent, err
+}
+
+// cancelWait is how long a cancel waits for the chunk in flight before giving it up.
+const cancelWait = 5 * time.Second
 
 // record counts a chunk's answers and watches the records that accepted; it returns how many did.
 func (j *job) record(ctx workflow.Context, sent []Sent, canary bool) int {
@@ -342,16 +411,24 @@ func (j *job) record(ctx workflow.Context, sent []Sent, canary bool) int {
 	return accepted
 }
 
-// roomToSend waits while too many records are out without an outcome: until the failure ratio can
-// be judged, jobRatioOutcomes; then maxWatching.
-func (j *job) roomToSend(ctx workflow.Context) error {
-	return workflow.Await(ctx, func() bool {
+// roomToSend waits until records may go out and says how many: until the failure ratio can be
+// judged, at most jobRatioOutcomes without an outcome; then maxWatching. 0 when the job was
+// halted, cancelled, or has to continue as new meanwhile.
+func (j *job) roomToSend(ctx workflow.Context) (int, error) {
+	room := func() int {
 		limit := maxWatching
-		if j.outcomes() < jobRatioOutcomes {
-			limit = max(jobRatioOutcomes-j.outcomes(), 1)
+		if since := j.outcomes() - j.st.RatioFrom; since < jobRatioOutcomes {
+			limit = max(jobRatioOutcomes-since, 1)
 		}
-		return len(j.watching) < limit || j.cancelled || j.st.State == JobHalted || j.tooLong(ctx)
+		return max(limit-len(j.watching), 0)
+	}
+	err := workflow.Await(ctx, func() bool {
+		return room() > 0 || j.cancelled || j.st.State == JobHalted || j.tooLong(ctx) || j.watcherDone
 	})
+	if err != nil || j.cancelled || j.st.State == JobHalted || j.tooLong(ctx) {
+		return 0, err
+	}
+	return max(room(), 1), nil
 }
 
 // tooLong says the job's history is long enough to continue as new.
@@ -363,9 +440,9 @@ func (j *job) tooLong(ctx workflow.Context) bool {
 // awaitCanary waits for the canaries' outcomes; the watcher halts the job if one did not complete.
 func (j *job) awaitCanary(ctx workflow.Context) error {
 	err := workflow.Await(ctx, func() bool {
-		return j.cancelled || !slices.ContainsFunc(j.watching, func(w Watched) bool { return w.Canary })
+		return j.cancelled || j.watcherDone || !slices.ContainsFunc(j.watching, func(w Watched) bool { return w.Canary })
 	})
-	if err == nil && j.in.Canary <= 0 && j.st.State != JobHalted {
+	if err == nil && j.in.Canary <= 0 && j.st.State == JobRunning {
 		j.st.CanaryDone = true
 	}
 	return err
@@ -374,11 +451,6 @@ func (j *job) awaitCanary(ctx workflow.Context) error {
 // watch looks at the outcomes of the records sent, round after round, until every record was sent
 // and has an outcome (or its wait ran out). It halts the job when the outcomes say so.
 func (j *job) watch(ctx workflow.Context) error {
-	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		StartToCloseTimeout: time.Minute,
-		HeartbeatTimeout:    jobHeartbeat,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 10 * time.Second},
-	})
 	for {
 		if err := workflow.Await(ctx, func() bool { return len(j.watching) > 0 || !j.sending }); err != nil {
 			return err
@@ -386,39 +458,66 @@ func (j *job) watch(ctx workflow.Context) error {
 		if len(j.watching) == 0 {
 			return nil
 		}
-		look := j.watching[:min(len(j.watching), maxWatching)]
-		req := AwaitRequest{Before: map[string]string{}, Wait: watchRound}
-		for _, w := range look {
-			req.IDs = append(req.IDs, w.WorkflowID)
-			req.Before[w.WorkflowID] = w.Before
-		}
-		var outs []JobOutcome
-		j.activities++
-		if err := workflow.ExecuteActivity(actx, AwaitOutcomesActivity, req).Get(ctx, &outs); err != nil {
+		outs, err := j.look(ctx, watchRound)
+		if err != nil && ctx.Err() != nil {
 			return err
 		}
-		j.settle(ctx, outs)
-		if err := j.publish(ctx); err != nil {
-			return err
+		// (A look that failed is a round without outcomes: the waits still run out.)
+		if j.settle(ctx, outs, true) {
+			if err := j.publish(ctx); err != nil {
+				return err
+			}
 		}
 	}
 }
 
-// settle counts the outcomes a look found, forgets the records that settled or whose wait ran out,
-// and halts the job on a failed canary or a failure ratio above the job's.
-func (j *job) settle(ctx workflow.Context, outs []JobOutcome) {
+// look asks the outcomes of the records watched (the first maxWatching), waiting up to wait for
+// them to settle.
+func (j *job) look(ctx workflow.Context, wait time.Duration) ([]JobOutcome, error) {
+	opts := workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		HeartbeatTimeout:    jobHeartbeat,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, MaximumAttempts: 3},
+	}
+	if wait == 0 { // one quick look (after a cancel): what it does not see stays unknown
+		opts.StartToCloseTimeout, opts.RetryPolicy = 10*time.Second, &temporal.RetryPolicy{MaximumAttempts: 1}
+	}
+	actx := workflow.WithActivityOptions(ctx, opts)
+	look := j.watching[:min(len(j.watching), maxWatching)]
+	req := AwaitRequest{Before: map[string]string{}, Wait: wait}
+	for _, w := range look {
+		req.IDs = append(req.IDs, w.WorkflowID)
+		req.Before[w.WorkflowID] = w.Before
+	}
+	var outs []JobOutcome
+	j.activities++
+	err := workflow.ExecuteActivity(actx, AwaitOutcomesActivity, req).Get(ctx, &outs)
+	return outs, err
+}
+
+// lastLook counts, once, the outcomes of the records still watched when the job was cancelled.
+func (j *job) lastLook(ctx workflow.Context) {
+	if len(j.watching) == 0 {
+		return
+	}
+	if outs, err := j.look(ctx, 0); err == nil {
+		j.settle(ctx, outs, false)
+	}
+}
+
+// settle counts the outcomes a look found and forgets the records that settled (and, if expire,
+// those whose wait ran out); it halts the job on a failed canary or a failure ratio above the
+// job's, judged on the outcomes since it was last resumed. It reports whether anything changed.
+func (j *job) settle(ctx workflow.Context, outs []JobOutcome, expire bool) bool {
 	by := make(map[string]JobOutcome, len(outs))
 	for _, o := range outs {
 		by[o.WorkflowID] = o
 	}
 	now := workflow.Now(ctx)
 	canaryFailed := ""
+	before := len(j.watching)
 	j.watching = slices.DeleteFunc(j.watching, func(w Watched) bool {
-		o, ok := by[w.WorkflowID]
-		if !ok {
-			return false // not looked at this round
-		}
-		switch o.Result {
+		switch o := by[w.WorkflowID]; o.Result {
 		case JobOutcomeCompleted:
 			j.st.Completed++
 		case JobOutcomeAbandoned:
@@ -429,34 +528,40 @@ func (j *job) settle(ctx workflow.Context, outs []JobOutcome) {
 			if w.Canary {
 				canaryFailed = o.WorkflowID + ": " + o.Reason
 			}
-		default:
-			if now.Before(w.Until) {
+		default: // still updating, or not looked at
+			if !expire || now.Before(w.Until) {
 				return false
 			}
 			j.st.Updating++
 			if w.Canary {
-				canaryFailed = o.WorkflowID + " did not complete in time"
+				canaryFailed = w.WorkflowID + " did not complete in time"
 			}
 		}
 		return true
 	})
-	if j.st.State != JobRunning {
-		return
+	if j.st.State != JobRunning || j.cancelled {
+		return len(j.watching) != before
 	}
-	outcomes := j.outcomes()
+	outcomes, dead := j.outcomes()-j.st.RatioFrom, j.st.DeadLettered-j.st.RatioDeadLetteredFrom
 	switch {
 	case canaryFailed != "":
 		j.halt(ctx, "canary failed: "+canaryFailed)
-	case outcomes >= jobRatioOutcomes && float64(j.st.DeadLettered)/float64(outcomes) > j.in.MaxFailureRatio:
-		j.halt(ctx, fmt.Sprintf("%d of %d records dead-lettered again (more than %.0f%%)", j.st.DeadLettered, outcomes,
+	case outcomes >= jobRatioOutcomes && float64(dead)/float64(outcomes) > j.in.MaxFailureRatio:
+		j.halt(ctx, fmt.Sprintf("%d of %d records dead-lettered again (more than %.0f%%)", dead, outcomes,
 			j.in.MaxFailureRatio*100))
 	}
+	return len(j.watching) != before || j.st.State != JobRunning
 }
 
 func (j *job) outcomes() int { return j.st.Completed + j.st.DeadLettered + j.st.Abandoned }
 
-// continueAsNew hands the job, its state and the records it watches to a fresh run.
+// continueAsNew hands the job, its state and the records it watches to a fresh run; after the
+// signals not yet received (a cancel among them: then it does not hand over, and returns nil).
 func (j *job) continueAsNew(ctx workflow.Context) error {
+	j.drainSignals(ctx)
+	if j.cancelled {
+		return nil
+	}
 	st := j.st
 	next := j.in
 	next.Status = &st
@@ -469,18 +574,7 @@ func (j *job) gate(ctx workflow.Context) error {
 	if j.cancelled || j.st.State != JobHalted {
 		return nil
 	}
-	if err := workflow.Await(ctx, func() bool { return j.cancelled || j.resumed }); err != nil {
-		return err
-	}
-	j.resumed = false
-	if j.cancelled {
-		return nil
-	}
-	j.st.State, j.st.HaltReason = JobRunning, ""
-	j.st.CanaryDone = true // an operator looked and resumed: the canary's word is not needed again
-	j.in.Canary = 0
-	workflow.GetLogger(ctx).Info("job resumed")
-	return j.publish(ctx)
+	return workflow.Await(ctx, func() bool { return j.cancelled || j.st.State != JobHalted })
 }
 
 func (j *job) halt(ctx workflow.Context, why string) {
@@ -493,4 +587,17 @@ func (j *job) note(f JobFailure) {
 	if len(j.st.Recent) > 20 {
 		j.st.Recent = j.st.Recent[len(j.st.Recent)-20:]
 	}
+}
+
+// distinct keeps the first of each ID, in order.
+func distinct(ids []string) []string {
+	seen := make(map[string]bool, len(ids))
+	out := ids[:0:0]
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	return out
 }

@@ -79,24 +79,32 @@ func Snapshot(ctx context.Context, c client.Client, ids []string) map[string]str
 }
 
 // Await polls the signalled workflows until each has settled (completed, abandoned, or
-// dead-lettered again) or wait has passed; what has not settled is still updating. tick, if set,
-// is called each round (heartbeats).
+// dead-lettered again) or wait has passed (it looks at least once); what has not settled is still
+// updating. tick, if set, is called after each record looked at (heartbeats): a slow record's
+// query is given up after queryTimeout, and asked again next round.
 func Await(ctx context.Context, c client.Client, ids []string, before map[string]string, wait time.Duration, tick func()) []Outcome {
 	deadline := time.Now().Add(wait)
 	settled := map[string]Outcome{}
 	var mu sync.Mutex
-	for {
+	for looked := false; ; looked = true {
 		var open []string
 		for _, id := range ids {
 			if _, ok := settled[id]; !ok {
 				open = append(open, id)
 			}
 		}
-		if len(open) == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+		if len(open) == 0 || (looked && time.Now().After(deadline)) || ctx.Err() != nil {
 			break
 		}
 		ForEach(open, 16, func(id string) {
-			st, err := QueryState(ctx, c, id)
+			qctx, cancel := context.WithTimeout(ctx, queryTimeout)
+			st, err := QueryState(qctx, c, id)
+			cancel()
+			mu.Lock()
+			defer mu.Unlock()
+			if tick != nil {
+				tick()
+			}
 			if err != nil {
 				return // transient: asked again next round
 			}
@@ -111,12 +119,10 @@ func Await(ctx context.Context, c client.Client, ids []string, before map[string
 			default:
 				return
 			}
-			mu.Lock()
 			settled[id] = o
-			mu.Unlock()
 		})
-		if tick != nil {
-			tick()
+		if time.Now().After(deadline) {
+			continue // the loop's test ends it
 		}
 		select {
 		case <-ctx.Done():
@@ -133,6 +139,9 @@ func Await(ctx context.Context, c client.Client, ids []string, before map[string
 	}
 	return out
 }
+
+// queryTimeout bounds one state query (a record's worker busy, or its task failing).
+const queryTimeout = 5 * time.Second
 
 // ForEach runs f on every item, n at a time: the one bounded pool of the operator commands
 // (retry, abandon, reconcile) and the retry jobs.

@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sort"
 	"sync"
 
 	"github.com/tis-writeback/writeback/contract"
@@ -61,7 +62,12 @@ type Step struct {
 // the record itself, so a plan of thousands needs no query each.
 func Plan(targets []Target, signal string, maxRetries int, retries func(id string) (int, bool)) []Step {
 	steps := make([]Step, 0, len(targets))
+	seen := make(map[string]bool, len(targets))
 	for _, t := range targets {
+		if seen[t.WorkflowID] {
+			continue // listed twice (an --ids-file line repeated): one record, one request
+		}
+		seen[t.WorkflowID] = true
 		st := Step{WorkflowID: t.WorkflowID}
 		switch {
 		case !t.Running:
@@ -142,6 +148,9 @@ func Find(ctx context.Context, c client.Client, sel Selection) ([]Target, error)
 		}
 		token = resp.GetNextPageToken()
 		if len(token) == 0 {
+			// In workflow ID order: the order a --dry-run prints and the job then follows (visibility's
+			// own order changes as records do).
+			sort.SliceStable(out, func(a, b int) bool { return out[a].WorkflowID < out[b].WorkflowID })
 			return out, nil
 		}
 	}
