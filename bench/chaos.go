@@ -47,6 +47,7 @@ func runChaos(args []string) int {
 	fs.StringVar(&c.Kube.Deployment, "deployment-name", "writeback", "kube: the workers' Worker Versioning deployment name")
 	fs.Float64Var(&c.TCSRate, "tcs-rate", 200, "the workers' TCS rate cap (activities/s)")
 	fs.DurationVar(&c.SettleTimeout, "settle-timeout", 30*time.Minute, "how long to wait for every record to settle")
+	fs.BoolVar(&c.Operator, "operator", true, "an operator's actions under the faults: tcs hold and release, a retry job resumed and cancelled mid-run, reconciled against the records")
 	fs.Uint64Var(&c.Seed, "seed", 1, "random seed")
 	out := fs.String("out", "BENCHMARKS.md", "report file (its chaos section is replaced)")
 	_ = fs.Parse(args)

@@ -32,6 +32,7 @@ func searchAttr(t *testing.T, tm *testenv.Temporal, id, key string) string {
 // message arriving on the queue retries it with the new content; a byte-identical duplicate of the
 // correction writes nothing more. A message that names no record stays in the DLQ alone.
 func TestPoisonThatNamesItsRecordThenItsCorrection(t *testing.T) {
+	t.Parallel()
 	b, tm := intakeStack(t, 0)
 	s := testenv.StartSim(t, 1000)
 	w := testenv.StartWorker(t, tm, s.URL(), testenv.WorkerOptions{})
@@ -81,6 +82,7 @@ func TestPoisonThatNamesItsRecordThenItsCorrection(t *testing.T) {
 // A byte-identical duplicate of a message whose record is parked as a dead letter is not a
 // correction: no second write, no second dead-lettering or CRITICAL line.
 func TestDuplicateOfADeadLetteredRecordChangesNothing(t *testing.T) {
+	t.Parallel()
 	b, tm := intakeStack(t, 0)
 	s := testenv.StartSim(t, 10) // placement 500 is unknown: 404
 	w := testenv.StartWorker(t, tm, s.URL(), testenv.WorkerOptions{})

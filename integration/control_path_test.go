@@ -32,6 +32,7 @@ func jobIDOf(t *testing.T, out string) string {
 // sent twice (the same --request-id, or a signal with the same requestId) acts once; a malformed
 // signal blocks nothing.
 func TestRetryCommandAnswersForTheRecord(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, testenv.WorkerOptions{})
 	bin := testenv.Build(t, "./starter", t.TempDir())
 	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address}
@@ -67,6 +68,7 @@ func TestRetryCommandAnswersForTheRecord(t *testing.T) {
 
 // A job's worker killed mid-chunk: the chunk is sent again, and no record acts twice on it.
 func TestJobWorkerKilledMidChunkRetriesEachRecordOnce(t *testing.T) {
+	t.Parallel()
 	s, workerBin := processStack(t)
 	bin := testenv.Build(t, "./starter", t.TempDir())
 	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address}

@@ -17,6 +17,7 @@ import (
 // A long 401 spell makes the record's workflow continue as new; `starter history` still tells the
 // whole story: the message and the first run's attempts, then the later run's, once each.
 func TestHistoryFollowsContinueAsNew(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test")
 	}

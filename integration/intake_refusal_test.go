@@ -25,6 +25,7 @@ func placementWithFile(id int64, file string) []byte {
 // A filename outside ASCII is valid (SPEC section 2); its workflow ID is percent-encoded
 // (section 3), so the SDK can send it and the record is written, not held forever.
 func TestNonASCIIFilenameIsStartedAndWritten(t *testing.T) {
+	t.Parallel()
 	b, tm := intakeStack(t, 0)
 	s := testenv.StartSim(t, 100)
 	testenv.StartWorker(t, tm, s.URL(), testenv.WorkerOptions{})
@@ -51,6 +52,7 @@ func TestNonASCIIFilenameIsStartedAndWritten(t *testing.T) {
 // Temporal refusing a start for the message itself (here an ID over a lowered server limit) is not
 // an outage: the message goes to the DLQ with the server's reason, and Temporal is not reported down.
 func TestStartRefusedByTemporalGoesToTheDLQWithTheServersReason(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test")
 	}
@@ -78,6 +80,7 @@ func TestStartRefusedByTemporalGoesToTheDLQWithTheServersReason(t *testing.T) {
 // dead-lettered for an infrastructure fault): the delivery is held, the log names the attribute, and
 // once an operator registers the attributes the record starts. Nothing reaches the DLQ.
 func TestUnregisteredSearchAttributeIsHeldNotDeadLettered(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test")
 	}

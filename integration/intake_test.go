@@ -103,6 +103,7 @@ func intakeStack(t *testing.T, deliveryLimit int) (*testenv.Broker, *testenv.Tem
 }
 
 func TestFiveHundredMessagesFiveHundredWorkflows(t *testing.T) {
+	t.Parallel()
 	b, tm := intakeStack(t, 0)
 	startConsumer(t, b, tm.Client, 100)
 	start := time.Now()
@@ -126,6 +127,7 @@ func TestFiveHundredMessagesFiveHundredWorkflows(t *testing.T) {
 }
 
 func TestDuplicatesMakeOneWorkflowOneRow(t *testing.T) {
+	t.Parallel()
 	b, tm := intakeStack(t, 0)
 	s := testenv.StartSim(t, 1000)
 	testenv.StartWorker(t, tm, s.URL(), testenv.WorkerOptions{})
@@ -156,6 +158,7 @@ func TestDuplicatesMakeOneWorkflowOneRow(t *testing.T) {
 }
 
 func TestPoisonMessagesGoToTheDLQWithTheirReason(t *testing.T) {
+	t.Parallel()
 	b, tm := intakeStack(t, 0)
 	startConsumer(t, b, tm.Client, 10)
 	huge := `{"placementId":1,"positionNumber":1,"positionId":1,"filename":"` + strings.Repeat("x", 70000) + `","exportedAt":"2021-07-28T13:10:00Z"}`
@@ -254,6 +257,7 @@ func TestConsumerRecoversFromClosedConnections(t *testing.T) {
 }
 
 func TestFuzzSeedsNeverPanicThroughTheConsumer(t *testing.T) {
+	t.Parallel()
 	// The fuzz target lives in messages; this checks its corpus through Decode for both kinds.
 	for _, body := range [][]byte{nil, []byte("{}"), []byte(`{"placementId":1e400}`), []byte("\xff\xfe")} {
 		for _, k := range []contract.Kind{contract.KindPlacement, contract.KindScan, "other"} {

@@ -69,6 +69,7 @@ func (s *stack) deadLetter(t *testing.T, id int64, file string) string {
 }
 
 func TestRetryAndAbandonCommands(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, testenv.WorkerOptions{})
 	bin := testenv.Build(t, "./starter", t.TempDir())
 	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address}
@@ -117,6 +118,7 @@ func TestRetryAndAbandonCommands(t *testing.T) {
 }
 
 func TestFindPagesThroughVisibility(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, testenv.WorkerOptions{})
 	for i := int64(0); i < 25; i++ {
 		m := placement(6000+i, "PAGE.DAT")
@@ -135,6 +137,7 @@ func TestFindPagesThroughVisibility(t *testing.T) {
 }
 
 func TestRedriveCommand(t *testing.T) {
+	t.Parallel()
 	b, tm := intakeStack(t, 1)
 	bin := testenv.Build(t, "./starter", t.TempDir())
 	env := append(b.Env(), "TEMPORAL_ADDRESS="+tm.Address)
@@ -186,6 +189,7 @@ func TestRedriveCommand(t *testing.T) {
 }
 
 func TestReconcileCommand(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, testenv.WorkerOptions{})
 	bin := testenv.Build(t, "./starter", t.TempDir())
 	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address, "TCS_URL=" + s.sim.URL(), "TCS_TOKEN=" + sim.DevToken}
@@ -231,6 +235,7 @@ func TestReconcileCommand(t *testing.T) {
 // Reconcile knows dead letters: a missing placement whose workflow is parked is reported as a dead
 // letter with its reason (not as running), and --retry-dead-letters retries it.
 func TestReconcileReportsAndRetriesDeadLetters(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, testenv.WorkerOptions{})
 	bin := testenv.Build(t, "./starter", t.TempDir())
 	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address, "TCS_URL=" + s.sim.URL(), "TCS_TOKEN=" + sim.DevToken}
@@ -257,6 +262,7 @@ func TestReconcileReportsAndRetriesDeadLetters(t *testing.T) {
 // retries exactly that group and tells the outcome; edit-and-retry writes a corrected record and the
 // CLI refuses a correction of another record, saying why.
 func TestDeadLetterGroupsAndEditAndRetry(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, testenv.WorkerOptions{})
 	bin := testenv.Build(t, "./starter", t.TempDir())
 	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address, "TEMPORAL_UI_URL=http://ui.example:8233"}
@@ -339,6 +345,7 @@ func regexpQuote(s string) string { return regexp.QuoteMeta(s) }
 // halts the job when it dead-letters again, jobs resume/cancel, jobs show --json per SPEC, and
 // --max-retries skips records retried too often.
 func TestRetryJobs(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, testenv.WorkerOptions{})
 	bin := testenv.Build(t, "./starter", t.TempDir())
 	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address}

@@ -34,6 +34,7 @@ func requireNoSecret(t *testing.T, what, out string) {
 // No secret reaches --help, a flag error or a log line; a malformed setting stops the program at
 // start with an error naming it.
 func TestSecretsNeverPrintedAndBadSettingsNamed(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the binaries")
 	}
@@ -77,6 +78,7 @@ func TestSecretsNeverPrintedAndBadSettingsNamed(t *testing.T) {
 
 // The worker's and starter's own log lines never hold a secret, even when a dial fails.
 func TestLogsHoldNoSecret(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("builds the binaries")
 	}

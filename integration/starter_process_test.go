@@ -48,6 +48,7 @@ func TestStarterKilledMidBatchThenRestarted(t *testing.T) {
 }
 
 func TestStarterGracefulStopAndHelp(t *testing.T) {
+	t.Parallel()
 	b, tm := intakeStack(t, 0)
 	bin := testenv.Build(t, "./starter", t.TempDir())
 	cmd, logs, done := startStarterProcess(t, bin, b, tm.Address)
@@ -71,6 +72,7 @@ func TestStarterGracefulStopAndHelp(t *testing.T) {
 }
 
 func TestPublishFileAndDemo(t *testing.T) {
+	t.Parallel()
 	b, _ := intakeStack(t, 0)
 	bin := testenv.Build(t, "./starter", t.TempDir())
 	file := t.TempDir() + "/in.jsonl"
@@ -96,6 +98,7 @@ func TestPublishFileAndDemo(t *testing.T) {
 // AMQP_URL may name several nodes of one cluster: the starter connects to the first that answers
 // (here the first is down) and its records flow as with one node. The password never reaches a log.
 func TestStarterWithSeveralBrokerAddresses(t *testing.T) {
+	t.Parallel()
 	b, tm := intakeStack(t, 0)
 	bin := testenv.Build(t, "./starter", t.TempDir())
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -35,6 +35,7 @@ func roll(t *testing.T, s *stack, workerBin, starterBin string, old *workerProce
 // runs `starter versioning set-current`; this test runs it the same way, from unversioned workers to
 // a first build and on to a second, with a record parked under the first build retried under the last.
 func TestRollingDeployToANewBuildKeepsRecordsFlowing(t *testing.T) {
+	t.Parallel()
 	s, workerBin := processStack(t)
 	starterBin := testenv.Build(t, "./starter", t.TempDir())
 	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address}

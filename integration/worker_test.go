@@ -108,6 +108,7 @@ func result(t *testing.T, run client.WorkflowRun, within time.Duration) contract
 }
 
 func TestPlacementCompletes(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, testenv.WorkerOptions{})
 	m := placement(101, "A.DAT")
 	st := result(t, s.start(t, contract.PlacementWorkflowType, m.WorkflowID(), m), 30*time.Second)
@@ -117,6 +118,7 @@ func TestPlacementCompletes(t *testing.T) {
 }
 
 func TestCLIStartedWorkflowCompletes(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, testenv.WorkerOptions{})
 	input := `{"placementId":102,"positionNumber":25713154,"positionId":6957985,"filename":"B.DAT","exportedAt":"2021-07-28T13:10:00Z"}`
 	s.tm.CLI(t, "workflow", "start", "--type", contract.PlacementWorkflowType, "--task-queue", contract.TaskQueue,
@@ -128,6 +130,7 @@ func TestCLIStartedWorkflowCompletes(t *testing.T) {
 }
 
 func TestPermanentErrorDeadLettersMarksFailedAndRetries(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, testenv.WorkerOptions{})
 	m := placement(103, "C.DAT")
 	// TCS rejects the export itself (422); the esr-export-failed mark still works.
@@ -171,6 +174,7 @@ func TestPermanentErrorDeadLettersMarksFailedAndRetries(t *testing.T) {
 }
 
 func TestTCSOutageOfTenSecondsThenCompletedOnce(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, testenv.WorkerOptions{})
 	s.sim.Store.SetFaults(sim.Faults{Outage: true})
 	var runs []client.WorkflowRun
@@ -220,6 +224,7 @@ func TestLostAnswersNeverDuplicate(t *testing.T) {
 }
 
 func TestScanCompletesAndScanDeadLetters(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, testenv.WorkerOptions{})
 	ok := contract.ScanCompleted{ScanID: "3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c11", Result: "SANITISED", FileName: "referral.pdf",
 		CompletedAt: time.Date(2026, 11, 22, 9, 15, 0, 0, time.UTC)}
@@ -238,6 +243,7 @@ func TestScanCompletesAndScanDeadLetters(t *testing.T) {
 }
 
 func TestAuthFailureKeepsUpdatingAndAlerts(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, testenv.WorkerOptions{Retry: contract.RetrySettings{InitialInterval: 100 * time.Millisecond,
 		BackoffCoefficient: 2, MaximumInterval: 500 * time.Millisecond, Budget: 2 * time.Second, ParkingPeriod: time.Hour}})
 	s.sim.Store.SetFaults(sim.Faults{ErrorRate: 1, ErrorStatus: 401})

@@ -13,7 +13,6 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -54,10 +53,13 @@ type Config struct {
 	Profile          string // stack.ProfileDev (default), stack.ProfileCluster or ProfileKube
 	// The dev profile's RabbitMQ: its URL (default: the machine's, localhost:5672) and its node, which
 	// the RabbitMQ fault stops and starts (zero: the machine's default node). The tests give theirs.
-	AMQPURL       string
-	RabbitNode    rabbitnode.Ref
-	Kube          KubeConfig
-	TCSRate       float64
+	AMQPURL    string
+	RabbitNode rabbitnode.Ref
+	Kube       KubeConfig
+	TCSRate    float64
+	// Operator adds an operator's actions under the faults (a hold and release, a retry job resumed
+	// and cancelled mid-run) and reconciles what the jobs say against the records.
+	Operator      bool
 	SettleTimeout time.Duration
 	Seed          uint64
 	Log           io.Writer // progress lines
@@ -365,6 +367,10 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 			}()
 		}}
 	st.Faults(pl)
+	var op *operator
+	if c.Operator {
+		op = scheduleOperator(pl, st)
+	}
 
 	// Progress while publishing.
 	progressDone := make(chan struct{})
@@ -427,7 +433,8 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	<-naiveDone
 
 	reconcile(ctx, rep, recs, st, naiveAdmin, tc, conn)
-	retryAll(ctx, rep, recs, st, tc, logf)
+	job2, dead := retryAll(ctx, rep, recs, st, tc, logf)
+	reconcileOperator(ctx, rep, op, st, tc, job2, dead)
 	return rep, nil
 }
 
@@ -671,40 +678,49 @@ func criticalLines(files []string) map[string]map[string]int {
 
 // retryAll makes every record known to TCS, runs `starter retry --all`, and checks every retryable
 // dead letter turns Completed.
-func retryAll(ctx context.Context, rep *Report, recs []record, st Target, tc client.Client, logf func(string, ...any)) {
+// retryAll retries this run's dead letters once TCS knows them all (`retry --all`, a job) and
+// returns the job's ID and the dead letters it found.
+func retryAll(ctx context.Context, rep *Report, recs []record, st Target, tc client.Client, logf func(string, ...any)) (string, []string) {
 	own := ownOf(recs)
-	deadLetters := func() int { // this run's parked dead letters (-1: unknown)
+	deadLetters := func() []string { // this run's parked dead letters (nil: unknown)
 		ids, err := listIDs(ctx, tc, `WritebackState="DeadLettered" AND ExecutionStatus="Running"`)
 		if err != nil {
-			return -1
+			return nil
 		}
-		return own.settled(ids)
+		var mine []string
+		for _, id := range ids {
+			if own[id] {
+				mine = append(mine, id)
+			}
+		}
+		return mine
 	}
 	dead := deadLetters()
-	if dead <= 0 {
-		return
+	if len(dead) == 0 {
+		return "", nil
 	}
 	_ = stack.AdminPost(st.TCSAdmin(), "/admin/known", map[string]any{"all": true})
-	cmd := exec.CommandContext(ctx, st.StarterBin(), "retry", "--all", "--reason", "chaos run: records created in TCS", "--by", "bench")
-	cmd.Env = append(os.Environ(), st.StarterEnv()...)
-	out, err := cmd.CombinedOutput()
-	logf("starter retry --all: %s", strings.TrimSpace(lastLine(string(out))))
+	out, err := cli(ctx, st, "retry", "--all", "--rate", "50", "--wait", "5m", "--reason", "chaos run: records created in TCS", "--by", "bench")
+	logf("starter retry --all: %s", strings.TrimSpace(lastLine(out)))
 	if err != nil {
 		rep.Problems = append(rep.Problems, "starter retry --all failed: "+err.Error())
-		return
+		return "", dead
 	}
+	job, _, _ := strings.Cut(out, "\n")
+	job = strings.TrimPrefix(job, "job ")
 	deadline := time.Now().Add(5 * time.Minute)
 	for time.Now().Before(deadline) {
-		if deadLetters() == 0 {
+		if left := deadLetters(); left != nil && len(left) == 0 {
 			break
 		}
 		time.Sleep(2 * time.Second)
 	}
-	rep.RetriedLeft = deadLetters()
-	rep.RetriedCompleted = dead - rep.RetriedLeft
+	rep.RetriedLeft = len(deadLetters())
+	rep.RetriedCompleted = len(dead) - rep.RetriedLeft
 	if rep.RetriedLeft != 0 {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("%d of this run's dead letters still DeadLettered after retry --all", rep.RetriedLeft))
 	}
+	return job, dead
 }
 
 func lastLine(s string) string {
