@@ -327,7 +327,7 @@ func TestDeadLetterGroupsAndEditAndRetry(t *testing.T) {
 	// The record's timeline tells all of it.
 	out = starterCLI(t, bin, env, true, "history", "--workflow-id", rejected)
 	for _, want := range []string{"message ", `"placementId":71`, "first attempt (fast path) failed", "dead-lettered", "[tcs-422]",
-		"signal retry with a corrected record", "positionId fixed", "(by ops)", "written", "now: Completed"} {
+		"update retry with a corrected record", "positionId fixed", "(by ops)", "written", "now: Completed"} {
 		require.Contains(t, out, want)
 	}
 	var tl struct {

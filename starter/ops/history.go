@@ -162,15 +162,11 @@ func entryOf(ev *historypb.HistoryEvent, scheduled map[int64]string) (Entry, boo
 		if a.GetSignalName() == contract.SignalTCSAvailable {
 			return Entry{}, false
 		}
-		var p contract.SignalPayload
-		if in := a.GetInput().GetPayloads(); len(in) > 0 {
-			_ = dc.FromPayload(in[0], &p)
-		}
-		e := Entry{What: "operator", Detail: "signal " + a.GetSignalName(), By: p.By, Reason: p.Reason, Job: p.Job}
-		if len(p.Record) > 0 {
-			e.Detail += " with a corrected record " + string(p.Record)
-		}
-		return e, true
+		return operatorEntry("signal "+a.GetSignalName(), a.GetInput().GetPayloads(), dc), true
+	case ev.GetWorkflowExecutionUpdateAcceptedEventAttributes() != nil:
+		// The operator CLI's retry and abandon: Updates the record accepted (refused ones leave no event).
+		r := ev.GetWorkflowExecutionUpdateAcceptedEventAttributes().GetAcceptedRequest()
+		return operatorEntry("update "+r.GetInput().GetName(), r.GetInput().GetArgs().GetPayloads(), dc), true
 	case ev.GetUpsertWorkflowSearchAttributesEventAttributes() != nil:
 		fields := ev.GetUpsertWorkflowSearchAttributesEventAttributes().GetSearchAttributes().GetIndexedFields()
 		if p, ok := fields[contract.StateKey.GetName()]; ok {
@@ -222,4 +218,17 @@ func attemptOf(details *commonpb.Payloads) int32 {
 func (t Timeline) JSON() string {
 	b, _ := json.MarshalIndent(t, "", "  ")
 	return string(b)
+}
+
+// operatorEntry is an operator's retry or abandon, by signal or Update, with its payload.
+func operatorEntry(what string, in []*commonpb.Payload, dc converter.DataConverter) Entry {
+	var p contract.SignalPayload
+	if len(in) > 0 {
+		_ = dc.FromPayload(in[0], &p)
+	}
+	e := Entry{What: "operator", Detail: what, By: p.By, Reason: p.Reason, Job: p.Job}
+	if len(p.Record) > 0 {
+		e.Detail += " with a corrected record " + string(p.Record)
+	}
+	return e
 }
