@@ -13,7 +13,16 @@ UI_SERVER_VERSION := v2.42.1
 CLUSTER_TOOLS := $(BIN)/temporal-server $(BIN)/temporal-sql-tool $(BIN)/temporal-ui-server
 export WRITEBACK_TEMPORAL_CLI := $(TEMPORAL)
 
-.PHONY: run test test-short lint tools cluster-tools fuzz chaos bench run-cluster test-cluster test-compose kube-tools deploy-up deploy-down test-deploy
+.PHONY: help run test test-short lint tools cluster-tools fuzz chaos bench run-cluster test-cluster test-compose kube-tools deploy-up deploy-down test-deploy
+
+# Bare `make` prints the targets; it starts nothing.
+.DEFAULT_GOAL := help
+
+## help: this list: each target with its `## name: description` comment (the default goal)
+help:
+	@echo "writeback — make <target>:"
+	@awk '/^## [a-z][a-z-]*: / { sub(/^## /, ""); name = $$0; sub(/: .*/, "", name); sub(/^[^:]*: /, ""); printf "  %-14s %s\n", name, $$0 }' $(firstword $(MAKEFILE_LIST))
+	@echo "Docs: README.md, docs/development.md (Make targets)."
 
 ## run: dev server with UI, TCS simulator, worker, starter and a demo batch (Ctrl-C stops all)
 run: $(TEMPORAL)
@@ -40,6 +49,7 @@ $(HELM):
 $(WORKFLOWCHECK):
 	GOBIN=$(BIN) go install go.temporal.io/sdk/contrib/tools/workflowcheck@$(WORKFLOWCHECK_VERSION)
 
+## tools: the pinned Temporal CLI, helm and workflowcheck into bin/
 tools: $(TEMPORAL) $(HELM) $(WORKFLOWCHECK)
 
 ## the production profile's servers, built from their Go modules (about 11 minutes of CPU the first time)
@@ -53,6 +63,7 @@ $(BIN)/temporal-ui-server:
 	GOBIN=$(BIN)/.install-ui go install github.com/temporalio/ui-server/v2/cmd/server@$(UI_SERVER_VERSION)
 	mv $(BIN)/.install-ui/server $@
 
+## cluster-tools: the production profile's Temporal server, sql tool and UI server into bin/ (about 11 minutes of CPU the first time)
 cluster-tools: $(CLUSTER_TOOLS)
 
 ## run-cluster: make run's demo on the production profile: Temporal server on PostgreSQL with its UI, three RabbitMQ nodes, two workers, two starters (Ctrl-C stops all)

@@ -1,5 +1,5 @@
 // Package activities holds the activities that write to TCS, with their dependencies.
-// They turn TCS answers into Temporal errors of the SPEC's failure classes.
+// They turn TCS answers into Temporal errors of the failure classes (docs/contract.md, Failure classes).
 package activities
 
 import (
@@ -24,7 +24,8 @@ type Activities struct {
 	TCS      *tcs.Client
 	Log      *slog.Logger
 	Settings contract.RetrySettings
-	// KeyHonoured says TCS honours Idempotency-Key (SPEC section 4's extension): the read before
+	// KeyHonoured says TCS honours Idempotency-Key (the extension in docs/contract.md, The TCS API
+	// writeback uses): the read before
 	// each write is then skipped.
 	KeyHonoured bool
 }

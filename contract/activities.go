@@ -30,7 +30,7 @@ type RetrySettings struct {
 	AttemptTimeout time.Duration `json:"attemptTimeout"`
 }
 
-// DefaultRetrySettings are the SPEC's defaults.
+// DefaultRetrySettings are the contract's defaults (docs/contract.md, States).
 func DefaultRetrySettings() RetrySettings {
 	return RetrySettings{
 		InitialInterval:    time.Second,

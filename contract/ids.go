@@ -7,8 +7,8 @@ import (
 	"strings"
 )
 
-// Workflow IDs are part of the contract (SPEC section 3): they make a redelivered or duplicate
-// message land on the workflow that already exists.
+// Workflow IDs are part of the contract (docs/contract.md, Workflow IDs): they make a redelivered
+// or duplicate message land on the workflow that already exists.
 
 // MaxWorkflowIDBytes is the longest workflow ID the Temporal server accepts by default
 // (dynamic config limit.maxIDLength, counted in bytes).
@@ -17,7 +17,7 @@ const MaxWorkflowIDBytes = 1000
 const placementIDPrefix = "placement-esr/"
 
 // PlacementWorkflowID is the workflow ID of one exported placement. The filename is
-// percent-encoded (SPEC section 3): the SDK sends the ID in a gRPC header, which carries only
+// percent-encoded: the SDK sends the ID in a gRPC header, which carries only
 // printable ASCII.
 func PlacementWorkflowID(placementID int64, filename string) string {
 	return placementIDPrefix + strconv.FormatInt(placementID, 10) + "/" + EscapeFilename(filename)

@@ -9,7 +9,8 @@ import (
 	"github.com/tis-writeback/writeback/contract"
 )
 
-// SPEC section 3: bytes outside printable ASCII, and "%", are written as %XX (upper-case hex).
+// docs/contract.md, Workflow IDs: bytes outside printable ASCII, and "%", are written as %XX
+// (upper-case hex).
 func TestPlacementWorkflowIDPercentEncodesTheFilename(t *testing.T) {
 	cases := map[string]string{
 		"Ärzte.DAT":          "placement-esr/7/%C3%84rzte.DAT",
@@ -63,7 +64,8 @@ func TestPlacementWhoseIDIsTooLongIsPoison(t *testing.T) {
 	require.NoError(t, err)
 }
 
-// A poison message that still names its record (SPEC section 5) is identified, with its group.
+// A poison message that still names its record (docs/contract.md, Messages on RabbitMQ) is
+// identified, with its group.
 func TestIdentifyPoisonThatNamesItsRecord(t *testing.T) {
 	body := []byte(`{"placementId":7,"positionNumber":1,"positionId":"x","filename":"A.DAT","exportedAt":"yesterday"}`)
 	_, err := contract.DecodePlacement(body)

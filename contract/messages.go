@@ -1,6 +1,7 @@
 package contract
 
-// The two RabbitMQ message types writeback consumes and their validation (SPEC section 2). The
+// The two RabbitMQ message types writeback consumes and their validation (docs/contract.md, Messages
+// on RabbitMQ). The
 // starter validates with them; the workflows take them as input.
 
 import (
@@ -15,7 +16,7 @@ import (
 	"github.com/google/uuid"
 )
 
-// MaxBodyBytes is the largest message body accepted (SPEC section 2).
+// MaxBodyBytes is the largest message body accepted, 64 KiB (docs/contract.md, Messages on RabbitMQ).
 const MaxBodyBytes = 65536
 
 // Routing keys, one per kind of record.
@@ -37,7 +38,7 @@ const (
 type KindSpec struct {
 	Kind         Kind
 	RoutingKey   string
-	Queue        string // the default queue name (SPEC section 2)
+	Queue        string // the default queue name (docs/contract.md, Messages on RabbitMQ)
 	WorkflowType string
 	// The activities the record's workflow runs: the first attempt (a local activity), the update
 	// under the retry policy, the look at TCS before dead-lettering, and the mark.

@@ -8,7 +8,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 )
 
-// The names below are the product contract (SPEC section 3); outside tools use them verbatim.
+// The names below are the product contract (docs/contract.md); outside tools use them verbatim.
 
 // TaskQueue is the task queue of both workflow types and their activities.
 const TaskQueue = "writeback"
@@ -78,8 +78,8 @@ type SignalPayload struct {
 	By     string `json:"by,omitempty"`
 	// Job is the retry job that sent the signal, if one did.
 	Job string `json:"job,omitempty"`
-	// Record, on retry only, is a corrected message of the same record (SPEC section 3): the retry
-	// writes it instead of the original. An invalid or foreign one makes the signal ignored.
+	// Record, on retry only, is a corrected message of the same record (docs/contract.md, Signals):
+	// the retry writes it instead of the original. An invalid or foreign one makes the signal ignored.
 	Record json.RawMessage `json:"record,omitempty"`
 	// Offer marks a record the starter offers because a message of a parked record arrived on the
 	// queue (not an operator's action): the workflow ignores it when it is the record as it is.
@@ -128,6 +128,7 @@ type Status struct {
 	Retries        int    `json:"retries"`
 }
 
-// LevelCritical is the log level of the one line a dead-lettering writes (SPEC section 6): above
+// LevelCritical is the log level of the one line a dead-lettering writes (docs/contract.md, The
+// CRITICAL line): above
 // ERROR, rendered as "CRITICAL" by the worker's logger.
 const LevelCritical = slog.Level(12)

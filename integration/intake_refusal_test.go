@@ -22,8 +22,9 @@ func placementWithFile(id int64, file string) []byte {
 	return b
 }
 
-// A filename outside ASCII is valid (SPEC section 2); its workflow ID is percent-encoded
-// (section 3), so the SDK can send it and the record is written, not held forever.
+// A filename outside ASCII is valid (docs/contract.md, Messages on RabbitMQ); its workflow ID is
+// percent-encoded (docs/contract.md, Workflow IDs), so the SDK can send it and the record is
+// written, not held forever.
 func TestNonASCIIFilenameIsStartedAndWritten(t *testing.T) {
 	t.Parallel()
 	b, tm := intakeStack(t, 0)
@@ -76,9 +77,10 @@ func TestStartRefusedByTemporalGoesToTheDLQWithTheServersReason(t *testing.T) {
 }
 
 // A Temporal without the writeback search attributes refuses every start (invalid argument naming
-// the attribute). That is a fault of the deployment, not of any message (SPEC section 5: never
-// dead-lettered for an infrastructure fault): the delivery is held, the log names the attribute, and
-// once an operator registers the attributes the record starts. Nothing reaches the DLQ.
+// the attribute). That is a fault of the deployment, not of any message (a message is never
+// dead-lettered for an infrastructure fault: docs/operating.md, What happens on each fault): the
+// delivery is held, the log names the attribute, and once an operator registers the attributes
+// the record starts. Nothing reaches the DLQ.
 func TestUnregisteredSearchAttributeIsHeldNotDeadLettered(t *testing.T) {
 	t.Parallel()
 	if testing.Short() {

@@ -342,7 +342,8 @@ func TestDeadLetterGroupsAndEditAndRetry(t *testing.T) {
 func regexpQuote(s string) string { return regexp.QuoteMeta(s) }
 
 // Retry jobs: the set is fixed at the start (--ids-file from a --dry-run), a canary goes first and
-// halts the job when it dead-letters again, jobs resume/cancel, jobs show --json per SPEC, and
+// halts the job when it dead-letters again, jobs resume/cancel, jobs show --json with the fields
+// docs/operating.md lists (After a TCS incident: retry jobs), and
 // --max-retries skips records retried too often.
 func TestRetryJobs(t *testing.T) {
 	t.Parallel()

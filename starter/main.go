@@ -1,5 +1,6 @@
 // Command starter moves records from RabbitMQ into writeback workflows, and is the operator's CLI
-// (SPEC section 5): consume, publish, retry, abandon, deadletters, redrive, reconcile.
+// (docs/contract.md, CLI commands): consume, publish, retry, abandon, deadletters, history, jobs,
+// tcs, versioning, redrive, reconcile.
 package main
 
 import (

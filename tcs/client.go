@@ -1,5 +1,6 @@
-// Package tcs is a client of the TCS REST API (SPEC section 4). It knows nothing of Temporal: it
-// sends requests, and classifies every answer into the failure classes the callers act on.
+// Package tcs is a client of the TCS REST API (docs/contract.md, The TCS API writeback uses). It
+// knows nothing of Temporal: it sends requests, and classifies every answer into the failure
+// classes the callers act on.
 package tcs
 
 import (

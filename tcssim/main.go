@@ -1,4 +1,5 @@
-// Command tcssim is a stand-in for TCS for local runs, demos and tests (SPEC section 7).
+// Command tcssim is a stand-in for TCS for local runs, demos and tests (the API of
+// docs/contract.md, The TCS API writeback uses).
 // It is never used in production.
 package main
 

@@ -1,4 +1,4 @@
-// Command worker hosts the writeback workflows and their TCS activities (SPEC section 6).
+// Command worker hosts the writeback workflows and their TCS activities (docs/contract.md, Workflows).
 package main
 
 import (

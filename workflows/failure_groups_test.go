@@ -165,7 +165,7 @@ func (s *WorkflowSuite) TestRetryWithTheSameRecordIsIgnored() {
 }
 
 // An operator's retry whose record is the record as it is (e.g. `retry --record-file` of the original
-// message) is a plain retry: SPEC section 3 ignores only an invalid or foreign record.
+// message) is a plain retry: only an invalid or foreign record is ignored (docs/contract.md, Signals).
 func (s *WorkflowSuite) TestOperatorRetryWithTheSameRecordRetries() {
 	s.firsts(s.env, contract.FirstPlacementAttemptName, s.settings, fast404)
 	s.recoveryWrites(contract.UpdatePlacementName, contract.UpdateResult{Attempt: 1})

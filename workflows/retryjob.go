@@ -11,9 +11,10 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// Retry jobs (SPEC section 5): retry or abandon a fixed set of dead letters as a durable job — it
-// survives the CLI's exit and worker restarts, paces its signals, tries a canary first, halts when
-// records keep dead-lettering again, and skips records operators already retried too often.
+// Retry jobs (docs/operating.md, After a TCS incident: retry jobs): retry or abandon a fixed set of
+// dead letters as a durable job — it survives the CLI's exit and worker restarts, paces its
+// signals, tries a canary first, halts when records keep dead-lettering again, and skips records
+// operators already retried too often.
 const (
 	RetryJobWorkflowType = "WritebackRetryJob"
 	// Activity names of a job.
@@ -43,7 +44,7 @@ const (
 // chunks go out.
 const (
 	maxChunk = 100
-	// jobRatioOutcomes is how many outcomes the failure ratio needs (SPEC section 5); until the job
+	// jobRatioOutcomes is how many outcomes the failure ratio (--max-failure-ratio) needs; until the job
 	// has them, at most this many records are out without an outcome, so a job of bad records halts
 	// after about this many.
 	jobRatioOutcomes = 10

@@ -76,7 +76,8 @@ const (
 	PresenceTTL   = 10 * time.Second
 )
 
-// TCSStatus is what `starter tcs status --json` prints (SPEC section 5) and workers apply.
+// TCSStatus is what `starter tcs status --json` prints (docs/operating.md, TCS in an incident) and
+// workers apply.
 type TCSStatus struct {
 	Mode       string  `json:"mode"` // normal, outage, hold
 	Since      string  `json:"since"`

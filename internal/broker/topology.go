@@ -1,4 +1,5 @@
-// Package broker holds writeback's RabbitMQ side: the topology (SPEC section 2), a connection with
+// Package broker holds writeback's RabbitMQ side: the topology (docs/contract.md, Messages on
+// RabbitMQ), a connection with
 // amqp091-go's built-in recovery, and a publisher with confirms.
 package broker
 
@@ -23,7 +24,7 @@ type Topology struct {
 	DeliveryLimit  int
 }
 
-// DefaultTopology is SPEC section 2.
+// DefaultTopology is the topology of docs/contract.md, Messages on RabbitMQ.
 func DefaultTopology() Topology {
 	return Topology{
 		Exchange:       "writeback",

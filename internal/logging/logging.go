@@ -1,5 +1,6 @@
 // Package logging builds the JSON slog loggers of the worker and the starter; it renders
-// contract.LevelCritical, the level of the dead-letter line (SPEC section 6), as "CRITICAL".
+// contract.LevelCritical, the level of the dead-letter line (docs/contract.md, The CRITICAL line),
+// as "CRITICAL".
 package logging
 
 import (

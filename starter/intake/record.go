@@ -110,8 +110,8 @@ type Starter interface {
 // argument such as an ID over the server's limit), as opposed to Temporal being unavailable or set
 // up wrong. reason is the server's own words. A search attribute the server does not know, or an
 // unknown namespace, is the deployment's fault and would refuse every message alike: not a refusal
-// (the delivery is held and the log says why, SPEC section 5: never dead-lettered for an
-// infrastructure fault).
+// (the delivery is held and the log says why: a message is never dead-lettered for an
+// infrastructure fault; docs/operating.md, What happens on each fault).
 func Refusal(err error) (reason string, refused bool) {
 	var inv *serviceerror.InvalidArgument
 	if errors.As(err, &inv) && !strings.Contains(strings.ToLower(inv.Message), "search attribute") {
@@ -180,7 +180,7 @@ func (s TemporalStarter) offerCorrection(ctx context.Context, rec Record) error 
 	}
 	parked, err := operate.Parked(ctx, s.Client, rec.WorkflowID)
 	if err != nil || !parked {
-		return err // not parked (running, closed: see the README), or Temporal did not answer
+		return err // not parked (running, closed: see docs/operating.md), or Temporal did not answer
 	}
 	var notFound *serviceerror.NotFound
 	reason := "a message of this record arrived on the queue"

@@ -1,5 +1,5 @@
 // Package demo makes synthetic records that match what the TCS simulator knows, for `starter
-// publish --demo` (SPEC section 7), make run and the chaos runs. The simulator seeds placements
+// publish --demo`, make run and the chaos runs. The simulator seeds placements
 // 1..SeededPlacements and knows every scan whose ID does not start with "f"; what this package
 // makes unknown, the simulator answers with 404, so a demo shows dead letters too.
 package demo

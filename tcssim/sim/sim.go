@@ -1,5 +1,6 @@
-// Package sim is an in-memory stand-in for TCS (SPEC section 7): the real API semantics,
-// duplicates included, plus fault injection on an admin listener. Never used in production.
+// Package sim is an in-memory stand-in for TCS (docs/contract.md, The TCS API writeback uses):
+// the real API semantics, duplicates included, plus fault injection on an admin listener. Never
+// used in production.
 package sim
 
 import (
@@ -396,9 +397,9 @@ func (s *Store) postExported(w http.ResponseWriter, r *http.Request) {
 		problem(w, http.StatusNotFound, fmt.Sprintf("placement %d not found", id))
 		return
 	}
-	// The Idempotency-Key extension (SPEC section 4): a key seen before inserts nothing and
-	// answers with the first request's event. It is checked when the write commits, so a late
-	// commit and a later request with the same key make one row.
+	// The Idempotency-Key extension (docs/contract.md, The TCS API writeback uses): a key seen
+	// before inserts nothing and answers with the first request's event. It is checked when the
+	// write commits, so a late commit and a later request with the same key make one row.
 	key := r.Header.Get("Idempotency-Key")
 	if ev, seen := s.idempotent[key]; key != "" && seen {
 		s.mu.Unlock()
