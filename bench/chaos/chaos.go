@@ -26,6 +26,7 @@ import (
 	"github.com/tis-writeback/writeback/bench/stack"
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/broker"
+	"github.com/tis-writeback/writeback/internal/operate"
 	"github.com/tis-writeback/writeback/internal/rabbitnode"
 	"github.com/tis-writeback/writeback/starter/intake"
 	"github.com/tis-writeback/writeback/tcs"
@@ -543,12 +544,20 @@ func reconcile(ctx context.Context, rep *Report, recs []record, st Target, naive
 			lines += n
 		}
 		rep.CriticalRepeats += lines - deadLetterings
+		// One dead-lettering per retry an operator's job made that failed again, plus the one it is
+		// parked with: each has its CRITICAL line.
+		want := 0
 		if state == contract.StateDeadLettered {
-			if deadLetterings != 1 {
-				rep.CriticalMismatch = append(rep.CriticalMismatch, fmt.Sprintf("%s: CRITICAL lines of %d dead-letterings", r.id, deadLetterings))
+			want = 1
+		}
+		if want > 0 || lines > 0 {
+			if s, err := operate.QueryState(ctx, tc, r.id); err == nil {
+				want += s.Retries
 			}
-		} else if lines != 0 {
-			rep.CriticalMismatch = append(rep.CriticalMismatch, fmt.Sprintf("%s (%s): %d CRITICAL lines", r.id, state, lines))
+		}
+		if deadLetterings != want {
+			rep.CriticalMismatch = append(rep.CriticalMismatch, fmt.Sprintf("%s (%s): CRITICAL lines of %d dead-letterings, not %d",
+				r.id, state, deadLetterings, want))
 		}
 		if r.placement != nil {
 			p := r.placement
@@ -687,7 +696,7 @@ func retryAll(ctx context.Context, rep *Report, recs []record, st Target, tc cli
 		if err != nil {
 			return nil
 		}
-		var mine []string
+		mine := []string{} // not nil: known to be none
 		for _, id := range ids {
 			if own[id] {
 				mine = append(mine, id)
@@ -715,7 +724,15 @@ func retryAll(ctx context.Context, rep *Report, recs []record, st Target, tc cli
 		}
 		time.Sleep(2 * time.Second)
 	}
-	rep.RetriedLeft = len(deadLetters())
+	left := deadLetters()
+	for tries := 0; left == nil && tries < 30 && ctx.Err() == nil; tries++ { // known, not taken as 0
+		time.Sleep(2 * time.Second)
+		left = deadLetters()
+	}
+	if left == nil {
+		rep.Problems = append(rep.Problems, "could not list this run's dead letters after retry --all")
+	}
+	rep.RetriedLeft = len(left)
 	rep.RetriedCompleted = len(dead) - rep.RetriedLeft
 	if rep.RetriedLeft != 0 {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("%d of this run's dead letters still DeadLettered after retry --all", rep.RetriedLeft))

@@ -10,9 +10,10 @@ import (
 	"github.com/tis-writeback/writeback/internal/testenv"
 )
 
-// TestShortChaosRun is the chaos run in small: a few hundred records, one of each fault. A
-// regression in any guarantee (nothing lost, nothing duplicated, marks, CRITICAL lines, DLQ, retry
-// all) fails CI. The long run is `make chaos`.
+// TestShortChaosRun is the chaos run in small: a few hundred records, one of each fault, and the
+// operator's actions under them (a hold, a retry job resumed and cancelled). A regression in any
+// guarantee (nothing lost, nothing duplicated, marks, CRITICAL lines, DLQ, retry all, each record
+// retried as often as the jobs say) fails CI. The long run is `make chaos`.
 func TestShortChaosRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("drives the whole stack")
@@ -26,12 +27,12 @@ func TestShortChaosRun(t *testing.T) {
 		ErrorRate: 0.05, TimeoutRate: 0.02, Outages: []time.Duration{4 * time.Second, 4 * time.Second},
 		KillWorkerEvery: 5 * time.Second, KillStarterEvery: 8 * time.Second,
 		RabbitDown: 3 * time.Second, TemporalDown: 3 * time.Second,
-		Workers: 2, TCSRate: 200, SettleTimeout: 4 * time.Minute, Seed: 42, Log: &log,
+		Workers: 2, TCSRate: 200, SettleTimeout: 4 * time.Minute, Seed: 42, Log: &log, Operator: true,
 	})
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Logf("writeback %+v\npre-fix   %+v\nkills %v\n%s", rep.Writeback, rep.Naive, rep.Kills, log.String())
+	t.Logf("writeback %+v\npre-fix   %+v\nkills %v\nnotes %q\n%s", rep.Writeback, rep.Naive, rep.Kills, rep.Notes, log.String())
 	if !rep.OK() {
 		t.Fatalf("chaos run broke a promise:\n%s", strings.Join(rep.Problems, "\n"))
 	}

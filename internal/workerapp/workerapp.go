@@ -71,7 +71,7 @@ func Flags(fs *flag.FlagSet) *Config {
 	set.String(&c.LogLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
 	set.Float(&c.TCSRate, "tcs-rate", "TCS_RATE", 100, "TCS requests per second, all workers together, every path (first attempts, retries, marks, probes)")
 	set.Bool(&c.TCSKeyHonoured, "tcs-idempotency-key-honoured", "TCS_IDEMPOTENCY_KEY_HONOURED", false,
-		"TCS honours the Idempotency-Key header (SPEC section 4): skip the read before each write (1 request per record instead of 2)")
+		"TCS honours the Idempotency-Key header (docs/contract.md, TCS API): skip the read before each write (1 request per record instead of 2)")
 	set.Duration(&c.OutageWindow, "outage-window", "OUTAGE_WINDOW", 30*time.Second,
 		"outage mode: the window in which transient failures from several records and no working answer make an outage")
 	set.Int(&c.OutageMinFailures, "outage-min-failures", "OUTAGE_MIN_FAILURES", 10, "outage mode: transient failures in the window that make an outage")
