@@ -7,6 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
+go mod tidy -diff        # go.mod says what the code imports, directly or not
 go vet ./...
 bin/workflowcheck ./...   # workflow code stays deterministic (make lint runs it too)
 
