@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.uber.org/fx"
 
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/broker"
 	"github.com/tis-writeback/writeback/internal/config"
 	"github.com/tis-writeback/writeback/internal/daemon"
@@ -139,13 +141,29 @@ func consume(ctx context.Context, s *daemon.Shell, c *consumeConfig, log *slog.L
 func watchTemporal(ctx context.Context, tc client.Client, m *intake.Metrics) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
-	for {
+	for n := 0; ; n++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			m.TemporalUp.Set(b2f(temporalHealthy(ctx, tc)))
+			healthy := temporalHealthy(ctx, tc)
+			m.TemporalUp.Set(b2f(healthy))
+			if healthy && n%6 == 0 {
+				countUpdating(ctx, tc, m)
+			}
 		}
+	}
+}
+
+// countUpdating sets writeback_records_updating from visibility (left as it was if Temporal does
+// not answer).
+func countUpdating(ctx context.Context, tc client.Client, m *intake.Metrics) {
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	resp, err := tc.CountWorkflow(cctx, &workflowservice.CountWorkflowExecutionsRequest{
+		Query: fmt.Sprintf(`%s=%q AND ExecutionStatus="Running"`, contract.StateKey.GetName(), contract.StateUpdating)})
+	if err == nil {
+		m.RecordsUpdating.Set(float64(resp.GetCount()))
 	}
 }
 

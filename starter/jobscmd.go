@@ -14,6 +14,7 @@ import (
 
 	"go.temporal.io/api/workflowservice/v1"
 	sdkclient "go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
@@ -43,6 +44,7 @@ func runJob(ctx context.Context, c sdkclient.Client, signalName string, targets 
 		}
 	}
 	_, err := c.ExecuteWorkflow(ctx, sdkclient.StartWorkflowOptions{ID: in.ID, TaskQueue: contract.TaskQueue,
+		Priority:      temporal.Priority{PriorityKey: workflows.JobPriority},
 		StaticSummary: fmt.Sprintf("%s job: %d record(s), by %s: %s", signalName, len(in.IDs), in.By, in.Reason)},
 		workflows.RetryJobWorkflowType, in)
 	if err != nil {

@@ -60,6 +60,12 @@ const (
 	jobHeartbeat = 15 * time.Second
 )
 
+// JobPriority is a job's own task-queue priority key: its workflow tasks and activities (sending
+// requests, looking at outcomes) are small and must not wait behind a backlog of records, or an
+// operator's job (and its cancel) would not move during an incident. The records it retries still
+// run as recovery, behind fresh records.
+const JobPriority = 2
+
 // RetryJobID names a job started at t (the CLI adds a random suffix).
 func RetryJobID(t time.Time, suffix string) string {
 	return "retry-job-" + t.UTC().Format("20060102T150405") + "-" + suffix

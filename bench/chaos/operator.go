@@ -176,9 +176,9 @@ func reconcileOperator(ctx context.Context, rep *Report, o *operator, st Target,
 		}
 	}
 	o.mu.Lock()
-	rep.Notes = append(rep.Notes, fmt.Sprintf("control path under the faults: %s; job %s signalled %d (resumed %d times after its canary failed), "+
+	rep.Notes = append(rep.Notes, fmt.Sprintf("control path under the faults: %s; job %s (%d records, ended %v) signalled %d (resumed %d times after its canary failed), "+
 		"then retry --all signalled %d; of the %d dead letters %d were retried twice, %d once (%d retries in all, the jobs signalled %d)",
-		strings.Join(o.actions, ", "), o.job, signalled1, o.resumes, signalled2, len(dead), byRetries[2], byRetries[1], total, signalled1+signalled2))
+		strings.Join(o.actions, ", "), o.job, num(j1, "total"), j1["state"], signalled1, o.resumes, signalled2, len(dead), byRetries[2], byRetries[1], total, signalled1+signalled2))
 	o.mu.Unlock()
 	switch {
 	case byRetries[-1] > 0:

@@ -27,6 +27,9 @@ type Metrics struct {
 	// DLQPoison is how many poison messages the DLQ held at the last pass: the DLQ's depth beyond it
 	// is valid messages that should not stay there (an alert watches the difference).
 	DLQPoison prometheus.Gauge
+	// RecordsUpdating counts the records Updating (from visibility): with no workflow task executed
+	// meanwhile, no worker takes their tasks (an alert watches the pair).
+	RecordsUpdating prometheus.Gauge
 }
 
 // NewMetrics registers the intake metrics, every queue × outcome series at 0 from start-up.
@@ -64,8 +67,11 @@ func NewMetrics(reg prometheus.Registerer, queues []string, dlq string) *Metrics
 	m.DLQPoison = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "writeback_dlq_poison_messages", Help: "Poison messages (x-writeback-error) the DLQ held at the starter's last pass over it.",
 	})
+	m.RecordsUpdating = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "writeback_records_updating", Help: "Records in state Updating (running), counted in Temporal's visibility by the starter every 30 s.",
+	})
 	reg.MustRegister(m.Messages, m.StartRetries, m.InFlight, m.Held, m.TemporalUp, m.StartDuration, m.QueueDepth, m.ConsumerUp, m.Returned,
-		m.DLQPoison)
+		m.DLQPoison, m.RecordsUpdating)
 	for _, q := range queues {
 		for _, o := range []string{OutcomeStarted, OutcomeDuplicate, OutcomePoison, OutcomeRefused} {
 			m.Messages.WithLabelValues(q, o)
