@@ -37,6 +37,8 @@ func runProtect(args []string) int {
 	freshCluster := fs.Bool("fresh-cluster", true, "the fresh-records-first run on the production profile too (Temporal server on PostgreSQL)")
 	shareRate := fs.Float64("share-rate", 20, "TCS_RATE of the run where workers leave and join under a backlog (0: skip)")
 	sharePhase := fs.Duration("share-phase", 40*time.Second, "how long each phase of that run lasts")
+	jobN := fs.Int("job-records", 600, "dead letters of the retry-job speed run, on both profiles (0: skip)")
+	jobRate := fs.Float64("job-tcs-rate", 20, "TCS_RATE of the retry-job speed run (low enough that the cap, not the server, bounds it)")
 	out := fs.String("out", "BENCHMARKS.md", "report file (its protect section is replaced)")
 	_ = fs.Parse(args)
 	root, _ := os.Getwd()
@@ -109,6 +111,19 @@ func runProtect(args []string) int {
 			r, err := protectFresh(ctx, root, p, *freshN, logf)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "fresh-records run:", err)
+				return 1
+			}
+			rows = append(rows, r)
+		}
+	}
+	if *jobN <= 0 {
+		rows = append(rows, keep["| retry job speed"]...)
+	}
+	if *jobN > 0 {
+		for _, p := range []string{stack.ProfileDev, stack.ProfileCluster} {
+			r, err := protectJob(ctx, root, p, *jobN, *jobRate, logf)
+			if err != nil {
+				fmt.Fprintln(os.Stderr, "job speed run:", err)
 				return 1
 			}
 			rows = append(rows, r)

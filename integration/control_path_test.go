@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -133,4 +134,35 @@ func TestJobCancelStopsTheBatchInFlight(t *testing.T) {
 		sum += int(st[k].(float64))
 	}
 	require.Equal(t, n, sum, "every record of the job is counted once: %v", st)
+}
+
+// --dry-run prints the job's exact plan: what it will retry and, marked, what it will skip and why
+// (here: a record already retried --max-retries times); --ids-file reads the plan back, an ID's
+// trailing space included (a filename may end in one), and the job does exactly that.
+func TestDryRunIsTheJobsPlan(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, testenv.WorkerOptions{})
+	bin := testenv.Build(t, "./starter", t.TempDir())
+	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address}
+	plain := s.deadLetter(t, 7301, "PLAN.DAT")
+	spaced := s.deadLetter(t, 7302, "PLAN.DAT ")
+	retried := s.deadLetter(t, 7303, "PLAN.DAT")
+	starterCLI(t, bin, env, true, "retry", "--workflow-id", retried, "--wait", "30s") // TCS still lacks it: parked again
+	require.Equal(t, 1, s.waitState(t, retried, contract.StateDeadLettered, 30*time.Second).Retries)
+
+	plan := starterCLI(t, bin, env, true, "retry", "--all", "--dry-run", "--max-retries", "1")
+	require.Contains(t, plan, "would signal retry to 2 workflow(s):\n  "+plain+"\n  "+spaced+"\n")
+	require.Contains(t, plan, "skipped    "+retried+": already retried 1 times (--max-retries 1)")
+	file := t.TempDir() + "/plan.txt"
+	require.NoError(t, os.WriteFile(file, []byte(plan), 0o644))
+
+	s.sim.Store.MakeKnown([]int64{7301, 7302, 7303}, nil, false)
+	out := starterCLI(t, bin, env, true, "retry", "--ids-file", file, "--max-retries", "1", "--canary", "0", "--wait", "60s")
+	st := jobState(t, bin, env, jobIDOf(t, out))
+	require.Equal(t, "Done", st["state"], "%v", st)
+	require.EqualValues(t, 2, st["signalled"], "%v", st)
+	require.EqualValues(t, 2, st["completed"], "%v", st)
+	require.EqualValues(t, 0, st["skipped"], "the plan's skipped line is not an ID: %v", st)
+	require.Equal(t, contract.StateCompleted, s.query(t, spaced).State, "the ID with its trailing space")
+	require.Equal(t, contract.StateDeadLettered, s.query(t, retried).State)
 }
