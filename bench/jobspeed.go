@@ -21,18 +21,7 @@ func protectJob(ctx context.Context, root, profile string, n int, rate float64, 
 		return "", err
 	}
 	defer done()
-	const unknown = 600001 // above the simulator's seeded placements: 404, dead letter
-	if err := startAll(ctx, tc, unknown, n, "JOB.DAT"); err != nil {
-		return "", err
-	}
-	if err := waitState(ctx, tc, contract.StateDeadLettered, n, 10*time.Minute); err != nil {
-		return "", err
-	}
-	ids := make([]int64, n)
-	for i := range ids {
-		ids[i] = unknown + int64(i)
-	}
-	if err := stack.AdminPost(st.TCSAdmin, "/admin/known", map[string]any{"placements": ids}); err != nil {
+	if err := deadLettersToRetry(ctx, st, tc, 600001, n, "JOB.DAT"); err != nil {
 		return "", err
 	}
 	var before sim.Stats

@@ -371,6 +371,22 @@ func previousRows(path string) map[string][]string {
 	return out
 }
 
+// deadLettersToRetry makes n dead letters (placements from base, above the simulator's seeded ones:
+// 404) and then has TCS know them, so that a retry completes each.
+func deadLettersToRetry(ctx context.Context, st *stack.Stack, tc client.Client, base int64, n int, file string) error {
+	if err := startAll(ctx, tc, base, n, file); err != nil {
+		return err
+	}
+	if err := waitState(ctx, tc, contract.StateDeadLettered, n, 10*time.Minute); err != nil {
+		return err
+	}
+	ids := make([]int64, n)
+	for i := range ids {
+		ids[i] = base + int64(i)
+	}
+	return stack.AdminPost(st.TCSAdmin, "/admin/known", map[string]any{"placements": ids})
+}
+
 // protectFresh measures how long a fresh export takes to be written, alone and while a retry job
 // of n dead letters queues behind a cap of 10 requests/s.
 func protectFresh(ctx context.Context, root, profile string, n int, logf func(string, ...any)) (string, error) {
@@ -379,18 +395,7 @@ func protectFresh(ctx context.Context, root, profile string, n int, logf func(st
 		return "", err
 	}
 	defer done()
-	const unknown = 500001 // above the simulator's seeded placements: 404, dead letter
-	if err := startAll(ctx, tc, unknown, n, "RECOVER.DAT"); err != nil {
-		return "", err
-	}
-	if err := waitState(ctx, tc, contract.StateDeadLettered, n, 5*time.Minute); err != nil {
-		return "", err
-	}
-	ids := make([]int64, n)
-	for i := range ids {
-		ids[i] = unknown + int64(i)
-	}
-	if err := stack.AdminPost(st.TCSAdmin, "/admin/known", map[string]any{"placements": ids}); err != nil {
+	if err := deadLettersToRetry(ctx, st, tc, 500001, n, "RECOVER.DAT"); err != nil {
 		return "", err
 	}
 	starter := func(args ...string) error {

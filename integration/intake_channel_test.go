@@ -146,15 +146,18 @@ func TestDeliveryLimitDeadLettersComeBackByThemselves(t *testing.T) {
 	defer raw.Close()
 	rch, err := raw.Channel()
 	require.NoError(t, err)
-	b.Publish(t, contract.RoutingKeyPlacementExported, placementBody(5, "LIMIT.DAT"))
-	require.Eventually(t, func() bool {
-		d, ok, err := rch.Get(b.Topology.PlacementQueue, false)
-		require.NoError(t, err)
-		if ok {
-			require.NoError(t, d.Nack(false, true))
-		}
-		return b.Depth(t, b.Topology.DLQ) == 1
-	}, 20*time.Second, 50*time.Millisecond)
+	overTheLimit := func(id int64, file string, dlqDepth int) { // published, then taken back until the broker dead-letters it
+		b.Publish(t, contract.RoutingKeyPlacementExported, placementBody(id, file))
+		require.Eventually(t, func() bool {
+			d, ok, err := rch.Get(b.Topology.PlacementQueue, false)
+			require.NoError(t, err)
+			if ok {
+				require.NoError(t, d.Nack(false, true))
+			}
+			return b.Depth(t, b.Topology.DLQ) == dlqDepth
+		}, 20*time.Second, 50*time.Millisecond)
+	}
+	overTheLimit(5, "LIMIT.DAT", 1)
 	c := startConsumer(t, b, tm.Client, 10)
 	b.Publish(t, contract.RoutingKeyScanCompleted, []byte(`{"scanId":"nope"}`)) // poison: goes to the DLQ and stays
 	require.Eventually(t, func() bool { return b.Depth(t, b.Topology.DLQ) == 2 }, 20*time.Second, 100*time.Millisecond)
@@ -174,15 +177,7 @@ func TestDeliveryLimitDeadLettersComeBackByThemselves(t *testing.T) {
 	// within a few passes (a wrong namespace or an unregistered search attribute holds deliveries
 	// until consumer_timeout counts them out, with the health check green).
 	c.stop()
-	b.Publish(t, contract.RoutingKeyPlacementExported, placementBody(6, "LATER.DAT"))
-	require.Eventually(t, func() bool {
-		d, ok, err := rch.Get(b.Topology.PlacementQueue, false)
-		require.NoError(t, err)
-		if ok {
-			require.NoError(t, d.Nack(false, true))
-		}
-		return b.Depth(t, b.Topology.DLQ) == 2
-	}, 20*time.Second, 50*time.Millisecond)
+	overTheLimit(6, "LATER.DAT", 2)
 	require.Eventually(t, func() bool { return b.Depth(t, b.Topology.PlacementQueue) == 1 }, 5*time.Second, 100*time.Millisecond,
 		"back in its queue with Temporal healthy all along")
 	require.Equal(t, 1, b.Depth(t, b.Topology.DLQ))
