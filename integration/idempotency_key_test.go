@@ -20,6 +20,7 @@ import (
 // long wait makes a fresh run of the same record): a write of the earlier run that TCS committed
 // late is then recognised, not inserted again. A new chain (reconcile's new run) gets its own.
 func TestIdempotencyKeySurvivesContinueAsNew(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test")
 	}

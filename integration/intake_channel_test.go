@@ -83,6 +83,7 @@ func TestConsumerTimeoutClosesTheChannelNothingIsLostOrDeadLettered(t *testing.T
 // The broker cancels the consumer when its queue is deleted; the starter declares the queue again
 // and consumes again, rather than staying green while consuming nothing.
 func TestDeletedQueueIsConsumedAgain(t *testing.T) {
+	t.Parallel()
 	b, tm := intakeStack(t, 0)
 	c := startConsumer(t, b, tm.Client, 10)
 	b.Publish(t, contract.RoutingKeyPlacementExported, placementBody(1, "BEFORE.DAT"))
@@ -106,6 +107,7 @@ func TestDeletedQueueIsConsumedAgain(t *testing.T) {
 // While a record queue cannot be consumed (here another connection holds it exclusively), the
 // starter is not ready and the metric names the queue; once it can, it consumes again.
 func TestQueueThatCannotBeConsumedMakesTheStarterNotReady(t *testing.T) {
+	t.Parallel()
 	b, tm := intakeStack(t, 0)
 	c := startConsumer(t, b, tm.Client, 10)
 	require.Eventually(t, func() bool { return readyErr(c) == nil }, 20*time.Second, 100*time.Millisecond)
@@ -139,6 +141,7 @@ func readyErr(c *consumer) error { return c.consumer.Ready() }
 // in a long Temporal outage) was never judged bad: once Temporal is healthy the starter puts it
 // back by itself, and it is started. A poison message in the same DLQ stays there.
 func TestDeliveryLimitDeadLettersComeBackByThemselves(t *testing.T) {
+	t.Parallel()
 	b, tm := intakeStack(t, 1)
 	// Make the broker dead-letter a valid message for the delivery limit: take it back twice.
 	raw, err := amqp.Dial(testenv.AMQPURL(t))

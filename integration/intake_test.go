@@ -206,6 +206,7 @@ func TestPoisonMessagesGoToTheDLQWithTheirReason(t *testing.T) {
 }
 
 func TestTemporalDownTwentySecondsLosesNothing(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test")
 	}

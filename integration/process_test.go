@@ -61,6 +61,7 @@ func waitInFlight(t *testing.T, s *stack, endpoint string) {
 }
 
 func TestSIGTERMLetsTheRunningActivityFinish(t *testing.T) {
+	t.Parallel()
 	s, bin := processStack(t)
 	s.sim.Store.SetFaults(sim.Faults{LatencyMs: 3000, Only: "/esr-exported"})
 	w := startWorkerProcess(t, bin, s)
@@ -87,6 +88,7 @@ func TestSIGTERMLetsTheRunningActivityFinish(t *testing.T) {
 }
 
 func TestWorkerKilledMidActivity(t *testing.T) {
+	t.Parallel()
 	s, bin := processStack(t)
 	s.sim.Store.SetFaults(sim.Faults{LatencyMs: 2000, Only: "/esr-exported"})
 	w := startWorkerProcess(t, bin, s)

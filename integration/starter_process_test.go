@@ -27,6 +27,7 @@ func startStarterProcess(t *testing.T, bin string, b *testenv.Broker, temporalAd
 }
 
 func TestStarterKilledMidBatchThenRestarted(t *testing.T) {
+	t.Parallel()
 	b, tm := intakeStack(t, 0)
 	bin := testenv.Build(t, "./starter", t.TempDir())
 	for i := int64(1); i <= 600; i++ {

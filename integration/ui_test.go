@@ -38,6 +38,7 @@ func chromium(t *testing.T) string {
 // WritebackState="DeadLettered", and checks that the operator sees the dead letter (and not the
 // completed record), then opens it and sees its summary.
 func TestTemporalUIShowsTheDeadLetter(t *testing.T) {
+	t.Parallel()
 	if testing.Short() {
 		t.Skip("integration test")
 	}

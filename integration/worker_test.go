@@ -205,6 +205,7 @@ func TestTCSOutageOfTenSecondsThenCompletedOnce(t *testing.T) {
 }
 
 func TestLostAnswersNeverDuplicate(t *testing.T) {
+	t.Parallel()
 	s := newStack(t, testenv.WorkerOptions{TCSTimeout: 300 * time.Millisecond,
 		Retry: contract.RetrySettings{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2,
 			MaximumInterval: time.Second, Budget: time.Hour, ParkingPeriod: time.Hour}})

@@ -200,7 +200,8 @@ cancels or resumes one: jobs show JOB-ID [--json], jobs cancel JOB-ID, jobs resu
 			if *asJSON {
 				b, _ := json.Marshal(map[string]any{"id": st.ID, "state": st.State, "total": st.Total, "signalled": st.Signalled,
 					"completed": st.Completed, "deadLettered": st.DeadLettered, "abandoned": st.Abandoned, "skipped": st.Skipped,
-					"pending": st.Pending + st.Updating, "haltReason": st.HaltReason, "by": st.By, "reason": st.Reason, "startedAt": st.StartedAt})
+					"pending": st.Pending + st.Updating + st.NotKnown, "notKnown": st.NotKnown, "haltReason": st.HaltReason, "by": st.By,
+					"reason": st.Reason, "startedAt": st.StartedAt})
 				fmt.Println(string(b))
 				return 0
 			}

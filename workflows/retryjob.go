@@ -125,6 +125,10 @@ type JobStatus struct {
 	Recent     []JobFailure `json:"recent,omitempty"` // the last records that dead-lettered again or were skipped
 	// RatioFrom and RatioDeadLetteredFrom are the outcomes and dead letters counted when the job was
 	// last resumed: the failure ratio is judged on the outcomes since (a resumed job needs 10 new ones).
+	// NotKnown counts records whose request was in a chunk a cancel gave up on (unanswered 5 s after
+	// the cancel: Temporal or the records' workers down). Each may have taken it; none is counted as
+	// signalled.
+	NotKnown              int `json:"notKnown,omitempty"`
 	RatioFrom             int `json:"ratioFrom,omitempty"`
 	RatioDeadLetteredFrom int `json:"ratioDeadLetteredFrom,omitempty"`
 }
@@ -337,8 +341,8 @@ func (j *job) send(ctx workflow.Context) error {
 		j.st.Pending -= len(chunk)
 		if sent == nil {
 			// Cancelled while the chunk hung (a record's worker did not answer): whether these
-			// records took the request is not known; they are counted as updating, not signalled.
-			j.st.Updating += len(chunk)
+			// records took the request is not known; they are counted so, not as signalled.
+			j.st.NotKnown += len(chunk)
 			j.note(JobFailure{WorkflowID: chunk[0], What: "not known",
 				Reason: fmt.Sprintf("cancelled while a chunk of %d requests from here was unanswered", len(chunk))})
 			return j.publish(ctx)

@@ -434,8 +434,8 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	<-naiveDone
 
 	reconcile(ctx, rep, recs, st, naiveAdmin, tc, conn)
-	job2, dead := retryAll(ctx, rep, recs, st, tc, logf)
-	reconcileOperator(ctx, rep, op, st, tc, job2, dead)
+	job2 := retryAll(ctx, rep, recs, st, tc, logf)
+	reconcileOperator(ctx, rep, op, st, tc, job2, ownOf(recs))
 	return rep, nil
 }
 
@@ -688,8 +688,8 @@ func criticalLines(files []string) map[string]map[string]int {
 // retryAll makes every record known to TCS, runs `starter retry --all`, and checks every retryable
 // dead letter turns Completed.
 // retryAll retries this run's dead letters once TCS knows them all (`retry --all`, a job) and
-// returns the job's ID and the dead letters it found.
-func retryAll(ctx context.Context, rep *Report, recs []record, st Target, tc client.Client, logf func(string, ...any)) (string, []string) {
+// returns the job's ID.
+func retryAll(ctx context.Context, rep *Report, recs []record, st Target, tc client.Client, logf func(string, ...any)) string {
 	own := ownOf(recs)
 	deadLetters := func() []string { // this run's parked dead letters (nil: unknown)
 		ids, err := listIDs(ctx, tc, `WritebackState="DeadLettered" AND ExecutionStatus="Running"`)
@@ -706,14 +706,14 @@ func retryAll(ctx context.Context, rep *Report, recs []record, st Target, tc cli
 	}
 	dead := deadLetters()
 	if len(dead) == 0 {
-		return "", nil
+		return ""
 	}
 	_ = stack.AdminPost(st.TCSAdmin(), "/admin/known", map[string]any{"all": true})
 	out, err := cli(ctx, st, "retry", "--all", "--rate", "50", "--wait", "5m", "--reason", "chaos run: records created in TCS", "--by", "bench")
 	logf("starter retry --all: %s", strings.TrimSpace(lastLine(out)))
 	if err != nil {
 		rep.Problems = append(rep.Problems, "starter retry --all failed: "+err.Error())
-		return "", dead
+		return ""
 	}
 	job, _, _ := strings.Cut(out, "\n")
 	job = strings.TrimPrefix(job, "job ")
@@ -737,7 +737,7 @@ func retryAll(ctx context.Context, rep *Report, recs []record, st Target, tc cli
 	if rep.RetriedLeft != 0 {
 		rep.Problems = append(rep.Problems, fmt.Sprintf("%d of this run's dead letters still DeadLettered after retry --all", rep.RetriedLeft))
 	}
-	return job, dead
+	return job
 }
 
 func lastLine(s string) string {
