@@ -224,6 +224,23 @@ func (s *Store) Events(placementID int64) []Event {
 	return append([]Event(nil), s.events[placementID]...)
 }
 
+// DeleteEvents removes a placement's events, as a restore, a data fix or a bad migration does
+// (drift: TCS no longer holds what was written), and says how many went.
+func (s *Store) DeleteEvents(placementID int64) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := len(s.events[placementID])
+	delete(s.events, placementID)
+	// The rows' Idempotency-Keys go with them (a restore loses both): a write of the record again
+	// makes a row again.
+	for key, ev := range s.idempotent {
+		if ev.PlacementID == placementID {
+			delete(s.idempotent, key)
+		}
+	}
+	return n
+}
+
 // ScanRecord returns a copy of a scan (PENDING if known and never written).
 func (s *Store) ScanRecord(id string) (Scan, bool) {
 	s.mu.Lock()
@@ -549,6 +566,14 @@ func (s *Store) AdminHandler() http.Handler {
 			evs = []Event{}
 		}
 		writeJSON(w, 200, evs)
+	})
+	mux.HandleFunc("DELETE /admin/events", func(w http.ResponseWriter, r *http.Request) {
+		id, err := strconv.ParseInt(r.URL.Query().Get("placementId"), 10, 64)
+		if err != nil {
+			problem(w, http.StatusBadRequest, "placementId must be an integer")
+			return
+		}
+		writeJSON(w, 200, map[string]int{"deleted": s.DeleteEvents(id)})
 	})
 	mux.HandleFunc("GET /admin/scans/{id}", func(w http.ResponseWriter, r *http.Request) {
 		sc, ok := s.ScanRecord(r.PathValue("id"))
