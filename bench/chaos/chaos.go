@@ -370,7 +370,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	st.Faults(pl)
 	var op *operator
 	if c.Operator {
-		op = scheduleOperator(pl, st)
+		op = scheduleOperator(pl, st, start)
 	}
 
 	// Progress while publishing.
@@ -434,7 +434,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	<-naiveDone
 
 	reconcile(ctx, rep, recs, st, naiveAdmin, tc, conn)
-	job2 := retryAll(ctx, rep, recs, st, tc, logf)
+	job2 := retryAll(ctx, rep, recs, st, tc, start, logf)
 	reconcileOperator(ctx, rep, op, st, tc, job2, ownOf(recs))
 	return rep, nil
 }
@@ -689,7 +689,7 @@ func criticalLines(files []string) map[string]map[string]int {
 // dead letter turns Completed.
 // retryAll retries this run's dead letters once TCS knows them all (`retry --all`, a job) and
 // returns the job's ID.
-func retryAll(ctx context.Context, rep *Report, recs []record, st Target, tc client.Client, logf func(string, ...any)) string {
+func retryAll(ctx context.Context, rep *Report, recs []record, st Target, tc client.Client, runStart time.Time, logf func(string, ...any)) string {
 	own := ownOf(recs)
 	deadLetters := func() []string { // this run's parked dead letters (nil: unknown)
 		ids, err := listIDs(ctx, tc, `WritebackState="DeadLettered" AND ExecutionStatus="Running"`)
@@ -709,7 +709,8 @@ func retryAll(ctx context.Context, rep *Report, recs []record, st Target, tc cli
 		return ""
 	}
 	_ = stack.AdminPost(st.TCSAdmin(), "/admin/known", map[string]any{"all": true})
-	out, err := cli(ctx, st, "retry", "--all", "--rate", "50", "--wait", "5m", "--reason", "chaos run: records created in TCS", "--by", "bench")
+	out, err := cli(ctx, st, "retry", "--query", runsDeadLetters(runStart), "--rate", "50", "--wait", "5m",
+		"--reason", "chaos run: records created in TCS", "--by", "bench")
 	logf("starter retry --all: %s", strings.TrimSpace(lastLine(out)))
 	if err != nil {
 		rep.Problems = append(rep.Problems, "starter retry --all failed: "+err.Error())
