@@ -19,18 +19,18 @@ func Get() (version, revision string) {
 		if version == "" && bi.Main.Version != "" && bi.Main.Version != "(devel)" {
 			version = bi.Main.Version
 		}
-		modified := false
+		fromVCS, modified := false, false
 		for _, s := range bi.Settings {
 			switch s.Key {
 			case "vcs.revision":
 				if revision == "" {
-					revision = s.Value
+					revision, fromVCS = s.Value, true
 				}
 			case "vcs.modified":
 				modified = s.Value == "true"
 			}
 		}
-		if modified && revision != "" && revision == firstRevision(bi) {
+		if fromVCS && modified {
 			revision += "-dirty"
 		}
 	}
@@ -41,15 +41,6 @@ func Get() (version, revision string) {
 		revision = "unknown"
 	}
 	return version, revision
-}
-
-func firstRevision(bi *debug.BuildInfo) string {
-	for _, s := range bi.Settings {
-		if s.Key == "vcs.revision" {
-			return s.Value
-		}
-	}
-	return ""
 }
 
 // String is the line --version prints.
