@@ -12,8 +12,12 @@ TEMPORAL_SERVER_VERSION := v1.32.0
 UI_SERVER_VERSION := v2.42.1
 CLUSTER_TOOLS := $(BIN)/temporal-server $(BIN)/temporal-sql-tool $(BIN)/temporal-ui-server
 export WRITEBACK_TEMPORAL_CLI := $(TEMPORAL)
+# The production module (the binaries) and the harness modules nested in it, each with its own go.mod.
+MODULES := . bench deploy integration
+# The harness (bench/, a module of its own), built into bin/ and run from the repository's root.
+HARNESS := go -C bench build -o $(BIN)/harness . && $(BIN)/harness
 
-.PHONY: help run test test-short lint tools cluster-tools fuzz chaos bench run-cluster test-cluster test-compose kube-tools deploy-up deploy-down test-deploy
+.PHONY: help build harness run test test-short lint tools cluster-tools fuzz chaos bench run-cluster test-cluster test-compose kube-tools deploy-up deploy-down test-deploy
 
 # Bare `make` prints the targets; it starts nothing.
 .DEFAULT_GOAL := help
@@ -24,9 +28,17 @@ help:
 	@awk '/^## [a-z][a-z-]*: / { sub(/^## /, ""); name = $$0; sub(/: .*/, "", name); sub(/^[^:]*: /, ""); printf "  %-14s %s\n", name, $$0 }' $(firstword $(MAKEFILE_LIST))
 	@echo "Docs: README.md, docs/development.md (Make targets)."
 
+## build: the three programs into bin/: worker, starter (intake and operator CLI), tcssim
+build:
+	go build -o $(BIN)/ ./worker ./starter ./tcssim
+
+## harness: the harness behind run, chaos, bench and the deploy tests (bench/, a module of its own) into bin/harness
+harness:
+	go -C bench build -o $(BIN)/harness .
+
 ## run: dev server with UI, TCS simulator, worker, starter and a demo batch (Ctrl-C stops all)
-run: $(TEMPORAL)
-	@go build -o $(BIN)/harness ./bench && $(BIN)/harness run $(RUN_ARGS)
+run: $(TEMPORAL) build
+	@$(HARNESS) run $(RUN_ARGS)
 
 ## test: every test (unit, replay, integration against a real dev server, RabbitMQ and the simulator)
 test: $(TEMPORAL) $(HELM) $(WORKFLOWCHECK)
@@ -34,7 +46,7 @@ test: $(TEMPORAL) $(HELM) $(WORKFLOWCHECK)
 
 ## test-short: unit and replay tests only, no servers
 test-short:
-	go test -short -count=1 ./...
+	for m in $(MODULES); do (cd $$m && go test -short -count=1 ./...) || exit 1; done
 
 ## the pinned Temporal CLI (v1.9.1 cannot be built with go install)
 $(TEMPORAL):
@@ -67,12 +79,12 @@ $(BIN)/temporal-ui-server:
 cluster-tools: $(CLUSTER_TOOLS)
 
 ## run-cluster: make run's demo on the production profile: Temporal server on PostgreSQL with its UI, three RabbitMQ nodes, two workers, two starters (Ctrl-C stops all)
-run-cluster: $(TEMPORAL) $(CLUSTER_TOOLS)
-	@go build -o $(BIN)/harness ./bench && $(BIN)/harness run --profile cluster $(RUN_ARGS)
+run-cluster: $(TEMPORAL) $(CLUSTER_TOOLS) build
+	@$(HARNESS) run --profile cluster $(RUN_ARGS)
 
 ## test-cluster: 3,000 records on the production profile while the record queues' leader node stops, Temporal restarts, workers and starters are SIGKILLed, and an operator holds TCS and runs, resumes and cancels a retry job
 test-cluster: $(TEMPORAL) $(CLUSTER_TOOLS)
-	go run ./bench chaos --profile cluster --records 3000 --rate 25 --starters 2 --outage 30s \
+	$(HARNESS) chaos --profile cluster --records 3000 --rate 25 --starters 2 --outage 30s \
 		--kill-worker-every 40s --kill-starter-every 50s --rabbit-down 20s --temporal-down 10s $(CHAOS_ARGS)
 
 ## test-compose: docker-compose.yml up for real on Debian's docker.io + docker-compose in a network namespace of its own, every image built here (deploy/local); the demo through, a dead letter retried, down leaves nothing
@@ -81,14 +93,14 @@ test-compose: $(TEMPORAL) $(CLUSTER_TOOLS)
 
 ## chaos: 20,000 records through the real stack under every fault, beside the pre-fix consumer (about 15 min)
 chaos: $(TEMPORAL)
-	go run ./bench chaos $(CHAOS_ARGS)
+	$(HARNESS) chaos $(CHAOS_ARGS)
 
 ## bench: speed (ceiling, P1..P4, history events; ceiling, P1, P4 on both profiles), large bodies, protecting TCS (cap, outage mode, late commits) into BENCHMARKS.md
 bench: $(TEMPORAL) $(CLUSTER_TOOLS)
-	go run ./bench speed $(BENCH_ARGS)
-	go run ./bench speed --profiles --ceiling 1000 --p1 1000 --p4 300
-	go run ./bench bodies
-	go run ./bench protect
+	$(HARNESS) speed $(BENCH_ARGS)
+	$(HARNESS) speed --profiles --ceiling 1000 --p1 1000 --p4 300
+	$(HARNESS) bodies
+	$(HARNESS) protect
 
 ## fuzz: the message decoder's fuzz target for a minute
 fuzz:
@@ -97,7 +109,7 @@ fuzz:
 ## lint: formatting, go vet, and workflowcheck (a workflow change that is not deterministic fails here)
 lint: $(WORKFLOWCHECK)
 	gofmt -l . | (! grep .)
-	go vet ./...
+	for m in $(MODULES); do (cd $$m && go vet ./...) || exit 1; done
 	$(WORKFLOWCHECK) ./...
 
 ## kube-tools: the local Kubernetes v1.32.13, etcd, CoreDNS and the RabbitMQ topology operator, built from their Go modules into bin/kube (about 25 minutes of CPU the first time)

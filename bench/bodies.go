@@ -39,7 +39,7 @@ func runBodies(args []string) int {
 	}
 	body := fmt.Sprintf(`## Large bodies
 
-Command: go run ./bench bodies%s. Oversized bodies (the contract's limit, 64 KiB) are poison: each moves to the
+Command: bin/harness bodies%s. Oversized bodies (the contract's limit, 64 KiB) are poison: each moves to the
 DLQ whole, with its reason, so nothing is lost. Peak RSS of the starter process (VmHWM) while they
 pass; it grows with prefetch × body size, which is why deploy/ caps RabbitMQ's max_message_size at
 1 MiB (prefetch 100 × 1 MiB at most).

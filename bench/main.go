@@ -11,7 +11,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "Usage: go run ./bench run|run-cluster|chaos|speed|bodies|protect [flags]   (--help for each)")
+		fmt.Fprintln(os.Stderr, "Usage: bin/harness run|run-cluster|chaos|speed|bodies|protect [flags]   (--help for each)")
 		os.Exit(2)
 	}
 	switch os.Args[1] {

@@ -131,7 +131,7 @@ func runProtect(args []string) int {
 	}
 	body := fmt.Sprintf(`## Protecting TCS
 
-Command: go run ./bench protect%s. Worker processes, the dev server, the TCS simulator (its request
+Command: bin/harness protect%s. Worker processes, the dev server, the TCS simulator (its request
 timeline counts what reached TCS), on this machine.
 
 | what | run | measured |

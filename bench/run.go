@@ -155,11 +155,11 @@ func banner(st *stack.Stack, cluster bool, uiPort int, db, logs string) {
 	}
 	fmt.Printf(`
   The demo's dead letters are records TCS does not know. To see them through:
-    go run ./starter deadletters                                       # grouped by cause, with the commands
+    bin/starter deadletters                                       # grouped by cause, with the commands
     curl -X POST %s/admin/known -d '{"all":true}'          # "fix" TCS: every record known
-    go run ./starter retry --group tcs-404 --reason "records created" --by you   # a job: canary first
-    go run ./starter history --workflow-id placement-esr/…             # one record's story
-    go run ./starter tcs status                                        # TCS mode and cap for every worker
+    bin/starter retry --group tcs-404 --reason "records created" --by you   # a job: canary first
+    bin/starter history --workflow-id placement-esr/…             # one record's story
+    bin/starter tcs status                                        # TCS mode and cap for every worker
   Start one by hand:    bin/temporal workflow start --type %s --task-queue %s \
                           --workflow-id %s \
                           --input '{"placementId":101,"positionNumber":1,"positionId":2,"filename":"A.DAT","exportedAt":"2021-07-28T13:10:00Z"}'

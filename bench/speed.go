@@ -55,7 +55,7 @@ func runSpeed(args []string) int {
 	fmt.Print(tbl.Text())
 	body := fmt.Sprintf(`## Speed
 
-Command: go run ./bench speed %s (make bench). Machine: %d cores, %s; one worker process, one starter process,
+Command: bin/harness speed %s (make bench). Machine: %d cores, %s; one worker process, one starter process,
 the dev server with a SQLite file in WAL mode, RabbitMQ 3.10, the TCS simulator — all on this machine.
 
 %s
@@ -139,7 +139,7 @@ func runProfiles(ctx context.Context, base speed.Config, args []string, out stri
 	}
 	body := fmt.Sprintf(`## Speed on both profiles
 
-Command: go run ./bench speed %s (make bench). Machine: %d cores, %s. Each row is a fresh server and
+Command: bin/harness speed %s (make bench). Machine: %d cores, %s. Each row is a fresh server and
 fresh databases; one worker, one starter, the TCS simulator, the machine's RabbitMQ; the ceiling is %d bare
 workflows (one no-op activity), P1 %d records published and written to TCS, P4 %d records at half of P1.
 

@@ -9,7 +9,7 @@ import (
 
 // The budget counts a record's attempts and the backoff between them, not the time its retry
 // waited in the queue for a worker (the workflow testsuite cannot queue a task, so the maths is
-// tested here and the whole path by `go run ./bench protect`).
+// tested here and the whole path by `make bench` (protect)).
 func TestWaitedBeyond(t *testing.T) {
 	s := contract.DefaultRetrySettings() // 1 s, ×2; attempt timeout 30 s
 	cases := []struct {

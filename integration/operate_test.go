@@ -163,6 +163,19 @@ func TestRedriveCommand(t *testing.T) {
 	require.Contains(t, out, "would redrive 2")
 	require.Contains(t, out, "dead-lettered by the broker (delivery_limit)")
 	require.Contains(t, out, `is not a UUID`)
+	var rd struct {
+		DLQ      string `json:"dlq"`
+		Messages []struct {
+			RoutingKey, Reason, Outcome string
+		} `json:"messages"`
+		Redriven, WouldRedrive, Kept int
+	}
+	require.NoError(t, json.Unmarshal([]byte(starterCLI(t, bin, env, true, "redrive", "--dry-run", "--json")), &rd))
+	require.Equal(t, b.Topology.DLQ, rd.DLQ)
+	require.Equal(t, 2, rd.WouldRedrive)
+	require.Len(t, rd.Messages, 2)
+	keys := []string{rd.Messages[0].RoutingKey, rd.Messages[1].RoutingKey}
+	require.ElementsMatch(t, []string{contract.RoutingKeyPlacementExported, contract.RoutingKeyScanCompleted}, keys)
 	require.Eventually(t, func() bool { return b.Depth(t, b.Topology.DLQ) == 2 }, 5*time.Second, 100*time.Millisecond, "a dry run moves nothing")
 
 	out = starterCLI(t, bin, env, true, "redrive", "--reason", "Temporal was down all weekend", "--by", "oncall")
@@ -218,6 +231,17 @@ func TestReconcileCommand(t *testing.T) {
 	require.Contains(t, out, "missing  placement-esr/14/REC.DAT")
 	require.Contains(t, out, "unknown  placement-esr/99999/REC.DAT")
 	require.Contains(t, out, "2 missing")
+	var rc struct {
+		Checked, Present, Missing, Unknown int
+		MissingIDs                         []string `json:"missingIds"`
+		UnknownIDs                         []string `json:"unknownIds"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(starterCLI(t, bin, env, true, "reconcile", "--file", file, "--dry-run", "--json")), &rc))
+	require.Equal(t, 5, rc.Checked)
+	require.Equal(t, 2, rc.Present)
+	require.Equal(t, 2, rc.Missing)
+	require.Equal(t, []string{"placement-esr/13/REC.DAT", "placement-esr/14/REC.DAT"}, rc.MissingIDs)
+	require.Equal(t, []string{"placement-esr/99999/REC.DAT"}, rc.UnknownIDs)
 	require.Equal(t, 0, s.sim.Store.ExportedCount(14, "REC.DAT"))
 
 	out = starterCLI(t, bin, env, true, "reconcile", "--file", file)
@@ -277,9 +301,33 @@ func TestDeadLetterGroupsAndEditAndRetry(t *testing.T) {
 	}, 10*time.Second, 100*time.Millisecond)
 
 	out := starterCLI(t, bin, env, true, "deadletters")
-	require.Regexp(t, `placement\s+tcs-404\s+3\s+\S+\s+\S+\s+placement-esr/710[123]/UNKNOWN.DAT`, out)
-	require.Regexp(t, `placement\s+tcs-422\s+1\s+\S+\s+\S+\s+`+regexpQuote(rejected), out)
-	require.Contains(t, out, "go run ./starter retry --group tcs-404")
+	// KIND GROUP COUNT OLDEST AGE NEWEST EXAMPLE
+	require.Regexp(t, `placement\s+tcs-404\s+3\s+\S+\s+\d+s\s+\S+\s+placement-esr/710[123]/UNKNOWN.DAT`, out)
+	require.Regexp(t, `placement\s+tcs-422\s+1\s+\S+\s+\d+s\s+\S+\s+`+regexpQuote(rejected), out)
+	require.Contains(t, out, bin+" retry --group tcs-404", "the command to paste names the program as it was run")
+	var dl struct {
+		Groups []struct {
+			Kind, Group, Example, Retry, UI string
+			Count                           int
+			OldestAgeSeconds                int64
+		}
+		Total int
+	}
+	require.NoError(t, json.Unmarshal([]byte(starterCLI(t, bin, env, true, "deadletters", "--json")), &dl))
+	require.Equal(t, 4, dl.Total)
+	require.Len(t, dl.Groups, 2)
+	for _, g := range dl.Groups {
+		require.Equal(t, "placement", g.Kind)
+		require.GreaterOrEqual(t, g.OldestAgeSeconds, int64(0))
+		require.Contains(t, g.UI, "http://ui.example:8233/namespaces/default/workflows?query=")
+		if g.Group == "tcs-404" {
+			require.Equal(t, 3, g.Count)
+			require.Equal(t, bin+" retry --group tcs-404 --reason '…'", g.Retry)
+		} else {
+			require.Equal(t, "tcs-422", g.Group)
+			require.Equal(t, rejected, g.Example)
+		}
+	}
 	require.Contains(t, out, "http://ui.example:8233/namespaces/default/workflows?query=")
 	require.Contains(t, out, "WritebackFailure%3D%22tcs-404%22")
 
@@ -380,6 +428,11 @@ func TestRetryJobs(t *testing.T) {
 		require.Contains(t, st, k)
 	}
 	require.Contains(t, starterCLI(t, bin, env, true, "jobs"), jobID)
+	var list []map[string]any
+	require.NoError(t, json.Unmarshal([]byte(starterCLI(t, bin, env, true, "jobs", "--json")), &list))
+	require.Len(t, list, 1)
+	require.Equal(t, jobID, list[0]["id"])
+	require.EqualValues(t, 5, list[0]["total"])
 
 	// Fixed in TCS; the operator resumes: the rest complete; the late dead letter was never in the set.
 	s.sim.Store.MakeKnown([]int64{8001, 8002, 8003, 8004, 8009}, nil, false)

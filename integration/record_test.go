@@ -23,7 +23,7 @@ import (
 // again (a released folder is frozen): a release that changes workflow code adds its own folder,
 // with its own recorder here, and guards each change with workflow.GetVersion.
 //
-//	WRITEBACK_RECORD_HISTORIES=v1.0 go test ./integration -run TestRecordHistories
+//	cd integration && WRITEBACK_RECORD_HISTORIES=v1.0 go test -run TestRecordHistories
 func TestRecordHistories(t *testing.T) {
 	release := os.Getenv("WRITEBACK_RECORD_HISTORIES")
 	if release == "" {

@@ -68,7 +68,7 @@ func TestStarterGracefulStopAndHelp(t *testing.T) {
 	for _, c := range []string{"consume", "publish"} {
 		out, err := exec.Command(bin, c, "--help").CombinedOutput()
 		require.NoError(t, err, string(out))
-		require.Contains(t, string(out), "Usage: go run ./starter "+c)
+		require.Contains(t, string(out), "Usage: "+bin+" "+c, "the usage names the program as it was run")
 	}
 }
 

@@ -1,6 +1,7 @@
 package integration_test
 
 import (
+	"encoding/json"
 	"strings"
 	"syscall"
 	"testing"
@@ -68,6 +69,20 @@ func TestRollingDeployToANewBuildKeepsRecordsFlowing(t *testing.T) {
 	out := starterCLI(t, starterBin, env, true, "versioning", "status", "--deployment-name", "writeback")
 	require.True(t, strings.Contains(out, "current build b2"), "status after a refused set-current: %s", out)
 	t.Logf("versioning status:\n%s", out)
+	var vs struct {
+		Deployment string
+		Current    *string
+		Builds     []struct{ BuildID, State string }
+	}
+	require.NoError(t, json.Unmarshal([]byte(starterCLI(t, starterBin, env, true, "versioning", "status", "--deployment-name", "writeback", "--json")), &vs))
+	require.Equal(t, "writeback", vs.Deployment)
+	require.NotNil(t, vs.Current)
+	require.Equal(t, "b2", *vs.Current)
+	states := map[string]string{}
+	for _, b := range vs.Builds {
+		states[b.BuildID] = b.State
+	}
+	require.Equal(t, "current", states["b2"])
 
 	// Versioning turned off again (a chart without a deployment name, or a rollback to one): the
 	// unversioned workers get the records once the hook made them current, without knowing the name.

@@ -1,5 +1,8 @@
 # Shared helpers of the scripts; sourced, not run.
 
+# The repository's Go modules: the production module first, then the harness modules nested in it.
+MODULES=". bench deploy integration"
+
 # port_open HOST PORT: true if something listens there.
 port_open() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 

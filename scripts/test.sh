@@ -7,8 +7,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-go mod tidy -diff        # go.mod says what the code imports, directly or not
-go vet ./...
+# The production module, then the harness modules nested in it (the bench, the deploy tests, the
+# integration and browser tests): each has its own go.mod, so the production one lists only what the
+# binaries and their unit tests need.
+for m in $MODULES; do
+  ( cd "$m" && go mod tidy -diff && go vet ./... ) || { echo "module $m: go.mod not tidy or go vet failed" >&2; exit 1; }
+done
 bin/workflowcheck ./...   # workflow code stays deterministic (make lint runs it too)
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/writeback-test.XXXXXX")
@@ -41,4 +45,6 @@ set -a; . "$tmp/rabbit.env"; set +a   # AMQP_URL, WRITEBACK_RABBIT_NODE, WRITEBA
 
 # One package at a time: some tests stop the node's app, close all its connections or change its settings.
 # Within a package, the tests that call t.Parallel() run three at a time: they mostly wait on servers.
-go test -p 1 -parallel 3 -count=1 -timeout 40m ./... "$@"
+for m in $MODULES; do
+  ( cd "$m" && go test -p 1 -parallel 3 -count=1 -timeout 40m ./... "$@" )
+done

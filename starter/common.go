@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -51,7 +52,7 @@ type command struct {
 func newFlagSet(name, usage string) *flag.FlagSet {
 	fs := flag.NewFlagSet("starter "+name, flag.ContinueOnError)
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: go run ./starter %s [flags]\n\n%s\n\nFlags:\n", name, usage)
+		fmt.Fprintf(fs.Output(), "Usage: %s %s [flags]\n\n%s\n\nFlags:\n", prog, name, usage)
 		fs.PrintDefaults()
 	}
 	return fs
@@ -131,4 +132,16 @@ func withTemporal(tc *temporalclient.Config, f func(ctx context.Context, c clien
 	}
 	defer c.Close()
 	return f(ctx, c)
+}
+
+// printJSON writes v as one line of JSON on standard output: the --json form of a command's table or
+// report, for scripts. It returns code, the command's exit code, unless v cannot be encoded.
+func printJSON(v any, code int) int {
+	b, err := json.Marshal(v)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	fmt.Println(string(b))
+	return code
 }

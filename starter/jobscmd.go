@@ -57,7 +57,7 @@ func runJob(ctx context.Context, c sdkclient.Client, signalName string, targets 
 			fmt.Printf("skipped    %s: %s\n", st.WorkflowID, st.Skip)
 		}
 	}
-	fmt.Printf("%d record(s) in the job; follow it with: go run ./starter jobs show %s\n", len(in.IDs), in.ID)
+	fmt.Printf("%d record(s) in the job; follow it with: %s jobs show %s\n", len(in.IDs), prog, in.ID)
 	if noWait || wait <= 0 {
 		return 0
 	}
@@ -164,7 +164,7 @@ func runJobs(args []string) int {
 	help := len(args) > 0 && strings.TrimLeft(args[0], "-") == "help" || len(args) > 0 && strings.TrimLeft(args[0], "-") == "h"
 	if sub != "list" && !help {
 		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-			fmt.Fprintf(os.Stderr, "Usage: go run ./starter jobs [show|cancel|resume] JOB-ID\n")
+			fmt.Fprintf(os.Stderr, "Usage: %s jobs [show|cancel|resume] JOB-ID\n", prog)
 			return 2
 		}
 		id, args = args[0], args[1:]
@@ -172,14 +172,14 @@ func runJobs(args []string) int {
 	fs := newFlagSet("jobs", `Lists the retry jobs (retry/abandon with --all, --query, --group or --ids-file), or shows,
 cancels or resumes one: jobs show JOB-ID [--json], jobs cancel JOB-ID, jobs resume JOB-ID (a halted job goes on).`)
 	tc := temporalclient.Flags(fs)
-	asJSON := fs.Bool("json", false, "show: print JSON")
+	asJSON := fs.Bool("json", false, `list and show: print JSON (list: an array of what show prints)`)
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
 	return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
 		switch sub {
 		case "list":
-			return listJobs(ctx, c)
+			return listJobs(ctx, c, *asJSON)
 		case "cancel", "resume":
 			name := workflows.SignalJobCancel
 			if sub == "resume" {
@@ -198,12 +198,7 @@ cancels or resumes one: jobs show JOB-ID [--json], jobs cancel JOB-ID, jobs resu
 				return 1
 			}
 			if *asJSON {
-				b, _ := json.Marshal(map[string]any{"id": st.ID, "state": st.State, "total": st.Total, "signalled": st.Signalled,
-					"completed": st.Completed, "deadLettered": st.DeadLettered, "abandoned": st.Abandoned, "skipped": st.Skipped,
-					"pending": st.Pending + st.Updating + st.NotKnown, "notKnown": st.NotKnown, "haltReason": st.HaltReason, "by": st.By,
-					"reason": st.Reason, "startedAt": st.StartedAt})
-				fmt.Println(string(b))
-				return 0
+				return printJSON(jobJSON(st), 0)
 			}
 			printJob(st)
 			return 0
@@ -213,15 +208,22 @@ cancels or resumes one: jobs show JOB-ID [--json], jobs cancel JOB-ID, jobs resu
 	})
 }
 
-func listJobs(ctx context.Context, c sdkclient.Client) int {
+// jobJSON is a job as `jobs show --json` and `jobs --json` print it.
+func jobJSON(st workflows.JobStatus) map[string]any {
+	return map[string]any{"id": st.ID, "state": st.State, "total": st.Total, "signalled": st.Signalled,
+		"completed": st.Completed, "deadLettered": st.DeadLettered, "abandoned": st.Abandoned, "skipped": st.Skipped,
+		"pending": st.Pending + st.Updating + st.NotKnown, "notKnown": st.NotKnown, "haltReason": st.HaltReason, "by": st.By,
+		"reason": st.Reason, "startedAt": st.StartedAt}
+}
+
+func listJobs(ctx context.Context, c sdkclient.Client, asJSON bool) int {
 	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
 		Query: fmt.Sprintf("WorkflowType=%q", workflows.RetryJobWorkflowType), PageSize: 100})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(w, "JOB\tSTATE\tTOTAL\tSIGNALLED\tCOMPLETED\tDEAD-LETTERED AGAIN\tSKIPPED\tSTARTED\tBY")
+	jobs := make([]workflows.JobStatus, 0, len(resp.GetExecutions()))
 	for _, e := range resp.GetExecutions() {
 		var st workflows.JobStatus
 		if p, ok := e.GetMemo().GetFields()[workflows.MemoJob]; ok {
@@ -230,6 +232,18 @@ func listJobs(ctx context.Context, c sdkclient.Client) int {
 		if st.ID == "" {
 			st.ID = e.GetExecution().GetWorkflowId()
 		}
+		jobs = append(jobs, st)
+	}
+	if asJSON {
+		out := make([]map[string]any, 0, len(jobs))
+		for _, st := range jobs {
+			out = append(out, jobJSON(st))
+		}
+		return printJSON(out, 0)
+	}
+	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(w, "JOB\tSTATE\tTOTAL\tSIGNALLED\tCOMPLETED\tDEAD-LETTERED AGAIN\tSKIPPED\tSTARTED\tBY")
+	for _, st := range jobs {
 		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", st.ID, orDash(st.State), st.Total, st.Signalled, st.Completed,
 			st.DeadLettered, st.Skipped, orDash(st.StartedAt), orDash(st.By))
 	}

@@ -6,6 +6,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strings"
 
 	"github.com/tis-writeback/writeback/internal/buildinfo"
 )
@@ -26,15 +27,27 @@ func commands() []command {
 	}
 }
 
+// prog is how the operator ran this program, for the usage lines and the commands it prints, so they
+// can be pasted back: "go run ./starter" under go run (whose binary lives in the build cache), else
+// the path as typed (bin/starter, /starter in the image).
+var prog = progName(os.Args[0])
+
+func progName(arg0 string) string {
+	if strings.Contains(arg0, "go-build") {
+		return "go run ./starter"
+	}
+	return arg0
+}
+
 func main() {
 	buildinfo.HandleVersionFlag("writeback-starter")
 	cmds := commands()
 	usage := func() {
-		fmt.Fprintf(os.Stderr, "Usage: go run ./starter <command> [flags]\n\nCommands:\n")
+		fmt.Fprintf(os.Stderr, "Usage: %s <command> [flags]\n\nCommands:\n", prog)
 		for _, c := range cmds {
 			fmt.Fprintf(os.Stderr, "  %-10s %s\n", c.name, c.summary)
 		}
-		fmt.Fprintf(os.Stderr, "\nRun `go run ./starter <command> --help` for a command's flags.\n")
+		fmt.Fprintf(os.Stderr, "\nRun `%s <command> --help` for a command's flags.\n", prog)
 	}
 	if len(os.Args) < 2 {
 		usage()

@@ -214,6 +214,7 @@ the command that retries the group and its Temporal UI link.`)
 	tc := temporalclient.Flags(fs)
 	var uiURL string
 	config.Set{FS: fs}.String(&uiURL, "ui-url", "TEMPORAL_UI_URL", "http://localhost:8233", "base URL of the Temporal UI, for the links")
+	asJSON := fs.Bool("json", false, `print JSON: {"groups":[{"kind","group","count","oldest","newest","oldestAgeSeconds","example","retry","ui"}],"total"}`)
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -223,26 +224,70 @@ the command that retries the group and its Temporal UI link.`)
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
+		now := time.Now()
+		if *asJSON {
+			return printJSON(deadLettersJSON(groups, now, uiURL, tc.Namespace), 0)
+		}
 		if len(groups) == 0 {
 			fmt.Println("no dead letters")
 			return 0
 		}
 		w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(w, "KIND\tGROUP\tCOUNT\tOLDEST\tNEWEST\tEXAMPLE")
+		fmt.Fprintln(w, "KIND\tGROUP\tCOUNT\tOLDEST\tAGE\tNEWEST\tEXAMPLE")
 		total := 0
 		for _, g := range groups {
 			total += g.Count
-			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\n", g.Kind, g.Name, g.Count, g.Oldest.UTC().Format(time.RFC3339),
-				g.Newest.UTC().Format(time.RFC3339), g.Example)
+			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", g.Kind, g.Name, g.Count, g.Oldest.UTC().Format(time.RFC3339),
+				age(now.Sub(g.Oldest)), g.Newest.UTC().Format(time.RFC3339), g.Example)
 		}
 		w.Flush()
 		fmt.Println()
 		for _, g := range groups {
-			fmt.Printf("%s %s (%d):\n  retry: %s\n  UI:    %s\n", g.Kind, g.Name, g.Count, g.RetryCommand(), g.UILink(uiURL, tc.Namespace))
+			fmt.Printf("%s %s (%d):\n  retry: %s\n  UI:    %s\n", g.Kind, g.Name, g.Count, g.RetryCommand(prog), g.UILink(uiURL, tc.Namespace))
 		}
 		fmt.Printf("\n%d dead letter(s) in %d group(s)\n", total, len(groups))
 		return 0
 	})
+}
+
+type deadLetterGroupJSON struct {
+	Kind             string    `json:"kind"`
+	Group            string    `json:"group"`
+	Count            int       `json:"count"`
+	Oldest           time.Time `json:"oldest"`
+	Newest           time.Time `json:"newest"`
+	OldestAgeSeconds int64     `json:"oldestAgeSeconds"`
+	Example          string    `json:"example"`
+	Retry            string    `json:"retry"`
+	UI               string    `json:"ui"`
+}
+
+func deadLettersJSON(groups []ops.Group, now time.Time, uiURL, namespace string) any {
+	out := struct {
+		Groups []deadLetterGroupJSON `json:"groups"`
+		Total  int                   `json:"total"`
+	}{Groups: []deadLetterGroupJSON{}}
+	for _, g := range groups {
+		out.Total += g.Count
+		out.Groups = append(out.Groups, deadLetterGroupJSON{Kind: g.Kind, Group: g.Name, Count: g.Count, Oldest: g.Oldest.UTC(),
+			Newest: g.Newest.UTC(), OldestAgeSeconds: int64(now.Sub(g.Oldest) / time.Second), Example: g.Example,
+			Retry: g.RetryCommand(prog), UI: g.UILink(uiURL, namespace)})
+	}
+	return out
+}
+
+// age prints how long ago, to the unit an operator reads at a glance (a parked dead letter has days).
+func age(d time.Duration) string {
+	switch {
+	case d >= 48*time.Hour:
+		return fmt.Sprintf("%dd", int(d/(24*time.Hour)))
+	case d >= time.Hour:
+		return fmt.Sprintf("%dh", int(d/time.Hour))
+	case d >= time.Minute:
+		return fmt.Sprintf("%dm", int(d/time.Minute))
+	default:
+		return fmt.Sprintf("%ds", int(max(d, 0)/time.Second))
+	}
 }
 
 func currentUser() string {
@@ -261,6 +306,7 @@ each. A message that is still poison comes back to the DLQ with its reason: noth
 	dry := fs.Bool("dry-run", false, "list the messages and their reasons; move nothing")
 	reason := fs.String("reason", "", "why (carried on each message into its record's workflow details)")
 	by := fs.String("by", currentUser(), "who")
+	asJSON := fs.Bool("json", false, `print JSON: {"dlq","messages":[{"messageId","routingKey","reason","outcome"}],"redriven","wouldRedrive","kept","error"}`)
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -272,23 +318,48 @@ each. A message that is still poison comes back to the DLQ with its reason: noth
 	}
 	defer conn.Close()
 	defer pub.Close()
-	counts := map[string]int{}
 	items, err := ops.Redrive(ctx, conn, pub, bf.topology, *dry, *by, *reason, func(it ops.RedriveItem) {
-		fmt.Printf("%-14s key=%-20s id=%s reason=%s\n", short(it.Outcome), it.RoutingKey, it.MessageID, it.Reason)
+		if !*asJSON {
+			fmt.Printf("%-14s key=%-20s id=%s reason=%s\n", short(it.Outcome), it.RoutingKey, it.MessageID, it.Reason)
+		}
 	})
+	counts := map[string]int{}
 	for _, it := range items {
 		counts[short(it.Outcome)]++
+	}
+	code := 0
+	if err != nil || counts["kept"] > 0 {
+		code = 1
+	}
+	if *asJSON {
+		type message struct {
+			MessageID  string `json:"messageId"`
+			RoutingKey string `json:"routingKey"`
+			Reason     string `json:"reason"`
+			Outcome    string `json:"outcome"`
+		}
+		out := struct {
+			DLQ          string    `json:"dlq"`
+			Messages     []message `json:"messages"`
+			Redriven     int       `json:"redriven"`
+			WouldRedrive int       `json:"wouldRedrive"`
+			Kept         int       `json:"kept"`
+			Error        string    `json:"error,omitempty"`
+		}{DLQ: bf.topology.DLQ, Messages: []message{}, Redriven: counts["redriven"], WouldRedrive: counts["would redrive"], Kept: counts["kept"]}
+		for _, it := range items {
+			out.Messages = append(out.Messages, message{it.MessageID, it.RoutingKey, it.Reason, it.Outcome})
+		}
+		if err != nil {
+			out.Error = err.Error()
+		}
+		return printJSON(out, code)
 	}
 	fmt.Printf("DLQ %s: %d message(s): redriven %d, would redrive %d, kept %d\n", bf.topology.DLQ, len(items),
 		counts["redriven"], counts["would redrive"], counts["kept"])
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
-		return 1
 	}
-	if counts["kept"] > 0 {
-		return 1
-	}
-	return 0
+	return code
 }
 
 func short(outcome string) string {
@@ -318,6 +389,7 @@ where a closed run of the same ID exists (its write did not stick). Placements T
 	set.Secret(&token, "tcs-token", "TCS_TOKEN", "TCS bearer token")
 	set.String(&tokenFile, "tcs-token-file", "TCS_TOKEN_FILE", "", "file holding the TCS bearer token")
 	set.Int(&conc, "concurrency", "RECONCILE_CONCURRENCY", 8, "TCS checks in flight at once")
+	asJSON := fs.Bool("json", false, `print JSON: the counts ({"checked","present","missing","started","running","deadLetters","retried","unknown","failed"}) and the records ({"missingIds","unknownIds","deadLetterReasons","failures","skippedLines"})`)
 	if code, ok := parse(fs, args); !ok {
 		return code
 	}
@@ -330,8 +402,10 @@ where a closed run of the same ID exists (its write did not stick). Placements T
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	for _, b := range bad {
-		fmt.Fprintln(os.Stderr, "skipped:", b)
+	if !*asJSON {
+		for _, b := range bad {
+			fmt.Fprintln(os.Stderr, "skipped:", b)
+		}
 	}
 	tok, err := config.Token(token, tokenFile)
 	if err != nil {
@@ -366,26 +440,64 @@ where a closed run of the same ID exists (its write did not stick). Placements T
 	sum := ops.Reconcile(ctx, client, starter, placements, *dry, conc, dl, func(n int) { bar.Add(n - last); last = n })
 	bar.Done()
 
+	code := 0
+	if sum.Failed > 0 {
+		code = 1
+	}
+	sort.Strings(sum.MissingIDs)
+	sort.Strings(sum.UnknownIDs)
+	if *asJSON {
+		return printJSON(reconcileJSON(sum, bad), code)
+	}
+	printReconcile(sum, bad, *dry, *retryDL)
+	return code
+}
+
+func reconcileJSON(sum ops.ReconcileSummary, bad []string) any {
+	orEmpty := func(m map[string]string) map[string]string {
+		if m == nil {
+			return map[string]string{}
+		}
+		return m
+	}
+	return struct {
+		Checked           int               `json:"checked"`
+		Present           int               `json:"present"`
+		Missing           int               `json:"missing"`
+		Started           int               `json:"started"`
+		Running           int               `json:"running"`
+		DeadLetters       int               `json:"deadLetters"`
+		Retried           int               `json:"retried"`
+		Unknown           int               `json:"unknown"`
+		Failed            int               `json:"failed"`
+		MissingIDs        []string          `json:"missingIds"`
+		UnknownIDs        []string          `json:"unknownIds"`
+		DeadLetterReasons map[string]string `json:"deadLetterReasons"`
+		Failures          map[string]string `json:"failures"`
+		SkippedLines      []string          `json:"skippedLines"`
+	}{sum.Checked, sum.Present, sum.Missing, sum.Started, sum.Running, sum.DeadLettered, sum.Retried, sum.Unknown,
+		sum.Failed + len(bad), append([]string{}, sum.MissingIDs...), append([]string{}, sum.UnknownIDs...),
+		orEmpty(sum.DeadLetterReasons), orEmpty(sum.Failures), append([]string{}, bad...)}
+}
+
+func printReconcile(sum ops.ReconcileSummary, bad []string, dry, retryDL bool) {
 	deadIDs := make([]string, 0, len(sum.DeadLetterReasons))
 	for id := range sum.DeadLetterReasons {
 		deadIDs = append(deadIDs, id)
 	}
 	sort.Strings(deadIDs)
 	verb := "dead letter"
-	if *retryDL && !*dry {
+	if retryDL && !dry {
 		verb = "retried"
 	}
 	for _, id := range deadIDs {
 		fmt.Printf("%-11s %s: %s\n", verb, id, sum.DeadLetterReasons[id])
 	}
-
-	sort.Strings(sum.MissingIDs)
-	if *dry {
+	if dry {
 		for _, id := range sum.MissingIDs {
 			fmt.Println("missing  " + id)
 		}
 	}
-	sort.Strings(sum.UnknownIDs)
 	for _, id := range sum.UnknownIDs {
 		fmt.Println("unknown  " + id + " (TCS does not know the placement: not started)")
 	}
@@ -397,13 +509,9 @@ where a closed run of the same ID exists (its write did not stick). Placements T
 	fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", sum.Checked, sum.Present, sum.Missing, sum.Started, sum.Running,
 		sum.DeadLettered, sum.Retried, sum.Unknown, sum.Failed+len(bad))
 	w.Flush()
-	if *dry {
+	if dry {
 		fmt.Printf("%d missing\n", sum.Missing)
 	}
-	if sum.Failed > 0 {
-		return 1
-	}
-	return 0
 }
 
 type noStarter struct{}

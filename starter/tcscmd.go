@@ -23,7 +23,7 @@ import (
 // runTCS is `starter tcs status|hold|release|rate`: the TCS mode for every worker, kept in the TCS
 // control workflow.
 func runTCS(args []string) int {
-	usage := `Usage: go run ./starter tcs <status|hold|release|rate> [flags]
+	usage := `Usage: ` + prog + ` tcs <status|hold|release|rate> [flags]
 
   status [--json]                 the TCS mode in force for every worker (normal, outage, hold) and the rate cap
   hold --reason R [--by B]        within 10 s no worker sends TCS any request, until release; no record's budget is spent

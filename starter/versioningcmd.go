@@ -22,7 +22,7 @@ import (
 // build must become the deployment's current version; the Helm chart's hook runs set-current after
 // every install, upgrade and rollback.
 func runVersioning(args []string) int {
-	usage := `Usage: go run ./starter versioning <status|set-current> [flags]
+	usage := `Usage: ` + prog + ` versioning <status|set-current> [flags]
 
   status --deployment-name N                        the current (and ramping) build and every build's drainage
   set-current --deployment-name N --build-id B      make build B the one that gets the records, waiting (--wait)
@@ -44,6 +44,7 @@ func runVersioning(args []string) int {
 	unversioned := fs.Bool("unversioned", false, "set-current: make unversioned workers current (Worker Versioning turned off)")
 	wait := fs.Duration("wait", 5*time.Minute, "set-current: how long to wait for workers of the build to poll")
 	by := fs.String("by", currentUser(), "who (kept by Temporal as the deployment's last modifier)")
+	asJSON := fs.Bool("json", false, `status: print JSON: {"deployment","current","ramping","rampingPercentage","builds":[{"buildId","createdAt","state"}]}; current and ramping are build IDs, null for unversioned workers`)
 	if code, ok := parse(fs, rest); !ok {
 		return code
 	}
@@ -73,7 +74,7 @@ func runVersioning(args []string) int {
 				fmt.Fprintf(os.Stderr, "deployment %s: build %s was not made current: %v\n", name, buildID, err)
 				return 1
 			}
-			fmt.Printf("deployment %s: build %s is current (before: %s)\n", name, buildID, versionName(prev))
+			fmt.Printf("deployment %s: build %s is current (before: %s)\n", name, buildID, buildName(buildOf(prev)))
 			return 0
 		}
 		d, err := h.Describe(ctx, sdkclient.WorkerDeploymentDescribeOptions{})
@@ -81,24 +82,70 @@ func runVersioning(args []string) int {
 			fmt.Fprintf(os.Stderr, "deployment %s: %v\n", name, err)
 			return 1
 		}
-		rc := d.Info.RoutingConfig
-		fmt.Printf("deployment %s: current %s", name, versionName(rc.CurrentVersion))
-		if rc.RampingVersion != nil {
-			fmt.Printf(", ramping %s at %.0f%%", versionName(rc.RampingVersion), rc.RampingVersionPercentage)
+		st := statusOf(name, d.Info)
+		if *asJSON {
+			return printJSON(st, 0)
+		}
+		fmt.Printf("deployment %s: current %s", name, buildName(st.Current))
+		if st.Ramping != nil {
+			fmt.Printf(", ramping %s at %.0f%%", buildName(st.Ramping), st.RampingPercentage)
 		}
 		fmt.Println()
-		for _, v := range d.Info.VersionSummaries {
-			state := "drainage " + drainage(v.DrainageStatus) // of a build no longer current: its running records
-			switch {
-			case rc.CurrentVersion != nil && v.Version.BuildID == rc.CurrentVersion.BuildID:
-				state = "current"
-			case rc.RampingVersion != nil && v.Version.BuildID == rc.RampingVersion.BuildID:
-				state = "ramping"
-			}
-			fmt.Printf("  build %-24s created %s  %s\n", v.Version.BuildID, v.CreateTime.UTC().Format(time.RFC3339), state)
+		for _, b := range st.Builds {
+			fmt.Printf("  build %-24s created %s  %s\n", b.BuildID, b.CreatedAt.Format(time.RFC3339), b.State)
 		}
 		return 0
 	})
+}
+
+// deploymentStatus is what `versioning status` prints; a nil build ID means unversioned workers.
+type deploymentStatus struct {
+	Deployment        string        `json:"deployment"`
+	Current           *string       `json:"current"`
+	Ramping           *string       `json:"ramping"`
+	RampingPercentage float32       `json:"rampingPercentage"`
+	Builds            []buildStatus `json:"builds"`
+}
+
+type buildStatus struct {
+	BuildID   string    `json:"buildId"`
+	CreatedAt time.Time `json:"createdAt"`
+	// State is current, ramping, or, of a build no longer current, its running records' drainage:
+	// "drainage draining", "drainage drained" or "drainage -" (not yet known).
+	State string `json:"state"`
+}
+
+func statusOf(name string, info sdkclient.WorkerDeploymentInfo) deploymentStatus {
+	rc := info.RoutingConfig
+	st := deploymentStatus{Deployment: name, Current: buildOf(rc.CurrentVersion), Builds: []buildStatus{}}
+	if rc.RampingVersion != nil {
+		st.Ramping, st.RampingPercentage = buildOf(rc.RampingVersion), rc.RampingVersionPercentage
+	}
+	for _, v := range info.VersionSummaries {
+		state := "drainage " + drainage(v.DrainageStatus)
+		switch {
+		case st.Current != nil && v.Version.BuildID == *st.Current:
+			state = "current"
+		case st.Ramping != nil && v.Version.BuildID == *st.Ramping:
+			state = "ramping"
+		}
+		st.Builds = append(st.Builds, buildStatus{BuildID: v.Version.BuildID, CreatedAt: v.CreateTime.UTC(), State: state})
+	}
+	return st
+}
+
+func buildOf(v *worker.WorkerDeploymentVersion) *string {
+	if v == nil || v.BuildID == "" {
+		return nil
+	}
+	return &v.BuildID
+}
+
+func buildName(id *string) string {
+	if id == nil {
+		return "unversioned workers"
+	}
+	return "build " + *id
 }
 
 // setUnversioned makes unversioned workers current in deployment name or, with no name, in every
@@ -123,7 +170,7 @@ func setUnversioned(ctx context.Context, c sdkclient.Client, name, identity stri
 			fmt.Fprintf(os.Stderr, "deployment %s: unversioned workers were not made current: %v\n", n, err)
 			return 1
 		}
-		fmt.Printf("deployment %s: unversioned workers are current (before: %s)\n", n, versionName(prev))
+		fmt.Printf("deployment %s: unversioned workers are current (before: %s)\n", n, buildName(buildOf(prev)))
 	}
 	return 0
 }
@@ -182,13 +229,6 @@ func setCurrent(ctx context.Context, h sdkclient.WorkerDeploymentHandle, buildID
 		case <-time.After(2 * time.Second):
 		}
 	}
-}
-
-func versionName(v *worker.WorkerDeploymentVersion) string {
-	if v == nil || v.BuildID == "" {
-		return "unversioned workers"
-	}
-	return "build " + v.BuildID
 }
 
 func drainage(s sdkclient.WorkerDeploymentVersionDrainageStatus) string {

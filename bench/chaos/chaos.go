@@ -74,8 +74,10 @@ type Window struct {
 
 // Sample is one point of the written-over-time series.
 type Sample struct {
-	At               time.Duration
-	Writeback, Naive int
+	At time.Duration
+	// WritebackPlacements and Naive are the placements each side had written to TCS (EXPORTED) then:
+	// like counted with like (the pre-fix consumer handles no scans).
+	WritebackPlacements, Naive int
 }
 
 // Side is one system's tally.
@@ -270,7 +272,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 			// a simulator that did not answer (a busy node) makes no point, not a drop to zero
 			if stack.AdminGet(st.TCSAdmin(), "/admin/stats", &a) == nil && stack.AdminGet(naiveAdmin, "/admin/stats", &b) == nil {
 				winMu.Lock()
-				rep.Samples = append(rep.Samples, Sample{At: since(), Writeback: a.Exported + a.ScansDone, Naive: b.Exported})
+				rep.Samples = append(rep.Samples, Sample{At: since(), WritebackPlacements: a.Exported, Naive: b.Exported})
 				winMu.Unlock()
 			}
 			select {

@@ -5,13 +5,17 @@ package report
 import (
 	"fmt"
 	"image/color"
+	"math"
 	"os"
 	"regexp"
+	"slices"
 	"strings"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
+	"gonum.org/v1/plot/vg/vgimg"
 )
 
 // Table is a markdown table.
@@ -91,7 +95,10 @@ type Span struct {
 	From, To float64
 }
 
-// Plot draws lines over shaded windows into a PNG.
+// Plot draws lines over shaded windows into a PNG. The legend has a column of its own right of the
+// data, never over it, in an order that does not change between runs: the lines as given, then the
+// windows' labels sorted. Each label has a colour of its own (hues spread evenly over as many labels
+// as there are), translucent so that overlapping windows both show.
 func Plot(path, title, xLabel, yLabel string, series []Series, spans []Span) error {
 	p := plot.New()
 	p.Title.Text = title
@@ -103,27 +110,22 @@ func Plot(path, title, xLabel, yLabel string, series []Series, spans []Span) err
 			maxY = max(maxY, y)
 		}
 	}
-	shade := []color.Color{color.RGBA{255, 200, 200, 255}, color.RGBA{200, 220, 255, 255}, color.RGBA{220, 255, 200, 255}, color.RGBA{255, 235, 180, 255}}
-	labels := map[string]color.Color{}
+	labels := spanLabels(spans)
+	shade := map[string]color.Color{}
+	for i, l := range labels {
+		shade[l] = hue(float64(i) / float64(len(labels)))
+	}
 	for _, sp := range spans {
-		c, ok := labels[sp.Label]
-		if !ok {
-			c = shade[len(labels)%len(shade)]
-			labels[sp.Label] = c
-		}
 		poly, err := plotter.NewPolygon(plotter.XYs{{X: sp.From, Y: 0}, {X: sp.To, Y: 0}, {X: sp.To, Y: maxY}, {X: sp.From, Y: maxY}})
 		if err != nil {
 			return err
 		}
-		poly.Color = c
+		poly.Color = shade[sp.Label]
 		poly.LineStyle.Width = 0
 		p.Add(poly)
 	}
-	for label, c := range labels {
-		poly, _ := plotter.NewPolygon(plotter.XYs{{X: 0, Y: 0}})
-		poly.Color = c
-		p.Legend.Add(label, poly)
-	}
+	p.Add(plotter.NewGrid())
+	legend := plot.NewLegend()
 	for _, s := range series {
 		pts := make(plotter.XYs, len(s.X))
 		for i := range s.X {
@@ -136,13 +138,67 @@ func Plot(path, title, xLabel, yLabel string, series []Series, spans []Span) err
 		l.Color = s.Color
 		l.Width = vg.Points(2)
 		p.Add(l)
-		p.Legend.Add(s.Name, l)
+		legend.Add(s.Name, l)
 	}
-	p.Legend.Top = true
-	p.Legend.Left = true
-	p.Legend.YOffs = -vg.Points(4)
-	p.Add(plotter.NewGrid())
-	return p.Save(10*vg.Inch, 5*vg.Inch, path)
+	for _, label := range labels {
+		poly, _ := plotter.NewPolygon(plotter.XYs{{X: 0, Y: 0}})
+		poly.Color = shade[label]
+		poly.LineStyle.Width = 0
+		legend.Add(label, poly)
+	}
+	legend.Top, legend.Left = true, true
+
+	const width, height, legendWidth = 12 * vg.Inch, 5 * vg.Inch, 2.8 * vg.Inch
+	img := vgimg.New(width, height)
+	dc := draw.New(img)
+	p.Draw(draw.Crop(dc, 0, -legendWidth, 0, 0))
+	legend.Draw(draw.Crop(dc, width-legendWidth+vg.Points(8), 0, 0, -vg.Points(24)))
+	f, err := os.Create(path)
+	if err != nil {
+		return err
+	}
+	if _, err := (vgimg.PngCanvas{Canvas: img}).WriteTo(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func spanLabels(spans []Span) []string {
+	var labels []string
+	for _, sp := range spans {
+		if !slices.Contains(labels, sp.Label) {
+			labels = append(labels, sp.Label)
+		}
+	}
+	slices.Sort(labels)
+	return labels
+}
+
+// hue is a light, translucent colour at h (0..1) around the colour wheel.
+func hue(h float64) color.Color {
+	const s, v = 0.45, 1.0
+	h6 := h * 6
+	c := v * s
+	x := c * (1 - math.Abs(math.Mod(h6, 2)-1))
+	var r, g, b float64
+	switch int(h6) % 6 {
+	case 0:
+		r, g = c, x
+	case 1:
+		r, g = x, c
+	case 2:
+		g, b = c, x
+	case 3:
+		g, b = x, c
+	case 4:
+		r, b = x, c
+	default:
+		r, b = c, x
+	}
+	m := v - c
+	to := func(f float64) uint8 { return uint8(math.Round((f + m) * 255)) }
+	return color.NRGBA{R: to(r), G: to(g), B: to(b), A: 150}
 }
 
 // Pct formats a ratio.

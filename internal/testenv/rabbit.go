@@ -15,7 +15,7 @@ import (
 
 // The tests' RabbitMQ is a node of their own, never the machine's: scripts/test.sh starts one
 // (internal/testenv/cmd/testrabbit) and names it in AMQP_URL, WRITEBACK_RABBIT_NODE and
-// WRITEBACK_RABBIT_HOME. A test binary run without them (go test ./integration/) starts one itself
+// WRITEBACK_RABBIT_HOME. A test binary run without them (cd integration && go test ./...) starts one itself
 // the first time a test asks for RabbitMQ, names it the same way in its environment (for the
 // processes the tests start), and stops it when the binary ends (Main; and the node dies with the
 // binary if that is killed). With AMQP_URL alone the tests use that broker, but the ones that stop,

@@ -30,7 +30,8 @@ import (
 	"github.com/tis-writeback/writeback/tcssim/sim"
 )
 
-// RepoRoot finds the module root from the test's working directory.
+// RepoRoot finds the repository's root (the production module's directory) from the test's working
+// directory, which may be inside one of the harness modules nested in it.
 func RepoRoot(t testing.TB) string {
 	dir, err := repoRoot()
 	if err != nil {
@@ -39,21 +40,33 @@ func RepoRoot(t testing.TB) string {
 	return dir
 }
 
+// mainModule is the production module's path: its go.mod marks the repository's root.
+const mainModule = "github.com/tis-writeback/writeback"
+
 func repoRoot() (string, error) {
 	dir, err := os.Getwd()
 	if err != nil {
 		return "", err
 	}
 	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+		if b, err := os.ReadFile(filepath.Join(dir, "go.mod")); err == nil && modulePath(b) == mainModule {
 			return dir, nil
 		}
 		parent := filepath.Dir(dir)
 		if parent == dir {
-			return "", fmt.Errorf("go.mod not found above the working directory")
+			return "", fmt.Errorf("the go.mod of %s is not found above the working directory", mainModule)
 		}
 		dir = parent
 	}
+}
+
+func modulePath(gomod []byte) string {
+	for _, line := range strings.Split(string(gomod), "\n") {
+		if rest, ok := strings.CutPrefix(strings.TrimSpace(line), "module "); ok {
+			return strings.Trim(strings.TrimSpace(rest), `"`)
+		}
+	}
+	return ""
 }
 
 // TemporalCLI is the pinned Temporal CLI (make bin/temporal installs it).

@@ -37,12 +37,12 @@ func (g Group) Query() string {
 	return q + fmt.Sprintf(` AND %s=%q`, contract.FailureKey.GetName(), g.Name)
 }
 
-// RetryCommand is the command that retries the group.
-func (g Group) RetryCommand() string {
+// RetryCommand is the command that retries the group, for the starter run as prog.
+func (g Group) RetryCommand(prog string) string {
 	if g.Name == NoGroup {
-		return fmt.Sprintf("go run ./starter retry --query '%s' --reason '…'", g.Query())
+		return fmt.Sprintf("%s retry --query '%s' --reason '…'", prog, g.Query())
 	}
-	return fmt.Sprintf("go run ./starter retry --group %s --reason '…'", g.Name)
+	return fmt.Sprintf("%s retry --group %s --reason '…'", prog, g.Name)
 }
 
 // UILink is the Temporal UI's list of the group's dead letters.

@@ -27,7 +27,7 @@ if [ "$ONLY_WRITEBACK" != --writeback-only ]; then
   # pause, CoreDNS, the Temporal CLI
   images+=(writeback-local/pause:1 writeback-local/coredns:1.12.0 writeback-local/temporal-cli:1 rabbitmq:3.10-management)
   ctx=$(mktemp -d)
-  CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$ctx/pause" ./deploy/local/kube/pause
+  (cd deploy && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$ctx/pause" ./local/kube/pause)
   cp bin/kube/coredns bin/temporal "$ctx/"
   for b in pause:writeback-local/pause:1:scratch coredns:writeback-local/coredns:1.12.0:scratch \
       temporal:writeback-local/temporal-cli:1:writeback-local/debian:bookworm; do

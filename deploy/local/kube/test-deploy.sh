@@ -28,7 +28,7 @@ before=$(machine_snapshot)
 down() { "$HERE/deploy.sh" down >&2 || say "deploy.sh down failed"; }
 [ -n "${KEEP:-}" ] || trap down EXIT
 go mod download   # here, with the machine's network: the builds inside the namespace run offline
-go build -o bin/harness ./bench && go build -o bin/starter ./starter
+go -C bench build -o ../bin/harness . && go build -o bin/starter ./starter
 git cat-file -e "$PREVIOUS_CHART_COMMIT^{commit}" 2>/dev/null || fail "commit $PREVIOUS_CHART_COMMIT (chart 0.1.0) is not in this clone"
 prev=$(mktemp -d)
 git archive "$PREVIOUS_CHART_COMMIT" deploy/helm/writeback | tar -x -C "$prev"
