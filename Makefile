@@ -14,6 +14,12 @@ CLUSTER_TOOLS := $(BIN)/temporal-server $(BIN)/temporal-sql-tool $(BIN)/temporal
 export WRITEBACK_TEMPORAL_CLI := $(TEMPORAL)
 # The production module (the binaries) and the harness modules nested in it, each with its own go.mod.
 MODULES := . bench deploy integration
+# What --version and writeback_build_info say of a `make build`: the tag (devel when untagged) and the
+# commit, marked -dirty for uncommitted changes; set, not left to Go's VCS stamping, which GOFLAGS
+# may turn off.
+VERSION ?= $(shell git describe --tags --dirty 2>/dev/null || echo devel)
+REVISION ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD 2>/dev/null || echo -dirty)
+BUILD_LDFLAGS := -X github.com/tis-writeback/writeback/internal/buildinfo.Version=$(VERSION) -X github.com/tis-writeback/writeback/internal/buildinfo.Revision=$(REVISION)
 # The harness (bench/, a module of its own), built into bin/ and run from the repository's root.
 HARNESS := go -C bench build -o $(BIN)/harness . && $(BIN)/harness
 
@@ -30,7 +36,7 @@ help:
 
 ## build: the three programs into bin/: worker, starter (intake and operator CLI), tcssim
 build:
-	go build -o $(BIN)/ ./worker ./starter ./tcssim
+	go build -ldflags "$(BUILD_LDFLAGS)" -o $(BIN)/ ./worker ./starter ./tcssim
 
 ## harness: the harness behind run, chaos, bench and the deploy tests (bench/, a module of its own) into bin/harness
 harness:
