@@ -10,6 +10,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"os"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -39,6 +41,34 @@ func New(client *tcs.Client, log *slog.Logger, settings contract.RetrySettings) 
 // value is recorded in the workflow's history.
 func (a *Activities) CurrentRetrySettings(ctx context.Context) (contract.RetrySettings, error) {
 	return a.Settings, nil
+}
+
+// probePlacementID is a well-formed placement ID no record has (the largest there is): TCS checks the
+// token, then answers 404; the probe's read of it changes nothing.
+const probePlacementID = math.MaxInt64
+
+// ProbeTCS reads a placement no record has, through the same client, cap and hold as every record:
+// any answer from TCS (404, or a placement) proves this worker reaches TCS with a token TCS accepts.
+// It writes nothing. It fails at once (never retried) saying what stopped it: the credentials, the
+// hold or outage mode, or TCS not answering.
+func (a *Activities) ProbeTCS(ctx context.Context) (contract.ProbeResult, error) {
+	host, _ := os.Hostname()
+	res := contract.ProbeResult{Worker: host}
+	_, err := a.TCS.GetPlacement(ctx, probePlacementID)
+	switch tcs.Classify(err) {
+	case tcs.OK, tcs.Permanent:
+		res.Answer = "TCS answered"
+		if s := tcs.StatusOf(err); s != 0 {
+			res.Answer += fmt.Sprintf(" %d for placement %d (a placement no record has): reachable, the token accepted", s, probePlacementID)
+		}
+		return res, nil
+	case tcs.Config:
+		return res, temporal.NewNonRetryableApplicationError("TCS refuses the worker's token: "+err.Error(), "tcs-credentials", nil)
+	case tcs.Refused:
+		return res, temporal.NewNonRetryableApplicationError("the worker sent TCS nothing: "+err.Error(), "tcs-refused", nil)
+	default:
+		return res, temporal.NewNonRetryableApplicationError("TCS does not answer the worker: "+err.Error(), "tcs-unreachable", nil)
+	}
 }
 
 // UpdatePlacement writes one EXPORTED event, exactly once. It sends an Idempotency-Key that is

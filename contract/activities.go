@@ -119,3 +119,25 @@ type FirstAttempt struct {
 	// Queued: not sent, the rate cap's queue being longer than the first attempt may wait.
 	Queued bool `json:"queued,omitempty"`
 }
+
+// ProbeResult is what the probe's activity found: which worker took it and what TCS answered.
+type ProbeResult struct {
+	Worker string `json:"worker"`
+	Answer string `json:"answer"`
+}
+
+// Carry is the workflows' optional second input. A run hands its state to the run it continues as
+// new (long 401 spells make long histories); the starter sets Poison for a poison message that
+// still names its record, which then becomes a dead letter of that record without a TCS write.
+type Carry struct {
+	Status     Status        `json:"status"`
+	Settings   RetrySettings `json:"settings"`
+	BudgetLeft time.Duration `json:"budgetLeft"`
+	// Poison is why the message is invalid; PoisonGroup its failure group (poison-<field>).
+	Poison      string `json:"poison,omitempty"`
+	PoisonGroup string `json:"poisonGroup,omitempty"`
+	// Recovery is true while a retried (or redriven, reconciled) record is being written.
+	Recovery bool `json:"recovery,omitempty"`
+	// Acted holds the operator requests' IDs the record acted on.
+	Acted []string `json:"acted,omitempty"`
+}

@@ -19,6 +19,15 @@ const (
 	ScanWorkflowType      = "RecordScanResult"
 )
 
+// ProbeWorkflowType is the end-to-end check (`starter check`, the chart's `helm test`): a workflow on
+// the task queue whose one activity (ProbeTCSName) asks TCS for a placement no record has, through the
+// worker's TCS client, cap and hold. It writes nothing to TCS and carries no Writeback* attribute, so no
+// count of records sees it.
+const (
+	ProbeWorkflowType = "WritebackProbe"
+	ProbeTCSName      = "ProbeTCS"
+)
+
 // Signals and the query.
 const (
 	SignalRetry   = "retry"

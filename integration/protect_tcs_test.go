@@ -13,7 +13,6 @@ import (
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/testenv"
 	"github.com/tis-writeback/writeback/tcssim/sim"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 // One cap for every path: two workers, TCS_RATE=20, a backlog released at once (first attempts
@@ -156,7 +155,7 @@ func TestCapShareFollowsTheWorkersPresent(t *testing.T) {
 
 	start = time.Now()
 	ws[1].Vanish()
-	require.Eventually(t, counts(1, ws[0]), workflows.PresenceTTL+5*time.Second, 100*time.Millisecond, "a vanished worker stops counting within seconds")
+	require.Eventually(t, counts(1, ws[0]), contract.PresenceTTL+5*time.Second, 100*time.Millisecond, "a vanished worker stops counting within seconds")
 	t.Logf("MEASURED: share back %.1f s after a worker vanished", time.Since(start).Seconds())
 
 	start = time.Now()

@@ -15,7 +15,6 @@ import (
 	"github.com/tis-writeback/writeback/internal/operate"
 	"github.com/tis-writeback/writeback/internal/testenv"
 	"github.com/tis-writeback/writeback/tcssim/sim"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 // TestRecordHistories records the histories that workflows/replay_test.go replays, with the real
@@ -101,7 +100,7 @@ func recordV1(t *testing.T, s *stack, save func(name, id string)) {
 	partial := placement(704, "POISON.DAT")
 	partial.ExportedAt = time.Time{}
 	run = s.start(t, contract.PlacementWorkflowType, partial.WorkflowID(), partial,
-		&workflows.Carry{Poison: `field "exportedAt" must be an RFC 3339 time, got "yesterday"`, PoisonGroup: "poison-exportedAt"})
+		&contract.Carry{Poison: `field "exportedAt" must be an RFC 3339 time, got "yesterday"`, PoisonGroup: "poison-exportedAt"})
 	s.waitState(t, partial.WorkflowID(), contract.StateDeadLettered, 30*time.Second)
 	sig(partial.WorkflowID(), contract.SignalRetry, `{"reason":"producer fixed","by":"recorder","record":`+string(mustJSON(t, placement(704, "POISON.DAT")))+`}`)
 	result(t, run, 30*time.Second)
@@ -135,15 +134,15 @@ func recordV1(t *testing.T, s *stack, save func(name, id string)) {
 		ids = append(ids, s.deadLetter(t, 50010+i, "JOB.DAT"))
 	}
 	s.sim.Store.MakeKnown([]int64{50010, 50011, 50012, 50013}, nil, false)
-	job := workflows.JobInput{ID: "retry-job-recorder", Signal: contract.SignalRetry, IDs: ids, Rate: 10, Canary: 1,
+	job := contract.JobInput{ID: "retry-job-recorder", Signal: contract.SignalRetry, IDs: ids, Rate: 10, Canary: 1,
 		MaxFailureRatio: 0.5, MaxRetries: 5, Reason: "placements created in TCS", By: "recorder", SkippedAtStart: 1,
-		SkippedExamples: []workflows.JobFailure{{WorkflowID: ok.WorkflowID(), What: "skipped", Reason: "closed"}}}
+		SkippedExamples: []contract.JobFailure{{WorkflowID: ok.WorkflowID(), What: "skipped", Reason: "closed"}}}
 	jrun, err := s.tm.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: job.ID, TaskQueue: contract.TaskQueue},
-		workflows.RetryJobWorkflowType, job)
+		contract.RetryJobWorkflowType, job)
 	require.NoError(t, err)
-	var st workflows.JobStatus
+	var st contract.JobStatus
 	require.NoError(t, jrun.Get(ctx, &st))
-	require.Equal(t, workflows.JobDone, st.State)
+	require.Equal(t, contract.JobDone, st.State)
 	require.Equal(t, 4, st.Completed)
 	save("retry_job_done.json", job.ID)
 
@@ -155,5 +154,5 @@ func recordV1(t *testing.T, s *stack, save func(name, id string)) {
 	starterCLI(t, starter, env, true, "tcs", "rate", "50")
 	starterCLI(t, starter, env, true, "tcs", "rate", "--reset")
 	time.Sleep(5 * time.Second) // a worker's presence report or two
-	save("tcs_control_running.json", workflows.TCSControlWorkflowID)
+	save("tcs_control_running.json", contract.TCSControlWorkflowID)
 }

@@ -19,17 +19,16 @@ import (
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
 	"github.com/tis-writeback/writeback/starter/ops"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 // runJob starts a retry job for the running dead letters among targets (the others are in its total,
 // as skipped), prints `job <ID>` first,
 // then (unless noWait) follows it and ends with its outcome table.
-func runJob(ctx context.Context, c sdkclient.Client, signalName string, targets []ops.Target, in workflows.JobInput,
+func runJob(ctx context.Context, c sdkclient.Client, signalName string, targets []ops.Target, in contract.JobInput,
 	wait time.Duration, noWait bool) int {
 	suffix := make([]byte, 3)
 	_, _ = rand.Read(suffix)
-	in.ID = workflows.RetryJobID(time.Now(), hex.EncodeToString(suffix))
+	in.ID = contract.RetryJobID(time.Now(), hex.EncodeToString(suffix))
 	// The job's plan is --dry-run's (without reading each record's retries: the record itself refuses
 	// a retry at --max-retries). Skipped records are in the job's total, never signalled.
 	plan := ops.Plan(targets, signalName, in.MaxRetries, nil)
@@ -40,13 +39,13 @@ func runJob(ctx context.Context, c sdkclient.Client, signalName string, targets 
 		}
 		in.SkippedAtStart++
 		if len(in.SkippedExamples) < 20 {
-			in.SkippedExamples = append(in.SkippedExamples, workflows.JobFailure{WorkflowID: st.WorkflowID, What: "skipped", Reason: st.Skip})
+			in.SkippedExamples = append(in.SkippedExamples, contract.JobFailure{WorkflowID: st.WorkflowID, What: "skipped", Reason: st.Skip})
 		}
 	}
 	_, err := c.ExecuteWorkflow(ctx, sdkclient.StartWorkflowOptions{ID: in.ID, TaskQueue: contract.TaskQueue,
-		Priority:      temporal.Priority{PriorityKey: workflows.JobPriority},
+		Priority:      temporal.Priority{PriorityKey: contract.JobPriority},
 		StaticSummary: fmt.Sprintf("%s job: %d record(s), by %s: %s", signalName, len(in.IDs), in.By, in.Reason)},
-		workflows.RetryJobWorkflowType, in)
+		contract.RetryJobWorkflowType, in)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "cannot start the job:", err)
 		return 1
@@ -73,11 +72,11 @@ func runJob(ctx context.Context, c sdkclient.Client, signalName string, targets 
 }
 
 // followJob polls a job's memo until it is no longer running, or wait has passed.
-func followJob(ctx context.Context, c sdkclient.Client, id string, wait time.Duration) (workflows.JobStatus, error) {
+func followJob(ctx context.Context, c sdkclient.Client, id string, wait time.Duration) (contract.JobStatus, error) {
 	deadline := time.Now().Add(wait)
 	for {
 		st, err := jobStatus(ctx, c, id)
-		if err == nil && (st.State != workflows.JobRunning || time.Now().After(deadline)) {
+		if err == nil && (st.State != contract.JobRunning || time.Now().After(deadline)) {
 			return st, nil
 		}
 		if err != nil && time.Now().After(deadline) {
@@ -91,13 +90,13 @@ func followJob(ctx context.Context, c sdkclient.Client, id string, wait time.Dur
 	}
 }
 
-func jobStatus(ctx context.Context, c sdkclient.Client, id string) (workflows.JobStatus, error) {
-	var st workflows.JobStatus
+func jobStatus(ctx context.Context, c sdkclient.Client, id string) (contract.JobStatus, error) {
+	var st contract.JobStatus
 	d, err := c.DescribeWorkflowExecution(ctx, id, "")
 	if err != nil {
 		return st, fmt.Errorf("job %s: %w", id, err)
 	}
-	p, ok := d.GetWorkflowExecutionInfo().GetMemo().GetFields()[workflows.MemoJob]
+	p, ok := d.GetWorkflowExecutionInfo().GetMemo().GetFields()[contract.MemoJob]
 	if !ok {
 		return st, fmt.Errorf("job %s has not published its state yet", id)
 	}
@@ -108,14 +107,14 @@ func jobStatus(ctx context.Context, c sdkclient.Client, id string) (workflows.Jo
 }
 
 // printJob prints a job's state and the outcome table.
-func printJob(st workflows.JobStatus) {
+func printJob(st contract.JobStatus) {
 	fmt.Printf("job %s: %s", st.ID, st.State)
 	if st.HaltReason != "" {
 		fmt.Printf(" (%s)", st.HaltReason)
 	}
 	fmt.Printf(", by %s: %s, started %s\n", orDash(st.By), orDash(st.Reason), st.StartedAt)
 	for _, f := range st.Recent {
-		if f.What == workflows.JobOutcomeDeadLettered {
+		if f.What == contract.JobOutcomeDeadLettered {
 			fmt.Printf("dead-lettered again  %s: %s\n", f.WorkflowID, f.Reason)
 		} else {
 			fmt.Printf("%-20s %s: %s\n", f.What, f.WorkflowID, f.Reason)
@@ -181,9 +180,9 @@ cancels or resumes one: jobs show JOB-ID [--json], jobs cancel JOB-ID, jobs resu
 		case "list":
 			return listJobs(ctx, c, *asJSON)
 		case "cancel", "resume":
-			name := workflows.SignalJobCancel
+			name := contract.SignalJobCancel
 			if sub == "resume" {
-				name = workflows.SignalJobResume
+				name = contract.SignalJobResume
 			}
 			if err := c.SignalWorkflow(ctx, id, "", name, nil); err != nil {
 				fmt.Fprintf(os.Stderr, "%s job %s: %v\n", sub, id, err)
@@ -209,7 +208,7 @@ cancels or resumes one: jobs show JOB-ID [--json], jobs cancel JOB-ID, jobs resu
 }
 
 // jobJSON is a job as `jobs show --json` and `jobs --json` print it.
-func jobJSON(st workflows.JobStatus) map[string]any {
+func jobJSON(st contract.JobStatus) map[string]any {
 	return map[string]any{"id": st.ID, "state": st.State, "total": st.Total, "signalled": st.Signalled,
 		"completed": st.Completed, "deadLettered": st.DeadLettered, "abandoned": st.Abandoned, "skipped": st.Skipped,
 		"pending": st.Pending + st.Updating + st.NotKnown, "notKnown": st.NotKnown, "haltReason": st.HaltReason, "by": st.By,
@@ -218,15 +217,15 @@ func jobJSON(st workflows.JobStatus) map[string]any {
 
 func listJobs(ctx context.Context, c sdkclient.Client, asJSON bool) int {
 	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
-		Query: fmt.Sprintf("WorkflowType=%q", workflows.RetryJobWorkflowType), PageSize: 100})
+		Query: fmt.Sprintf("WorkflowType=%q", contract.RetryJobWorkflowType), PageSize: 100})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	jobs := make([]workflows.JobStatus, 0, len(resp.GetExecutions()))
+	jobs := make([]contract.JobStatus, 0, len(resp.GetExecutions()))
 	for _, e := range resp.GetExecutions() {
-		var st workflows.JobStatus
-		if p, ok := e.GetMemo().GetFields()[workflows.MemoJob]; ok {
+		var st contract.JobStatus
+		if p, ok := e.GetMemo().GetFields()[contract.MemoJob]; ok {
 			_ = json.Unmarshal(p.GetData(), &st)
 		}
 		if st.ID == "" {

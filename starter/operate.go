@@ -26,7 +26,6 @@ import (
 	"github.com/tis-writeback/writeback/starter/intake"
 	"github.com/tis-writeback/writeback/starter/ops"
 	"github.com/tis-writeback/writeback/tcs"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 func runRetry(args []string) int   { return runSignal(contract.SignalRetry, args) }
@@ -128,7 +127,7 @@ the new reason), still updating, abandoned.`)
 		return 0
 	}
 	// --all, --query, --group, --ids-file: a durable job kept in Temporal.
-	return runJob(ctx, c, signalName, targets, workflows.JobInput{Signal: signalName, Rate: rate, Canary: *canary,
+	return runJob(ctx, c, signalName, targets, contract.JobInput{Signal: signalName, Rate: rate, Canary: *canary,
 		MaxFailureRatio: *maxFailureRatio, MaxRetries: *maxRetries, Reason: *reason, By: *by}, *wait, *noWait)
 }
 

@@ -17,7 +17,6 @@ import (
 
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 // runTCS is `starter tcs status|hold|release|rate`: the TCS mode for every worker, kept in the TCS
@@ -35,7 +34,7 @@ func runTCS(args []string) int {
 	if !ok {
 		return code
 	}
-	fs := newFlagSet("tcs "+sub, "The TCS mode for every worker, kept in Temporal (workflow "+workflows.TCSControlWorkflowID+").")
+	fs := newFlagSet("tcs "+sub, "The TCS mode for every worker, kept in Temporal (workflow "+contract.TCSControlWorkflowID+").")
 	tc := temporalclient.Flags(fs)
 	asJSON := fs.Bool("json", false, "status: print JSON")
 	reason := fs.String("reason", "", "why (kept with the change and logged by the workers)")
@@ -53,7 +52,7 @@ func runTCS(args []string) int {
 	if code, ok := parse(fs, rest); !ok {
 		return code
 	}
-	var cmd *workflows.TCSCommand
+	var cmd *contract.TCSCommand
 	switch sub {
 	case "status":
 	case "hold":
@@ -61,15 +60,15 @@ func runTCS(args []string) int {
 			fmt.Fprintln(os.Stderr, "tcs hold needs --reason: every worker logs who held TCS and why")
 			return 2
 		}
-		cmd = &workflows.TCSCommand{Op: workflows.TCSHold, Reason: *reason, By: *by}
+		cmd = &contract.TCSCommand{Op: contract.TCSHold, Reason: *reason, By: *by}
 	case "release":
-		cmd = &workflows.TCSCommand{Op: workflows.TCSRelease, Reason: *reason, By: *by}
+		cmd = &contract.TCSCommand{Op: contract.TCSRelease, Reason: *reason, By: *by}
 	case "rate":
 		switch {
 		case *reset:
-			cmd = &workflows.TCSCommand{Op: workflows.TCSRateReset, Reason: *reason, By: *by}
+			cmd = &contract.TCSCommand{Op: contract.TCSRateReset, Reason: *reason, By: *by}
 		case rate > 0:
-			cmd = &workflows.TCSCommand{Op: workflows.TCSRate, Rate: rate, Reason: *reason, By: *by}
+			cmd = &contract.TCSCommand{Op: contract.TCSRate, Rate: rate, Reason: *reason, By: *by}
 		default:
 			fmt.Fprintln(os.Stderr, "tcs rate needs N (requests per second) or --reset")
 			return 2
@@ -80,13 +79,13 @@ func runTCS(args []string) int {
 	}
 	return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
 		if cmd != nil {
-			_, err := c.SignalWithStartWorkflow(ctx, workflows.TCSControlWorkflowID, workflows.SignalTCSCommand, *cmd,
-				workflows.TCSControlOptions(), workflows.TCSControlWorkflowType, nil)
+			_, err := c.SignalWithStartWorkflow(ctx, contract.TCSControlWorkflowID, contract.SignalTCSCommand, *cmd,
+				contract.TCSControlOptions(), contract.TCSControlWorkflowType, nil)
 			if err != nil {
 				fmt.Fprintln(os.Stderr, "cannot reach the TCS control:", err)
 				return 1
 			}
-			if cmd.Op == workflows.TCSRate || cmd.Op == workflows.TCSRateReset {
+			if cmd.Op == contract.TCSRate || cmd.Op == contract.TCSRateReset {
 				var unimplemented *serviceerror.Unimplemented
 				switch err := setQueueRate(ctx, c, tc.Namespace, cmd); {
 				case errors.As(err, &unimplemented):
@@ -139,18 +138,18 @@ func runTCS(args []string) int {
 }
 
 // tcsStatus reads the TCS control; after a command it waits until the control shows it.
-func tcsStatus(ctx context.Context, c sdkclient.Client, cmd *workflows.TCSCommand) (workflows.TCSStatus, error) {
+func tcsStatus(ctx context.Context, c sdkclient.Client, cmd *contract.TCSCommand) (contract.TCSStatus, error) {
 	deadline := time.Now().Add(20 * time.Second)
 	for {
-		var st workflows.TCSStatus
-		desc, err := c.DescribeWorkflowExecution(ctx, workflows.TCSControlWorkflowID, "")
+		var st contract.TCSStatus
+		desc, err := c.DescribeWorkflowExecution(ctx, contract.TCSControlWorkflowID, "")
 		var nf *serviceerror.NotFound
 		if errors.As(err, &nf) && cmd == nil {
-			return workflows.TCSStatus{Mode: "normal", RateSource: "TCS_RATE"}, nil // nobody ever changed it
+			return contract.TCSStatus{Mode: "normal", RateSource: "TCS_RATE"}, nil // nobody ever changed it
 		}
 		if err == nil {
 			var ok bool
-			if st, ok = workflows.ReadTCSStatus(desc.GetWorkflowExecutionInfo().GetMemo().GetFields()); !ok {
+			if st, ok = contract.ReadTCSStatus(desc.GetWorkflowExecutionInfo().GetMemo().GetFields()); !ok {
 				err = errors.New("the TCS control has not published its state yet")
 			}
 		}
@@ -167,15 +166,15 @@ func tcsStatus(ctx context.Context, c sdkclient.Client, cmd *workflows.TCSComman
 	}
 }
 
-func applied(st workflows.TCSStatus, cmd workflows.TCSCommand) bool {
+func applied(st contract.TCSStatus, cmd contract.TCSCommand) bool {
 	switch cmd.Op {
-	case workflows.TCSHold:
+	case contract.TCSHold:
 		return st.Held
-	case workflows.TCSRelease:
+	case contract.TCSRelease:
 		return !st.Held
-	case workflows.TCSRate:
+	case contract.TCSRate:
 		return st.RateOverride == cmd.Rate
-	case workflows.TCSRateReset:
+	case contract.TCSRateReset:
 		return st.RateOverride == 0
 	}
 	return true
@@ -193,10 +192,10 @@ func orDash(s string) string {
 // a backlog of regular activities on the server rather than in the workers); without this a cap
 // raised above TCS_RATE would not reach the regular activities. A limit set through the API
 // overrides the workers' and is kept by the server, so it holds across worker restarts too.
-func setQueueRate(ctx context.Context, c sdkclient.Client, namespace string, cmd *workflows.TCSCommand) error {
+func setQueueRate(ctx context.Context, c sdkclient.Client, namespace string, cmd *contract.TCSCommand) error {
 	upd := &workflowservice.UpdateTaskQueueConfigRequest_RateLimitUpdate{
 		Reason: fmt.Sprintf("writeback tcs rate by %s: %s", orDash(cmd.By), orDash(cmd.Reason))}
-	if cmd.Op == workflows.TCSRate {
+	if cmd.Op == contract.TCSRate {
 		upd.RateLimit = &taskqueuepb.RateLimit{RequestsPerSecond: float32(cmd.Rate)}
 	}
 	_, err := c.WorkflowService().UpdateTaskQueueConfig(ctx, &workflowservice.UpdateTaskQueueConfigRequest{

@@ -22,13 +22,14 @@ type RecordActivities interface {
 	MarkScanErrored(ctx context.Context, dl contract.DeadLetter) (contract.MarkResult, error)
 	CheckPlacementWritten(ctx context.Context, msg contract.PlacementExported) (bool, error)
 	CheckScanWritten(ctx context.Context, msg contract.ScanCompleted) (bool, error)
+	ProbeTCS(ctx context.Context) (contract.ProbeResult, error)
 }
 
 // Register puts both workflow types and their activities on a worker under their contract names.
 func Register(w worker.Registry, a RecordActivities) {
 	w.RegisterWorkflowWithOptions(RecordPlacementExport, workflow.RegisterOptions{Name: contract.PlacementWorkflowType})
 	w.RegisterWorkflowWithOptions(RecordScanResult, workflow.RegisterOptions{Name: contract.ScanWorkflowType})
-	w.RegisterWorkflowWithOptions(TCSControl, workflow.RegisterOptions{Name: TCSControlWorkflowType})
+	w.RegisterWorkflowWithOptions(TCSControl, workflow.RegisterOptions{Name: contract.TCSControlWorkflowType})
 	w.RegisterActivityWithOptions(a.CurrentRetrySettings, activity.RegisterOptions{Name: contract.CurrentRetrySettingsName})
 	w.RegisterActivityWithOptions(a.FirstPlacementAttempt, activity.RegisterOptions{Name: contract.FirstPlacementAttemptName})
 	w.RegisterActivityWithOptions(a.FirstScanAttempt, activity.RegisterOptions{Name: contract.FirstScanAttemptName})
@@ -38,17 +39,19 @@ func Register(w worker.Registry, a RecordActivities) {
 	w.RegisterActivityWithOptions(a.MarkScanErrored, activity.RegisterOptions{Name: contract.MarkScanErroredName})
 	w.RegisterActivityWithOptions(a.CheckPlacementWritten, activity.RegisterOptions{Name: contract.CheckPlacementWrittenName})
 	w.RegisterActivityWithOptions(a.CheckScanWritten, activity.RegisterOptions{Name: contract.CheckScanWrittenName})
+	w.RegisterWorkflowWithOptions(Probe, workflow.RegisterOptions{Name: contract.ProbeWorkflowType})
+	w.RegisterActivityWithOptions(a.ProbeTCS, activity.RegisterOptions{Name: contract.ProbeTCSName})
 }
 
 // JobActivities are what a retry job's workflow needs from the worker.
 type JobActivities interface {
-	SendRequests(ctx context.Context, req SendRequest) ([]Sent, error)
-	AwaitOutcomes(ctx context.Context, req AwaitRequest) ([]JobOutcome, error)
+	SendRequests(ctx context.Context, req contract.SendRequest) ([]contract.Sent, error)
+	AwaitOutcomes(ctx context.Context, req contract.AwaitRequest) ([]contract.JobOutcome, error)
 }
 
 // RegisterJobs puts the retry-job workflow and its activities on a worker.
 func RegisterJobs(w worker.Registry, j JobActivities) {
-	w.RegisterWorkflowWithOptions(RetryJob, workflow.RegisterOptions{Name: RetryJobWorkflowType})
-	w.RegisterActivityWithOptions(j.SendRequests, activity.RegisterOptions{Name: SendRequestsActivity})
-	w.RegisterActivityWithOptions(j.AwaitOutcomes, activity.RegisterOptions{Name: AwaitOutcomesActivity})
+	w.RegisterWorkflowWithOptions(RetryJob, workflow.RegisterOptions{Name: contract.RetryJobWorkflowType})
+	w.RegisterActivityWithOptions(j.SendRequests, activity.RegisterOptions{Name: contract.SendRequestsActivity})
+	w.RegisterActivityWithOptions(j.AwaitOutcomes, activity.RegisterOptions{Name: contract.AwaitOutcomesActivity})
 }

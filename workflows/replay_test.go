@@ -27,8 +27,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r := worker.NewWorkflowReplayer()
 			r.RegisterWorkflowWithOptions(workflows.RecordPlacementExport, workflow.RegisterOptions{Name: contract.PlacementWorkflowType})
 			r.RegisterWorkflowWithOptions(workflows.RecordScanResult, workflow.RegisterOptions{Name: contract.ScanWorkflowType})
-			r.RegisterWorkflowWithOptions(workflows.RetryJob, workflow.RegisterOptions{Name: workflows.RetryJobWorkflowType})
-			r.RegisterWorkflowWithOptions(workflows.TCSControl, workflow.RegisterOptions{Name: workflows.TCSControlWorkflowType})
+			r.RegisterWorkflowWithOptions(workflows.RetryJob, workflow.RegisterOptions{Name: contract.RetryJobWorkflowType})
+			r.RegisterWorkflowWithOptions(workflows.TCSControl, workflow.RegisterOptions{Name: contract.TCSControlWorkflowType})
 			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f))
 		})
 	}

@@ -11,34 +11,6 @@ import (
 	"go.temporal.io/sdk/workflow"
 )
 
-// Retry jobs (docs/operating.md, After a TCS incident: retry jobs): retry or abandon a fixed set of
-// dead letters as a durable job — it survives the CLI's exit and worker restarts, paces its
-// signals, tries a canary first, halts when records keep dead-lettering again, and skips records
-// operators already retried too often.
-const (
-	RetryJobWorkflowType = "WritebackRetryJob"
-	// Activity names of a job.
-	SendRequestsActivity  = "JobSendRequests"
-	AwaitOutcomesActivity = "JobAwaitOutcomes"
-	// Signals to a job, and its query and memo key.
-	SignalJobCancel = "cancel"
-	SignalJobResume = "resume"
-	QueryJob        = "job"
-	MemoJob         = "job"
-	// Job states.
-	JobRunning   = "Running"
-	JobHalted    = "Halted"
-	JobDone      = "Done"
-	JobCancelled = "Cancelled"
-)
-
-// Outcomes a job counts (the same words as internal/operate's).
-const (
-	JobOutcomeCompleted    = "completed"
-	JobOutcomeDeadLettered = "dead-lettered again"
-	JobOutcomeAbandoned    = "abandoned"
-)
-
 // A job sends its requests in chunks of about one second at its rate, records each chunk's answers
 // in its own state before the next, and watches the outcomes of the records it sent while the next
 // chunks go out.
@@ -60,120 +32,8 @@ const (
 	jobHeartbeat = 15 * time.Second
 )
 
-// JobPriority is a job's own task-queue priority key: its workflow tasks and activities (sending
-// requests, looking at outcomes) are small and must not wait behind a backlog of records, or an
-// operator's job (and its cancel) would not move during an incident. The records it retries still
-// run as recovery, behind fresh records.
-const JobPriority = 2
-
-// RetryJobID names a job started at t (the CLI adds a random suffix).
-func RetryJobID(t time.Time, suffix string) string {
-	return "retry-job-" + t.UTC().Format("20060102T150405") + "-" + suffix
-}
-
-// JobInput is a job's input; Status is set when it continues as new.
-type JobInput struct {
-	ID              string        `json:"id"`
-	Signal          string        `json:"signal"` // retry or abandon
-	IDs             []string      `json:"ids"`    // the records still to do, in order
-	Rate            float64       `json:"rate"`
-	Canary          int           `json:"canary"`
-	MaxFailureRatio float64       `json:"maxFailureRatio"`
-	MaxRetries      int           `json:"maxRetries"`
-	Reason          string        `json:"reason,omitempty"`
-	By              string        `json:"by,omitempty"`
-	OutcomeWait     time.Duration `json:"outcomeWait,omitempty"` // how long a batch's outcomes are awaited (default 2 min)
-	// SkippedAtStart counts the targets that were not parked dead letters when the job started (closed,
-	// or in another state): they are in the job's total and skipped, never signalled. SkippedExamples
-	// names the first of them.
-	SkippedAtStart  int          `json:"skippedAtStart,omitempty"`
-	SkippedExamples []JobFailure `json:"skippedExamples,omitempty"`
-	Status          *JobStatus   `json:"status,omitempty"`
-	// Watching are the records sent whose outcome was not known yet when the job continued as new.
-	Watching []Watched `json:"watching,omitempty"`
-}
-
-// Watched is a record the job sent a request to and watches until it settles.
-type Watched struct {
-	WorkflowID string `json:"workflowId"`
-	// Before is the record's deadLetteredAt when it accepted: a dead-lettering at another time is
-	// the record dead-lettered again.
-	Before string `json:"before"`
-	// Until is when the job stops waiting for its outcome (it is then counted as updating).
-	Until  time.Time `json:"until"`
-	Canary bool      `json:"canary,omitempty"`
-}
-
-// JobStatus is what `jobs show --json` prints.
-type JobStatus struct {
-	ID           string `json:"id"`
-	State        string `json:"state"`
-	Total        int    `json:"total"`
-	Signalled    int    `json:"signalled"`
-	Completed    int    `json:"completed"`
-	DeadLettered int    `json:"deadLettered"`
-	Abandoned    int    `json:"abandoned"`
-	Skipped      int    `json:"skipped"`
-	Pending      int    `json:"pending"`
-	HaltReason   string `json:"haltReason"`
-	By           string `json:"by"`
-	Reason       string `json:"reason"`
-	StartedAt    string `json:"startedAt"`
-	// Updating counts records signalled whose outcome was not known when their batch was looked at.
-	Updating   int          `json:"updating"`
-	CanaryDone bool         `json:"canaryDone"`
-	Recent     []JobFailure `json:"recent,omitempty"` // the last records that dead-lettered again or were skipped
-	// RatioFrom and RatioDeadLetteredFrom are the outcomes and dead letters counted when the job was
-	// last resumed: the failure ratio is judged on the outcomes since (a resumed job needs 10 new ones).
-	// NotKnown counts records whose request was in a chunk a cancel gave up on (unanswered 5 s after
-	// the cancel: Temporal or the records' workers down). Each may have taken it; none is counted as
-	// signalled.
-	NotKnown              int `json:"notKnown,omitempty"`
-	RatioFrom             int `json:"ratioFrom,omitempty"`
-	RatioDeadLetteredFrom int `json:"ratioDeadLetteredFrom,omitempty"`
-}
-
-// JobFailure is one record a job could not bring through.
-type JobFailure struct {
-	WorkflowID string `json:"workflowId"`
-	What       string `json:"what"` // dead-lettered again, skipped
-	Reason     string `json:"reason"`
-}
-
-// SendRequest is one chunk of a job's requests for the send activity. Each carries the job's ID as
-// its requestId (and Update ID), so a chunk sent again after a failure acts on no record twice.
-type SendRequest struct {
-	JobID   string                 `json:"jobId"`
-	Signal  string                 `json:"signal"`
-	IDs     []string               `json:"ids"`
-	Rate    float64                `json:"rate"`
-	Payload contract.SignalPayload `json:"payload"`
-}
-
-// Sent is what one record did with a job's request.
-type Sent struct {
-	WorkflowID string `json:"workflowId"`
-	Accepted   bool   `json:"accepted"`
-	Before     string `json:"before,omitempty"` // its deadLetteredAt when it accepted
-	Why        string `json:"why,omitempty"`    // why it was skipped (refused, or closed)
-}
-
-// AwaitRequest asks for the outcomes of signalled records.
-type AwaitRequest struct {
-	IDs    []string          `json:"ids"`
-	Before map[string]string `json:"before"`
-	Wait   time.Duration     `json:"wait"`
-}
-
-// JobOutcome is one record's outcome (see internal/operate).
-type JobOutcome struct {
-	WorkflowID string `json:"workflowId"`
-	Result     string `json:"result"`
-	Reason     string `json:"reason,omitempty"`
-}
-
 // RetryJob runs a retry job.
-func RetryJob(ctx workflow.Context, in JobInput) (JobStatus, error) {
+func RetryJob(ctx workflow.Context, in contract.JobInput) (contract.JobStatus, error) {
 	j := &job{in: in}
 	if err := j.setup(ctx); err != nil {
 		return j.st, err
@@ -182,11 +42,11 @@ func RetryJob(ctx workflow.Context, in JobInput) (JobStatus, error) {
 }
 
 type job struct {
-	in        JobInput
-	st        JobStatus
+	in        contract.JobInput
+	st        contract.JobStatus
 	cancelled bool
-	// watching: the records sent whose outcome is not known yet (JobInput.Watching across runs).
-	watching []Watched
+	// watching: the records sent whose outcome is not known yet (contract.JobInput.Watching across runs).
+	watching []contract.Watched
 	// sending is false once every record was sent (or the job stopped); watcherDone once the
 	// watcher ended (it ends when nothing is left to watch and nothing more will be sent).
 	sending, watcherDone bool
@@ -200,7 +60,7 @@ func (j *job) setup(ctx workflow.Context) error {
 		j.st = *j.in.Status
 	} else {
 		j.in.IDs = distinct(j.in.IDs) // a record listed twice is one record: one request, counted once
-		j.st = JobStatus{ID: j.in.ID, State: JobRunning, Total: len(j.in.IDs) + j.in.SkippedAtStart, Pending: len(j.in.IDs),
+		j.st = contract.JobStatus{ID: j.in.ID, State: contract.JobRunning, Total: len(j.in.IDs) + j.in.SkippedAtStart, Pending: len(j.in.IDs),
 			Skipped: j.in.SkippedAtStart, By: j.in.By, Reason: j.in.Reason, StartedAt: workflow.Now(ctx).UTC().Format(time.RFC3339)}
 		for _, f := range j.in.SkippedExamples {
 			j.note(f)
@@ -208,11 +68,11 @@ func (j *job) setup(ctx workflow.Context) error {
 		j.in.SkippedExamples = nil // kept in the status; not carried into a continued run
 	}
 	j.watching, j.in.Watching = j.in.Watching, nil
-	if err := workflow.SetQueryHandler(ctx, QueryJob, func() (JobStatus, error) { return j.st, nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, contract.QueryJob, func() (contract.JobStatus, error) { return j.st, nil }); err != nil {
 		return err
 	}
-	j.cancelCh = workflow.GetSignalChannel(ctx, SignalJobCancel)
-	j.resumeCh = workflow.GetSignalChannel(ctx, SignalJobResume)
+	j.cancelCh = workflow.GetSignalChannel(ctx, contract.SignalJobCancel)
+	j.resumeCh = workflow.GetSignalChannel(ctx, contract.SignalJobResume)
 	workflow.Go(ctx, func(ctx workflow.Context) {
 		sel := workflow.NewSelector(ctx)
 		sel.AddReceive(j.cancelCh, func(c workflow.ReceiveChannel, _ bool) {
@@ -233,11 +93,11 @@ func (j *job) setup(ctx workflow.Context) error {
 // resume lets a halted job go on: the operator looked, so the canary's word is not needed again,
 // and the failure ratio starts afresh.
 func (j *job) resume(ctx workflow.Context) {
-	if j.st.State != JobHalted {
+	if j.st.State != contract.JobHalted {
 		workflow.GetLogger(ctx).Info("resume ignored: the job is not halted", "state", j.st.State)
 		return
 	}
-	j.st.State, j.st.HaltReason = JobRunning, ""
+	j.st.State, j.st.HaltReason = contract.JobRunning, ""
 	j.st.CanaryDone, j.in.Canary = true, 0
 	j.st.RatioFrom, j.st.RatioDeadLetteredFrom = j.outcomes(), j.st.DeadLettered
 	workflow.GetLogger(ctx).Info("job resumed")
@@ -256,11 +116,11 @@ func (j *job) drainSignals(ctx workflow.Context) {
 
 // publish keeps the job's status in its memo, so `jobs` lists it without a worker.
 func (j *job) publish(ctx workflow.Context) error {
-	return workflow.UpsertMemo(ctx, map[string]any{MemoJob: j.st})
+	return workflow.UpsertMemo(ctx, map[string]any{contract.MemoJob: j.st})
 }
 
 // run sends the records' requests while a second coroutine watches their outcomes.
-func (j *job) run(ctx workflow.Context) (JobStatus, error) {
+func (j *job) run(ctx workflow.Context) (contract.JobStatus, error) {
 	j.sending = true
 	watchCtx, stopWatching := workflow.WithCancel(ctx)
 	var watchErr error
@@ -288,14 +148,14 @@ func (j *job) run(ctx workflow.Context) (JobStatus, error) {
 	if err != nil {
 		return j.st, err
 	}
-	if !j.cancelled && j.st.State == JobHalted {
+	if !j.cancelled && j.st.State == contract.JobHalted {
 		// Halted at the end: it stays Halted (the operator should see why) until resumed or cancelled.
 		if err := j.gate(ctx); err != nil {
 			return j.st, err
 		}
 	}
 	if j.cancelled {
-		j.st.State = JobCancelled // said at once; the last look below only fills in outcomes
+		j.st.State = contract.JobCancelled // said at once; the last look below only fills in outcomes
 		if err := j.publish(ctx); err != nil {
 			return j.st, err
 		}
@@ -303,7 +163,7 @@ func (j *job) run(ctx workflow.Context) (JobStatus, error) {
 		j.st.Updating += len(j.watching) // sent, outcome not known
 		j.watching = nil
 	} else {
-		j.st.State = JobDone
+		j.st.State = contract.JobDone
 	}
 	return j.st, j.publish(ctx)
 }
@@ -343,7 +203,7 @@ func (j *job) send(ctx workflow.Context) error {
 			// Cancelled while the chunk hung (a record's worker did not answer): whether these
 			// records took the request is not known; they are counted so, not as signalled.
 			j.st.NotKnown += len(chunk)
-			j.note(JobFailure{WorkflowID: chunk[0], What: "not known",
+			j.note(contract.JobFailure{WorkflowID: chunk[0], What: "not known",
 				Reason: fmt.Sprintf("cancelled while a chunk of %d requests from here was unanswered", len(chunk))})
 			return j.publish(ctx)
 		}
@@ -363,7 +223,7 @@ func (j *job) send(ctx workflow.Context) error {
 // sendChunk sends one chunk and returns each record's answer. A cancel waits for the chunk in
 // flight (about a second), so the counts stay exact; only a chunk still unanswered cancelWait
 // later is given up, and then sent is nil.
-func (j *job) sendChunk(ctx workflow.Context, chunk []string) ([]Sent, error) {
+func (j *job) sendChunk(ctx workflow.Context, chunk []string) ([]contract.Sent, error) {
 	cctx, stop := workflow.WithCancel(ctx)
 	defer stop()
 	actx := workflow.WithActivityOptions(cctx, workflow.ActivityOptions{
@@ -372,10 +232,10 @@ func (j *job) sendChunk(ctx workflow.Context, chunk []string) ([]Sent, error) {
 		HeartbeatTimeout: jobHeartbeat,
 		RetryPolicy:      &temporal.RetryPolicy{InitialInterval: time.Second, MaximumInterval: 30 * time.Second},
 	})
-	req := SendRequest{JobID: j.st.ID, Signal: j.in.Signal, IDs: chunk, Rate: j.in.Rate,
+	req := contract.SendRequest{JobID: j.st.ID, Signal: j.in.Signal, IDs: chunk, Rate: j.in.Rate,
 		Payload: contract.SignalPayload{Reason: j.in.Reason, By: j.in.By, Job: j.st.ID, RequestID: j.st.ID, MaxRetries: j.in.MaxRetries}}
 	j.activities++
-	f := workflow.ExecuteActivity(actx, SendRequestsActivity, req)
+	f := workflow.ExecuteActivity(actx, contract.SendRequestsActivity, req)
 	if err := workflow.Await(ctx, func() bool { return f.IsReady() || j.cancelled }); err != nil {
 		return nil, err
 	}
@@ -387,7 +247,7 @@ func (j *job) sendChunk(ctx workflow.Context, chunk []string) ([]Sent, error) {
 			return nil, nil
 		}
 	}
-	var sent []Sent
+	var sent []contract.Sent
 	err := f.Get(ctx, &sent)
 	return sent, err
 }
@@ -396,7 +256,7 @@ func (j *job) sendChunk(ctx workflow.Context, chunk []string) ([]Sent, error) {
 const cancelWait = 5 * time.Second
 
 // record counts a chunk's answers and watches the records that accepted; it returns how many did.
-func (j *job) record(ctx workflow.Context, sent []Sent, canary bool) int {
+func (j *job) record(ctx workflow.Context, sent []contract.Sent, canary bool) int {
 	wait := j.in.OutcomeWait
 	if wait <= 0 {
 		wait = 2 * time.Minute
@@ -408,12 +268,12 @@ func (j *job) record(ctx workflow.Context, sent []Sent, canary bool) int {
 	for _, s := range sent {
 		if !s.Accepted {
 			j.st.Skipped++
-			j.note(JobFailure{WorkflowID: s.WorkflowID, What: "skipped", Reason: s.Why})
+			j.note(contract.JobFailure{WorkflowID: s.WorkflowID, What: "skipped", Reason: s.Why})
 			continue
 		}
 		accepted++
 		j.st.Signalled++
-		j.watching = append(j.watching, Watched{WorkflowID: s.WorkflowID, Before: s.Before,
+		j.watching = append(j.watching, contract.Watched{WorkflowID: s.WorkflowID, Before: s.Before,
 			Until: workflow.Now(ctx).Add(wait), Canary: canary})
 	}
 	if canary {
@@ -434,9 +294,9 @@ func (j *job) roomToSend(ctx workflow.Context) (int, error) {
 		return max(limit-len(j.watching), 0)
 	}
 	err := workflow.Await(ctx, func() bool {
-		return room() > 0 || j.cancelled || j.st.State == JobHalted || j.tooLong(ctx) || j.watcherDone
+		return room() > 0 || j.cancelled || j.st.State == contract.JobHalted || j.tooLong(ctx) || j.watcherDone
 	})
-	if err != nil || j.cancelled || j.st.State == JobHalted || j.tooLong(ctx) {
+	if err != nil || j.cancelled || j.st.State == contract.JobHalted || j.tooLong(ctx) {
 		return 0, err
 	}
 	return max(room(), 1), nil
@@ -451,9 +311,9 @@ func (j *job) tooLong(ctx workflow.Context) bool {
 // awaitCanary waits for the canaries' outcomes; the watcher halts the job if one did not complete.
 func (j *job) awaitCanary(ctx workflow.Context) error {
 	err := workflow.Await(ctx, func() bool {
-		return j.cancelled || j.watcherDone || !slices.ContainsFunc(j.watching, func(w Watched) bool { return w.Canary })
+		return j.cancelled || j.watcherDone || !slices.ContainsFunc(j.watching, func(w contract.Watched) bool { return w.Canary })
 	})
-	if err == nil && j.in.Canary <= 0 && j.st.State == JobRunning {
+	if err == nil && j.in.Canary <= 0 && j.st.State == contract.JobRunning {
 		j.st.CanaryDone = true
 	}
 	return err
@@ -484,7 +344,7 @@ func (j *job) watch(ctx workflow.Context) error {
 
 // look asks the outcomes of the records watched (the first maxWatching), waiting up to wait for
 // them to settle.
-func (j *job) look(ctx workflow.Context, wait time.Duration) ([]JobOutcome, error) {
+func (j *job) look(ctx workflow.Context, wait time.Duration) ([]contract.JobOutcome, error) {
 	opts := workflow.ActivityOptions{
 		StartToCloseTimeout: 2 * time.Minute,
 		HeartbeatTimeout:    jobHeartbeat,
@@ -495,14 +355,14 @@ func (j *job) look(ctx workflow.Context, wait time.Duration) ([]JobOutcome, erro
 	}
 	actx := workflow.WithActivityOptions(ctx, opts)
 	look := j.watching[:min(len(j.watching), maxWatching)]
-	req := AwaitRequest{Before: map[string]string{}, Wait: wait}
+	req := contract.AwaitRequest{Before: map[string]string{}, Wait: wait}
 	for _, w := range look {
 		req.IDs = append(req.IDs, w.WorkflowID)
 		req.Before[w.WorkflowID] = w.Before
 	}
-	var outs []JobOutcome
+	var outs []contract.JobOutcome
 	j.activities++
-	err := workflow.ExecuteActivity(actx, AwaitOutcomesActivity, req).Get(ctx, &outs)
+	err := workflow.ExecuteActivity(actx, contract.AwaitOutcomesActivity, req).Get(ctx, &outs)
 	return outs, err
 }
 
@@ -519,23 +379,23 @@ func (j *job) lastLook(ctx workflow.Context) {
 // settle counts the outcomes a look found and forgets the records that settled (and, if expire,
 // those whose wait ran out); it halts the job on a failed canary or a failure ratio above the
 // job's, judged on the outcomes since it was last resumed. It reports whether anything changed.
-func (j *job) settle(ctx workflow.Context, outs []JobOutcome, expire bool) bool {
-	by := make(map[string]JobOutcome, len(outs))
+func (j *job) settle(ctx workflow.Context, outs []contract.JobOutcome, expire bool) bool {
+	by := make(map[string]contract.JobOutcome, len(outs))
 	for _, o := range outs {
 		by[o.WorkflowID] = o
 	}
 	now := workflow.Now(ctx)
 	canaryFailed := ""
 	before := len(j.watching)
-	j.watching = slices.DeleteFunc(j.watching, func(w Watched) bool {
+	j.watching = slices.DeleteFunc(j.watching, func(w contract.Watched) bool {
 		switch o := by[w.WorkflowID]; o.Result {
-		case JobOutcomeCompleted:
+		case contract.JobOutcomeCompleted:
 			j.st.Completed++
-		case JobOutcomeAbandoned:
+		case contract.JobOutcomeAbandoned:
 			j.st.Abandoned++
-		case JobOutcomeDeadLettered:
+		case contract.JobOutcomeDeadLettered:
 			j.st.DeadLettered++
-			j.note(JobFailure{WorkflowID: o.WorkflowID, What: o.Result, Reason: o.Reason})
+			j.note(contract.JobFailure{WorkflowID: o.WorkflowID, What: o.Result, Reason: o.Reason})
 			if w.Canary {
 				canaryFailed = o.WorkflowID + ": " + o.Reason
 			}
@@ -550,7 +410,7 @@ func (j *job) settle(ctx workflow.Context, outs []JobOutcome, expire bool) bool 
 		}
 		return true
 	})
-	if j.st.State != JobRunning || j.cancelled {
+	if j.st.State != contract.JobRunning || j.cancelled {
 		return len(j.watching) != before
 	}
 	outcomes, dead := j.outcomes()-j.st.RatioFrom, j.st.DeadLettered-j.st.RatioDeadLetteredFrom
@@ -561,7 +421,7 @@ func (j *job) settle(ctx workflow.Context, outs []JobOutcome, expire bool) bool 
 		j.halt(ctx, fmt.Sprintf("%d of %d records dead-lettered again (more than %.0f%%)", dead, outcomes,
 			j.in.MaxFailureRatio*100))
 	}
-	return len(j.watching) != before || j.st.State != JobRunning
+	return len(j.watching) != before || j.st.State != contract.JobRunning
 }
 
 func (j *job) outcomes() int { return j.st.Completed + j.st.DeadLettered + j.st.Abandoned }
@@ -577,23 +437,23 @@ func (j *job) continueAsNew(ctx workflow.Context) error {
 	next := j.in
 	next.Status = &st
 	next.Watching = j.watching
-	return workflow.NewContinueAsNewError(ctx, RetryJobWorkflowType, next)
+	return workflow.NewContinueAsNewError(ctx, contract.RetryJobWorkflowType, next)
 }
 
 // gate waits while the job is halted, until it is resumed or cancelled.
 func (j *job) gate(ctx workflow.Context) error {
-	if j.cancelled || j.st.State != JobHalted {
+	if j.cancelled || j.st.State != contract.JobHalted {
 		return nil
 	}
-	return workflow.Await(ctx, func() bool { return j.cancelled || j.st.State != JobHalted })
+	return workflow.Await(ctx, func() bool { return j.cancelled || j.st.State != contract.JobHalted })
 }
 
 func (j *job) halt(ctx workflow.Context, why string) {
-	j.st.State, j.st.HaltReason = JobHalted, why
+	j.st.State, j.st.HaltReason = contract.JobHalted, why
 	workflow.GetLogger(ctx).Warn("job halted", "why", why)
 }
 
-func (j *job) note(f JobFailure) {
+func (j *job) note(f contract.JobFailure) {
 	j.st.Recent = append(j.st.Recent, f)
 	if len(j.st.Recent) > 20 {
 		j.st.Recent = j.st.Recent[len(j.st.Recent)-20:]

@@ -6,95 +6,9 @@ import (
 	"strings"
 	"time"
 
-	commonpb "go.temporal.io/api/common/v1"
-
 	"github.com/tis-writeback/writeback/contract"
-	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/workflow"
 )
-
-// The TCS control: one long-lived workflow that keeps the operator's switches for TCS (hold, and a
-// rate cap in force for all workers) and the workers' own outage reports, so they survive worker
-// restarts without another store. Workers read it every few seconds (query); the CLI changes it
-// (signal-with-start) and reads it back.
-const (
-	TCSControlWorkflowType = "WritebackTCSControl"
-	TCSControlWorkflowID   = "writeback-tcs-control"
-	// SignalTCSCommand carries a TCSCommand from the operator's CLI.
-	SignalTCSCommand = "tcs-command"
-	// SignalTCSWorkerMode carries a WorkerModeReport from a worker.
-	SignalTCSWorkerMode = "tcs-worker-mode"
-	// QueryTCS returns the TCSStatus.
-	QueryTCS = "tcs"
-	// MemoTCS holds the TCSStatus in the control's memo: readable with DescribeWorkflowExecution
-	// even when no worker runs (a worker starting during a hold reads it before it takes a task).
-	MemoTCS = "tcs"
-)
-
-// TCSControlOptions start the control (with a signal: whoever signals first starts it). It runs
-// at the highest task-queue priority: its workflow tasks must not wait behind a backlog of
-// records, or the workers' shares of the cap and an operator's hold would lag with it.
-func TCSControlOptions() client.StartWorkflowOptions {
-	return client.StartWorkflowOptions{ID: TCSControlWorkflowID, TaskQueue: contract.TaskQueue,
-		StaticSummary: "TCS control: hold, rate cap, the workers present, outage reports",
-		Priority:      temporal.Priority{PriorityKey: 1}}
-}
-
-// TCS commands.
-const (
-	TCSHold      = "hold"
-	TCSRelease   = "release"
-	TCSRate      = "rate"
-	TCSRateReset = "rate-reset"
-)
-
-// TCSCommand is an operator's change to the TCS mode or cap.
-type TCSCommand struct {
-	Op     string  `json:"op"`
-	Rate   float64 `json:"rate,omitempty"`
-	Reason string  `json:"reason,omitempty"`
-	By     string  `json:"by,omitempty"`
-}
-
-// WorkerModeReport is a worker telling it is there (every PresenceEvery), its TCS mode and its
-// TCS_RATE; Leaving is its last report, sent once it has stopped and sends TCS nothing more.
-type WorkerModeReport struct {
-	Worker  string  `json:"worker"`
-	Mode    string  `json:"mode"` // normal or outage
-	TCSRate float64 `json:"tcsRate"`
-	Why     string  `json:"why,omitempty"`
-	Leaving bool    `json:"leaving,omitempty"`
-}
-
-// The workers present share the TCS cap. A worker reports every PresenceEvery; one not heard from
-// for PresenceTTL (killed, partitioned) no longer counts, and one that stops gracefully leaves at
-// once. Short, so a departed worker's share returns to the others within seconds.
-const (
-	PresenceEvery = 3 * time.Second
-	PresenceTTL   = 10 * time.Second
-)
-
-// TCSStatus is what `starter tcs status --json` prints (docs/operating.md, TCS in an incident) and
-// workers apply.
-type TCSStatus struct {
-	Mode       string  `json:"mode"` // normal, outage, hold
-	Since      string  `json:"since"`
-	Reason     string  `json:"reason"`
-	By         string  `json:"by"`
-	Rate       float64 `json:"rate"`
-	RateSource string  `json:"rateSource"` // "TCS_RATE" (the workers' setting) or "tcs rate" (an operator's)
-	// Held and RateOverride are what workers apply.
-	Held         bool     `json:"held"`
-	RateOverride float64  `json:"rateOverride,omitempty"`
-	OutageOn     []string `json:"outageWorkers,omitempty"`
-	// Workers are the workers present (sorted): each takes an equal share of the cap.
-	Workers []string `json:"workers,omitempty"`
-	// RateDisagreement says which workers run with which TCS_RATE when they differ (no operator's
-	// rate in force): each then enforces its own share of its own setting.
-	RateDisagreement string `json:"rateDisagreement,omitempty"`
-}
 
 // Presence is a worker present: when it last reported, and its TCS_RATE.
 type Presence struct {
@@ -137,7 +51,7 @@ func TCSControl(ctx workflow.Context, state *TCSControlState) error {
 		s.Present = map[string]Presence{}
 	}
 	log := workflow.GetLogger(ctx)
-	if err := workflow.SetQueryHandler(ctx, QueryTCS, func() (TCSStatus, error) { return s.status(), nil }); err != nil {
+	if err := workflow.SetQueryHandler(ctx, contract.QueryTCS, func() (contract.TCSStatus, error) { return s.status(), nil }); err != nil {
 		return err
 	}
 	published := ""
@@ -148,38 +62,38 @@ func TCSControl(ctx workflow.Context, state *TCSControlState) error {
 			return nil
 		}
 		published = key
-		return workflow.UpsertMemo(ctx, map[string]any{MemoTCS: st})
+		return workflow.UpsertMemo(ctx, map[string]any{contract.MemoTCS: st})
 	}
 	if err := publish(); err != nil {
 		return err
 	}
-	cmds := workflow.GetSignalChannel(ctx, SignalTCSCommand)
-	reports := workflow.GetSignalChannel(ctx, SignalTCSWorkerMode)
+	cmds := workflow.GetSignalChannel(ctx, contract.SignalTCSCommand)
+	reports := workflow.GetSignalChannel(ctx, contract.SignalTCSWorkerMode)
 	var sweep workflow.Future
 	for {
 		sel := workflow.NewSelector(ctx)
 		sel.AddReceive(cmds, func(c workflow.ReceiveChannel, _ bool) {
-			var cmd TCSCommand
+			var cmd contract.TCSCommand
 			if !receive(ctx, c, &cmd, log) {
 				return
 			}
 			now := workflow.Now(ctx)
 			switch cmd.Op {
-			case TCSHold:
+			case contract.TCSHold:
 				if !s.Held {
 					s.HoldSince = now
 				}
 				s.Held, s.HoldReason, s.HoldBy = true, cmd.Reason, cmd.By
-			case TCSRelease:
+			case contract.TCSRelease:
 				if s.Held {
 					s.NormalSince = now
 				}
 				s.Held, s.HoldReason, s.HoldBy = false, cmd.Reason, cmd.By
-			case TCSRate:
+			case contract.TCSRate:
 				if cmd.Rate > 0 {
 					s.Rate, s.RateReason, s.RateBy = cmd.Rate, cmd.Reason, cmd.By
 				}
-			case TCSRateReset:
+			case contract.TCSRateReset:
 				s.Rate, s.RateReason, s.RateBy = 0, cmd.Reason, cmd.By
 			default:
 				log.Warn("unknown TCS command ignored", "op", cmd.Op)
@@ -188,7 +102,7 @@ func TCSControl(ctx workflow.Context, state *TCSControlState) error {
 			log.Info("TCS control changed by an operator", "op", cmd.Op, "rate", cmd.Rate, "reason", cmd.Reason, "by", cmd.By)
 		})
 		sel.AddReceive(reports, func(c workflow.ReceiveChannel, _ bool) {
-			var r WorkerModeReport
+			var r contract.WorkerModeReport
 			if !receive(ctx, c, &r, log) {
 				return
 			}
@@ -239,7 +153,7 @@ func TCSControl(ctx workflow.Context, state *TCSControlState) error {
 			if err := publish(); err != nil {
 				return err
 			}
-			return workflow.NewContinueAsNewError(ctx, TCSControlWorkflowType, &s)
+			return workflow.NewContinueAsNewError(ctx, contract.TCSControlWorkflowType, &s)
 		}
 	}
 }
@@ -254,7 +168,7 @@ func (s TCSControlState) nextSweep() (time.Time, bool) {
 	}
 	//workflowcheck:ignore the earliest: order does not matter
 	for _, p := range s.Present {
-		earliest(p.Seen.Add(PresenceTTL))
+		earliest(p.Seen.Add(contract.PresenceTTL))
 	}
 	//workflowcheck:ignore the earliest: order does not matter
 	for _, rep := range s.Outage {
@@ -279,16 +193,16 @@ func (s *TCSControlState) forgetStaleOutages(now time.Time) {
 func (s TCSControlState) forgetAbsent(now time.Time) {
 	//workflowcheck:ignore deleting: order does not matter
 	for w, p := range s.Present {
-		if now.Sub(p.Seen) >= PresenceTTL {
+		if now.Sub(p.Seen) >= contract.PresenceTTL {
 			delete(s.Present, w)
 		}
 	}
 }
 
-func (s TCSControlState) status() TCSStatus {
+func (s TCSControlState) status() contract.TCSStatus {
 	// Rate is what the workers present enforce; with none present and no operator's rate, nobody
 	// enforces one: 0 (the CLI then says it shows its own setting).
-	st := TCSStatus{Mode: "normal", Since: stamp(s.NormalSince), Held: s.Held, RateOverride: s.Rate,
+	st := contract.TCSStatus{Mode: "normal", Since: stamp(s.NormalSince), Held: s.Held, RateOverride: s.Rate,
 		RateSource: "TCS_RATE"}
 	if s.Rate > 0 {
 		st.Rate, st.RateSource = s.Rate, "tcs rate"
@@ -340,14 +254,4 @@ func stamp(t time.Time) string {
 		return ""
 	}
 	return t.UTC().Format(time.RFC3339)
-}
-
-// ReadTCSStatus decodes the TCSStatus from the control's memo (nil memo: never set).
-func ReadTCSStatus(memo map[string]*commonpb.Payload) (TCSStatus, bool) {
-	var st TCSStatus
-	p, ok := memo[MemoTCS]
-	if !ok || converter.GetDefaultDataConverter().FromPayload(p, &st) != nil {
-		return st, false
-	}
-	return st, true
 }

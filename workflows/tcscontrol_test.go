@@ -8,6 +8,7 @@ import (
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/workflows"
 )
 
@@ -17,33 +18,33 @@ import (
 func TestControlListsTheWorkersPresent(t *testing.T) {
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(workflows.TCSControl, workflow.RegisterOptions{Name: workflows.TCSControlWorkflowType})
-	report := func(at time.Duration, r workflows.WorkerModeReport) {
-		env.RegisterDelayedCallback(func() { env.SignalWorkflow(workflows.SignalTCSWorkerMode, r) }, at)
+	env.RegisterWorkflowWithOptions(workflows.TCSControl, workflow.RegisterOptions{Name: contract.TCSControlWorkflowType})
+	report := func(at time.Duration, r contract.WorkerModeReport) {
+		env.RegisterDelayedCallback(func() { env.SignalWorkflow(contract.SignalTCSWorkerMode, r) }, at)
 	}
 	workersAt := map[time.Duration][]string{}
 	look := func(at time.Duration) {
 		env.RegisterDelayedCallback(func() {
-			v, err := env.QueryWorkflow(workflows.QueryTCS)
+			v, err := env.QueryWorkflow(contract.QueryTCS)
 			require.NoError(t, err)
-			var st workflows.TCSStatus
+			var st contract.TCSStatus
 			require.NoError(t, v.Get(&st))
 			workersAt[at] = st.Workers
 		}, at)
 	}
 	// a and b report every PresenceEvery; b leaves at 30 s; a is killed after its report at 40 s.
-	for at := time.Second; at <= 40*time.Second; at += workflows.PresenceEvery {
-		report(at, workflows.WorkerModeReport{Worker: "a", Mode: "normal", TCSRate: 50})
+	for at := time.Second; at <= 40*time.Second; at += contract.PresenceEvery {
+		report(at, contract.WorkerModeReport{Worker: "a", Mode: "normal", TCSRate: 50})
 		if at < 30*time.Second {
-			report(at+time.Millisecond, workflows.WorkerModeReport{Worker: "b", Mode: "normal", TCSRate: 50})
+			report(at+time.Millisecond, contract.WorkerModeReport{Worker: "b", Mode: "normal", TCSRate: 50})
 		}
 	}
-	report(30*time.Second, workflows.WorkerModeReport{Worker: "b", Leaving: true})
+	report(30*time.Second, contract.WorkerModeReport{Worker: "b", Leaving: true})
 	for _, at := range []time.Duration{2 * time.Second, 29 * time.Second, 31 * time.Second, 45 * time.Second, 58 * time.Second} {
 		look(at)
 	}
 	env.RegisterDelayedCallback(env.CancelWorkflow, 2*time.Minute)
-	env.ExecuteWorkflow(workflows.TCSControlWorkflowType, nil)
+	env.ExecuteWorkflow(contract.TCSControlWorkflowType, nil)
 
 	require.Equal(t, []string{"a", "b"}, workersAt[2*time.Second], "both listed at once")
 	require.Equal(t, []string{"a", "b"}, workersAt[29*time.Second])
@@ -58,29 +59,29 @@ func TestControlListsTheWorkersPresent(t *testing.T) {
 func TestControlIgnoresAMalformedCommand(t *testing.T) {
 	var ts testsuite.WorkflowTestSuite
 	env := ts.NewTestWorkflowEnvironment()
-	env.RegisterWorkflowWithOptions(workflows.TCSControl, workflow.RegisterOptions{Name: workflows.TCSControlWorkflowType})
+	env.RegisterWorkflowWithOptions(workflows.TCSControl, workflow.RegisterOptions{Name: contract.TCSControlWorkflowType})
 	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(workflows.SignalTCSCommand, map[string]any{"op": 7})
-		env.SignalWorkflow(workflows.SignalTCSWorkerMode, "not a report")
+		env.SignalWorkflow(contract.SignalTCSCommand, map[string]any{"op": 7})
+		env.SignalWorkflow(contract.SignalTCSWorkerMode, "not a report")
 	}, time.Second)
 	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(workflows.SignalTCSWorkerMode, workflows.WorkerModeReport{Worker: "a", Mode: "normal"})
+		env.SignalWorkflow(contract.SignalTCSWorkerMode, contract.WorkerModeReport{Worker: "a", Mode: "normal"})
 	}, 2*time.Second)
-	query := func() workflows.TCSStatus {
-		v, err := env.QueryWorkflow(workflows.QueryTCS)
+	query := func() contract.TCSStatus {
+		v, err := env.QueryWorkflow(contract.QueryTCS)
 		require.NoError(t, err)
-		var st workflows.TCSStatus
+		var st contract.TCSStatus
 		require.NoError(t, v.Get(&st))
 		return st
 	}
-	var before, after workflows.TCSStatus
+	var before, after contract.TCSStatus
 	env.RegisterDelayedCallback(func() { before = query() }, 5*time.Second)
 	env.RegisterDelayedCallback(func() {
-		env.SignalWorkflow(workflows.SignalTCSCommand, workflows.TCSCommand{Op: workflows.TCSHold, Reason: "TCS upgrade", By: "ops"})
+		env.SignalWorkflow(contract.SignalTCSCommand, contract.TCSCommand{Op: contract.TCSHold, Reason: "TCS upgrade", By: "ops"})
 	}, 6*time.Second)
 	env.RegisterDelayedCallback(func() { after = query() }, 7*time.Second)
 	env.RegisterDelayedCallback(env.CancelWorkflow, time.Minute)
-	env.ExecuteWorkflow(workflows.TCSControlWorkflowType, nil)
+	env.ExecuteWorkflow(contract.TCSControlWorkflowType, nil)
 	require.Equal(t, []string{"a"}, before.Workers, "the report after the malformed command was acted on")
 	require.True(t, after.Held, "the hold after the malformed command took effect")
 }

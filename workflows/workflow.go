@@ -18,30 +18,14 @@ import (
 	"github.com/tis-writeback/writeback/contract"
 )
 
-// Carry is the workflows' optional second input. A run hands its state to the run it continues as
-// new (long 401 spells make long histories); the starter sets Poison for a poison message that
-// still names its record, which then becomes a dead letter of that record without a TCS write.
-type Carry struct {
-	Status     contract.Status        `json:"status"`
-	Settings   contract.RetrySettings `json:"settings"`
-	BudgetLeft time.Duration          `json:"budgetLeft"`
-	// Poison is why the message is invalid; PoisonGroup its failure group (poison-<field>).
-	Poison      string `json:"poison,omitempty"`
-	PoisonGroup string `json:"poisonGroup,omitempty"`
-	// Recovery is true while a retried (or redriven, reconciled) record is being written.
-	Recovery bool `json:"recovery,omitempty"`
-	// Acted holds the operator requests' IDs the record acted on.
-	Acted []string `json:"acted,omitempty"`
-}
-
 // RecordPlacementExport writes one exported placement's EXPORTED event to TCS.
 // carry is nil when started from a message; it is set only by continue-as-new.
-func RecordPlacementExport(ctx workflow.Context, msg contract.PlacementExported, carry *Carry) (contract.Status, error) {
+func RecordPlacementExport(ctx workflow.Context, msg contract.PlacementExported, carry *contract.Carry) (contract.Status, error) {
 	return run(ctx, placementRecord{msg: msg}, carry)
 }
 
 // RecordScanResult writes one finished scan's result to TCS.
-func RecordScanResult(ctx workflow.Context, msg contract.ScanCompleted, carry *Carry) (contract.Status, error) {
+func RecordScanResult(ctx workflow.Context, msg contract.ScanCompleted, carry *contract.Carry) (contract.Status, error) {
 	return run(ctx, scanRecord{msg: msg}, carry)
 }
 
@@ -137,7 +121,7 @@ type recorder struct {
 // errContinueAsNew says the update loop should hand over to a fresh run.
 var errContinueAsNew = errors.New("continue as new")
 
-func run(ctx workflow.Context, rec record, carry *Carry) (contract.Status, error) {
+func run(ctx workflow.Context, rec record, carry *contract.Carry) (contract.Status, error) {
 	r := &recorder{rec: rec, log: log.With(workflow.GetLogger(ctx), "kind", rec.kind(), "recordId", rec.recordID())}
 	if err := r.setup(ctx, carry); err != nil {
 		return r.status, err
@@ -145,7 +129,7 @@ func run(ctx workflow.Context, rec record, carry *Carry) (contract.Status, error
 	return r.run(ctx)
 }
 
-func (r *recorder) setup(ctx workflow.Context, carry *Carry) error {
+func (r *recorder) setup(ctx workflow.Context, carry *contract.Carry) error {
 	if err := workflow.SetQueryHandlerWithOptions(ctx, contract.QueryState, func() (contract.Status, error) { return r.status, nil },
 		workflow.QueryHandlerOptions{Description: "state, attempts, lastError, deadLetteredAt, retries"}); err != nil {
 		return err
@@ -309,7 +293,7 @@ func (r *recorder) run(ctx workflow.Context) (contract.Status, error) {
 				cause, group, err = r.update(ctx)
 			}
 			if errors.Is(err, errContinueAsNew) {
-				return r.status, workflow.NewContinueAsNewError(ctx, r.rec.kind().Spec().WorkflowType, r.rec.input(), &Carry{Status: r.status, Settings: r.settings, BudgetLeft: r.budgetLeft,
+				return r.status, workflow.NewContinueAsNewError(ctx, r.rec.kind().Spec().WorkflowType, r.rec.input(), &contract.Carry{Status: r.status, Settings: r.settings, BudgetLeft: r.budgetLeft,
 					Recovery: r.recovery, Acted: r.acted})
 			}
 			if err != nil {

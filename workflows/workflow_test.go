@@ -457,7 +457,7 @@ func (s *WorkflowSuite) TestLongAuthSpellContinuesAsNewKeepingState() {
 	env := s.NewTestWorkflowEnvironment()
 	workflows.Register(env, &activities.Activities{Settings: contract.RetrySettings{}}) // would be invalid if read
 	env.OnActivity(contract.UpdatePlacementName, mock.Anything, placement).Return(contract.UpdateResult{Attempt: 1}, nil).Once()
-	var carry workflows.Carry
+	var carry contract.Carry
 	s.Require().NoError(converter.GetDefaultDataConverter().FromPayload(can.Input.Payloads[1], &carry))
 	s.Equal(4, carry.Status.Attempts)
 	s.Contains(carry.Status.LastError, "401")

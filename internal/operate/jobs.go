@@ -9,7 +9,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tis-writeback/writeback/contract"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 // Jobs are the activities of a retry job: they signal the records' workflows and watch them.
@@ -25,9 +24,9 @@ const askTimeout = 10 * time.Second
 // answer. Every request carries the job's ID as its requestId and Update ID, so a chunk sent again
 // (this activity retried after a worker died mid-chunk) acts on no record twice: the record
 // answers "already acted on", counted as accepted.
-func (j *Jobs) SendRequests(ctx context.Context, req workflows.SendRequest) ([]workflows.Sent, error) {
+func (j *Jobs) SendRequests(ctx context.Context, req contract.SendRequest) ([]contract.Sent, error) {
 	lim := rate.NewLimiter(rate.Limit(max(req.Rate, 0.1)), 1)
-	out := make([]workflows.Sent, 0, len(req.IDs))
+	out := make([]contract.Sent, 0, len(req.IDs))
 	for _, id := range req.IDs {
 		if err := lim.Wait(ctx); err != nil {
 			return nil, err
@@ -39,11 +38,11 @@ func (j *Jobs) SendRequests(ctx context.Context, req workflows.SendRequest) ([]w
 		if err != nil {
 			return nil, err // the chunk is sent again: the records that took it answer so
 		}
-		s := workflows.Sent{WorkflowID: id, Accepted: a.Accepted, Before: a.Record.DeadLetteredAt, Why: a.Why}
+		s := contract.Sent{WorkflowID: id, Accepted: a.Accepted, Before: a.Record.DeadLetteredAt, Why: a.Why}
 		if a.Code == contract.RefusedActedOn {
 			// Took it before this chunk was sent again (its deadLetteredAt then is not known: a
 			// dead-lettering seen later is a new one, since acting moved it on).
-			s = workflows.Sent{WorkflowID: id, Accepted: true}
+			s = contract.Sent{WorkflowID: id, Accepted: true}
 		}
 		out = append(out, s)
 	}
@@ -51,11 +50,11 @@ func (j *Jobs) SendRequests(ctx context.Context, req workflows.SendRequest) ([]w
 }
 
 // AwaitOutcomes watches signalled records until they settle or the wait passes.
-func (j *Jobs) AwaitOutcomes(ctx context.Context, req workflows.AwaitRequest) ([]workflows.JobOutcome, error) {
+func (j *Jobs) AwaitOutcomes(ctx context.Context, req contract.AwaitRequest) ([]contract.JobOutcome, error) {
 	outs := Await(ctx, j.Temporal, req.IDs, req.Before, req.Wait, func() { activity.RecordHeartbeat(ctx) })
-	res := make([]workflows.JobOutcome, len(outs))
+	res := make([]contract.JobOutcome, len(outs))
 	for i, o := range outs {
-		res[i] = workflows.JobOutcome{WorkflowID: o.WorkflowID, Result: o.Result, Reason: o.Reason}
+		res[i] = contract.JobOutcome{WorkflowID: o.WorkflowID, Result: o.Result, Reason: o.Reason}
 	}
 	return res, ctx.Err()
 }

@@ -17,7 +17,6 @@ import (
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/telemetry"
 	"github.com/tis-writeback/writeback/tcs"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 // Governor is this worker's tcs.Governor with what a worker adds around it: its share of the
@@ -81,13 +80,13 @@ func (g *Governor) changed(from, to tcs.Mode, why string) {
 func (g *Governor) reportPresence(ctx context.Context) {
 	defer close(g.reporting)
 	reported := false // the control believes this worker is in outage
-	t := time.NewTicker(workflows.PresenceEvery)
+	t := time.NewTicker(contract.PresenceEvery)
 	defer t.Stop()
 	for {
 		mode, _ := g.Governor.Mode()
 		inOutage := mode == tcs.ModeOutage || (mode == tcs.ModeHold && reported)
 		why, _ := g.lastWhy.Load().(string)
-		if g.report(ctx, workflows.WorkerModeReport{Mode: modeName(inOutage), Why: why}) == nil {
+		if g.report(ctx, contract.WorkerModeReport{Mode: modeName(inOutage), Why: why}) == nil {
 			reported = inOutage
 		}
 		select {
@@ -116,12 +115,12 @@ func (g *Governor) Leave(ctx context.Context) {
 	case <-g.reporting:
 	case <-ctx.Done():
 	}
-	if g.report(ctx, workflows.WorkerModeReport{Mode: "normal", Leaving: true}) == nil {
+	if g.report(ctx, contract.WorkerModeReport{Mode: "normal", Leaving: true}) == nil {
 		g.log.Info("left the workers sharing the TCS cap")
 	}
 }
 
-func (g *Governor) report(ctx context.Context, r workflows.WorkerModeReport) error {
+func (g *Governor) report(ctx context.Context, r contract.WorkerModeReport) error {
 	cp := g.client.Load()
 	if cp == nil {
 		return errors.New("no Temporal client yet")
@@ -129,8 +128,8 @@ func (g *Governor) report(ctx context.Context, r workflows.WorkerModeReport) err
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	r.Worker, r.TCSRate = g.cfg.WorkerIdentity(), g.cfg.TCSRate
-	_, err := (*cp).SignalWithStartWorkflow(ctx, workflows.TCSControlWorkflowID, workflows.SignalTCSWorkerMode, r,
-		workflows.TCSControlOptions(), workflows.TCSControlWorkflowType, nil)
+	_, err := (*cp).SignalWithStartWorkflow(ctx, contract.TCSControlWorkflowID, contract.SignalTCSWorkerMode, r,
+		contract.TCSControlOptions(), contract.TCSControlWorkflowType, nil)
 	if err != nil && ctx.Err() == nil {
 		g.log.Warn("cannot report to the TCS control; trying again", "error", err)
 	}
@@ -142,8 +141,8 @@ func (g *Governor) control(ctx context.Context, c client.Client) {
 	// Read from the control's memo: no worker is needed to answer (this one may be the only one).
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
-	desc, err := c.DescribeWorkflowExecution(dctx, workflows.TCSControlWorkflowID, "")
-	var st workflows.TCSStatus
+	desc, err := c.DescribeWorkflowExecution(dctx, contract.TCSControlWorkflowID, "")
+	var st contract.TCSStatus
 	var nf *serviceerror.NotFound
 	switch {
 	case errors.As(err, &nf):
@@ -151,7 +150,7 @@ func (g *Governor) control(ctx context.Context, c client.Client) {
 	case err != nil:
 		return // keep what is in force
 	default:
-		st, _ = workflows.ReadTCSStatus(desc.GetWorkflowExecutionInfo().GetMemo().GetFields())
+		st, _ = contract.ReadTCSStatus(desc.GetWorkflowExecutionInfo().GetMemo().GetFields())
 	}
 	why := "released"
 	if st.Held {
@@ -208,7 +207,7 @@ func (g *Governor) Workers() int64 { return g.workers.Load() }
 // worker's share once, before the worker takes tasks: a worker started during a hold sends nothing.
 func (g *Governor) Prime(ctx context.Context, c client.Client) {
 	g.client.Store(&c)
-	_ = g.report(ctx, workflows.WorkerModeReport{Mode: "normal"})
+	_ = g.report(ctx, contract.WorkerModeReport{Mode: "normal"})
 	g.control(ctx, c)
 }
 

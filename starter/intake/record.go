@@ -18,7 +18,6 @@ import (
 
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/operate"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 // Record is one valid message, ready to become a workflow.
@@ -34,7 +33,7 @@ type Record struct {
 	Body []byte
 	// Carry, for a poison message that names its record, says why it is poison (the workflow then
 	// dead-letters the record without writing it).
-	Carry *workflows.Carry
+	Carry *contract.Carry
 	// Recovery is true for a record brought back (a redriven message): its workflow runs behind
 	// fresh records. Origin says by whom and why (the workflow's details in the UI and history).
 	Recovery bool
@@ -68,7 +67,7 @@ func Decode(kind contract.Kind, body []byte) (Record, error) {
 // PoisonRecord is the Record of a poison message that still names its record (a usable
 // placementId and filename, or scanId): its workflow dead-letters the record with the reason.
 func PoisonRecord(kind contract.Kind, body []byte, inv *contract.Invalid) (Record, bool) {
-	carry := &workflows.Carry{Poison: inv.Reason, PoisonGroup: inv.Group()}
+	carry := &contract.Carry{Poison: inv.Reason, PoisonGroup: inv.Group()}
 	switch kind {
 	case contract.KindPlacement:
 		if m, ok := contract.IdentifyPlacement(body); ok {

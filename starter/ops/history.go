@@ -16,7 +16,6 @@ import (
 
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/operate"
-	"github.com/tis-writeback/writeback/workflows"
 )
 
 // Entry is one line of a record's timeline.
@@ -111,7 +110,7 @@ func entryOf(ev *historypb.HistoryEvent, scheduled map[int64]string) (Entry, boo
 			e.Detail += " — " + origin
 		}
 		if len(in) > 1 {
-			var carry workflows.Carry
+			var carry contract.Carry
 			if dc.FromPayload(in[1], &carry) == nil && carry.Poison != "" {
 				e.Detail += " — poison: " + carry.Poison
 				e.Group = carry.PoisonGroup

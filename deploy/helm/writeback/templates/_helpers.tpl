@@ -64,3 +64,97 @@ app.kubernetes.io/component: {{ .component }}
     secretName: {{ required "temporal.tls.secretName is required with temporal.tls.enabled" .Values.temporal.tls.secretName }}
 {{- end }}
 {{- end -}}
+
+{{/* writeback.seconds: a Go duration (90s, 1m, 1h, 1m30s, 500ms) as whole seconds, rounded up. The
+     schema admits only such durations, so every part matches. */}}
+{{- define "writeback.seconds" -}}
+{{- $unit := dict "ns" 0.000000001 "us" 0.000001 "µs" 0.000001 "ms" 0.001 "s" 1.0 "m" 60.0 "h" 3600.0 -}}
+{{- $total := 0.0 -}}
+{{- range regexFindAll "[0-9]+(\\.[0-9]+)?(ns|us|µs|ms|s|m|h)" (toString .) -1 -}}
+{{- $n := regexFind "^[0-9]+(\\.[0-9]+)?" . | float64 -}}
+{{- $total = addf $total (mulf $n (get $unit (regexReplaceAll "^[0-9]+(\\.[0-9]+)?" . ""))) -}}
+{{- end -}}
+{{- ceil $total | int -}}
+{{- end -}}
+
+{{/* writeback.serviceAccountName: the component's ServiceAccount (.root, .component). */}}
+{{- define "writeback.serviceAccountName" -}}
+{{- $v := index .root.Values .component -}}
+{{- $name := dig "serviceAccount" "name" "" $v -}}
+{{- if dig "serviceAccount" "create" true $v -}}
+{{- default (printf "%s-%s" (include "writeback.fullname" .root) .component) $name -}}
+{{- else -}}
+{{- default "default" $name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* writeback.podSpecCommon: what every pod of the release shares (.root, .component): its ServiceAccount
+     without a token, the pull secrets, the pod security context, and the component's scheduling. */}}
+{{- define "writeback.podSpecCommon" -}}
+{{- $v := index .root.Values .component -}}
+serviceAccountName: {{ include "writeback.serviceAccountName" . }}
+automountServiceAccountToken: false
+{{- with .root.Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .root.Values.podSecurityContext | nindent 2 }}
+{{- with $v.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $v.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* writeback.amqpEnv: the RabbitMQ connection (URL from its Secret; AMQPS files) for the starter's pods. */}}
+{{- define "writeback.amqpEnv" -}}
+- name: AMQP_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.rabbitmq.urlSecret.name }}
+      key: {{ .Values.rabbitmq.urlSecret.key }}
+{{- if .Values.rabbitmq.tls.enabled }}
+- name: AMQP_CA_FILE
+  value: /etc/amqp-tls/ca.crt
+{{- if dig "tls" "clientCertificate" false .Values.rabbitmq }}
+- name: AMQP_CERT_FILE
+  value: /etc/amqp-tls/tls.crt
+- name: AMQP_KEY_FILE
+  value: /etc/amqp-tls/tls.key
+{{- end }}
+{{- end }}
+{{- end -}}
+
+{{/* writeback.tlsMounts / writeback.tlsVolumes: the Temporal and AMQP TLS Secrets of a pod that talks to
+     both; rendered only when one is on (an empty list would render as null). */}}
+{{- define "writeback.tlsMounts" -}}
+{{- if or .Values.temporal.tls.enabled .Values.rabbitmq.tls.enabled }}
+volumeMounts:
+  {{- include "writeback.temporalVolumeMounts" . | nindent 2 }}
+  {{- if .Values.rabbitmq.tls.enabled }}
+  - name: amqp-tls
+    mountPath: /etc/amqp-tls
+    readOnly: true
+  {{- end }}
+{{- end }}
+{{- end -}}
+
+{{- define "writeback.tlsVolumes" -}}
+{{- if or .Values.temporal.tls.enabled .Values.rabbitmq.tls.enabled }}
+volumes:
+  {{- include "writeback.temporalVolumes" . | nindent 2 }}
+  {{- if .Values.rabbitmq.tls.enabled }}
+  - name: amqp-tls
+    secret:
+      secretName: {{ required "rabbitmq.tls.secretName is required with rabbitmq.tls.enabled" .Values.rabbitmq.tls.secretName }}
+  {{- end }}
+{{- end }}
+{{- end -}}

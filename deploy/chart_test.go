@@ -1,0 +1,280 @@
+package deploy_test
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	appsv1 "k8s.io/api/apps/v1"
+	batchv1 "k8s.io/api/batch/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+
+	"github.com/tis-writeback/writeback/internal/testenv"
+)
+
+// helmFails runs helm and returns its error output, failing the test if helm succeeded.
+func helmFails(t *testing.T, args ...string) string {
+	t.Helper()
+	cmd := exec.Command(filepath.Join(root(t), "bin", "helm"), args...)
+	cmd.Dir = root(t)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	require.Error(t, cmd.Run(), "helm %v should have failed", args)
+	return stderr.String()
+}
+
+func deployments(t *testing.T, extra ...string) map[string]*appsv1.Deployment {
+	out := map[string]*appsv1.Deployment{}
+	for _, d := range rendered(t, extra)["Deployment"] {
+		dep := d.(*appsv1.Deployment)
+		out[strings.TrimPrefix(dep.Name, "wb-")] = dep
+	}
+	require.Len(t, out, 2)
+	return out
+}
+
+func envOf(c corev1.Container) map[string]corev1.EnvVar {
+	env := map[string]corev1.EnvVar{}
+	for _, e := range c.Env {
+		env[e.Name] = e
+	}
+	return env
+}
+
+// The pods' grace periods follow any Go duration: the worker's is its stop timeout plus 30 s, the
+// starter's its drain timeout plus 20 s (the template once stripped an "s" and read "1m" as 0).
+func TestChartGracePeriodsFollowDurations(t *testing.T) {
+	for d, secs := range map[string]int64{"1m": 60, "90s": 90, "1h": 3600, "1m30s": 90, "2h45m": 9900, "1500ms": 2} {
+		deps := deployments(t, "--set", "worker.stopTimeout="+d, "--set", "starter.drainTimeout="+d)
+		require.Equal(t, secs+30, *deps["worker"].Spec.Template.Spec.TerminationGracePeriodSeconds, "worker, stopTimeout %s", d)
+		require.Equal(t, secs+20, *deps["starter"].Spec.Template.Spec.TerminationGracePeriodSeconds, "starter, drainTimeout %s", d)
+		cm := map[string]map[string]string{}
+		for _, c := range rendered(t, []string{"--set", "worker.stopTimeout=" + d, "--set", "starter.drainTimeout=" + d})["ConfigMap"] {
+			m := c.(*corev1.ConfigMap)
+			cm[m.Name] = m.Data
+		}
+		require.Equal(t, d, cm["wb-worker"]["STOP_TIMEOUT"])
+		require.Equal(t, d, cm["wb-starter"]["DRAIN_TIMEOUT"])
+	}
+}
+
+// The schema refuses what the programs would refuse (or silently misread), naming the value.
+func TestChartSchemaRefusesBadValues(t *testing.T) {
+	for _, c := range []struct{ set, names string }{
+		{"worker.stopTimeout=1 minute", "/worker/stopTimeout"},
+		{"starter.drainTimeout=20", "/starter/drainTimeout"},
+		{"retry.budget=1d", "/retry/budget"},
+		{"worker.stopTimout=1m", "stopTimout"}, // a typo is not ignored
+		{"logLevel=verbose", "/logLevel"},
+		{"worker.replicas=-1", "/worker/replicas"},
+		{"tcs.rate=0", "/tcs/rate"},
+		{"tcs.url=tcs.example.org", "/tcs/url"},
+		{"networkPolicy.egress.tcs.ports[0]=70000", "/networkPolicy/egress/tcs/ports/0"},
+		{"image.pullPolicy=Sometimes", "/image/pullPolicy"},
+	} {
+		out := helmFails(t, "template", "wb", chart, "--set", c.set)
+		require.Contains(t, out, "values don't meet the specifications of the schema", c.set)
+		require.Contains(t, out, c.names, "%s: the error names the value:\n%s", c.set, out)
+	}
+}
+
+// settingsOf lists the environment variables a program reads, from its --help ("(env NAME)").
+func settingsOf(t *testing.T, bin string, args ...string) []string {
+	out, _ := exec.Command(bin, append(args, "--help")...).CombinedOutput()
+	var names []string
+	for _, m := range regexp.MustCompile(`\(env ([A-Z0-9_]+)\)`).FindAllStringSubmatch(string(out), -1) {
+		names = append(names, m[1])
+	}
+	require.NotEmpty(t, names, "%s %v --help lists no settings:\n%s", bin, args, out)
+	sort.Strings(names)
+	return names
+}
+
+// Every setting the worker and `starter consume` read is reachable from the chart's values: set by
+// the chart (its ConfigMaps and env) when every option is on. A new setting without a value fails here.
+func TestChartReachesEverySetting(t *testing.T) {
+	dir := t.TempDir()
+	objs := rendered(t, valueSets["everything"])
+	reach := map[string]map[string]bool{"worker": {}, "starter": {}}
+	for _, c := range objs["ConfigMap"] {
+		cm := c.(*corev1.ConfigMap)
+		for comp := range reach {
+			if cm.Name == "wb-"+comp {
+				for k := range cm.Data {
+					reach[comp][k] = true
+				}
+			}
+		}
+	}
+	for _, d := range objs["Deployment"] {
+		dep := d.(*appsv1.Deployment)
+		for name := range envOf(dep.Spec.Template.Spec.Containers[0]) {
+			reach[strings.TrimPrefix(dep.Name, "wb-")][name] = true
+		}
+	}
+	// The chart gives the token as a file (re-read on rotation), never as a value.
+	alternatives := map[string]string{"TCS_TOKEN": "TCS_TOKEN_FILE"}
+	for comp, args := range map[string][]string{"worker": nil, "starter": {"consume"}} {
+		bin := testenv.Build(t, "./"+comp, dir)
+		for _, name := range settingsOf(t, bin, args...) {
+			if alt, ok := alternatives[name]; ok {
+				name = alt
+			}
+			require.True(t, reach[comp][name], "%s reads %s, but no chart value sets it", comp, name)
+		}
+	}
+}
+
+// Each component runs under a ServiceAccount of its own and no pod mounts an API token.
+func TestChartServiceAccountsWithoutTokens(t *testing.T) {
+	objs := rendered(t, nil)
+	sas := map[string]bool{}
+	for _, s := range objs["ServiceAccount"] {
+		sa := s.(*corev1.ServiceAccount)
+		require.NotNil(t, sa.AutomountServiceAccountToken)
+		require.False(t, *sa.AutomountServiceAccountToken, sa.Name)
+		sas[sa.Name] = true
+	}
+	require.Equal(t, map[string]bool{"wb-worker": true, "wb-starter": true}, sas)
+	pods := map[string]corev1.PodSpec{}
+	for _, d := range objs["Deployment"] {
+		dep := d.(*appsv1.Deployment)
+		pods[dep.Name] = dep.Spec.Template.Spec
+	}
+	for _, j := range objs["Job"] {
+		job := j.(*batchv1.Job)
+		pods[job.Name] = job.Spec.Template.Spec
+	}
+	for name, pod := range pods {
+		require.NotNil(t, pod.AutomountServiceAccountToken, name)
+		require.False(t, *pod.AutomountServiceAccountToken, "%s mounts an API token", name)
+		require.NotEmpty(t, pod.ServiceAccountName, name)
+		require.NotEqual(t, "default", pod.ServiceAccountName, name)
+	}
+	require.Equal(t, "wb-worker", pods["wb-worker"].ServiceAccountName)
+	require.Equal(t, "wb-starter", pods["wb-starter"].ServiceAccountName)
+
+	// An existing account instead of the chart's: none rendered, the pod runs under it.
+	objs = rendered(t, []string{"--set", "starter.serviceAccount.create=false", "--set", "starter.serviceAccount.name=ops-starter"})
+	require.Len(t, objs["ServiceAccount"], 1)
+	for _, d := range objs["Deployment"] {
+		if dep := d.(*appsv1.Deployment); dep.Name == "wb-starter" {
+			require.Equal(t, "ops-starter", dep.Spec.Template.Spec.ServiceAccountName)
+		}
+	}
+}
+
+// With a client certificate in the AMQP TLS Secret, the starter presents it: the files are mounted
+// and named to the starter.
+func TestChartAMQPClientCertificate(t *testing.T) {
+	deps := deployments(t, "--set", "rabbitmq.tls.enabled=true", "--set", "rabbitmq.tls.secretName=amqp-tls",
+		"--set", "rabbitmq.tls.clientCertificate=true")
+	pod := deps["starter"].Spec.Template.Spec
+	env := envOf(pod.Containers[0])
+	require.Equal(t, "/etc/amqp-tls/ca.crt", env["AMQP_CA_FILE"].Value)
+	require.Equal(t, "/etc/amqp-tls/tls.crt", env["AMQP_CERT_FILE"].Value)
+	require.Equal(t, "/etc/amqp-tls/tls.key", env["AMQP_KEY_FILE"].Value)
+	require.Equal(t, "/etc/amqp-tls", pod.Containers[0].VolumeMounts[0].MountPath)
+	require.Equal(t, "amqp-tls", pod.Volumes[0].Secret.SecretName)
+
+	// A CA alone: the starter verifies the broker and presents no certificate.
+	env = envOf(deployments(t, "--set", "rabbitmq.tls.enabled=true", "--set", "rabbitmq.tls.secretName=amqp-tls")["starter"].Spec.Template.Spec.Containers[0])
+	require.Contains(t, env, "AMQP_CA_FILE")
+	require.NotContains(t, env, "AMQP_CERT_FILE")
+	require.NotContains(t, env, "AMQP_KEY_FILE")
+}
+
+// extraEnv, extraEnvFrom, pull secrets and scheduling reach the pods; extraEnv comes last, so it wins.
+func TestChartExtraEnvAndScheduling(t *testing.T) {
+	deps := deployments(t, valueSets["everything"]...)
+	w := deps["worker"].Spec.Template.Spec
+	require.Equal(t, "regcred", w.ImagePullSecrets[0].Name)
+	require.Equal(t, "linux", w.NodeSelector["kubernetes.io/os"])
+	require.Equal(t, "dedicated", w.Tolerations[0].Key)
+	require.NotNil(t, w.Affinity.PodAntiAffinity)
+	c := w.Containers[0]
+	require.Equal(t, "GODEBUG", c.Env[len(c.Env)-1].Name)
+	require.Equal(t, "worker-extra", c.EnvFrom[len(c.EnvFrom)-1].SecretRef.Name)
+	require.Equal(t, "tis", deps["worker"].Spec.Template.Annotations["example.org/team"])
+	s := deps["starter"].Spec.Template.Spec
+	require.Equal(t, "regcred", s.ImagePullSecrets[0].Name)
+	require.Equal(t, "existing-starter", s.ServiceAccountName)
+	require.Equal(t, "TZ", s.Containers[0].Env[len(s.Containers[0].Env)-1].Name)
+	require.Equal(t, "starter-extra", s.Containers[0].EnvFrom[len(s.Containers[0].EnvFrom)-1].ConfigMapRef.Name)
+}
+
+// The NetworkPolicy lets in only scrapes of the metrics ports and lets out only Temporal, RabbitMQ,
+// TCS and DNS, on their ports.
+func TestChartNetworkPolicy(t *testing.T) {
+	require.Empty(t, rendered(t, nil)["NetworkPolicy"], "off by default: it needs a CNI that enforces it")
+	nps := rendered(t, valueSets["everything"])["NetworkPolicy"]
+	require.Len(t, nps, 1)
+	np := nps[0].(*networkingv1.NetworkPolicy)
+	require.ElementsMatch(t, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress}, np.Spec.PolicyTypes)
+	require.Equal(t, "wb", np.Spec.PodSelector.MatchLabels["app.kubernetes.io/instance"])
+	require.Len(t, np.Spec.Ingress, 1)
+	var in []int32
+	for _, p := range np.Spec.Ingress[0].Ports {
+		in = append(in, p.Port.IntVal)
+	}
+	require.ElementsMatch(t, []int32{9464, 9465}, in)
+	require.Equal(t, "monitoring", np.Spec.Ingress[0].From[0].NamespaceSelector.MatchLabels["kubernetes.io/metadata.name"])
+	var out []string
+	for _, r := range np.Spec.Egress {
+		require.NotEmpty(t, r.To, "every destination is narrowed to its peers in these values")
+		for _, p := range r.Ports {
+			out = append(out, string(*p.Protocol)+"/"+p.Port.String())
+		}
+	}
+	require.ElementsMatch(t, []string{"TCP/7233", "TCP/5671", "TCP/443", "UDP/53", "TCP/53"}, out)
+}
+
+// The alert rules of one release look at that release's series only: two releases under one
+// Prometheus neither mask (absent) nor double (sum) each other. Each links a runbook that exists.
+func TestChartAlertsScopedPerRelease(t *testing.T) {
+	objs := rendered(t, append([]string{"--namespace", "ops"}, valueSets["production"]...))
+	rule := objs["PrometheusRule"][0].(*prometheusRule)
+	selector := regexp.MustCompile(`\b(writeback|temporal)_[a-z_]+(\{[^}]*\})?`)
+	for _, r := range rule.Spec.Groups[0].Rules {
+		for _, m := range selector.FindAllString(r.Expr, -1) {
+			require.Contains(t, m, `namespace="ops",job=~"wb-(worker|starter)"`, "alert %s: %s is not scoped to the release", r.Alert, m)
+		}
+	}
+
+	ops, err := os.ReadFile(filepath.Join(root(t), "docs", "operating.md"))
+	require.NoError(t, err)
+	anchors := map[string]bool{}
+	for _, h := range regexp.MustCompile(`(?m)^#+ (.+)$`).FindAllStringSubmatch(string(ops), -1) {
+		anchors[githubAnchor(h[1])] = true
+	}
+	const base = "https://github.com/tis-writeback/writeback/blob/main/docs/operating.md#"
+	for _, r := range rule.Spec.Groups[0].Rules {
+		url := r.Annotations["runbook_url"]
+		require.True(t, strings.HasPrefix(url, base), "alert %s: runbook_url %q", r.Alert, url)
+		require.True(t, anchors[strings.TrimPrefix(url, base)], "alert %s: docs/operating.md has no section #%s", r.Alert, strings.TrimPrefix(url, base))
+	}
+	// An operator's own copy of the guide.
+	rule = rendered(t, valueSets["everything"])["PrometheusRule"][0].(*prometheusRule)
+	require.True(t, strings.HasPrefix(rule.Spec.Groups[0].Rules[0].Annotations["runbook_url"], "https://wiki.example.org/writeback/operating#"))
+}
+
+// githubAnchor is the fragment GitHub gives a heading: lower case, punctuation dropped, spaces to hyphens.
+func githubAnchor(heading string) string {
+	var b strings.Builder
+	for _, r := range strings.ToLower(strings.TrimSpace(heading)) {
+		switch {
+		case r == ' ':
+			b.WriteRune('-')
+		case r == '-' || r == '_' || r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r > 127:
+			b.WriteRune(r)
+		}
+	}
+	return b.String()
+}
