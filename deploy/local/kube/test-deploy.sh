@@ -2,8 +2,9 @@
 # make test-deploy: a fresh local Kubernetes (deploy.sh up) with the previous chart version, then
 #   1. `helm upgrade` from that chart (0.1.0, as of commit 25a9c72, unversioned workers) to this one (Worker
 #      Versioning on: the hook makes build dev current): records through before and after;
-#   2. the chart's PodDisruptionBudgets, HorizontalPodAutoscaler, ServiceMonitor and PrometheusRule as the API
-#      server accepted them;
+#   2. the chart's PodDisruptionBudget, HorizontalPodAutoscaler, ServiceAccounts, NetworkPolicy, ServiceMonitor
+#      and PrometheusRule as the API server accepted them; `helm test` passes, and fails naming the starter
+#      while no starter consumes;
 #   3. RECORDS records (default 1,500) through the release while a worker pod and the starter pod are deleted,
 #      RabbitMQ's container is killed on the node, TCS fails and goes down, and the workers are rolled to a
 #      new build (dev2) by `helm upgrade`: `bench chaos --profile kube`, run inside the cluster's network
@@ -77,12 +78,22 @@ through 20
 history=$(helm history "$RELEASE" -o json | python3 -c 'import json,sys; print(" → ".join(r["chart"]+" "+r["status"] for r in json.load(sys.stdin)))')
 say "helm upgrade from the previous chart: $history; $current; 20 records through before and after"
 
-# 2. What the API server accepted
-for obj in poddisruptionbudget/$RELEASE-worker poddisruptionbudget/$RELEASE-starter horizontalpodautoscaler/$RELEASE-worker \
-    servicemonitor/$RELEASE prometheusrule/$RELEASE; do
+# 2. What the API server accepted, and helm test
+for obj in poddisruptionbudget/$RELEASE-worker horizontalpodautoscaler/$RELEASE-worker serviceaccount/$RELEASE-worker \
+    serviceaccount/$RELEASE-starter networkpolicy/$RELEASE servicemonitor/$RELEASE prometheusrule/$RELEASE; do
   kc get "$obj" -o name >/dev/null 2>&1 || fail "$obj is not in the cluster"
 done
-say "accepted by the API server: the PodDisruptionBudgets, the HorizontalPodAutoscaler, the ServiceMonitor, the PrometheusRule"
+say "accepted by the API server: the worker's PodDisruptionBudget, the HorizontalPodAutoscaler, the ServiceAccounts, the NetworkPolicy, the ServiceMonitor, the PrometheusRule"
+t0=$(date +%s)
+out=$(helm test "$RELEASE" --timeout 3m --logs 2>&1) || fail "helm test: $out"
+grep -q "ok    end to end" <<<"$out" || fail "helm test passed without the end-to-end check: $out"
+say "helm test: passed in $(( $(date +%s) - t0 )) s: $(grep -c '^ok ' <<<"$out") checks ok"
+kc scale deploy/$RELEASE-starter --replicas=0 >/dev/null || fail "scale the starter to 0"
+for _ in $(seq 1 60); do [ -z "$(kc get pods -l app.kubernetes.io/component=starter -o name)" ] && break; sleep 1; done
+if out=$(helm test "$RELEASE" --timeout 3m --logs 2>&1); then fail "helm test passed with no starter: $out"; fi
+grep -q "FAIL  rabbitmq .* has no consumer" <<<"$out" || fail "helm test without a starter does not name it: $out"
+kc scale deploy/$RELEASE-starter --replicas=1 >/dev/null && kc rollout status deploy/$RELEASE-starter --timeout 120s >/dev/null
+say "helm test with no starter: failed, naming it ($(grep -o 'queue [^ ]* has no consumer' <<<"$out" | head -1))"
 
 # 3. The chaos run, with a new build to roll to
 "$HERE/images.sh" dev2 --writeback-only
