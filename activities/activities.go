@@ -245,7 +245,7 @@ func (a *Activities) MarkPlacementFailed(ctx context.Context, dl contract.DeadLe
 	}
 	ref := *dl.Placement
 	res, err := a.markPlacement(ctx, ref, dl)
-	if err != nil {
+	if err != nil || res.Held {
 		return res, err
 	}
 	a.critical(ctx, dl, res)
@@ -253,21 +253,25 @@ func (a *Activities) MarkPlacementFailed(ctx context.Context, dl contract.DeadLe
 }
 
 func (a *Activities) markPlacement(ctx context.Context, ref contract.PlacementRef, dl contract.DeadLetter) (contract.MarkResult, error) {
-	// On a retried attempt an earlier one may have written the mark without hearing back: if a
-	// FAILED event for this file is there, TCS shows the cross already (TCS does not promise an
-	// order of events, so any FAILED event counts).
+	// First the truth: if TCS holds this file's EXPORTED event (a write whose answer was lost
+	// landed), the record is not a dead letter. On a retried attempt an earlier one may have written
+	// the mark without hearing back: a FAILED event for this file means TCS shows the cross already
+	// (TCS does not promise an order of events, so any FAILED event counts).
+	p, err := a.TCS.GetPlacement(ctx, ref.PlacementID)
+	if err != nil {
+		return a.markOutcome(err)
+	}
+	if exported(p, ref.Filename) && !contract.IsPoisonGroup(dl.Group) {
+		return contract.MarkResult{Held: true, Note: "TCS holds the EXPORTED event for " + ref.Filename + ": not marked"}, nil
+	}
 	if activity.GetInfo(ctx).Attempt > 1 {
-		p, err := a.TCS.GetPlacement(ctx, ref.PlacementID)
-		if err != nil {
-			return a.markOutcome(err)
-		}
 		for _, ev := range p.ESREvents {
 			if ev.Filename == ref.Filename && ev.Status == tcs.StatusFailed {
 				return contract.MarkResult{Marked: true, Note: "already marked"}, nil
 			}
 		}
 	}
-	err := a.TCS.MarkESRExportFailed(ctx, ref.PlacementID, tcs.ESRExportFailure{
+	err = a.TCS.MarkESRExportFailed(ctx, ref.PlacementID, tcs.ESRExportFailure{
 		Filename: ref.Filename, Reason: reasonText(dl), FailedAt: dl.DeadLetteredAt,
 	})
 	if err != nil {
@@ -282,9 +286,13 @@ func (a *Activities) MarkScanErrored(ctx context.Context, dl contract.DeadLetter
 	if dl.Scan == nil {
 		return contract.MarkResult{}, temporal.NewNonRetryableApplicationError("no scan in dead letter", "BadInput", nil)
 	}
-	// A COMPLETED scan is never overwritten with ERRORED: TCS holds a result.
+	// A COMPLETED scan is never overwritten with ERRORED: TCS holds a result. When it is this record's
+	// result (a write whose answer was lost landed), the record is not a dead letter at all.
 	current, err := a.TCS.GetScan(ctx, dl.Scan.ScanID)
 	if err == nil && current.Status == tcs.ScanCompleted {
+		if dl.Scan.Result != "" && current.Result == dl.Scan.Result && !contract.IsPoisonGroup(dl.Group) {
+			return contract.MarkResult{Held: true, Note: "TCS holds the scan COMPLETED with this result (" + current.Result + "): not marked"}, nil
+		}
 		res := contract.MarkResult{Marked: false, Note: "TCS holds the scan COMPLETED (" + current.Result + "): not overwritten with ERRORED"}
 		a.critical(ctx, dl, res)
 		return res, nil

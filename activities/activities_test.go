@@ -330,3 +330,50 @@ func TestFirstAttemptReportsOutcomesAsData(t *testing.T) {
 	require.NoError(t, v.Get(&sfa))
 	require.Empty(t, sfa.ErrType)
 }
+
+// A mark that finds TCS holding the record as this record writes it marks nothing and logs no
+// CRITICAL line: the record is not a dead letter. A poison message's dead letter is marked all the
+// same (what it says cannot be trusted), and a scan COMPLETED with another result is not overwritten
+// but is this record's dead letter.
+func TestMarkFindsTheRecordHeld(t *testing.T) {
+	f := newFixture(t, secret)
+	m := placementMsg(42)
+	m.Filename = "F.DAT"
+	_, err := f.updatePlacement(m)
+	require.NoError(t, err)
+	mark := func(act any, dl contract.DeadLetter) contract.MarkResult {
+		v, err := f.env.ExecuteActivity(act, dl)
+		require.NoError(t, err)
+		var res contract.MarkResult
+		require.NoError(t, v.Get(&res))
+		return res
+	}
+	res := mark(f.acts.MarkPlacementFailed, deadLetter(42))
+	require.True(t, res.Held, res.Note)
+	require.False(t, res.Marked)
+	require.Zero(t, f.sim.Store.FailedCount(42, "F.DAT"))
+	require.Empty(t, criticalLines(t, f.logs.String()))
+
+	poison := deadLetter(42)
+	poison.Group = contract.PoisonGroupPrefix + "exportedAt"
+	res = mark(f.acts.MarkPlacementFailed, poison)
+	require.False(t, res.Held)
+	require.True(t, res.Marked)
+	require.Len(t, criticalLines(t, f.logs.String()), 1)
+
+	_, err = f.env.ExecuteActivity(f.acts.UpdateScan, scanMsg)
+	require.NoError(t, err)
+	dl := contract.DeadLetter{Kind: "scan", RecordID: scanMsg.ScanID, Attempts: 1, LastError: "x", Group: contract.GroupBudgetSpent,
+		DeadLetteredAt: time.Now().UTC(), Scan: &contract.ScanRef{ScanID: scanMsg.ScanID, Result: scanMsg.Result}}
+	res = mark(f.acts.MarkScanErrored, dl)
+	require.True(t, res.Held, res.Note)
+	require.Len(t, criticalLines(t, f.logs.String()), 1, "no second CRITICAL line")
+
+	dl.Scan.Result = "INFECTED"
+	res = mark(f.acts.MarkScanErrored, dl)
+	require.False(t, res.Held)
+	require.Contains(t, res.Note, "not overwritten")
+	sc, _ := f.sim.Store.ScanRecord(scanMsg.ScanID)
+	require.Equal(t, "COMPLETED", sc.Status)
+	require.Len(t, criticalLines(t, f.logs.String()), 2)
+}

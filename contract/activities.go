@@ -90,9 +90,11 @@ type PlacementRef struct {
 	Filename    string `json:"filename"`
 }
 
-// ScanRef names the scan to mark errored.
+// ScanRef names the scan to mark errored, and the result this record would have written (how the mark
+// tells that TCS already holds the record).
 type ScanRef struct {
 	ScanID string `json:"scanId"`
+	Result string `json:"result,omitempty"`
 }
 
 // MarkResult says what the dead-letter activity did.
@@ -100,6 +102,9 @@ type MarkResult struct {
 	// Marked is false when TCS does not know the record (404), or rejected the mark itself.
 	Marked bool   `json:"marked"`
 	Note   string `json:"note,omitempty"`
+	// Held: TCS holds the record as this record writes it (a write whose answer was lost landed): it
+	// is not dead-lettered but completed; nothing was marked and no CRITICAL line logged.
+	Held bool `json:"held,omitempty"`
 }
 
 // FirstAttempt is the outcome of the first TCS update of a phase, run as a local activity: the fast

@@ -110,10 +110,17 @@ func (e *Invalid) Error() string { return "invalid message: " + e.Reason }
 // Group is the failure group of a poison message: "poison-<field>", or "poison-body".
 func (e *Invalid) Group() string {
 	if e.Field == "" {
-		return "poison-body"
+		return PoisonGroupPrefix + "body"
 	}
-	return "poison-" + e.Field
+	return PoisonGroupPrefix + e.Field
 }
+
+// PoisonGroupPrefix starts the failure group of every poison message.
+const PoisonGroupPrefix = "poison-"
+
+// IsPoisonGroup says whether a failure group is a poison message's: what it says cannot be trusted,
+// so TCS can never be found to hold it "as written".
+func IsPoisonGroup(group string) bool { return strings.HasPrefix(group, PoisonGroupPrefix) }
 
 func invalid(format string, args ...any) error { return &Invalid{Reason: fmt.Sprintf(format, args...)} }
 

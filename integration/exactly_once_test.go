@@ -89,3 +89,39 @@ func TestLostAnswersUntilTheBudgetRanOutCompleteInstead(t *testing.T) {
 	require.Zero(t, s.sim.Store.FailedCount(77, "LOSTALL.DAT"), "no FAILED mark")
 	require.Empty(t, s.worker.Logs.Lines(`"level":"CRITICAL"`))
 }
+
+// As above, but the look before dead-lettering gets no answer either, to its last attempt: the record
+// goes on to its mark, which is retried until TCS answers. TCS then holds the record as written, so
+// the phases still end in the truth: Completed, no FAILED mark, no ERRORED scan, no CRITICAL line.
+func TestALookThatCannotAnswerStillEndsInTheTruth(t *testing.T) {
+	t.Parallel()
+	opts := testenv.WorkerOptions{TCSTimeout: 300 * time.Millisecond, KeyHonoured: true,
+		Retry: contract.RetrySettings{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2,
+			MaximumInterval: 500 * time.Millisecond, Budget: 3 * time.Second, ParkingPeriod: time.Hour}}
+	s := newStack(t, opts)
+	s.sim.Store.SetFaults(sim.Faults{TimeoutRate: 1, Only: "/api/"}) // processed, never answered
+	sc := contract.ScanCompleted{ScanID: "3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c98", Result: "SANITISED", FileName: "b.pdf",
+		CompletedAt: time.Date(2026, 11, 22, 9, 15, 0, 0, time.UTC)}
+	p := placement(78, "LOSTLOOK.DAT")
+	runScan := s.start(t, contract.ScanWorkflowType, sc.WorkflowID(), sc)
+	runPlacement := s.start(t, contract.PlacementWorkflowType, p.WorkflowID(), p)
+	require.Eventually(t, func() bool { return len(s.worker.Logs.Lines("could not look in TCS before dead-lettering")) >= 2 },
+		time.Minute, 20*time.Millisecond, "both looks gave up")
+	for _, act := range []string{"MarkScanErrored", "MarkPlacementFailed"} {
+		require.Eventually(t, func() bool { return len(s.worker.Logs.Lines(`"ActivityType":"`+act+`"`)) > 0 },
+			30*time.Second, 20*time.Millisecond, "the mark began while TCS still lost every answer")
+	}
+	s.sim.Store.SetFaults(sim.Faults{})
+
+	require.Equal(t, contract.StateCompleted, result(t, runScan, time.Minute).State)
+	got, ok := s.sim.Store.ScanRecord(sc.ScanID)
+	require.True(t, ok)
+	require.Equal(t, "COMPLETED", got.Status, "never overwritten with ERRORED")
+	require.Equal(t, contract.StateCompleted, result(t, runPlacement, time.Minute).State)
+	require.Equal(t, 1, s.sim.Store.ExportedCount(78, "LOSTLOOK.DAT"))
+	require.Zero(t, s.sim.Store.FailedCount(78, "LOSTLOOK.DAT"), "no FAILED mark")
+	require.Empty(t, s.worker.Logs.Lines(`"level":"CRITICAL"`))
+	for _, id := range []string{sc.WorkflowID(), p.WorkflowID()} {
+		require.Zero(t, count(t, s.tm.Client, `WritebackState="DeadLettered" AND WorkflowId="`+id+`"`))
+	}
+}

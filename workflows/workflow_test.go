@@ -404,7 +404,21 @@ func (s *WorkflowSuite) TestScanDeadLettersAndAbandons() {
 	s.env.RegisterDelayedCallback(func() { s.env.SignalWorkflow(contract.SignalAbandon, nil) }, time.Hour)
 	s.env.ExecuteWorkflow(contract.ScanWorkflowType, scan)
 	s.Equal(contract.StateAbandoned, s.result().State)
-	s.Equal(&contract.ScanRef{ScanID: scan.ScanID}, dl.Scan)
+	s.Equal(&contract.ScanRef{ScanID: scan.ScanID, Result: scan.Result}, dl.Scan)
+}
+
+// The mark finds TCS holding the record as written (a lost answer's write landed, and the look
+// before could not tell): the record completes, never dead-lettered.
+func (s *WorkflowSuite) TestHeldAtTheMarkCompletes() {
+	s.firsts(s.env, contract.FirstScanAttemptName, s.settings, fast404)
+	s.env.OnActivity(contract.MarkScanErroredName, mock.Anything, mock.Anything).Return(
+		contract.MarkResult{Held: true, Note: "TCS holds the scan COMPLETED with this result"}, nil).Once()
+	s.env.ExecuteWorkflow(contract.ScanWorkflowType, scan)
+	st := s.result()
+	s.Equal(contract.StateCompleted, st.State)
+	s.Empty(st.DeadLetteredAt)
+	s.NotContains(s.saAll["WritebackState"], contract.StateDeadLettered)
+	s.Empty(s.saAll["WritebackFailure"])
 }
 
 func (s *WorkflowSuite) TestSettingsAreCapturedNotReadLive() {
