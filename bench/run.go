@@ -17,7 +17,7 @@ import (
 
 	"github.com/tis-writeback/writeback/bench/stack"
 	"github.com/tis-writeback/writeback/contract"
-	"github.com/tis-writeback/writeback/tcssim/demo"
+	"github.com/tis-writeback/writeback/internal/demo"
 	"github.com/tis-writeback/writeback/tcssim/sim"
 )
 

@@ -16,7 +16,7 @@ import (
 	"github.com/tis-writeback/writeback/internal/broker"
 	"github.com/tis-writeback/writeback/internal/progress"
 	"github.com/tis-writeback/writeback/starter/intake"
-	"github.com/tis-writeback/writeback/tcssim/demo"
+	"github.com/tis-writeback/writeback/internal/demo"
 )
 
 func runPublish(args []string) int {

@@ -13,7 +13,7 @@ import (
 	"syscall"
 
 	"github.com/tis-writeback/writeback/internal/buildinfo"
-	"github.com/tis-writeback/writeback/tcssim/demo"
+	"github.com/tis-writeback/writeback/internal/demo"
 	"github.com/tis-writeback/writeback/tcssim/sim"
 )
 

@@ -30,7 +30,7 @@ import (
 	"github.com/tis-writeback/writeback/internal/rabbitnode"
 	"github.com/tis-writeback/writeback/starter/intake"
 	"github.com/tis-writeback/writeback/tcs"
-	"github.com/tis-writeback/writeback/tcssim/demo"
+	"github.com/tis-writeback/writeback/internal/demo"
 	"github.com/tis-writeback/writeback/tcssim/sim"
 )
 

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
-	"github.com/tis-writeback/writeback/tcssim/demo"
+	"github.com/tis-writeback/writeback/internal/demo"
 )
 
 // Faults is what POST /admin/faults sets; the zero value is "no faults".

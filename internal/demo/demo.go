@@ -1,6 +1,7 @@
-// Package demo makes synthetic records that match what the TCS simulator knows, for `starter
-// publish --demo`, make run and the chaos runs. The simulator seeds placements
-// 1..SeededPlacements and knows every scan whose ID does not start with "f"; what this package
+// Package demo makes synthetic records for `starter publish --demo`, make run and the chaos runs. It is
+// the one place that says which records a demo TCS knows: placements 1..SeededPlacements, and every
+// scan whose ID does not start with "f". The TCS simulator seeds itself from it (the dependency points
+// from the simulator to here, so the production starter links no simulator code); what this package
 // makes unknown, the simulator answers with 404, so a demo shows dead letters too.
 package demo
 

@@ -4,7 +4,7 @@ import (
 	"testing"
 
 	"github.com/tis-writeback/writeback/contract"
-	"github.com/tis-writeback/writeback/tcssim/demo"
+	"github.com/tis-writeback/writeback/internal/demo"
 	"github.com/tis-writeback/writeback/tcssim/sim"
 )
 
