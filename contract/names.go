@@ -79,6 +79,12 @@ func TCSGroup(status int) string {
 const (
 	MetricDeadLetters   = "writeback_dead_letters_total"
 	MetricManualRetries = "writeback_manual_retries_total"
+	// MetricDeadLettersExpired counts dead letters whose parking period ended without a retry or abandon.
+	MetricDeadLettersExpired = "writeback_dead_letters_expired_total"
+	// The worker's gauges of what is stuck (read from Temporal every 30 s).
+	MetricStalledRecords      = "writeback_stalled_records"
+	MetricOldestDeadLetterAge = "writeback_oldest_dead_letter_age_seconds"
+	MetricLedgerDrift         = "writeback_ledger_drift_records"
 )
 
 // SignalPayload is the optional payload of retry and abandon.

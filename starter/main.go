@@ -1,6 +1,6 @@
 // Command starter moves records from RabbitMQ into writeback workflows, and is the operator's CLI
 // (docs/contract.md, CLI commands): consume, publish, retry, abandon, deadletters, history, jobs,
-// tcs, versioning, redrive, reconcile, check.
+// tcs, versioning, redrive, reconcile, ledger, check.
 package main
 
 import (
@@ -24,6 +24,7 @@ func commands() []command {
 		{"versioning", "Worker Versioning: status, set-current (the build that gets the records; the chart's hook runs it)", runVersioning},
 		{"redrive", "move the DLQ's messages back to the exchange under their original routing key", runRedrive},
 		{"reconcile", "start workflows for exported placements whose EXPORTED event TCS lacks", runReconcile},
+		{"ledger", "the daily ledger: show DAY (records by outcome, and drift: rows TCS no longer holds), run DAY (check it again now)", runLedger},
 		{"check", "whether a record can go end to end here: Temporal, RabbitMQ, a worker and TCS, each in turn (helm test)", runCheck},
 	}
 }

@@ -14,9 +14,9 @@ import (
 
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/broker"
+	"github.com/tis-writeback/writeback/internal/demo"
 	"github.com/tis-writeback/writeback/internal/progress"
 	"github.com/tis-writeback/writeback/starter/intake"
-	"github.com/tis-writeback/writeback/internal/demo"
 )
 
 func runPublish(args []string) int {

@@ -60,6 +60,9 @@ func main() {
 				a.KeyHonoured = cfg.TCSKeyHonoured
 				return a
 			},
+			func(r *telemetry.Registry, cfg *workerapp.Config, log *slog.Logger) *workerapp.Watch {
+				return workerapp.NewWatch(r, cfg, log)
+			},
 			func() *telemetry.Health { return &telemetry.Health{} },
 			func(cfg *workerapp.Config, r *telemetry.Registry, h *telemetry.Health) (*telemetry.Server, error) {
 				return telemetry.NewServer(cfg.MetricsAddr, r, h)
@@ -79,7 +82,8 @@ func main() {
 // started before Temporal waits for it); a stop ends the worker, letting running activities finish
 // within the stop timeout.
 func run(lc fx.Lifecycle, sd fx.Shutdowner, cfg *workerapp.Config, log *slog.Logger, reg *telemetry.Registry,
-	h client.MetricsHandler, acts *activities.Activities, srv *telemetry.Server, health *telemetry.Health, gov *workerapp.Governor) {
+	h client.MetricsHandler, acts *activities.Activities, srv *telemetry.Server, health *telemetry.Health, gov *workerapp.Governor,
+	watch *workerapp.Watch) {
 	shell := &daemon.Shell{Log: log, Server: srv, Health: health, Fatal: func() { _ = sd.Shutdown(fx.ExitCode(1)) },
 		Body: func(ctx context.Context, s *daemon.Shell) error {
 			c, err := workerapp.Dial(ctx, cfg, log, h)
@@ -103,6 +107,10 @@ func run(lc fx.Lifecycle, sd fx.Shutdowner, cfg *workerapp.Config, log *slog.Log
 				log.Info("worker stopped") // what a deployment check reads: the stop ran to its end, no SIGKILL
 			})
 			go gov.Run(govCtx, c)
+			go watch.Run(govCtx, c)
+			if err := workerapp.EnsureLedgerSchedule(ctx, c, cfg.LedgerSchedule, cfg.LedgerReportOnly, log); err != nil {
+				log.Warn("the daily ledger has no schedule; the next worker to start tries again", "error", err.Error())
+			}
 			health.SetReady(true)
 			log.Info("worker started", "taskQueue", "writeback", "temporal", cfg.Temporal.Address,
 				"namespace", cfg.Temporal.Namespace, "tcs", cfg.TCSURL, "metrics", srv.Addr(), "tcsRate", cfg.TCSRate)

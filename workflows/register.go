@@ -55,3 +55,14 @@ func RegisterJobs(w worker.Registry, j JobActivities) {
 	w.RegisterActivityWithOptions(j.SendRequests, activity.RegisterOptions{Name: contract.SendRequestsActivity})
 	w.RegisterActivityWithOptions(j.AwaitOutcomes, activity.RegisterOptions{Name: contract.AwaitOutcomesActivity})
 }
+
+// LedgerActivities are what the daily ledger needs from the worker.
+type LedgerActivities interface {
+	Page(ctx context.Context, req contract.LedgerPageRequest) (contract.LedgerPage, error)
+}
+
+// RegisterLedger puts the daily ledger's workflow and activity on a worker.
+func RegisterLedger(w worker.Registry, l LedgerActivities) {
+	w.RegisterWorkflowWithOptions(Ledger, workflow.RegisterOptions{Name: contract.LedgerWorkflowType})
+	w.RegisterActivityWithOptions(l.Page, activity.RegisterOptions{Name: contract.LedgerPageActivity})
+}

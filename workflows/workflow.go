@@ -339,7 +339,12 @@ func (r *recorder) run(ctx workflow.Context) (contract.Status, error) {
 			}
 		}
 		if !got {
-			r.log.Warn("parking period over without a signal; closing as DeadLettered")
+			// Nothing more will happen to it: say so loudly, with the record, and count it.
+			r.log.Error("dead letter expired: its parking period ended without a retry or abandon; it closes as DeadLettered "+
+				"and only an operator can write it now (reconcile, or a new message)",
+				"workflowId", workflow.GetInfo(ctx).WorkflowExecution.ID, "lastError", r.status.LastError,
+				"deadLetteredAt", r.status.DeadLetteredAt, "parkingPeriod", r.settings.ParkingPeriod.String())
+			workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"kind": string(r.rec.kind())}).Counter(contract.MetricDeadLettersExpired).Inc(1)
 			return r.status, nil
 		}
 		d := r.pending

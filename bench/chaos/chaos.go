@@ -26,11 +26,11 @@ import (
 	"github.com/tis-writeback/writeback/bench/stack"
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/broker"
+	"github.com/tis-writeback/writeback/internal/demo"
 	"github.com/tis-writeback/writeback/internal/operate"
 	"github.com/tis-writeback/writeback/internal/rabbitnode"
 	"github.com/tis-writeback/writeback/starter/intake"
 	"github.com/tis-writeback/writeback/tcs"
-	"github.com/tis-writeback/writeback/internal/demo"
 	"github.com/tis-writeback/writeback/tcssim/sim"
 )
 

@@ -28,8 +28,8 @@ import (
 
 	"github.com/tis-writeback/writeback/bench/stack"
 	"github.com/tis-writeback/writeback/internal/broker"
-	"github.com/tis-writeback/writeback/internal/temporalclient"
 	"github.com/tis-writeback/writeback/internal/demo"
+	"github.com/tis-writeback/writeback/internal/temporalclient"
 	"github.com/tis-writeback/writeback/tcssim/sim"
 )
 

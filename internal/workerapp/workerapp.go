@@ -56,6 +56,13 @@ type Config struct {
 	// WorkflowCacheSize bounds the workflows kept in memory between tasks. Parked dead letters wait
 	// for weeks; an evicted one replays its short history when a signal arrives.
 	WorkflowCacheSize int
+	// LedgerSchedule is the daily ledger's cron (UTC), "off" for none; LedgerReportOnly makes it list
+	// drift without writing. Used when the schedule is missing; an existing one is left as it is.
+	LedgerSchedule   string
+	LedgerReportOnly bool
+	// StallAfter is how long a record may be Updating with no TCS request made for it before it counts
+	// as stalled (writeback_stalled_records).
+	StallAfter time.Duration
 }
 
 // Flags defines the worker's flags (with env fallbacks) on fs.
@@ -87,6 +94,12 @@ func Flags(fs *flag.FlagSet) *Config {
 	set.String(&c.BuildID, "build-id", "TEMPORAL_BUILD_ID", "", "build ID of this worker (Worker Versioning; with --deployment-name)")
 	set.Int(&c.WorkflowCacheSize, "workflow-cache-size", "WORKFLOW_CACHE_SIZE", 500, "workflows cached in memory between tasks (process-wide)")
 	set.Duration(&c.Retry.ParkingPeriod, "parking-period", "PARKING_PERIOD", d.ParkingPeriod, "how long a dead letter waits for a retry or abandon signal")
+	set.String(&c.LedgerSchedule, "ledger-schedule", "LEDGER_SCHEDULE", "0 2 * * *",
+		"cron (UTC) of the daily ledger's schedule, created when missing; off for none")
+	set.Duration(&c.StallAfter, "stall-after", "STALL_AFTER", 15*time.Minute,
+		"a record Updating this long with no TCS request made for it counts as stalled (writeback_stalled_records)")
+	set.Bool(&c.LedgerReportOnly, "ledger-report-only", "LEDGER_REPORT_ONLY", false,
+		"the scheduled ledger lists drift and writes nothing (when it creates the schedule)")
 	return c
 }
 
@@ -126,7 +139,7 @@ func NewTemporalHandler(c *Config, reg *telemetry.Registry) (client.MetricsHandl
 		return nil, err
 	}
 	var counters []telemetry.WorkflowCounter
-	for _, name := range []string{contract.MetricDeadLetters, contract.MetricManualRetries} {
+	for _, name := range []string{contract.MetricDeadLetters, contract.MetricManualRetries, contract.MetricDeadLettersExpired} {
 		counters = append(counters,
 			telemetry.WorkflowCounter{Name: name, WorkflowType: contract.PlacementWorkflowType, Kind: string(contract.KindPlacement)},
 			telemetry.WorkflowCounter{Name: name, WorkflowType: contract.ScanWorkflowType, Kind: string(contract.KindScan)})
@@ -164,5 +177,6 @@ func NewWorker(cl client.Client, c *Config, acts *activities.Activities) worker.
 	w := worker.New(cl, contract.TaskQueue, opts)
 	workflows.Register(w, acts)
 	workflows.RegisterJobs(w, &operate.Jobs{Temporal: cl})
+	workflows.RegisterLedger(w, &operate.Ledger{Temporal: cl, TCS: acts.TCS})
 	return w
 }

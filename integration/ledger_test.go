@@ -1,0 +1,101 @@
+package integration_test
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/tis-writeback/writeback/contract"
+	"github.com/tis-writeback/writeback/internal/testenv"
+)
+
+func ledgerRun(t *testing.T, bin string, env []string, day string, args ...string) contract.LedgerReport {
+	t.Helper()
+	out := starterCLI(t, bin, env, true, append([]string{"ledger", "run", day, "--json", "--by", "test"}, args...)...)
+	lines := strings.SplitN(strings.TrimSpace(out), "\n", 2)
+	require.Len(t, lines, 2, out)
+	require.Regexp(t, `^ledger writeback-ledger-`+day+`-\d{6}$`, lines[0], "the ledger's ID first")
+	var rep contract.LedgerReport
+	require.NoError(t, json.Unmarshal([]byte(lines[1]), &rep), out)
+	require.Equal(t, contract.LedgerDone, rep.State)
+	return rep
+}
+
+// The daily ledger finds the rows TCS lost after their records completed and writes each back once;
+// a report-only ledger lists them and writes nothing; a hold stops its reads until released.
+func TestLedgerFindsDriftAndWritesItBackOnce(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, testenv.WorkerOptions{})
+	bin := testenv.Build(t, "./starter", t.TempDir())
+	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address}
+	day := time.Now().UTC().Format(contract.LedgerDayLayout)
+
+	ids := []int64{601, 602, 603, 604, 605}
+	for _, id := range ids {
+		m := placement(id, "LEDGER.DAT")
+		result(t, s.start(t, contract.PlacementWorkflowType, m.WorkflowID(), m), 30*time.Second)
+	}
+	unknown := s.deadLetter(t, 99991, "LEDGER.DAT") // TCS does not know it: parked
+	_ = unknown
+	require.Eventually(t, func() bool { return count(t, s.tm.Client, `WritebackState="Completed"`) == 5 }, 10*time.Second, 100*time.Millisecond)
+
+	// A restore from backup loses two rows.
+	s.sim.Store.DeleteEvents(602)
+	s.sim.Store.DeleteEvents(604)
+
+	rep := ledgerRun(t, bin, env, day, "--report-only")
+	require.Equal(t, 5, rep.Counts[contract.StateCompleted])
+	require.Equal(t, 1, rep.Counts[contract.StateDeadLettered])
+	require.Equal(t, 5, rep.Checked)
+	require.Equal(t, 2, rep.Drift)
+	require.Zero(t, rep.Repaired)
+	require.Len(t, rep.Records, 2)
+	for _, d := range rep.Records {
+		require.Contains(t, []string{placement(602, "LEDGER.DAT").WorkflowID(), placement(604, "LEDGER.DAT").WorkflowID()}, d.WorkflowID)
+		require.Contains(t, d.Action, "report-only")
+	}
+	require.Zero(t, s.sim.Store.ExportedCount(602, "LEDGER.DAT"), "report-only writes nothing")
+
+	rep = ledgerRun(t, bin, env, day)
+	require.Equal(t, 2, rep.Drift)
+	require.Equal(t, 2, rep.Repaired)
+	for _, id := range []int64{602, 604} {
+		wid := placement(id, "LEDGER.DAT").WorkflowID()
+		s.waitState(t, wid, contract.StateCompleted, 30*time.Second)
+		require.Eventually(t, func() bool { return s.sim.Store.ExportedCount(id, "LEDGER.DAT") == 1 }, 30*time.Second, 100*time.Millisecond)
+	}
+	// The written-again runs started today too: the next ledger reads them instead of the runs they
+	// replaced, and finds nothing more to do.
+	rep = ledgerRun(t, bin, env, day)
+	require.Zero(t, rep.Drift, "%+v", rep.Records)
+	require.Equal(t, 5, rep.Checked, "each record once, by its latest run")
+	require.Equal(t, 5, rep.Counts[contract.StateCompleted])
+	for _, id := range ids {
+		require.Equal(t, 1, s.sim.Store.ExportedCount(id, "LEDGER.DAT"), "written back exactly once")
+	}
+	require.Zero(t, s.sim.Store.Stats().Duplicates)
+
+	// ledger show prints the day's last ledger.
+	var shown contract.LedgerReport
+	require.NoError(t, json.Unmarshal([]byte(starterCLI(t, bin, env, true, "ledger", "show", day, "--json")), &shown))
+	require.Equal(t, rep.ID, shown.ID)
+	out := starterCLI(t, bin, env, false, "ledger", "show", "2001-01-01")
+	require.Empty(t, out)
+
+	// A hold stops the ledger's reads; the release lets it finish.
+	starterCLI(t, bin, env, true, "tcs", "hold", "--reason", "TCS restore", "--by", "test")
+	require.Eventually(t, func() bool { return len(s.worker.Logs.Lines("TCS mode changed", `"to":"hold"`)) == 1 }, 10*time.Second, 100*time.Millisecond)
+	before := s.sim.Store.Stats().Requests["GET placement"]
+	out = starterCLI(t, bin, env, true, "ledger", "run", day, "--wait", "0")
+	id := strings.TrimPrefix(strings.TrimSpace(out), "ledger ")
+	time.Sleep(5 * time.Second)
+	require.Equal(t, before, s.sim.Store.Stats().Requests["GET placement"], "no read during the hold")
+	starterCLI(t, bin, env, true, "tcs", "release")
+	var done contract.LedgerReport
+	require.NoError(t, s.tm.Client.GetWorkflow(t.Context(), id, "").Get(t.Context(), &done))
+	require.Equal(t, contract.LedgerDone, done.State)
+	require.Equal(t, 5, done.Checked)
+}

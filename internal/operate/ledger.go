@@ -1,0 +1,216 @@
+package operate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	commonpb "go.temporal.io/api/common/v1"
+	enums "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	workflowpb "go.temporal.io/api/workflow/v1"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/tis-writeback/writeback/contract"
+	"github.com/tis-writeback/writeback/tcs"
+)
+
+// ledgerPageSize is how many of a day's records one ledger activity reads.
+const ledgerPageSize = 500
+
+// Ledger is the daily ledger's activity: it reads a day's records from Temporal's visibility and their
+// rows from TCS through the worker's client (so under its cap, its hold and its outage mode).
+type Ledger struct {
+	Temporal client.Client
+	TCS      *tcs.Client
+}
+
+// LedgerDayQuery is the visibility query of a day's records: every run whose workflow started that day.
+func LedgerDayQuery(day string) (string, error) {
+	from, err := contract.ParseLedgerDay(day)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf(`(%s="%s" OR %s="%s") AND StartTime >= "%s" AND StartTime < "%s"`,
+		contract.KindKey.GetName(), contract.KindPlacement, contract.KindKey.GetName(), contract.KindScan,
+		from.Format(time.RFC3339), from.AddDate(0, 0, 1).Format(time.RFC3339)), nil
+}
+
+// Page reads one page of the day's records: it counts them by outcome, reads each Completed one's
+// row in TCS as recovery traffic, and starts again the ones whose row is gone or differs (unless
+// report-only). A request TCS refused (hold, outage mode) fails the page, which the ledger tries again.
+func (l *Ledger) Page(ctx context.Context, req contract.LedgerPageRequest) (contract.LedgerPage, error) {
+	q, err := LedgerDayQuery(req.Day)
+	if err != nil {
+		return contract.LedgerPage{}, temporal.NewNonRetryableApplicationError(err.Error(), "bad-day", nil)
+	}
+	resp, err := l.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: q, PageSize: ledgerPageSize,
+		NextPageToken: req.Token})
+	if err != nil {
+		return contract.LedgerPage{}, err
+	}
+	page := contract.LedgerPage{Counts: map[string]int{}, Next: resp.GetNextPageToken()}
+	tctx := tcs.AsRecovery(tcs.WithCaller(ctx, req.LedgerID))
+	for i, e := range resp.GetExecutions() {
+		activity.RecordHeartbeat(ctx, i)
+		if superseded, err := l.superseded(ctx, e); err != nil {
+			return contract.LedgerPage{}, err
+		} else if superseded {
+			continue // a later run of the record counts for it (and is read) instead
+		}
+		state, failure := keyword(e, contract.StateKey), keyword(e, contract.FailureKey)
+		switch {
+		case state == contract.StateDeadLettered && contract.IsPoisonGroup(failure):
+			page.Counts[contract.LedgerPoison]++
+		case state != "":
+			page.Counts[state]++
+		}
+		if state != contract.StateCompleted {
+			continue
+		}
+		d, err := l.check(ctx, tctx, e)
+		if err != nil {
+			return contract.LedgerPage{}, err
+		}
+		page.Checked++
+		if d == nil {
+			continue
+		}
+		if req.ReportOnly {
+			d.Action = "listed (report-only): not written"
+		} else {
+			d.Action = l.repair(ctx, e, req)
+			page.Repaired++
+		}
+		page.Drift = append(page.Drift, *d)
+	}
+	return page, nil
+}
+
+// superseded says whether a closed run is not its record's latest (a retry of a closed run, reconcile
+// or a ledger started the record again).
+func (l *Ledger) superseded(ctx context.Context, e *workflowpb.WorkflowExecutionInfo) (bool, error) {
+	if e.GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		return false, nil
+	}
+	d, err := l.Temporal.DescribeWorkflowExecution(ctx, e.GetExecution().GetWorkflowId(), "")
+	if err != nil {
+		return false, err
+	}
+	return d.GetWorkflowExecutionInfo().GetExecution().GetRunId() != e.GetExecution().GetRunId(), nil
+}
+
+// check reads the record's row: nil when TCS holds it as the record wrote it.
+func (l *Ledger) check(ctx, tctx context.Context, e *workflowpb.WorkflowExecutionInfo) (*contract.LedgerDrift, error) {
+	kind := contract.Kind(keyword(e, contract.KindKey))
+	d := &contract.LedgerDrift{WorkflowID: e.GetExecution().GetWorkflowId(), Kind: string(kind), RecordID: keyword(e, contract.RecordIDKey)}
+	msg, err := l.message(ctx, e)
+	if err != nil {
+		return nil, err
+	}
+	switch m := msg.(type) {
+	case contract.PlacementExported:
+		p, err := l.TCS.GetPlacement(tctx, m.PlacementID)
+		switch {
+		case tcs.IsNotFound(err):
+			d.What = "TCS does not know the placement any more"
+		case err != nil:
+			return nil, err
+		default:
+			for _, ev := range p.ESREvents {
+				if ev.Status == tcs.StatusExported && ev.Filename == m.Filename {
+					return nil, nil
+				}
+			}
+			d.What = "no EXPORTED event for " + m.Filename
+		}
+	case contract.ScanCompleted:
+		sc, err := l.TCS.GetScan(tctx, m.ScanID)
+		switch {
+		case tcs.IsNotFound(err):
+			d.What = "TCS does not know the scan any more"
+		case err != nil:
+			return nil, err
+		case sc.Status == tcs.ScanCompleted && sc.Result == m.Result:
+			return nil, nil
+		default:
+			d.What = fmt.Sprintf("the scan is %s %s, not COMPLETED %s", sc.Status, sc.Result, m.Result)
+		}
+	}
+	return d, nil
+}
+
+// message is the record the run wrote: the input of its first event (a correction sent with a retry
+// is not seen; the ledger then reads the original, and a row that differs is written again with it —
+// said in the decisions).
+func (l *Ledger) message(ctx context.Context, e *workflowpb.WorkflowExecutionInfo) (any, error) {
+	it := l.Temporal.GetWorkflowHistory(ctx, e.GetExecution().GetWorkflowId(), e.GetExecution().GetRunId(), false,
+		enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	if !it.HasNext() {
+		return nil, fmt.Errorf("%s: no history", e.GetExecution().GetWorkflowId())
+	}
+	ev, err := it.Next()
+	if err != nil {
+		return nil, err
+	}
+	in := ev.GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads()
+	if len(in) == 0 {
+		return nil, fmt.Errorf("%s: no input", e.GetExecution().GetWorkflowId())
+	}
+	dc := converter.GetDefaultDataConverter()
+	switch e.GetType().GetName() {
+	case contract.PlacementWorkflowType:
+		var m contract.PlacementExported
+		return m, dc.FromPayload(in[0], &m)
+	default:
+		var m contract.ScanCompleted
+		return m, dc.FromPayload(in[0], &m)
+	}
+}
+
+// repair starts the record again: a new run of its workflow ID, at recovery priority, whose history
+// says the ledger started it and why. A run already going (a retried page, an operator) is left to it.
+func (l *Ledger) repair(ctx context.Context, e *workflowpb.WorkflowExecutionInfo, req contract.LedgerPageRequest) string {
+	msg, err := l.message(ctx, e)
+	if err != nil {
+		return "not started: " + err.Error()
+	}
+	kind := contract.Kind(keyword(e, contract.KindKey))
+	run, err := l.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                                       e.GetExecution().GetWorkflowId(),
+		TaskQueue:                                contract.TaskQueue,
+		WorkflowIDReusePolicy:                    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
+		WorkflowIDConflictPolicy:                 enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		Priority:                                 temporal.Priority{PriorityKey: contract.RecoveryPriority},
+		StaticDetails: fmt.Sprintf("started by the ledger of %s (%s, by %s): TCS no longer holds the row this record wrote",
+			req.Day, req.LedgerID, req.By),
+		TypedSearchAttributes: temporal.NewSearchAttributes(contract.KindKey.ValueSet(string(kind)),
+			contract.RecordIDKey.ValueSet(keyword(e, contract.RecordIDKey)), contract.StateKey.ValueSet(contract.StateUpdating)),
+	}, kind.Spec().WorkflowType, msg)
+	var already *serviceerror.WorkflowExecutionAlreadyStarted
+	switch {
+	case errors.As(err, &already):
+		return "being written again by run " + already.RunId
+	case err != nil:
+		return "not started: " + err.Error()
+	}
+	return "written again by run " + run.GetRunID()
+}
+
+func keyword(e *workflowpb.WorkflowExecutionInfo, key temporal.SearchAttributeKeyKeyword) string {
+	return keywordOf(e.GetSearchAttributes(), key.GetName())
+}
+
+func keywordOf(sa *commonpb.SearchAttributes, key string) string {
+	var s string
+	if p := sa.GetIndexedFields()[key]; p != nil {
+		_ = converter.GetDefaultDataConverter().FromPayload(p, &s)
+	}
+	return s
+}
