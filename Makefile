@@ -101,12 +101,13 @@ test-compose: $(TEMPORAL) $(CLUSTER_TOOLS)
 chaos: $(TEMPORAL)
 	$(HARNESS) chaos $(CHAOS_ARGS)
 
-## bench: speed (ceiling, P1..P4, history events; ceiling, P1, P4 on both profiles), large bodies, protecting TCS (cap, outage mode, late commits) into BENCHMARKS.md
+## bench: speed (ceiling, P1..P4, history events; ceiling, P1, P4 on both profiles), large bodies, protecting TCS (cap, outage mode, late commits), the daily ledger over 10,000 records, into BENCHMARKS.md
 bench: $(TEMPORAL) $(CLUSTER_TOOLS)
 	$(HARNESS) speed $(BENCH_ARGS)
 	$(HARNESS) speed --profiles --ceiling 1000 --p1 1000 --p4 300
 	$(HARNESS) bodies
 	$(HARNESS) protect
+	$(HARNESS) ledger
 
 ## fuzz: the message decoder's fuzz target for a minute
 fuzz:

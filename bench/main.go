@@ -11,7 +11,7 @@ import (
 
 func main() {
 	if len(os.Args) < 2 {
-		fmt.Fprintln(os.Stderr, "Usage: bin/harness run|run-cluster|chaos|speed|bodies|protect [flags]   (--help for each)")
+		fmt.Fprintln(os.Stderr, "Usage: bin/harness run|run-cluster|chaos|speed|bodies|protect|ledger [flags]   (--help for each)")
 		os.Exit(2)
 	}
 	switch os.Args[1] {
@@ -23,12 +23,14 @@ func main() {
 		os.Exit(runBodies(os.Args[2:]))
 	case "protect":
 		os.Exit(runProtect(os.Args[2:]))
+	case "ledger":
+		os.Exit(runLedger(os.Args[2:]))
 	case "run":
 		os.Exit(runDemo(os.Args[2:]))
 	case "run-cluster":
 		os.Exit(runDemo(append([]string{"--profile", "cluster"}, os.Args[2:]...)))
 	default:
-		fmt.Fprintf(os.Stderr, "unknown command %q: run, run-cluster, chaos, speed, bodies or protect\n", os.Args[1])
+		fmt.Fprintf(os.Stderr, "unknown command %q: run, run-cluster, chaos, speed, bodies, protect or ledger\n", os.Args[1])
 		os.Exit(2)
 	}
 }

@@ -148,7 +148,7 @@ func Plot(path, title, xLabel, yLabel string, series []Series, spans []Span) err
 	}
 	legend.Top, legend.Left = true, true
 
-	const width, height, legendWidth = 12 * vg.Inch, 5 * vg.Inch, 2.8 * vg.Inch
+	const width, height, legendWidth = 11.5 * vg.Inch, 5 * vg.Inch, 2.3 * vg.Inch
 	img := vgimg.New(width, height)
 	dc := draw.New(img)
 	p.Draw(draw.Crop(dc, 0, -legendWidth, 0, 0))
