@@ -35,6 +35,9 @@ const (
 	LedgerPoison = "Poison"
 )
 
+// LedgerOutcomes are what a ledger counts, in the order it prints them.
+var LedgerOutcomes = []string{StateCompleted, StateDeadLettered, StateAbandoned, StateUpdating, LedgerPoison}
+
 // LedgerDayLayout is a ledger day: YYYY-MM-DD, UTC.
 const LedgerDayLayout = "2006-01-02"
 

@@ -112,7 +112,7 @@ func printLedger(rep contract.LedgerReport, asJSON bool) int {
 	}
 	fmt.Println()
 	fmt.Print("  records:")
-	for _, k := range []string{contract.StateCompleted, contract.StateDeadLettered, contract.StateAbandoned, contract.StateUpdating, contract.LedgerPoison} {
+	for _, k := range contract.LedgerOutcomes {
 		fmt.Printf(" %s %d", k, rep.Counts[k])
 	}
 	fmt.Println()

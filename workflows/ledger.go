@@ -86,8 +86,10 @@ func (l *ledger) run(ctx workflow.Context, token []byte) (contract.LedgerReport,
 }
 
 func (l *ledger) add(p contract.LedgerPage) {
-	for k, n := range p.Counts {
-		l.report.Counts[k] += n
+	for _, k := range contract.LedgerOutcomes { // not a range over the map: workflow code stays deterministic
+		if n := p.Counts[k]; n > 0 {
+			l.report.Counts[k] += n
+		}
 	}
 	l.report.Checked += p.Checked
 	l.report.Repaired += p.Repaired
