@@ -83,6 +83,9 @@ type LedgerReport struct {
 	Records  []LedgerDrift `json:"records"`
 	// NotListed counts drifted records beyond LedgerDriftListed.
 	NotListed int `json:"notListed,omitempty"`
+	// Expired are the day's dead letters whose parking period ended without a retry or abandon (closed
+	// as DeadLettered: nothing more happens to them unless an operator acts), up to LedgerDriftListed.
+	Expired []string `json:"expired,omitempty"`
 }
 
 // LedgerDrift is one record whose row TCS no longer holds as written, and what the ledger did.
@@ -109,5 +112,6 @@ type LedgerPage struct {
 	Checked  int            `json:"checked"`
 	Repaired int            `json:"repaired"`
 	Drift    []LedgerDrift  `json:"drift,omitempty"`
+	Expired  []string       `json:"expired,omitempty"`
 	Next     []byte         `json:"next,omitempty"` // empty: the last page
 }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/client"
 
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/testenv"
@@ -98,4 +99,58 @@ func TestLedgerFindsDriftAndWritesItBackOnce(t *testing.T) {
 	require.NoError(t, s.tm.Client.GetWorkflow(t.Context(), id, "").Get(t.Context(), &done))
 	require.Equal(t, contract.LedgerDone, done.State)
 	require.Equal(t, 5, done.Checked)
+}
+
+// A worker process SIGKILLed while a ledger reads its page: the page is read again by another worker
+// once its heartbeat is missed, and the ledger ends with every record read and each drifted row written
+// back once.
+func TestLedgerResumesAfterItsWorkerIsKilled(t *testing.T) {
+	t.Parallel()
+	s, workerBin := processStack(t)
+	args := []string{"--tcs-rate", "20", "--tcs-idempotency-key-honoured", "--ledger-schedule", "off"}
+	w := startWorkerProcess(t, workerBin, s, args...)
+	day := time.Now().UTC().Format(contract.LedgerDayLayout)
+	const n = 120
+	for i := int64(0); i < n; i++ {
+		m := placement(700+i, "KILLED.DAT")
+		s.start(t, contract.PlacementWorkflowType, m.WorkflowID(), m)
+	}
+	require.Eventually(t, func() bool { return count(t, s.tm.Client, `WritebackState="Completed"`) == n }, 60*time.Second, 200*time.Millisecond)
+	drifted := []int64{701, 750, 790}
+	for _, id := range drifted {
+		s.sim.Store.DeleteEvents(id)
+	}
+
+	before := s.sim.Store.Stats().Requests["GET placement"]
+	reads := func() int { return sum(s.sim.Store.Stats().Requests["GET placement"]) - sum(before) }
+	run, err := s.tm.Client.ExecuteWorkflow(t.Context(), client.StartWorkflowOptions{ID: contract.LedgerWorkflowID(day, time.Now()),
+		TaskQueue: contract.TaskQueue}, contract.LedgerWorkflowType, contract.LedgerInput{Day: day, By: "test"})
+	require.NoError(t, err)
+	require.Eventually(t, func() bool { return reads() > 30 }, 30*time.Second, 50*time.Millisecond, "the ledger is reading")
+	require.NoError(t, w.cmd.Process.Kill())
+	<-w.done
+	killedAt := reads()
+	startWorkerProcess(t, workerBin, s, args...)
+
+	var rep contract.LedgerReport
+	require.NoError(t, run.Get(t.Context(), &rep))
+	require.Equal(t, n, rep.Checked, "every record read, once the page was read again")
+	require.Equal(t, len(drifted), rep.Drift)
+	require.Greater(t, reads(), n, "the killed page was read again")
+	for _, id := range drifted {
+		require.Eventually(t, func() bool { return s.sim.Store.ExportedCount(id, "KILLED.DAT") == 1 }, 30*time.Second, 100*time.Millisecond)
+	}
+	time.Sleep(2 * time.Second)
+	for i := int64(0); i < n; i++ {
+		require.Equal(t, 1, s.sim.Store.ExportedCount(700+i, "KILLED.DAT"), "placement %d written once", 700+i)
+	}
+	t.Logf("ledger of %d records, its worker SIGKILLed after %d reads: %d reads of TCS in all", n, killedAt, reads())
+}
+
+func sum(m map[string]int) int {
+	t := 0
+	for _, v := range m {
+		t += v
+	}
+	return t
 }

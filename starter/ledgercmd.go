@@ -21,8 +21,11 @@ func runLedger(args []string) int {
 
   show DAY [--json]                 the day's last ledger: its records by outcome, and each record whose
                                     row TCS no longer holds as written (drift), with what was done about it
-  run DAY [--report-only] [--wait]  check the day again now (prints "ledger <ID>" first); with
-                                    --report-only drift is listed, nothing written
+  run DAY [--to DAY2] [--report-only] [--wait]
+                                    check the day again now (prints "ledger <ID>" first); with --to, each
+                                    day from DAY to DAY2 (a backfill: one durable ledger a day, started
+                                    together, paced by the TCS cap); with --report-only drift is listed,
+                                    nothing written
 DAY is YYYY-MM-DD (UTC): the records whose workflow started that day.
 `
 	sub, rest, code, ok := subcommand(args, usage)
@@ -46,10 +49,11 @@ DAY is YYYY-MM-DD (UTC): the records whose workflow started that day.
 	tc := temporalclient.Flags(fs)
 	asJSON := fs.Bool("json", false, `print the report as JSON: {"id","day","state","reportOnly","by","startedAt","finishedAt","counts","checked","drift","repaired","records":[{"workflowId","kind","recordId","what","action"}],"notListed"}`)
 	var reportOnly *bool
-	var by *string
+	var by, to *string
 	var wait *time.Duration
 	if sub == "run" {
 		reportOnly = fs.Bool("report-only", false, "list drift, write nothing")
+		to = fs.String("to", "", "the last day of a backfill (YYYY-MM-DD): one ledger for each day from DAY to it")
 		by = fs.String("by", currentUser(), "who (in the ledger and in the history of each record it writes again)")
 		wait = fs.Duration("wait", 10*time.Minute, "how long to wait for the ledger to finish before printing it (0: do not wait)")
 	}
@@ -58,29 +62,43 @@ DAY is YYYY-MM-DD (UTC): the records whose workflow started that day.
 	}
 	return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
 		if sub == "run" {
-			id := contract.LedgerWorkflowID(day, time.Now())
-			run, err := c.ExecuteWorkflow(ctx, sdkclient.StartWorkflowOptions{ID: id, TaskQueue: contract.TaskQueue,
-				Priority: temporal.Priority{PriorityKey: contract.RecoveryPriority},
-				TypedSearchAttributes: temporal.NewSearchAttributes(contract.KindKey.ValueSet(contract.LedgerKind),
-					contract.RecordIDKey.ValueSet(day)),
-				StaticSummary: "ledger of " + day + " (by " + *by + ")"},
-				contract.LedgerWorkflowType, contract.LedgerInput{Day: day, ReportOnly: *reportOnly, By: *by})
+			days, err := ledgerDays(day, *to)
 			if err != nil {
-				fmt.Fprintln(os.Stderr, "the ledger did not start:", err)
-				return 1
+				fmt.Fprintln(os.Stderr, err)
+				return 2
 			}
-			fmt.Println("ledger " + id)
+			var runs []sdkclient.WorkflowRun
+			for _, d := range days {
+				id := contract.LedgerWorkflowID(d, time.Now())
+				run, err := c.ExecuteWorkflow(ctx, sdkclient.StartWorkflowOptions{ID: id, TaskQueue: contract.TaskQueue,
+					Priority: temporal.Priority{PriorityKey: contract.RecoveryPriority},
+					TypedSearchAttributes: temporal.NewSearchAttributes(contract.KindKey.ValueSet(contract.LedgerKind),
+						contract.RecordIDKey.ValueSet(d)),
+					StaticSummary: "ledger of " + d + " (by " + *by + ")"},
+					contract.LedgerWorkflowType, contract.LedgerInput{Day: d, ReportOnly: *reportOnly, By: *by})
+				if err != nil {
+					fmt.Fprintf(os.Stderr, "the ledger of %s did not start: %v\n", d, err)
+					return 1
+				}
+				fmt.Println("ledger " + id)
+				runs = append(runs, run)
+			}
 			if *wait <= 0 {
 				return 0
 			}
 			wctx, cancel := context.WithTimeout(ctx, *wait)
 			defer cancel()
-			var rep contract.LedgerReport
-			if err := run.Get(wctx, &rep); err != nil {
-				fmt.Fprintf(os.Stderr, "ledger %s: %v (follow it with: %s ledger show %s)\n", id, err, prog, day)
-				return 1
+			code := 0
+			for i, run := range runs {
+				var rep contract.LedgerReport
+				if err := run.Get(wctx, &rep); err != nil {
+					fmt.Fprintf(os.Stderr, "ledger %s: %v (follow it with: %s ledger show %s)\n", run.GetID(), err, prog, days[i])
+					code = 1
+					continue
+				}
+				printLedger(rep, *asJSON)
 			}
-			return printLedger(rep, *asJSON)
+			return code
 		}
 		rep, err := ops.LastLedger(ctx, c, day)
 		if errors.Is(err, ops.ErrNoLedger) {
@@ -123,5 +141,28 @@ func printLedger(rep contract.LedgerReport, asJSON bool) int {
 	if rep.NotListed > 0 {
 		fmt.Printf("(%d more drifted records not listed)\n", rep.NotListed)
 	}
+	for _, id := range rep.Expired {
+		fmt.Printf("expired  %s: its parking period ended without a retry or abandon; TCS shows it errored\n", id)
+	}
 	return 0
+}
+
+// ledgerDays lists the days from day to to (inclusive; just day without to), at most 366.
+func ledgerDays(day, to string) ([]string, error) {
+	if to == "" {
+		return []string{day}, nil
+	}
+	from, _ := contract.ParseLedgerDay(day)
+	last, err := contract.ParseLedgerDay(to)
+	if err != nil {
+		return nil, fmt.Errorf("--to: %w", err)
+	}
+	if last.Before(from) || last.Sub(from) > 365*24*time.Hour {
+		return nil, fmt.Errorf("--to %s must be from %s to a year after it", to, day)
+	}
+	var days []string
+	for d := from; !d.After(last); d = d.AddDate(0, 0, 1) {
+		days = append(days, d.Format(contract.LedgerDayLayout))
+	}
+	return days, nil
 }

@@ -55,7 +55,7 @@ func setupLedger(ctx workflow.Context, in contract.LedgerInput) (*ledger, error)
 func (l *ledger) run(ctx workflow.Context, token []byte) (contract.LedgerReport, error) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Minute,
-		HeartbeatTimeout:    time.Minute,
+		HeartbeatTimeout:    20 * time.Second, // a worker killed mid-page: the page is read again soon
 		// A hold or an outage refuses its reads: the page is tried again until TCS takes them.
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
 		Summary:     "a page of the day's records, each Completed one read in TCS",
@@ -94,6 +94,11 @@ func (l *ledger) add(p contract.LedgerPage) {
 	l.report.Checked += p.Checked
 	l.report.Repaired += p.Repaired
 	l.report.Drift += len(p.Drift)
+	for _, id := range p.Expired {
+		if len(l.report.Expired) < contract.LedgerDriftListed {
+			l.report.Expired = append(l.report.Expired, id)
+		}
+	}
 	for _, d := range p.Drift {
 		if len(l.report.Records) < contract.LedgerDriftListed {
 			l.report.Records = append(l.report.Records, d)
@@ -108,6 +113,6 @@ func (l *ledger) add(p contract.LedgerPage) {
 // result once the ledger is done, and in its query while it runs.
 func (l *ledger) publish(ctx workflow.Context) error {
 	memo := l.report
-	memo.Records = nil
+	memo.Records, memo.Expired = nil, nil
 	return workflow.UpsertMemo(ctx, map[string]any{contract.MemoLedger: memo})
 }

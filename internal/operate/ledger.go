@@ -70,6 +70,9 @@ func (l *Ledger) Page(ctx context.Context, req contract.LedgerPageRequest) (cont
 		case state != "":
 			page.Counts[state]++
 		}
+		if state == contract.StateDeadLettered && e.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
+			page.Expired = append(page.Expired, e.GetExecution().GetWorkflowId())
+		}
 		if state != contract.StateCompleted {
 			continue
 		}
