@@ -62,16 +62,7 @@ func TestLateCommitsNeverDuplicate(t *testing.T) {
 // workflow completes instead of dead-lettering; a scan is never overwritten with ERRORED and no
 // CRITICAL line is logged. (The placement's worker honours the key, so every attempt POSTs.)
 func TestLostAnswersUntilTheBudgetRanOutCompleteInstead(t *testing.T) {
-	opts := testenv.WorkerOptions{TCSTimeout: 300 * time.Millisecond, KeyHonoured: true,
-		Retry: contract.RetrySettings{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2,
-			MaximumInterval: 500 * time.Millisecond, Budget: 3 * time.Second, ParkingPeriod: time.Hour}}
-	s := newStack(t, opts)
-	s.sim.Store.SetFaults(sim.Faults{TimeoutRate: 1, Only: "/api/"}) // processed, never answered
-	sc := contract.ScanCompleted{ScanID: "3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c99", Result: "SANITISED", FileName: "a.pdf",
-		CompletedAt: time.Date(2026, 11, 22, 9, 15, 0, 0, time.UTC)}
-	p := placement(77, "LOSTALL.DAT")
-	runScan := s.start(t, contract.ScanWorkflowType, sc.WorkflowID(), sc)
-	runPlacement := s.start(t, contract.PlacementWorkflowType, p.WorkflowID(), p)
+	s, sc, _, runScan, runPlacement := lostAnswers(t, "3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c99", 77, "LOSTALL.DAT")
 	// Past the budget both workflows look in TCS before dead-lettering; their first looks get no
 	// answer either. Then TCS answers again.
 	for _, act := range []string{"CheckScanWritten", "CheckPlacementWritten"} {
@@ -95,16 +86,7 @@ func TestLostAnswersUntilTheBudgetRanOutCompleteInstead(t *testing.T) {
 // the phases still end in the truth: Completed, no FAILED mark, no ERRORED scan, no CRITICAL line.
 func TestALookThatCannotAnswerStillEndsInTheTruth(t *testing.T) {
 	t.Parallel()
-	opts := testenv.WorkerOptions{TCSTimeout: 300 * time.Millisecond, KeyHonoured: true,
-		Retry: contract.RetrySettings{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2,
-			MaximumInterval: 500 * time.Millisecond, Budget: 3 * time.Second, ParkingPeriod: time.Hour}}
-	s := newStack(t, opts)
-	s.sim.Store.SetFaults(sim.Faults{TimeoutRate: 1, Only: "/api/"}) // processed, never answered
-	sc := contract.ScanCompleted{ScanID: "3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c98", Result: "SANITISED", FileName: "b.pdf",
-		CompletedAt: time.Date(2026, 11, 22, 9, 15, 0, 0, time.UTC)}
-	p := placement(78, "LOSTLOOK.DAT")
-	runScan := s.start(t, contract.ScanWorkflowType, sc.WorkflowID(), sc)
-	runPlacement := s.start(t, contract.PlacementWorkflowType, p.WorkflowID(), p)
+	s, sc, p, runScan, runPlacement := lostAnswers(t, "3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c98", 78, "LOSTLOOK.DAT")
 	require.Eventually(t, func() bool { return len(s.worker.Logs.Lines("could not look in TCS before dead-lettering")) >= 2 },
 		time.Minute, 20*time.Millisecond, "both looks gave up")
 	for _, act := range []string{"MarkScanErrored", "MarkPlacementFailed"} {
@@ -124,4 +106,19 @@ func TestALookThatCannotAnswerStillEndsInTheTruth(t *testing.T) {
 	for _, id := range []string{sc.WorkflowID(), p.WorkflowID()} {
 		require.Zero(t, count(t, s.tm.Client, `WritebackState="DeadLettered" AND WorkflowId="`+id+`"`))
 	}
+}
+
+// lostAnswers starts a scan and a placement on a worker with a 3 s budget while TCS processes every
+// request and answers none (the writes land, their answers are lost).
+func lostAnswers(t *testing.T, scanID string, placementID int64, file string) (*stack, contract.ScanCompleted,
+	contract.PlacementExported, client.WorkflowRun, client.WorkflowRun) {
+	opts := testenv.WorkerOptions{TCSTimeout: 300 * time.Millisecond, KeyHonoured: true,
+		Retry: contract.RetrySettings{InitialInterval: 100 * time.Millisecond, BackoffCoefficient: 2,
+			MaximumInterval: 500 * time.Millisecond, Budget: 3 * time.Second, ParkingPeriod: time.Hour}}
+	s := newStack(t, opts)
+	s.sim.Store.SetFaults(sim.Faults{TimeoutRate: 1, Only: "/api/"}) // processed, never answered
+	sc := contract.ScanCompleted{ScanID: scanID, Result: "SANITISED", FileName: "a.pdf",
+		CompletedAt: time.Date(2026, 11, 22, 9, 15, 0, 0, time.UTC)}
+	p := placement(placementID, file)
+	return s, sc, p, s.start(t, contract.ScanWorkflowType, sc.WorkflowID(), sc), s.start(t, contract.PlacementWorkflowType, p.WorkflowID(), p)
 }
