@@ -88,9 +88,9 @@ cluster-tools: $(CLUSTER_TOOLS)
 run-cluster: $(TEMPORAL) $(CLUSTER_TOOLS) build
 	@$(HARNESS) run --profile cluster $(RUN_ARGS)
 
-## test-cluster: 3,000 records on the production profile while the record queues' leader node stops, Temporal restarts, workers and starters are SIGKILLed, and an operator holds TCS and runs, resumes and cancels a retry job
+## test-cluster: 2,500 records on the production profile while the record queues' leader node stops, Temporal restarts, workers and starters are SIGKILLed, and an operator holds TCS and runs, resumes and cancels a retry job
 test-cluster: $(TEMPORAL) $(CLUSTER_TOOLS)
-	$(HARNESS) chaos --profile cluster --records 3000 --rate 25 --starters 2 --outage 30s \
+	$(HARNESS) chaos --profile cluster --records 2500 --rate 25 --starters 2 --outage 30s \
 		--kill-worker-every 40s --kill-starter-every 50s --rabbit-down 20s --temporal-down 10s $(CHAOS_ARGS)
 
 ## test-compose: docker-compose.yml up for real on Debian's docker.io + docker-compose in a network namespace of its own, every image built here (deploy/local); the demo through, a dead letter retried, down leaves nothing

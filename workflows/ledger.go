@@ -55,7 +55,7 @@ func setupLedger(ctx workflow.Context, in contract.LedgerInput) (*ledger, error)
 func (l *ledger) run(ctx workflow.Context, token []byte) (contract.LedgerReport, error) {
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 30 * time.Minute,
-		HeartbeatTimeout:    20 * time.Second, // a worker killed mid-page: the page is read again soon
+		HeartbeatTimeout:    10 * time.Second, // a worker killed mid-page: the page is read again soon
 		// A hold or an outage refuses its reads: the page is tried again until TCS takes them.
 		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: time.Minute},
 		Summary:     "a page of the day's records, each Completed one read in TCS",

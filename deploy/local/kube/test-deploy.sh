@@ -5,7 +5,7 @@
 #   2. the chart's PodDisruptionBudget, HorizontalPodAutoscaler, ServiceAccounts, NetworkPolicy, ServiceMonitor
 #      and PrometheusRule as the API server accepted them; `helm test` passes, and fails naming the starter
 #      while no starter consumes;
-#   3. RECORDS records (default 1,500) through the release while a worker pod and the starter pod are deleted,
+#   3. RECORDS records (default 1,200) through the release while a worker pod and the starter pod are deleted,
 #      RabbitMQ's container is killed on the node, TCS fails and goes down, and the workers are rolled to a
 #      new build (dev2) by `helm upgrade`: `bench chaos --profile kube`, run inside the cluster's network
 #      namespace, with the chaos report (BENCHMARKS.md, section chaos-kube);
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/../../.."
 HERE=deploy/local/kube
 RELEASE=writeback
 NAMESPACE=writeback
-RECORDS=${RECORDS:-1500}
+RECORDS=${RECORDS:-1200}
 PREVIOUS_CHART_COMMIT=25a9c72   # chart 0.1.0, the last one before this wave's chart changes
 say() { echo "test-deploy: $*" >&2; }
 fail() { say "FAIL: $*"; exit 1; }
