@@ -11,6 +11,7 @@ import (
 
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/testenv"
+	"github.com/tis-writeback/writeback/starter/ops"
 )
 
 func ledgerRun(t *testing.T, bin string, env []string, day string, args ...string) contract.LedgerReport {
@@ -67,6 +68,12 @@ func TestLedgerFindsDriftAndWritesItBackOnce(t *testing.T) {
 		wid := placement(id, "LEDGER.DAT").WorkflowID()
 		s.waitState(t, wid, contract.StateCompleted, 30*time.Second)
 		require.Eventually(t, func() bool { return s.sim.Store.ExportedCount(id, "LEDGER.DAT") == 1 }, 30*time.Second, 100*time.Millisecond)
+		// The record's own history says who started it again and why.
+		tl, err := ops.History(t.Context(), s.tm.Client, wid)
+		require.NoError(t, err)
+		require.Contains(t, tl.Entries[0].Detail, "started by the ledger of "+day)
+		require.Contains(t, tl.Entries[0].Detail, "by test")
+		require.Contains(t, tl.Entries[0].Detail, "TCS no longer holds the row")
 	}
 	// The written-again runs started today too: the next ledger reads them instead of the runs they
 	// replaced, and finds nothing more to do.
