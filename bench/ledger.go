@@ -88,7 +88,7 @@ func measureLedger(ctx context.Context, st *stack.Stack, tc client.Client, n, dr
 	}
 	day := time.Now().UTC().Format(contract.LedgerDayLayout)
 	t0 := time.Now()
-	run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.LedgerWorkflowID(day, t0), TaskQueue: contract.TaskQueue,
+	run, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: contract.LedgerWorkflowID(day, t0, "bench"), TaskQueue: contract.TaskQueue,
 		Priority:              temporal.Priority{PriorityKey: contract.RecoveryPriority},
 		TypedSearchAttributes: temporal.NewSearchAttributes(contract.KindKey.ValueSet(contract.LedgerKind), contract.RecordIDKey.ValueSet(day))},
 		contract.LedgerWorkflowType, contract.LedgerInput{Day: day, By: "bench"})

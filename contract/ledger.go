@@ -50,9 +50,10 @@ func ParseLedgerDay(day string) (time.Time, error) {
 	return t, nil
 }
 
-// LedgerWorkflowID names a ledger of day started at t (`ledger run`; the schedule names its own).
-func LedgerWorkflowID(day string, t time.Time) string {
-	return "writeback-ledger-" + day + "-" + t.UTC().Format("150405")
+// LedgerWorkflowID names a ledger of day started at t (`ledger run`; the schedule names its own); suffix
+// (random) keeps two ledgers of one day started in the same second apart.
+func LedgerWorkflowID(day string, t time.Time, suffix string) string {
+	return "writeback-ledger-" + day + "-" + t.UTC().Format("150405") + "-" + suffix
 }
 
 // LedgerInput is a ledger's input. An empty Day is the day before the ledger started (the schedule).

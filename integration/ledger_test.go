@@ -2,6 +2,7 @@ package integration_test
 
 import (
 	"encoding/json"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -12,6 +13,7 @@ import (
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/testenv"
 	"github.com/tis-writeback/writeback/starter/ops"
+	"github.com/tis-writeback/writeback/tcssim/sim"
 )
 
 func ledgerRun(t *testing.T, bin string, env []string, day string, args ...string) contract.LedgerReport {
@@ -19,7 +21,7 @@ func ledgerRun(t *testing.T, bin string, env []string, day string, args ...strin
 	out := starterCLI(t, bin, env, true, append([]string{"ledger", "run", day, "--json", "--by", "test"}, args...)...)
 	lines := strings.SplitN(strings.TrimSpace(out), "\n", 2)
 	require.Len(t, lines, 2, out)
-	require.Regexp(t, `^ledger writeback-ledger-`+day+`-\d{6}$`, lines[0], "the ledger's ID first")
+	require.Regexp(t, `^ledger writeback-ledger-`+day+`-\d{6}-[0-9a-f]{6}$`, lines[0], "the ledger's ID first")
 	var rep contract.LedgerReport
 	require.NoError(t, json.Unmarshal([]byte(lines[1]), &rep), out)
 	require.Equal(t, contract.LedgerDone, rep.State)
@@ -130,7 +132,7 @@ func TestLedgerResumesAfterItsWorkerIsKilled(t *testing.T) {
 
 	before := s.sim.Store.Stats().Requests["GET placement"]
 	reads := func() int { return sum(s.sim.Store.Stats().Requests["GET placement"]) - sum(before) }
-	run, err := s.tm.Client.ExecuteWorkflow(t.Context(), client.StartWorkflowOptions{ID: contract.LedgerWorkflowID(day, time.Now()),
+	run, err := s.tm.Client.ExecuteWorkflow(t.Context(), client.StartWorkflowOptions{ID: contract.LedgerWorkflowID(day, time.Now(), "test"),
 		TaskQueue: contract.TaskQueue}, contract.LedgerWorkflowType, contract.LedgerInput{Day: day, By: "test"})
 	require.NoError(t, err)
 	require.Eventually(t, func() bool { return reads() > 30 }, 30*time.Second, 50*time.Millisecond, "the ledger is reading")
@@ -160,4 +162,36 @@ func sum(m map[string]int) int {
 		t += v
 	}
 	return t
+}
+
+// A scan corrected by an operator (retry with a corrected record) holds the corrected result in TCS:
+// the ledger compares the row with what the record last wrote, not with its first message, and
+// finds no drift (rewriting the first message would undo the correction).
+func TestLedgerComparesWithTheCorrectionARecordWrote(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, testenv.WorkerOptions{})
+	bin := testenv.Build(t, "./starter", t.TempDir())
+	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address}
+	day := time.Now().UTC().Format(contract.LedgerDayLayout)
+	sc := contract.ScanCompleted{ScanID: "3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c77", Result: "SANITISED", FileName: "c.pdf",
+		CompletedAt: time.Date(2026, 11, 22, 9, 15, 0, 0, time.UTC)}
+	s.sim.Store.SetFaults(sim.Faults{ErrorRate: 1, ErrorStatus: 422, Only: "/api/scans/" + sc.ScanID})
+	s.start(t, contract.ScanWorkflowType, sc.WorkflowID(), sc)
+	s.waitState(t, sc.WorkflowID(), contract.StateDeadLettered, 30*time.Second)
+	s.sim.Store.SetFaults(sim.Faults{})
+	corrected := sc
+	corrected.Result = "CLEAN"
+	file := t.TempDir() + "/corrected.json"
+	require.NoError(t, os.WriteFile(file, mustJSON(t, corrected), 0o644))
+	starterCLI(t, bin, env, true, "retry", "--workflow-id", sc.WorkflowID(), "--record-file", file, "--reason", "result fixed", "--by", "ops")
+	s.waitState(t, sc.WorkflowID(), contract.StateCompleted, 30*time.Second)
+	got, ok := s.sim.Store.ScanRecord(sc.ScanID)
+	require.True(t, ok)
+	require.Equal(t, "CLEAN", got.Result)
+
+	rep := ledgerRun(t, bin, env, day)
+	require.Equal(t, 1, rep.Checked)
+	require.Zero(t, rep.Drift, "%+v", rep.Records)
+	got, _ = s.sim.Store.ScanRecord(sc.ScanID)
+	require.Equal(t, "CLEAN", got.Result, "the correction stands")
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 
 	sdkclient "go.temporal.io/sdk/client"
@@ -69,7 +70,7 @@ DAY is YYYY-MM-DD (UTC): the records whose workflow started that day.
 			}
 			var runs []sdkclient.WorkflowRun
 			for _, d := range days {
-				id := contract.LedgerWorkflowID(d, time.Now())
+				id := contract.LedgerWorkflowID(d, time.Now(), strings.TrimPrefix(newRequestID(), "cli-")[:6])
 				run, err := c.ExecuteWorkflow(ctx, sdkclient.StartWorkflowOptions{ID: id, TaskQueue: contract.TaskQueue,
 					Priority: temporal.Priority{PriorityKey: contract.RecoveryPriority},
 					TypedSearchAttributes: temporal.NewSearchAttributes(contract.KindKey.ValueSet(contract.LedgerKind),

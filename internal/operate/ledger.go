@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	commonpb "go.temporal.io/api/common/v1"
@@ -58,9 +59,17 @@ func (l *Ledger) Page(ctx context.Context, req contract.LedgerPageRequest) (cont
 	tctx := tcs.AsRecovery(tcs.WithCaller(ctx, req.LedgerID))
 	for i, e := range resp.GetExecutions() {
 		activity.RecordHeartbeat(ctx, i)
-		if superseded, err := l.superseded(ctx, e); err != nil {
+		later, err := l.laterRun(ctx, e, req.LedgerID)
+		if err != nil {
 			return contract.LedgerPage{}, err
-		} else if superseded {
+		}
+		if later != nil {
+			if later.ours { // an earlier attempt of this page (its worker killed) found this drift and wrote it again
+				page.Drift = append(page.Drift, contract.LedgerDrift{WorkflowID: e.GetExecution().GetWorkflowId(),
+					Kind: keyword(e, contract.KindKey), RecordID: keyword(e, contract.RecordIDKey),
+					What: "found by an earlier attempt of this ledger", Action: "written again by run " + later.runID})
+				page.Repaired++
+			}
 			continue // a later run of the record counts for it (and is read) instead
 		}
 		state, failure := keyword(e, contract.StateKey), keyword(e, contract.FailureKey)
@@ -95,17 +104,30 @@ func (l *Ledger) Page(ctx context.Context, req contract.LedgerPageRequest) (cont
 	return page, nil
 }
 
-// superseded says whether a closed run is not its record's latest (a retry of a closed run, reconcile
-// or a ledger started the record again).
-func (l *Ledger) superseded(ctx context.Context, e *workflowpb.WorkflowExecutionInfo) (bool, error) {
+// laterRun is the record's latest run when e, a closed run, is not it (a retry of a closed run,
+// reconcile or a ledger started the record again); ours says this ledger started it.
+func (l *Ledger) laterRun(ctx context.Context, e *workflowpb.WorkflowExecutionInfo, ledgerID string) (*later, error) {
 	if e.GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
-		return false, nil
+		return nil, nil
 	}
 	d, err := l.Temporal.DescribeWorkflowExecution(ctx, e.GetExecution().GetWorkflowId(), "")
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	return d.GetWorkflowExecutionInfo().GetExecution().GetRunId() != e.GetExecution().GetRunId(), nil
+	runID := d.GetWorkflowExecutionInfo().GetExecution().GetRunId()
+	if runID == e.GetExecution().GetRunId() {
+		return nil, nil
+	}
+	var details string
+	if p := d.GetExecutionConfig().GetUserMetadata().GetDetails(); p != nil {
+		_ = converter.GetDefaultDataConverter().FromPayload(p, &details)
+	}
+	return &later{runID: runID, ours: strings.Contains(details, "("+ledgerID+",")}, nil
+}
+
+type later struct {
+	runID string
+	ours  bool
 }
 
 // check reads the record's row: nil when TCS holds it as the record wrote it.
@@ -148,32 +170,81 @@ func (l *Ledger) check(ctx, tctx context.Context, e *workflowpb.WorkflowExecutio
 	return d, nil
 }
 
-// message is the record the run wrote: the input of its first event (a correction sent with a retry
-// is not seen; the ledger then reads the original, and a row that differs is written again with it —
-// said in the decisions).
+// message is what the run last wrote: its first event's input or, when an operator's retry carried a
+// correction of the same record (a retry signal, or an accepted retry Update), the last such record.
+// A correction the run refused names another record, or is invalid, and is passed over; one sent while
+// the record was not parked is taken all the same (rare; its row is then compared with it).
 func (l *Ledger) message(ctx context.Context, e *workflowpb.WorkflowExecutionInfo) (any, error) {
-	it := l.Temporal.GetWorkflowHistory(ctx, e.GetExecution().GetWorkflowId(), e.GetExecution().GetRunId(), false,
-		enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
-	if !it.HasNext() {
-		return nil, fmt.Errorf("%s: no history", e.GetExecution().GetWorkflowId())
-	}
-	ev, err := it.Next()
-	if err != nil {
-		return nil, err
-	}
-	in := ev.GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads()
-	if len(in) == 0 {
-		return nil, fmt.Errorf("%s: no input", e.GetExecution().GetWorkflowId())
-	}
+	id := e.GetExecution().GetWorkflowId()
+	it := l.Temporal.GetWorkflowHistory(ctx, id, e.GetExecution().GetRunId(), false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	dc := converter.GetDefaultDataConverter()
-	switch e.GetType().GetName() {
-	case contract.PlacementWorkflowType:
-		var m contract.PlacementExported
-		return m, dc.FromPayload(in[0], &m)
-	default:
-		var m contract.ScanCompleted
-		return m, dc.FromPayload(in[0], &m)
+	placement := e.GetType().GetName() == contract.PlacementWorkflowType
+	var msg any
+	decode := func(raw []byte) (any, error) {
+		if placement {
+			return contract.DecodePlacement(raw)
+		}
+		return contract.DecodeScan(raw)
 	}
+	correction := func(payloads []*commonpb.Payload) {
+		var p contract.SignalPayload
+		if msg == nil || len(payloads) == 0 || dc.FromPayload(payloads[0], &p) != nil || len(p.Record) == 0 {
+			return
+		}
+		if m, err := decode(p.Record); err == nil && sameRecord(msg, m) {
+			msg = m
+		}
+	}
+	for it.HasNext() {
+		ev, err := it.Next()
+		if err != nil {
+			return nil, err
+		}
+		switch ev.GetEventType() {
+		case enums.EVENT_TYPE_WORKFLOW_EXECUTION_STARTED:
+			in := ev.GetWorkflowExecutionStartedEventAttributes().GetInput().GetPayloads()
+			if len(in) == 0 {
+				return nil, fmt.Errorf("%s: no input", id)
+			}
+			if placement {
+				var m contract.PlacementExported
+				err = dc.FromPayload(in[0], &m)
+				msg = m
+			} else {
+				var m contract.ScanCompleted
+				err = dc.FromPayload(in[0], &m)
+				msg = m
+			}
+			if err != nil {
+				return nil, fmt.Errorf("%s: its input: %w", id, err)
+			}
+		case enums.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
+			if a := ev.GetWorkflowExecutionSignaledEventAttributes(); a.GetSignalName() == contract.SignalRetry {
+				correction(a.GetInput().GetPayloads())
+			}
+		case enums.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED:
+			if in := ev.GetWorkflowExecutionUpdateAcceptedEventAttributes().GetAcceptedRequest().GetInput(); in.GetName() == contract.SignalRetry {
+				correction(in.GetArgs().GetPayloads())
+			}
+		}
+	}
+	if msg == nil {
+		return nil, fmt.Errorf("%s: no history", id)
+	}
+	return msg, nil
+}
+
+// sameRecord says whether a correction names the same record as the message it corrects.
+func sameRecord(a, b any) bool {
+	switch x := a.(type) {
+	case contract.PlacementExported:
+		y, ok := b.(contract.PlacementExported)
+		return ok && x.PlacementID == y.PlacementID && x.Filename == y.Filename
+	case contract.ScanCompleted:
+		y, ok := b.(contract.ScanCompleted)
+		return ok && x.ScanID == y.ScanID
+	}
+	return false
 }
 
 // repair starts the record again: a new run of its workflow ID, at recovery priority, whose history
