@@ -85,7 +85,11 @@ func (l *Ledger) Page(ctx context.Context, req contract.LedgerPageRequest) (cont
 		if state != contract.StateCompleted {
 			continue
 		}
-		d, err := l.check(ctx, tctx, e)
+		msg, err := l.message(ctx, e)
+		if err != nil {
+			return contract.LedgerPage{}, err
+		}
+		d, err := l.check(tctx, e, msg)
 		if err != nil {
 			return contract.LedgerPage{}, err
 		}
@@ -96,7 +100,7 @@ func (l *Ledger) Page(ctx context.Context, req contract.LedgerPageRequest) (cont
 		if req.ReportOnly {
 			d.Action = "listed (report-only): not written"
 		} else {
-			d.Action = l.repair(ctx, e, req)
+			d.Action = l.repair(ctx, e, msg, req)
 			page.Repaired++
 		}
 		page.Drift = append(page.Drift, *d)
@@ -131,13 +135,8 @@ type later struct {
 }
 
 // check reads the record's row: nil when TCS holds it as the record wrote it.
-func (l *Ledger) check(ctx, tctx context.Context, e *workflowpb.WorkflowExecutionInfo) (*contract.LedgerDrift, error) {
-	kind := contract.Kind(keyword(e, contract.KindKey))
-	d := &contract.LedgerDrift{WorkflowID: e.GetExecution().GetWorkflowId(), Kind: string(kind), RecordID: keyword(e, contract.RecordIDKey)}
-	msg, err := l.message(ctx, e)
-	if err != nil {
-		return nil, err
-	}
+func (l *Ledger) check(tctx context.Context, e *workflowpb.WorkflowExecutionInfo, msg any) (*contract.LedgerDrift, error) {
+	d := &contract.LedgerDrift{WorkflowID: e.GetExecution().GetWorkflowId(), Kind: keyword(e, contract.KindKey), RecordID: keyword(e, contract.RecordIDKey)}
 	switch m := msg.(type) {
 	case contract.PlacementExported:
 		p, err := l.TCS.GetPlacement(tctx, m.PlacementID)
@@ -249,11 +248,7 @@ func sameRecord(a, b any) bool {
 
 // repair starts the record again: a new run of its workflow ID, at recovery priority, whose history
 // says the ledger started it and why. A run already going (a retried page, an operator) is left to it.
-func (l *Ledger) repair(ctx context.Context, e *workflowpb.WorkflowExecutionInfo, req contract.LedgerPageRequest) string {
-	msg, err := l.message(ctx, e)
-	if err != nil {
-		return "not started: " + err.Error()
-	}
+func (l *Ledger) repair(ctx context.Context, e *workflowpb.WorkflowExecutionInfo, msg any, req contract.LedgerPageRequest) string {
 	kind := contract.Kind(keyword(e, contract.KindKey))
 	run, err := l.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                                       e.GetExecution().GetWorkflowId(),

@@ -12,7 +12,6 @@ import (
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/converter"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -55,11 +54,7 @@ func Parked(ctx context.Context, c client.Client, id string) (bool, error) {
 	if info.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		return false, nil
 	}
-	var state string
-	if p := info.GetSearchAttributes().GetIndexedFields()[contract.StateKey.GetName()]; p != nil {
-		_ = converter.GetDefaultDataConverter().FromPayload(p, &state)
-	}
-	return state == contract.StateDeadLettered, nil
+	return keywordOf(info.GetSearchAttributes(), contract.StateKey.GetName()) == contract.StateDeadLettered, nil
 }
 
 // Snapshot reads each workflow's last dead-lettering time, so that Await can tell a new
