@@ -42,59 +42,10 @@ func addBrokerFlags(fs *flag.FlagSet) *brokerFlags {
 	return b
 }
 
-// command is one subcommand of the starter.
-type command struct {
-	name    string
-	summary string
-	run     func(args []string) int
-}
-
-func newFlagSet(name, usage string) *flag.FlagSet {
-	fs := flag.NewFlagSet("starter "+name, flag.ContinueOnError)
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: %s %s [flags]\n\n%s\n\nFlags:\n", prog, name, usage)
-		fs.PrintDefaults()
-	}
-	return fs
-}
-
-// subcommand splits "<sub> [flags]" into the subcommand and its flags; with none, or with --help, it
-// prints usage and returns ok=false with the exit code.
-func subcommand(args []string, usage string) (sub string, rest []string, code int, ok bool) {
-	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" {
-		fmt.Fprint(os.Stderr, usage)
-		if len(args) == 0 {
-			return "", nil, 2, false
-		}
-		return "", nil, 0, false
-	}
-	return args[0], args[1:], 0, true
-}
-
-// parse parses flags; it returns false (and the exit code) when the command must not go on.
-func parse(fs *flag.FlagSet, args []string) (int, bool) {
-	if err := fs.Parse(args); err != nil {
-		if err == flag.ErrHelp {
-			return 0, false
-		}
-		return 2, false
-	}
-	if err := config.ApplyEnv(fs); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2, false
-	}
-	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "unexpected arguments: %v\n", fs.Args())
-		fs.Usage()
-		return 2, false
-	}
-	return 0, true
-}
-
 // openBroker connects to RabbitMQ (three tries) with a confirming publisher; declare also declares
 // the topology. On failure it has printed why and returns ok=false.
 func openBroker(ctx context.Context, bf *brokerFlags, declare bool) (*broker.Conn, *broker.Publisher, bool) {
-	log := logging.New(os.Stderr, slog.LevelWarn)
+	log := logging.New(stderr, slog.LevelWarn)
 	conn, pub, err := broker.Connect(bf.conn, log, 3, ctx.Done())
 	if err == nil && declare {
 		if err = bf.topology.Declare(conn, log); err != nil {
@@ -103,7 +54,7 @@ func openBroker(ctx context.Context, bf *brokerFlags, declare bool) (*broker.Con
 		}
 	}
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(stderr, err)
 		return nil, nil, false
 	}
 	return conn, pub, true
@@ -113,9 +64,9 @@ func openBroker(ctx context.Context, bf *brokerFlags, declare bool) (*broker.Con
 func dialTemporal(ctx context.Context, tc *temporalclient.Config) (client.Client, bool) {
 	dctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
-	c, err := temporalclient.Dial(dctx, tc, logging.New(os.Stderr, slog.LevelError), nil)
+	c, err := temporalclient.Dial(dctx, tc, logging.New(stderr, slog.LevelError), nil)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "cannot reach Temporal:", err)
+		fmt.Fprintln(stderr, "cannot reach Temporal:", err)
 		return nil, false
 	}
 	return c, true
@@ -139,9 +90,9 @@ func withTemporal(tc *temporalclient.Config, f func(ctx context.Context, c clien
 func printJSON(v any, code int) int {
 	b, err := json.Marshal(v)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	fmt.Println(string(b))
+	fmt.Fprintln(stdout, string(b))
 	return code
 }

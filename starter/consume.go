@@ -3,12 +3,13 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
-	"os"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/spf13/cobra"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	"go.uber.org/fx"
@@ -34,50 +35,52 @@ type consumeConfig struct {
 	logLevel     string
 }
 
-func runConsume(args []string) int {
-	fs := newFlagSet("consume", `Declares the topology, consumes both record queues with manual acks, and starts one
+func consumeCmd() *cobra.Command {
+	return leaf(&cobra.Command{Use: "consume", Short: "consume the record queues and start one workflow per message", Args: cobra.NoArgs,
+		Long: `Declares the topology, consumes both record queues with manual acks, and starts one
 workflow per message (acked only after Temporal accepted the start). Poison messages go to the DLQ
 with an x-writeback-error header. While Temporal is unreachable, deliveries are held and retried,
-never rejected. Serves /metrics, /healthz and /readyz. Stops gracefully on SIGTERM.`)
-	c := &consumeConfig{broker: addBrokerFlags(fs), temporal: temporalclient.Flags(fs)}
-	set := config.Set{FS: fs}
-	set.String(&c.metricsAddr, "metrics-addr", "METRICS_ADDR", "127.0.0.1:9465", "address of /metrics, /healthz, /readyz")
-	set.Int(&c.prefetch, "prefetch", "PREFETCH", 100, "deliveries in flight at most, across both queues")
-	set.Duration(&c.drainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 20*time.Second, "on stop, how long deliveries in flight may settle")
-	set.Duration(&c.returnEvery, "dlq-return-every", "DLQ_RETURN_EVERY", time.Minute,
-		"how often the DLQ is looked at for messages the broker dead-lettered for the delivery limit, put back in their queue while Temporal is healthy (0: never)")
-	set.String(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
-	if code, ok := parse(fs, args); !ok {
-		return code
-	}
-	level, err := logging.ParseLevel(c.logLevel)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	log := logging.New(os.Stderr, level)
-	if c.prefetch < 2 {
-		log.Error("prefetch must be at least 2 (one per queue)")
-		return 2
-	}
-	app := fx.New(
-		fx.Supply(c, log),
-		fx.WithLogger(logging.FxLogger(log)),
-		fx.Provide(
-			telemetry.NewRegistry,
-			func() *telemetry.Health { return &telemetry.Health{} },
-			func(c *consumeConfig, r *telemetry.Registry, h *telemetry.Health) (*telemetry.Server, error) {
-				return telemetry.NewServer(c.metricsAddr, r, h)
-			},
-			func(c *consumeConfig, r *telemetry.Registry) *intake.Metrics {
-				return intake.NewMetrics(r, []string{c.broker.topology.PlacementQueue, c.broker.topology.ScanQueue}, c.broker.topology.DLQ)
-			},
-		),
-		fx.Invoke(consumeLifecycle),
-		fx.StopTimeout(c.drainTimeout+15*time.Second),
-	)
-	app.Run()
-	return 0
+never rejected. Serves /metrics, /healthz and /readyz. Stops gracefully on SIGTERM.`},
+		func(fs *flag.FlagSet) body {
+			c := &consumeConfig{broker: addBrokerFlags(fs), temporal: temporalclient.Flags(fs)}
+			set := config.Set{FS: fs}
+			set.String(&c.metricsAddr, "metrics-addr", "METRICS_ADDR", "127.0.0.1:9465", "address of /metrics, /healthz, /readyz")
+			set.Int(&c.prefetch, "prefetch", "PREFETCH", 100, "deliveries in flight at most, across both queues")
+			set.Duration(&c.drainTimeout, "drain-timeout", "DRAIN_TIMEOUT", 20*time.Second, "on stop, how long deliveries in flight may settle")
+			set.Duration(&c.returnEvery, "dlq-return-every", "DLQ_RETURN_EVERY", time.Minute,
+				"how often the DLQ is looked at for messages the broker dead-lettered for the delivery limit, put back in their queue while Temporal is healthy (0: never)")
+			set.String(&c.logLevel, "log-level", "LOG_LEVEL", "info", "debug, info, warn or error")
+			return func([]string) int {
+				level, err := logging.ParseLevel(c.logLevel)
+				if err != nil {
+					fmt.Fprintln(stderr, err)
+					return 2
+				}
+				log := logging.New(stderr, level)
+				if c.prefetch < 2 {
+					log.Error("prefetch must be at least 2 (one per queue)")
+					return 2
+				}
+				app := fx.New(
+					fx.Supply(c, log),
+					fx.WithLogger(logging.FxLogger(log)),
+					fx.Provide(
+						telemetry.NewRegistry,
+						func() *telemetry.Health { return &telemetry.Health{} },
+						func(c *consumeConfig, r *telemetry.Registry, h *telemetry.Health) (*telemetry.Server, error) {
+							return telemetry.NewServer(c.metricsAddr, r, h)
+						},
+						func(c *consumeConfig, r *telemetry.Registry) *intake.Metrics {
+							return intake.NewMetrics(r, []string{c.broker.topology.PlacementQueue, c.broker.topology.ScanQueue}, c.broker.topology.DLQ)
+						},
+					),
+					fx.Invoke(consumeLifecycle),
+					fx.StopTimeout(c.drainTimeout+15*time.Second),
+				)
+				app.Run()
+				return 0
+			}
+		})
 }
 
 // consumeLifecycle wires the consumer on the daemon shell: RabbitMQ and Temporal are dialled in

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"os"
 	"strings"
@@ -15,6 +16,8 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	sdkclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/spf13/cobra"
 
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
@@ -47,25 +50,25 @@ func runJob(ctx context.Context, c sdkclient.Client, signalName string, targets 
 		StaticSummary: fmt.Sprintf("%s job: %d record(s), by %s: %s", signalName, len(in.IDs), in.By, in.Reason)},
 		contract.RetryJobWorkflowType, in)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "cannot start the job:", err)
+		fmt.Fprintln(stderr, "cannot start the job:", err)
 		return 1
 	}
-	fmt.Printf("job %s\n", in.ID)
+	fmt.Fprintf(stdout, "job %s\n", in.ID)
 	for _, st := range plan {
 		if st.Skip != "" {
-			fmt.Printf("skipped    %s: %s\n", st.WorkflowID, st.Skip)
+			fmt.Fprintf(stdout, "skipped    %s: %s\n", st.WorkflowID, st.Skip)
 		}
 	}
-	fmt.Printf("%d record(s) in the job; follow it with: %s jobs show %s\n", len(in.IDs), prog, in.ID)
+	fmt.Fprintf(stdout, "%d record(s) in the job; follow it with: %s jobs show %s\n", len(in.IDs), prog, in.ID)
 	if noWait || wait <= 0 {
 		return 0
 	}
 	st, err := followJob(ctx, c, in.ID, wait)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(stderr, err)
 		return 1
 	}
-	fmt.Printf("%s: signalled %d, skipped %d (at the start %d, in the job %d)\n", signalName,
+	fmt.Fprintf(stdout, "%s: signalled %d, skipped %d (at the start %d, in the job %d)\n", signalName,
 		st.Signalled, st.Skipped, in.SkippedAtStart, st.Skipped-in.SkippedAtStart)
 	printJob(st)
 	return 0
@@ -108,19 +111,19 @@ func jobStatus(ctx context.Context, c sdkclient.Client, id string) (contract.Job
 
 // printJob prints a job's state and the outcome table.
 func printJob(st contract.JobStatus) {
-	fmt.Printf("job %s: %s", st.ID, st.State)
+	fmt.Fprintf(stdout, "job %s: %s", st.ID, st.State)
 	if st.HaltReason != "" {
-		fmt.Printf(" (%s)", st.HaltReason)
+		fmt.Fprintf(stdout, " (%s)", st.HaltReason)
 	}
-	fmt.Printf(", by %s: %s, started %s\n", orDash(st.By), orDash(st.Reason), st.StartedAt)
+	fmt.Fprintf(stdout, ", by %s: %s, started %s\n", orDash(st.By), orDash(st.Reason), st.StartedAt)
 	for _, f := range st.Recent {
 		if f.What == contract.JobOutcomeDeadLettered {
-			fmt.Printf("dead-lettered again  %s: %s\n", f.WorkflowID, f.Reason)
+			fmt.Fprintf(stdout, "dead-lettered again  %s: %s\n", f.WorkflowID, f.Reason)
 		} else {
-			fmt.Printf("%-20s %s: %s\n", f.What, f.WorkflowID, f.Reason)
+			fmt.Fprintf(stdout, "%-20s %s: %s\n", f.What, f.WorkflowID, f.Reason)
 		}
 	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "completed\tdead-lettered again\tstill updating\tabandoned\tskipped\tnot yet signalled\t")
 	fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%d\t%d\t\n", st.Completed, st.DeadLettered, st.Updating, st.Abandoned, st.Skipped, st.Pending)
 	w.Flush()
@@ -153,58 +156,59 @@ func readIDs(path string) ([]string, error) {
 	return ids, nil
 }
 
-// runJobs is `starter jobs`, `jobs show ID [--json]`, `jobs cancel ID`, `jobs resume ID`.
-func runJobs(args []string) int {
-	sub := "list"
-	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
-		sub, args = args[0], args[1:]
-	}
-	id := ""
-	help := len(args) > 0 && strings.TrimLeft(args[0], "-") == "help" || len(args) > 0 && strings.TrimLeft(args[0], "-") == "h"
-	if sub != "list" && !help {
-		if len(args) == 0 || strings.HasPrefix(args[0], "-") {
-			fmt.Fprintf(os.Stderr, "Usage: %s jobs [show|cancel|resume] JOB-ID\n", prog)
-			return 2
-		}
-		id, args = args[0], args[1:]
-	}
-	fs := newFlagSet("jobs", `Lists the retry jobs (retry/abandon with --all, --query, --group or --ids-file), or shows,
-cancels or resumes one: jobs show JOB-ID [--json], jobs cancel JOB-ID, jobs resume JOB-ID (a halted job goes on).`)
-	tc := temporalclient.Flags(fs)
-	asJSON := fs.Bool("json", false, `list and show: print JSON (list: an array of what show prints)`)
-	if code, ok := parse(fs, args); !ok {
-		return code
-	}
-	return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
-		switch sub {
-		case "list":
-			return listJobs(ctx, c, *asJSON)
-		case "cancel", "resume":
-			name := contract.SignalJobCancel
-			if sub == "resume" {
-				name = contract.SignalJobResume
+// jobsCmd is `starter jobs` (the list), `jobs show ID [--json]`, `jobs cancel ID`, `jobs resume ID`.
+func jobsCmd() *cobra.Command {
+	list := leaf(&cobra.Command{Use: "jobs", Short: "the retry jobs: list, show JOB-ID [--json], cancel JOB-ID, resume JOB-ID", Args: cobra.NoArgs,
+		Long: `Lists the retry jobs (retry/abandon with --all, --query, --group or --ids-file), or shows,
+cancels or resumes one: jobs show JOB-ID [--json], jobs cancel JOB-ID, jobs resume JOB-ID (a halted job goes on).`},
+		func(fs *flag.FlagSet) body {
+			tc := temporalclient.Flags(fs)
+			asJSON := fs.Bool("json", false, `print JSON: an array of what jobs show --json prints`)
+			return func([]string) int {
+				return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int { return listJobs(ctx, c, *asJSON) })
 			}
-			if err := c.SignalWorkflow(ctx, id, "", name, nil); err != nil {
-				fmt.Fprintf(os.Stderr, "%s job %s: %v\n", sub, id, err)
-				return 1
+		})
+	show := leaf(&cobra.Command{Use: "show JOB-ID", Short: "a job's state and outcome table", Args: exactArgs(1, "a JOB-ID")},
+		func(fs *flag.FlagSet) body {
+			tc := temporalclient.Flags(fs)
+			asJSON := fs.Bool("json", false, `print JSON: {"id","state","total","signalled","completed","deadLettered","abandoned","skipped","pending","haltReason","by","reason","startedAt"}`)
+			return func(args []string) int {
+				return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
+					st, err := jobStatus(ctx, c, args[0])
+					if err != nil {
+						fmt.Fprintln(stderr, err)
+						return 1
+					}
+					if *asJSON {
+						return printJSON(jobJSON(st), 0)
+					}
+					printJob(st)
+					return 0
+				})
 			}
-			fmt.Printf("%s sent to job %s\n", sub, id)
-			return 0
-		case "show":
-			st, err := jobStatus(ctx, c, id)
-			if err != nil {
-				fmt.Fprintln(os.Stderr, err)
-				return 1
+		})
+	list.AddCommand(show,
+		jobSignalCmd("cancel", contract.SignalJobCancel, "stop the job: it signals no further record (within a second)"),
+		jobSignalCmd("resume", contract.SignalJobResume, "a halted job goes on"))
+	return list
+}
+
+// jobSignalCmd is `jobs cancel ID` and `jobs resume ID`.
+func jobSignalCmd(verb, signalName, short string) *cobra.Command {
+	return leaf(&cobra.Command{Use: verb + " JOB-ID", Short: short, Args: exactArgs(1, "a JOB-ID")},
+		func(fs *flag.FlagSet) body {
+			tc := temporalclient.Flags(fs)
+			return func(args []string) int {
+				return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
+					if err := c.SignalWorkflow(ctx, args[0], "", signalName, nil); err != nil {
+						fmt.Fprintf(stderr, "%s job %s: %v\n", verb, args[0], err)
+						return 1
+					}
+					fmt.Fprintf(stdout, "%s sent to job %s\n", verb, args[0])
+					return 0
+				})
 			}
-			if *asJSON {
-				return printJSON(jobJSON(st), 0)
-			}
-			printJob(st)
-			return 0
-		}
-		fmt.Fprintf(os.Stderr, "unknown jobs command %q: show, cancel or resume\n", sub)
-		return 2
-	})
+		})
 }
 
 // jobJSON is a job as `jobs show --json` and `jobs --json` print it.
@@ -219,7 +223,7 @@ func listJobs(ctx context.Context, c sdkclient.Client, asJSON bool) int {
 	resp, err := c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
 		Query: fmt.Sprintf("WorkflowType=%q", contract.RetryJobWorkflowType), PageSize: 100})
 	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
+		fmt.Fprintln(stderr, err)
 		return 1
 	}
 	jobs := make([]contract.JobStatus, 0, len(resp.GetExecutions()))
@@ -240,7 +244,7 @@ func listJobs(ctx context.Context, c sdkclient.Client, asJSON bool) int {
 		}
 		return printJSON(out, 0)
 	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
+	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(w, "JOB\tSTATE\tTOTAL\tSIGNALLED\tCOMPLETED\tDEAD-LETTERED AGAIN\tSKIPPED\tSTARTED\tBY")
 	for _, st := range jobs {
 		fmt.Fprintf(w, "%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\t%s\n", st.ID, orDash(st.State), st.Total, st.Signalled, st.Completed,
@@ -251,49 +255,51 @@ func listJobs(ctx context.Context, c sdkclient.Client, asJSON bool) int {
 }
 
 // runHistory is `starter history --workflow-id ID [--json]`: a record's timeline.
-func runHistory(args []string) int {
-	fs := newFlagSet("history", `Prints a record's timeline from its Temporal history: the message, each attempt to write it and
+func historyCmd() *cobra.Command {
+	return leaf(&cobra.Command{Use: "history", Short: "a record's timeline: message, attempts, dead-letterings, operator actions, state now", Args: cobra.NoArgs,
+		Long: `Prints a record's timeline from its Temporal history: the message, each attempt to write it and
 its error, each dead-lettering with its group and reason, each operator action (signal, who, why, job,
-correction), and the state now.`)
-	tc := temporalclient.Flags(fs)
-	id := fs.String("workflow-id", "", "the record's workflow ID")
-	asJSON := fs.Bool("json", false, "print JSON")
-	if code, ok := parse(fs, args); !ok {
-		return code
-	}
-	if *id == "" {
-		fmt.Fprintln(os.Stderr, "--workflow-id is required")
-		return 2
-	}
-	return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
-		tl, err := ops.History(ctx, c, *id)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		if *asJSON {
-			fmt.Println(tl.JSON())
-			return 0
-		}
-		fmt.Println(*id)
-		for _, e := range tl.Entries {
-			line := fmt.Sprintf("%s  %-13s %s", e.Time.Format(time.RFC3339), e.What, e.Detail)
-			if e.Group != "" {
-				line += " [" + e.Group + "]"
+correction), and the state now.`},
+		func(fs *flag.FlagSet) body {
+			tc := temporalclient.Flags(fs)
+			id := fs.String("workflow-id", "", "the record's workflow ID")
+			asJSON := fs.Bool("json", false, "print JSON")
+			return func([]string) int {
+				if *id == "" {
+					fmt.Fprintln(stderr, "--workflow-id is required")
+					return 2
+				}
+				return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
+					tl, err := ops.History(ctx, c, *id)
+					if err != nil {
+						fmt.Fprintln(stderr, err)
+						return 1
+					}
+					if *asJSON {
+						fmt.Fprintln(stdout, tl.JSON())
+						return 0
+					}
+					fmt.Fprintln(stdout, *id)
+					for _, e := range tl.Entries {
+						line := fmt.Sprintf("%s  %-13s %s", e.Time.Format(time.RFC3339), e.What, e.Detail)
+						if e.Group != "" {
+							line += " [" + e.Group + "]"
+						}
+						if e.Reason != "" {
+							line += " — " + e.Reason
+						}
+						if e.By != "" {
+							line += " (by " + e.By + ")"
+						}
+						if e.Job != "" {
+							line += " (job " + e.Job + ")"
+						}
+						fmt.Fprintln(stdout, line)
+					}
+					n := tl.Now
+					fmt.Fprintf(stdout, "now: %s, %d attempt(s), %d retry(ies), last error %q\n", orDash(n.State), n.Attempts, n.Retries, n.LastError)
+					return 0
+				})
 			}
-			if e.Reason != "" {
-				line += " — " + e.Reason
-			}
-			if e.By != "" {
-				line += " (by " + e.By + ")"
-			}
-			if e.Job != "" {
-				line += " (job " + e.Job + ")"
-			}
-			fmt.Println(line)
-		}
-		n := tl.Now
-		fmt.Printf("now: %s, %d attempt(s), %d retry(ies), last error %q\n", orDash(n.State), n.Attempts, n.Retries, n.LastError)
-		return 0
-	})
+		})
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -17,6 +18,8 @@ import (
 
 	sdkclient "go.temporal.io/sdk/client"
 
+	"github.com/spf13/cobra"
+
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/config"
 	"github.com/tis-writeback/writeback/internal/logging"
@@ -28,107 +31,111 @@ import (
 	"github.com/tis-writeback/writeback/tcs"
 )
 
-func runRetry(args []string) int   { return runSignal(contract.SignalRetry, args) }
-func runAbandon(args []string) int { return runSignal(contract.SignalAbandon, args) }
+func retryCmd() *cobra.Command {
+	return signalCmd(contract.SignalRetry, "signal retry to dead-lettered workflows (one, a query, a group, or all); optionally with a corrected record",
+		"Sends `retry` to dead-lettered workflows: each starts its TCS update again with a fresh retry budget.")
+}
 
-func runSignal(signalName string, args []string) int {
-	what := map[string]string{
-		contract.SignalRetry:   "Sends `retry` to dead-lettered workflows: each starts its TCS update again with a fresh retry budget.",
-		contract.SignalAbandon: "Sends `abandon` to dead-lettered workflows: each ends in state Abandoned.",
-	}[signalName]
-	fs := newFlagSet(signalName, what+`
+func abandonCmd() *cobra.Command {
+	return signalCmd(contract.SignalAbandon, "signal abandon to dead-lettered workflows (one, a query, a group, or all)",
+		"Sends `abandon` to dead-lettered workflows: each ends in state Abandoned.")
+}
+
+// signalCmd is `retry` and `abandon`: one record by Update, or a durable job for many.
+func signalCmd(signalName, short, what string) *cobra.Command {
+	return leaf(&cobra.Command{Use: signalName, Short: short, Args: cobra.NoArgs, Long: what + `
 Select with exactly one of --workflow-id, --query (a visibility query; the running workflows it
 matches are signalled), --group (the dead letters whose WritebackFailure is NAME; see
 deadletters) or --all (every running workflow with WritebackState="DeadLettered").
 Workflows that are closed, or not DeadLettered, are reported as skipped. The reason and the
 operator are the signal's payload, so they are in the workflow's history. Then it waits (--wait)
 for each signalled record to settle and ends with a table: completed, dead-lettered again (with
-the new reason), still updating, abandoned.`)
-	tc := temporalclient.Flags(fs)
-	var sel ops.Selection
-	fs.StringVar(&sel.WorkflowID, "workflow-id", "", "one workflow ID")
-	fs.StringVar(&sel.Query, "query", "", "a visibility query, e.g. 'WritebackKind=\"scan\" AND WritebackState=\"DeadLettered\"'")
-	fs.StringVar(&sel.Group, "group", "", "the dead letters of one failure group (WritebackFailure), e.g. tcs-404")
-	fs.BoolVar(&sel.All, "all", false, "every running dead letter")
-	dry := fs.Bool("dry-run", false, "print how many and which would be signalled, on standard output; signal nothing")
-	recordFile := ""
-	if signalName == contract.SignalRetry {
-		fs.StringVar(&recordFile, "record-file", "", "with --workflow-id: a corrected message of the same record, written instead of the original")
-	}
-	wait := fs.Duration("wait", 60*time.Second, "how long to wait for the signalled records to settle")
-	noWait := fs.Bool("no-wait", false, "do not wait for the outcome")
-	reason := fs.String("reason", "", "why (recorded in the workflow's history)")
-	by := fs.String("by", currentUser(), "who (recorded in the workflow's history)")
-	var rate float64
-	set := config.Set{FS: fs}
-	set.Float(&rate, "rate", "SIGNAL_RATE", 10, "a job's signals per second at most")
-	requestID := fs.String("request-id", newRequestID(), "the request's ID: the record acts once on a request, however often it is sent (give the same one to send it again)")
-	idsFile := fs.String("ids-file", "", "the workflow IDs to signal, one a line (as --dry-run prints them)")
-	canary := fs.Int("canary", 1, "retry: the first K records are retried alone; the job goes on once they completed, halts if one dead-letters again")
-	maxFailureRatio := fs.Float64("max-failure-ratio", 0.5, "after at least 10 outcomes, the job halts when more than this share dead-lettered again")
-	maxRetries := fs.Int("max-retries", 5, "retry: skip a record operators already retried this many times (a loop guard)")
-	if code, ok := parse(fs, args); !ok {
-		return code
-	}
-	if *idsFile != "" {
-		ids, err := readIDs(*idsFile)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 2
+the new reason), still updating, abandoned.`}, func(fs *flag.FlagSet) body {
+		tc := temporalclient.Flags(fs)
+		var sel ops.Selection
+		fs.StringVar(&sel.WorkflowID, "workflow-id", "", "one workflow ID")
+		fs.StringVar(&sel.Query, "query", "", "a visibility query, e.g. 'WritebackKind=\"scan\" AND WritebackState=\"DeadLettered\"'")
+		fs.StringVar(&sel.Group, "group", "", "the dead letters of one failure group (WritebackFailure), e.g. tcs-404")
+		fs.BoolVar(&sel.All, "all", false, "every running dead letter")
+		dry := fs.Bool("dry-run", false, "print how many and which would be signalled, on standard output; signal nothing")
+		recordFile := ""
+		if signalName == contract.SignalRetry {
+			fs.StringVar(&recordFile, "record-file", "", "with --workflow-id: a corrected message of the same record, written instead of the original")
 		}
-		if sel.WorkflowID != "" || sel.Query != "" || sel.All || sel.Group != "" {
-			fmt.Fprintln(os.Stderr, "give exactly one of --workflow-id, --query, --group, --all or --ids-file")
-			return 2
-		}
-		sel.IDs = ids
-	}
-	if err := sel.Validate(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	payload := contract.SignalPayload{Reason: *reason, By: *by}
-	if recordFile != "" {
-		if sel.WorkflowID == "" {
-			fmt.Fprintln(os.Stderr, "--record-file needs --workflow-id: a correction is for one record")
-			return 2
-		}
-		body, err := os.ReadFile(recordFile)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 2
-		}
-		if payload.Record, err = ops.CorrectedRecord(sel.WorkflowID, body); err != nil {
-			fmt.Fprintln(os.Stderr, "not sent:", err)
-			return 2
-		}
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	c, ok := dialTemporal(ctx, tc)
-	if !ok {
-		return 1
-	}
-	defer c.Close()
+		wait := fs.Duration("wait", 60*time.Second, "how long to wait for the signalled records to settle")
+		noWait := fs.Bool("no-wait", false, "do not wait for the outcome")
+		reason := fs.String("reason", "", "why (recorded in the workflow's history)")
+		by := fs.String("by", currentUser(), "who (recorded in the workflow's history)")
+		var rate float64
+		set := config.Set{FS: fs}
+		set.Float(&rate, "rate", "SIGNAL_RATE", 10, "a job's signals per second at most")
+		requestID := fs.String("request-id", newRequestID(), "the request's ID: the record acts once on a request, however often it is sent (give the same one to send it again)")
+		idsFile := fs.String("ids-file", "", "the workflow IDs to signal, one a line (as --dry-run prints them)")
+		canary := fs.Int("canary", 1, "retry: the first K records are retried alone; the job goes on once they completed, halts if one dead-letters again")
+		maxFailureRatio := fs.Float64("max-failure-ratio", 0.5, "after at least 10 outcomes, the job halts when more than this share dead-lettered again")
+		maxRetries := fs.Int("max-retries", 5, "retry: skip a record operators already retried this many times (a loop guard)")
+		return func([]string) int {
+			if *idsFile != "" {
+				ids, err := readIDs(*idsFile)
+				if err != nil {
+					fmt.Fprintln(stderr, err)
+					return 2
+				}
+				if sel.WorkflowID != "" || sel.Query != "" || sel.All || sel.Group != "" {
+					fmt.Fprintln(stderr, "give exactly one of --workflow-id, --query, --group, --all or --ids-file")
+					return 2
+				}
+				sel.IDs = ids
+			}
+			if err := sel.Validate(); err != nil {
+				fmt.Fprintln(stderr, err)
+				return 2
+			}
+			payload := contract.SignalPayload{Reason: *reason, By: *by}
+			if recordFile != "" {
+				if sel.WorkflowID == "" {
+					fmt.Fprintln(stderr, "--record-file needs --workflow-id: a correction is for one record")
+					return 2
+				}
+				body, err := os.ReadFile(recordFile)
+				if err != nil {
+					fmt.Fprintln(stderr, err)
+					return 2
+				}
+				if payload.Record, err = ops.CorrectedRecord(sel.WorkflowID, body); err != nil {
+					fmt.Fprintln(stderr, "not sent:", err)
+					return 2
+				}
+			}
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+			defer stop()
+			c, ok := dialTemporal(ctx, tc)
+			if !ok {
+				return 1
+			}
+			defer c.Close()
 
-	payload.RequestID = *requestID
-	if sel.WorkflowID != "" && !*dry {
-		return askOne(ctx, c, signalName, sel.WorkflowID, payload, *wait, *noWait)
-	}
-	targets, err := ops.Find(ctx, c, sel)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if signalName == contract.SignalAbandon {
-		*canary = 0
-	}
-	if *dry {
-		printPlan(signalName, ops.Plan(targets, signalName, *maxRetries, ops.Retries(ctx, c, runningIDs(targets))))
-		return 0
-	}
-	// --all, --query, --group, --ids-file: a durable job kept in Temporal.
-	return runJob(ctx, c, signalName, targets, contract.JobInput{Signal: signalName, Rate: rate, Canary: *canary,
-		MaxFailureRatio: *maxFailureRatio, MaxRetries: *maxRetries, Reason: *reason, By: *by}, *wait, *noWait)
+			payload.RequestID = *requestID
+			if sel.WorkflowID != "" && !*dry {
+				return askOne(ctx, c, signalName, sel.WorkflowID, payload, *wait, *noWait)
+			}
+			targets, err := ops.Find(ctx, c, sel)
+			if err != nil {
+				fmt.Fprintln(stderr, err)
+				return 1
+			}
+			if signalName == contract.SignalAbandon {
+				*canary = 0
+			}
+			if *dry {
+				printPlan(signalName, ops.Plan(targets, signalName, *maxRetries, ops.Retries(ctx, c, runningIDs(targets))))
+				return 0
+			}
+			// --all, --query, --group, --ids-file: a durable job kept in Temporal.
+			return runJob(ctx, c, signalName, targets, contract.JobInput{Signal: signalName, Rate: rate, Canary: *canary,
+				MaxFailureRatio: *maxFailureRatio, MaxRetries: *maxRetries, Reason: *reason, By: *by}, *wait, *noWait)
+		}
+	})
 }
 
 // askOne sends one record the request as an Update and prints its answer: accepted (then, unless
@@ -140,14 +147,14 @@ func askOne(ctx context.Context, c sdkclient.Client, signalName, id string, p co
 	a, err := operate.Ask(actx, c, id, "", signalName, "", p)
 	cancel()
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "not known whether the record took the request (send it again with the same --request-id):", err)
+		fmt.Fprintln(stderr, "not known whether the record took the request (send it again with the same --request-id):", err)
 		return 1
 	}
 	if !a.Accepted {
-		fmt.Printf("refused    %s: %s\n", id, a.Why)
+		fmt.Fprintf(stdout, "refused    %s: %s\n", id, a.Why)
 		return 1
 	}
-	fmt.Printf("accepted   %s: %s (request %s)\n", id, signalName, p.RequestID)
+	fmt.Fprintf(stdout, "accepted   %s: %s (request %s)\n", id, signalName, p.RequestID)
 	if !noWait && wait > 0 {
 		printOutcomes(ops.Await(ctx, c, []string{id}, map[string]string{id: a.Record.DeadLetteredAt}, wait), wait)
 	}
@@ -165,14 +172,14 @@ func printPlan(signalName string, plan []ops.Step) {
 			skip = append(skip, st)
 		}
 	}
-	fmt.Printf("would signal %s to %d workflow(s):\n", signalName, len(act))
+	fmt.Fprintf(stdout, "would signal %s to %d workflow(s):\n", signalName, len(act))
 	for _, st := range act {
-		fmt.Println("  " + st.WorkflowID)
+		fmt.Fprintln(stdout, "  "+st.WorkflowID)
 	}
 	for _, st := range skip {
-		fmt.Printf("skipped    %s: %s\n", st.WorkflowID, st.Skip)
+		fmt.Fprintf(stdout, "skipped    %s: %s\n", st.WorkflowID, st.Skip)
 	}
-	fmt.Printf("%s: would signal %d, skip %d\n", signalName, len(act), len(skip))
+	fmt.Fprintf(stdout, "%s: would signal %d, skip %d\n", signalName, len(act), len(skip))
 }
 
 func runningIDs(targets []ops.Target) []string {
@@ -192,61 +199,63 @@ func printOutcomes(outcomes []ops.Outcome, wait time.Duration) {
 		counts[o.Result]++
 		switch o.Result {
 		case ops.OutcomeDeadLettered:
-			fmt.Printf("dead-lettered again  %s: %s\n", o.WorkflowID, o.Reason)
+			fmt.Fprintf(stdout, "dead-lettered again  %s: %s\n", o.WorkflowID, o.Reason)
 		case ops.OutcomeUpdating:
 			if counts[o.Result] <= 20 {
-				fmt.Printf("still updating       %s (after %s)\n", o.WorkflowID, wait)
+				fmt.Fprintf(stdout, "still updating       %s (after %s)\n", o.WorkflowID, wait)
 			}
 		}
 	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "completed\tdead-lettered again\tstill updating\tabandoned\t")
 	fmt.Fprintf(w, "%d\t%d\t%d\t%d\t\n", counts[ops.OutcomeCompleted], counts[ops.OutcomeDeadLettered], counts[ops.OutcomeUpdating],
 		counts[ops.OutcomeAbandoned])
 	w.Flush()
 }
 
-func runDeadLetters(args []string) int {
-	fs := newFlagSet("deadletters", `Lists the parked dead letters grouped by kind and failure group (WritebackFailure: tcs-404,
+func deadLettersCmd() *cobra.Command {
+	return leaf(&cobra.Command{Use: "deadletters", Short: "the dead letters grouped by kind and failure group, with the command that retries each group", Args: cobra.NoArgs,
+		Long: `Lists the parked dead letters grouped by kind and failure group (WritebackFailure: tcs-404,
 budget-spent, poison-exportedAt, …): how many, the oldest and newest (workflow start), one example,
-the command that retries the group and its Temporal UI link.`)
-	tc := temporalclient.Flags(fs)
-	var uiURL string
-	config.Set{FS: fs}.String(&uiURL, "ui-url", "TEMPORAL_UI_URL", "http://localhost:8233", "base URL of the Temporal UI, for the links")
-	asJSON := fs.Bool("json", false, `print JSON: {"groups":[{"kind","group","count","oldest","newest","oldestAgeSeconds","example","retry","ui"}],"total"}`)
-	if code, ok := parse(fs, args); !ok {
-		return code
-	}
-	return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
-		groups, err := ops.DeadLetterGroups(ctx, c)
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-		now := time.Now()
-		if *asJSON {
-			return printJSON(deadLettersJSON(groups, now, uiURL, tc.Namespace), 0)
-		}
-		if len(groups) == 0 {
-			fmt.Println("no dead letters")
-			return 0
-		}
-		w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', 0)
-		fmt.Fprintln(w, "KIND\tGROUP\tCOUNT\tOLDEST\tAGE\tNEWEST\tEXAMPLE")
-		total := 0
-		for _, g := range groups {
-			total += g.Count
-			fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", g.Kind, g.Name, g.Count, g.Oldest.UTC().Format(time.RFC3339),
-				age(now.Sub(g.Oldest)), g.Newest.UTC().Format(time.RFC3339), g.Example)
-		}
-		w.Flush()
-		fmt.Println()
-		for _, g := range groups {
-			fmt.Printf("%s %s (%d):\n  retry: %s\n  UI:    %s\n", g.Kind, g.Name, g.Count, g.RetryCommand(prog), g.UILink(uiURL, tc.Namespace))
-		}
-		fmt.Printf("\n%d dead letter(s) in %d group(s)\n", total, len(groups))
-		return 0
-	})
+the command that retries the group and its Temporal UI link.`},
+		func(fs *flag.FlagSet) body {
+			tc := temporalclient.Flags(fs)
+			var uiURL string
+			config.Set{FS: fs}.String(&uiURL, "ui-url", "TEMPORAL_UI_URL", "http://localhost:8233", "base URL of the Temporal UI, for the links")
+			asJSON := fs.Bool("json", false, `print JSON: {"groups":[{"kind","group","count","oldest","newest","oldestAgeSeconds","example","retry","ui"}],"total"}`)
+			return func([]string) int {
+				return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
+					groups, err := ops.DeadLetterGroups(ctx, c)
+					if err != nil {
+						fmt.Fprintln(stderr, err)
+						return 1
+					}
+					now := time.Now()
+					if *asJSON {
+						return printJSON(deadLettersJSON(groups, now, uiURL, tc.Namespace), 0)
+					}
+					if len(groups) == 0 {
+						fmt.Fprintln(stdout, "no dead letters")
+						return 0
+					}
+					w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', 0)
+					fmt.Fprintln(w, "KIND\tGROUP\tCOUNT\tOLDEST\tAGE\tNEWEST\tEXAMPLE")
+					total := 0
+					for _, g := range groups {
+						total += g.Count
+						fmt.Fprintf(w, "%s\t%s\t%d\t%s\t%s\t%s\t%s\n", g.Kind, g.Name, g.Count, g.Oldest.UTC().Format(time.RFC3339),
+							age(now.Sub(g.Oldest)), g.Newest.UTC().Format(time.RFC3339), g.Example)
+					}
+					w.Flush()
+					fmt.Fprintln(stdout)
+					for _, g := range groups {
+						fmt.Fprintf(stdout, "%s %s (%d):\n  retry: %s\n  UI:    %s\n", g.Kind, g.Name, g.Count, g.RetryCommand(prog), g.UILink(uiURL, tc.Namespace))
+					}
+					fmt.Fprintf(stdout, "\n%d dead letter(s) in %d group(s)\n", total, len(groups))
+					return 0
+				})
+			}
+		})
 }
 
 type deadLetterGroupJSON struct {
@@ -296,69 +305,71 @@ func currentUser() string {
 	return os.Getenv("USER")
 }
 
-func runRedrive(args []string) int {
-	fs := newFlagSet("redrive", `Moves the messages that the DLQ holds when it starts (a snapshot, so it cannot loop) back to
+func redriveCmd() *cobra.Command {
+	return leaf(&cobra.Command{Use: "redrive", Short: "move the DLQ's messages back to the exchange under their original routing key", Args: cobra.NoArgs,
+		Long: `Moves the messages that the DLQ holds when it starts (a snapshot, so it cannot loop) back to
 the writeback exchange under their original routing key (x-writeback-routing-key, or x-death for
 messages the broker dead-lettered), one by one, each confirmed before it leaves the DLQ, reporting
-each. A message that is still poison comes back to the DLQ with its reason: nothing is dropped.`)
-	bf := addBrokerFlags(fs)
-	dry := fs.Bool("dry-run", false, "list the messages and their reasons; move nothing")
-	reason := fs.String("reason", "", "why (carried on each message into its record's workflow details)")
-	by := fs.String("by", currentUser(), "who")
-	asJSON := fs.Bool("json", false, `print JSON: {"dlq","messages":[{"messageId","routingKey","reason","outcome"}],"redriven","wouldRedrive","kept","error"}`)
-	if code, ok := parse(fs, args); !ok {
-		return code
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	conn, pub, ok := openBroker(ctx, bf, false)
-	if !ok {
-		return 1
-	}
-	defer conn.Close()
-	defer pub.Close()
-	items, err := ops.Redrive(ctx, conn, pub, bf.topology, *dry, *by, *reason, func(it ops.RedriveItem) {
-		if !*asJSON {
-			fmt.Printf("%-14s key=%-20s id=%s reason=%s\n", short(it.Outcome), it.RoutingKey, it.MessageID, it.Reason)
-		}
-	})
-	counts := map[string]int{}
-	for _, it := range items {
-		counts[short(it.Outcome)]++
-	}
-	code := 0
-	if err != nil || counts["kept"] > 0 {
-		code = 1
-	}
-	if *asJSON {
-		type message struct {
-			MessageID  string `json:"messageId"`
-			RoutingKey string `json:"routingKey"`
-			Reason     string `json:"reason"`
-			Outcome    string `json:"outcome"`
-		}
-		out := struct {
-			DLQ          string    `json:"dlq"`
-			Messages     []message `json:"messages"`
-			Redriven     int       `json:"redriven"`
-			WouldRedrive int       `json:"wouldRedrive"`
-			Kept         int       `json:"kept"`
-			Error        string    `json:"error,omitempty"`
-		}{DLQ: bf.topology.DLQ, Messages: []message{}, Redriven: counts["redriven"], WouldRedrive: counts["would redrive"], Kept: counts["kept"]}
-		for _, it := range items {
-			out.Messages = append(out.Messages, message{it.MessageID, it.RoutingKey, it.Reason, it.Outcome})
-		}
-		if err != nil {
-			out.Error = err.Error()
-		}
-		return printJSON(out, code)
-	}
-	fmt.Printf("DLQ %s: %d message(s): redriven %d, would redrive %d, kept %d\n", bf.topology.DLQ, len(items),
-		counts["redriven"], counts["would redrive"], counts["kept"])
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-	}
-	return code
+each. A message that is still poison comes back to the DLQ with its reason: nothing is dropped.`},
+		func(fs *flag.FlagSet) body {
+			bf := addBrokerFlags(fs)
+			dry := fs.Bool("dry-run", false, "list the messages and their reasons; move nothing")
+			reason := fs.String("reason", "", "why (carried on each message into its record's workflow details)")
+			by := fs.String("by", currentUser(), "who")
+			asJSON := fs.Bool("json", false, `print JSON: {"dlq","messages":[{"messageId","routingKey","reason","outcome"}],"redriven","wouldRedrive","kept","error"}`)
+			return func([]string) int {
+				ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+				defer stop()
+				conn, pub, ok := openBroker(ctx, bf, false)
+				if !ok {
+					return 1
+				}
+				defer conn.Close()
+				defer pub.Close()
+				items, err := ops.Redrive(ctx, conn, pub, bf.topology, *dry, *by, *reason, func(it ops.RedriveItem) {
+					if !*asJSON {
+						fmt.Fprintf(stdout, "%-14s key=%-20s id=%s reason=%s\n", short(it.Outcome), it.RoutingKey, it.MessageID, it.Reason)
+					}
+				})
+				counts := map[string]int{}
+				for _, it := range items {
+					counts[short(it.Outcome)]++
+				}
+				code := 0
+				if err != nil || counts["kept"] > 0 {
+					code = 1
+				}
+				if *asJSON {
+					type message struct {
+						MessageID  string `json:"messageId"`
+						RoutingKey string `json:"routingKey"`
+						Reason     string `json:"reason"`
+						Outcome    string `json:"outcome"`
+					}
+					out := struct {
+						DLQ          string    `json:"dlq"`
+						Messages     []message `json:"messages"`
+						Redriven     int       `json:"redriven"`
+						WouldRedrive int       `json:"wouldRedrive"`
+						Kept         int       `json:"kept"`
+						Error        string    `json:"error,omitempty"`
+					}{DLQ: bf.topology.DLQ, Messages: []message{}, Redriven: counts["redriven"], WouldRedrive: counts["would redrive"], Kept: counts["kept"]}
+					for _, it := range items {
+						out.Messages = append(out.Messages, message{it.MessageID, it.RoutingKey, it.Reason, it.Outcome})
+					}
+					if err != nil {
+						out.Error = err.Error()
+					}
+					return printJSON(out, code)
+				}
+				fmt.Fprintf(stdout, "DLQ %s: %d message(s): redriven %d, would redrive %d, kept %d\n", bf.topology.DLQ, len(items),
+					counts["redriven"], counts["would redrive"], counts["kept"])
+				if err != nil {
+					fmt.Fprintln(stderr, err)
+				}
+				return code
+			}
+		})
 }
 
 func short(outcome string) string {
@@ -370,86 +381,88 @@ func short(outcome string) string {
 	return outcome
 }
 
-func runReconcile(args []string) int {
-	fs := newFlagSet("reconcile", `Reads exported placements (JSON lines, the placement.exported message format), asks TCS which
+func reconcileCmd() *cobra.Command {
+	return leaf(&cobra.Command{Use: "reconcile", Short: "start workflows for exported placements whose EXPORTED event TCS lacks", Args: cobra.NoArgs,
+		Long: `Reads exported placements (JSON lines, the placement.exported message format), asks TCS which
 lack their EXPORTED event for that filename, and starts workflows for exactly those: a new run even
 where a closed run of the same ID exists (its write did not stick). Placements TCS does not know
-(404) are reported, not started. Running it twice is harmless.`)
-	tc := temporalclient.Flags(fs)
-	file := fs.String("file", "", "JSON-lines file of exported placements (- for stdin)")
-	dry := fs.Bool("dry-run", false, "list the missing ones and print how many, on standard output; start nothing")
-	retryDL := fs.Bool("retry-dead-letters", false, "retry the missing placements whose workflow is parked as a dead letter")
-	reason := fs.String("reason", "reconcile: TCS lacks the EXPORTED event", "why, for --retry-dead-letters (in the workflow's history)")
-	by := fs.String("by", currentUser(), "who, for --retry-dead-letters")
-	var tcsURL, token, tokenFile string
-	var conc int
-	set := config.Set{FS: fs}
-	set.String(&tcsURL, "tcs-url", "TCS_URL", "http://127.0.0.1:8081", "TCS base URL")
-	set.Secret(&token, "tcs-token", "TCS_TOKEN", "TCS bearer token")
-	set.String(&tokenFile, "tcs-token-file", "TCS_TOKEN_FILE", "", "file holding the TCS bearer token")
-	set.Int(&conc, "concurrency", "RECONCILE_CONCURRENCY", 8, "TCS checks in flight at once")
-	asJSON := fs.Bool("json", false, `print JSON: the counts ({"checked","present","missing","started","running","deadLetters","retried","unknown","failed"}) and the records ({"missingIds","unknownIds","deadLetterReasons","failures","skippedLines"})`)
-	if code, ok := parse(fs, args); !ok {
-		return code
-	}
-	if *file == "" {
-		fmt.Fprintln(os.Stderr, "--file is required")
-		return 2
-	}
-	placements, bad, err := readPlacements(*file)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if !*asJSON {
-		for _, b := range bad {
-			fmt.Fprintln(os.Stderr, "skipped:", b)
-		}
-	}
-	tok, err := config.Token(token, tokenFile)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	client, err := tcs.New(tcs.Options{BaseURL: tcsURL, Token: tok})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
-	var starter intake.Starter = noStarter{}
-	dl := ops.DeadLetters{Retry: *retryDL, Payload: contract.SignalPayload{Reason: *reason, By: *by}}
-	if !*dry {
-		c, ok := dialTemporal(ctx, tc)
-		if !ok {
-			return 1
-		}
-		defer c.Close()
-		starter = intake.TemporalStarter{Client: c, AllowRerun: true, Recovery: true,
-			Origin: fmt.Sprintf("started by reconcile (by %s): TCS lacks the EXPORTED event", *by)}
-		dl.Client = c
-	} else if c, err := dialQuietly(ctx, tc); err == nil {
-		// A dry run tells dead letters apart too when Temporal is reachable.
-		defer c.Close()
-		dl.Client = c
-	}
-	bar := progress.Start("checking TCS", len(placements))
-	last := 0
-	sum := ops.Reconcile(ctx, client, starter, placements, *dry, conc, dl, func(n int) { bar.Add(n - last); last = n })
-	bar.Done()
+(404) are reported, not started. Running it twice is harmless.`},
+		func(fs *flag.FlagSet) body {
+			tc := temporalclient.Flags(fs)
+			file := fs.String("file", "", "JSON-lines file of exported placements (- for stdin)")
+			dry := fs.Bool("dry-run", false, "list the missing ones and print how many, on standard output; start nothing")
+			retryDL := fs.Bool("retry-dead-letters", false, "retry the missing placements whose workflow is parked as a dead letter")
+			reason := fs.String("reason", "reconcile: TCS lacks the EXPORTED event", "why, for --retry-dead-letters (in the workflow's history)")
+			by := fs.String("by", currentUser(), "who, for --retry-dead-letters")
+			var tcsURL, token, tokenFile string
+			var conc int
+			set := config.Set{FS: fs}
+			set.String(&tcsURL, "tcs-url", "TCS_URL", "http://127.0.0.1:8081", "TCS base URL")
+			set.Secret(&token, "tcs-token", "TCS_TOKEN", "TCS bearer token")
+			set.String(&tokenFile, "tcs-token-file", "TCS_TOKEN_FILE", "", "file holding the TCS bearer token")
+			set.Int(&conc, "concurrency", "RECONCILE_CONCURRENCY", 8, "TCS checks in flight at once")
+			asJSON := fs.Bool("json", false, `print JSON: the counts ({"checked","present","missing","started","running","deadLetters","retried","unknown","failed"}) and the records ({"missingIds","unknownIds","deadLetterReasons","failures","skippedLines"})`)
+			return func([]string) int {
+				if *file == "" {
+					fmt.Fprintln(stderr, "--file is required")
+					return 2
+				}
+				placements, bad, err := readPlacements(*file)
+				if err != nil {
+					fmt.Fprintln(stderr, err)
+					return 1
+				}
+				if !*asJSON {
+					for _, b := range bad {
+						fmt.Fprintln(stderr, "skipped:", b)
+					}
+				}
+				tok, err := config.Token(token, tokenFile)
+				if err != nil {
+					fmt.Fprintln(stderr, err)
+					return 2
+				}
+				client, err := tcs.New(tcs.Options{BaseURL: tcsURL, Token: tok})
+				if err != nil {
+					fmt.Fprintln(stderr, err)
+					return 2
+				}
+				ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+				defer stop()
+				var starter intake.Starter = noStarter{}
+				dl := ops.DeadLetters{Retry: *retryDL, Payload: contract.SignalPayload{Reason: *reason, By: *by}}
+				if !*dry {
+					c, ok := dialTemporal(ctx, tc)
+					if !ok {
+						return 1
+					}
+					defer c.Close()
+					starter = intake.TemporalStarter{Client: c, AllowRerun: true, Recovery: true,
+						Origin: fmt.Sprintf("started by reconcile (by %s): TCS lacks the EXPORTED event", *by)}
+					dl.Client = c
+				} else if c, err := dialQuietly(ctx, tc); err == nil {
+					// A dry run tells dead letters apart too when Temporal is reachable.
+					defer c.Close()
+					dl.Client = c
+				}
+				bar := progress.Start("checking TCS", len(placements))
+				last := 0
+				sum := ops.Reconcile(ctx, client, starter, placements, *dry, conc, dl, func(n int) { bar.Add(n - last); last = n })
+				bar.Done()
 
-	code := 0
-	if sum.Failed > 0 {
-		code = 1
-	}
-	sort.Strings(sum.MissingIDs)
-	sort.Strings(sum.UnknownIDs)
-	if *asJSON {
-		return printJSON(reconcileJSON(sum, bad), code)
-	}
-	printReconcile(sum, bad, *dry, *retryDL)
-	return code
+				code := 0
+				if sum.Failed > 0 {
+					code = 1
+				}
+				sort.Strings(sum.MissingIDs)
+				sort.Strings(sum.UnknownIDs)
+				if *asJSON {
+					return printJSON(reconcileJSON(sum, bad), code)
+				}
+				printReconcile(sum, bad, *dry, *retryDL)
+				return code
+			}
+		})
 }
 
 func reconcileJSON(sum ops.ReconcileSummary, bad []string) any {
@@ -490,26 +503,26 @@ func printReconcile(sum ops.ReconcileSummary, bad []string, dry, retryDL bool) {
 		verb = "retried"
 	}
 	for _, id := range deadIDs {
-		fmt.Printf("%-11s %s: %s\n", verb, id, sum.DeadLetterReasons[id])
+		fmt.Fprintf(stdout, "%-11s %s: %s\n", verb, id, sum.DeadLetterReasons[id])
 	}
 	if dry {
 		for _, id := range sum.MissingIDs {
-			fmt.Println("missing  " + id)
+			fmt.Fprintln(stdout, "missing  "+id)
 		}
 	}
 	for _, id := range sum.UnknownIDs {
-		fmt.Println("unknown  " + id + " (TCS does not know the placement: not started)")
+		fmt.Fprintln(stdout, "unknown  "+id+" (TCS does not know the placement: not started)")
 	}
 	for id, e := range sum.Failures {
-		fmt.Println("failed   " + id + ": " + e)
+		fmt.Fprintln(stdout, "failed   "+id+": "+e)
 	}
-	w := tabwriter.NewWriter(os.Stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
+	w := tabwriter.NewWriter(stdout, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(w, "checked\tpresent\tmissing\tstarted\trunning\tdead letters\tretried\tunknown\tfailed\t")
 	fmt.Fprintf(w, "%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t\n", sum.Checked, sum.Present, sum.Missing, sum.Started, sum.Running,
 		sum.DeadLettered, sum.Retried, sum.Unknown, sum.Failed+len(bad))
 	w.Flush()
 	if dry {
-		fmt.Printf("%d missing\n", sum.Missing)
+		fmt.Fprintf(stdout, "%d missing\n", sum.Missing)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/spf13/cobra"
 
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/broker"
@@ -19,54 +21,56 @@ import (
 	"github.com/tis-writeback/writeback/starter/intake"
 )
 
-func runPublish(args []string) int {
-	fs := newFlagSet("publish", `Publishes messages to the writeback exchange with publisher confirms (persistent, mandatory).
+func publishCmd() *cobra.Command {
+	return leaf(&cobra.Command{Use: "publish", Short: "publish messages (a file of JSON lines, or a demo batch) with publisher confirms", Args: cobra.NoArgs,
+		Long: `Publishes messages to the writeback exchange with publisher confirms (persistent, mandatory).
   --file F     JSON lines, one message each ("-" for standard input); the kind comes from --kind,
                or from each line's fields (placementId or scanId).
   --demo N     N realistic synthetic placements and scans; about 3% are unknown to TCS, so a demo
                shows dead letters too.
 Messages are published as given: an invalid one ends in the DLQ with its reason, as it would from
-any producer.`)
-	bf := addBrokerFlags(fs)
-	file := fs.String("file", "", "JSON-lines file to publish (- for stdin)")
-	demoN := fs.Int("demo", 0, "publish N synthetic records")
-	kind := fs.String("kind", "", "placement or scan (for --file: the kind of every line; for --demo: only this kind)")
-	seed := fs.Uint64("seed", 0, "random seed of --demo (0: time-based)")
-	if code, ok := parse(fs, args); !ok {
-		return code
-	}
-	if (*file == "") == (*demoN == 0) {
-		fmt.Fprintln(os.Stderr, "give exactly one of --file F or --demo N")
-		return 2
-	}
-	if *kind != "" && *kind != string(contract.KindPlacement) && *kind != string(contract.KindScan) {
-		fmt.Fprintf(os.Stderr, "--kind must be placement or scan, not %q\n", *kind)
-		return 2
-	}
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-	defer stop()
+any producer.`},
+		func(fs *flag.FlagSet) body {
+			bf := addBrokerFlags(fs)
+			file := fs.String("file", "", "JSON-lines file to publish (- for stdin)")
+			demoN := fs.Int("demo", 0, "publish N synthetic records")
+			kind := fs.String("kind", "", "placement or scan (for --file: the kind of every line; for --demo: only this kind)")
+			seed := fs.Uint64("seed", 0, "random seed of --demo (0: time-based)")
+			return func([]string) int {
+				if (*file == "") == (*demoN == 0) {
+					fmt.Fprintln(stderr, "give exactly one of --file F or --demo N")
+					return 2
+				}
+				if *kind != "" && *kind != string(contract.KindPlacement) && *kind != string(contract.KindScan) {
+					fmt.Fprintf(stderr, "--kind must be placement or scan, not %q\n", *kind)
+					return 2
+				}
+				ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+				defer stop()
 
-	var batch []outgoing
-	var err error
-	if *demoN > 0 {
-		for _, r := range demo.Batch(*demoN, contract.Kind(*kind), *seed) {
-			batch = append(batch, outgoing{kind: r.Kind, body: r.Body})
-		}
-	} else {
-		batch, err = readLines(*file, contract.Kind(*kind))
-		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
-			return 1
-		}
-	}
+				var batch []outgoing
+				var err error
+				if *demoN > 0 {
+					for _, r := range demo.Batch(*demoN, contract.Kind(*kind), *seed) {
+						batch = append(batch, outgoing{kind: r.Kind, body: r.Body})
+					}
+				} else {
+					batch, err = readLines(*file, contract.Kind(*kind))
+					if err != nil {
+						fmt.Fprintln(stderr, err)
+						return 1
+					}
+				}
 
-	conn, pub, ok := openBroker(ctx, bf, true)
-	if !ok {
-		return 1
-	}
-	defer conn.Close()
-	defer pub.Close()
-	return publishAll(ctx, pub, bf.topology.Exchange, batch)
+				conn, pub, ok := openBroker(ctx, bf, true)
+				if !ok {
+					return 1
+				}
+				defer conn.Close()
+				defer pub.Close()
+				return publishAll(ctx, pub, bf.topology.Exchange, batch)
+			}
+		})
 }
 
 type outgoing struct {
@@ -84,7 +88,7 @@ func publishAll(ctx context.Context, pub *broker.Publisher, exchange string, bat
 		for _, p := range pending {
 			if err := p.Wait(ctx); err != nil {
 				failed++
-				fmt.Fprintln(os.Stderr, "not confirmed:", err)
+				fmt.Fprintln(stderr, "not confirmed:", err)
 			}
 			bar.Add(1)
 		}
@@ -99,7 +103,7 @@ func publishAll(ctx context.Context, pub *broker.Publisher, exchange string, bat
 		if err != nil {
 			flush()
 			bar.Done()
-			fmt.Fprintln(os.Stderr, "publish:", err)
+			fmt.Fprintln(stderr, "publish:", err)
 			return 1
 		}
 		pending = append(pending, p)
@@ -109,11 +113,11 @@ func publishAll(ctx context.Context, pub *broker.Publisher, exchange string, bat
 	}
 	flush()
 	bar.Done()
-	fmt.Printf("published %d, confirmed %d, failed %d", len(batch), len(batch)-failed, failed)
+	fmt.Fprintf(stdout, "published %d, confirmed %d, failed %d", len(batch), len(batch)-failed, failed)
 	if poison > 0 {
-		fmt.Printf(" (%d invalid: they will end in the DLQ)", poison)
+		fmt.Fprintf(stdout, " (%d invalid: they will end in the DLQ)", poison)
 	}
-	fmt.Println()
+	fmt.Fprintln(stdout)
 	if failed > 0 {
 		return 1
 	}

@@ -4,8 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"flag"
 	"fmt"
-	"os"
+	"math"
 	"strconv"
 	"time"
 
@@ -15,74 +16,99 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	sdkclient "go.temporal.io/sdk/client"
 
+	"github.com/spf13/cobra"
+
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
 )
 
-// runTCS is `starter tcs status|hold|release|rate`: the TCS mode for every worker, kept in the TCS
+// tcsCmd is `starter tcs status|hold|release|rate`: the TCS mode for every worker, kept in the TCS
 // control workflow.
-func runTCS(args []string) int {
-	usage := `Usage: ` + prog + ` tcs <status|hold|release|rate> [flags]
+func tcsCmd() *cobra.Command {
+	status := tcsLeaf(&cobra.Command{Use: "status", Short: "the TCS mode in force for every worker (normal, outage, hold) and the rate cap the workers enforce", Args: cobra.NoArgs},
+		func(fs *flag.FlagSet) func([]string) (*contract.TCSCommand, error) {
+			return func([]string) (*contract.TCSCommand, error) { return nil, nil }
+		})
+	hold := tcsLeaf(&cobra.Command{Use: "hold", Short: "within 10 s no worker sends TCS any request, until release; no record's budget is spent", Args: cobra.NoArgs},
+		func(fs *flag.FlagSet) func([]string) (*contract.TCSCommand, error) {
+			reason, by := changeFlags(fs)
+			return func([]string) (*contract.TCSCommand, error) {
+				if *reason == "" {
+					return nil, fmt.Errorf("tcs hold needs --reason: every worker logs who held TCS and why")
+				}
+				return &contract.TCSCommand{Op: contract.TCSHold, Reason: *reason, By: *by}, nil
+			}
+		})
+	release := tcsLeaf(&cobra.Command{Use: "release", Short: "requests flow again; the records held back are woken", Args: cobra.NoArgs},
+		func(fs *flag.FlagSet) func([]string) (*contract.TCSCommand, error) {
+			reason, by := changeFlags(fs)
+			return func([]string) (*contract.TCSCommand, error) {
+				return &contract.TCSCommand{Op: contract.TCSRelease, Reason: *reason, By: *by}, nil
+			}
+		})
+	rate := tcsLeaf(&cobra.Command{Use: "rate (N | --reset)", Short: "the cap on TCS requests per second for all workers together, within 10 s; --reset: back to the workers' TCS_RATE",
+		Args: cobra.MaximumNArgs(1)},
+		func(fs *flag.FlagSet) func([]string) (*contract.TCSCommand, error) {
+			reason, by := changeFlags(fs)
+			reset := fs.Bool("reset", false, "back to the workers' TCS_RATE")
+			return func(args []string) (*contract.TCSCommand, error) {
+				return rateCommand(args, *reset, *reason, *by)
+			}
+		})
+	return group(&cobra.Command{Use: "tcs", Short: "the TCS mode for every worker: status, hold, release, rate",
+		Long: "The TCS mode for every worker, kept in Temporal (workflow " + contract.TCSControlWorkflowID + ")."},
+		status, hold, release, rate)
+}
 
-  status [--json]                 the TCS mode in force for every worker (normal, outage, hold) and the rate cap
-  hold --reason R [--by B]        within 10 s no worker sends TCS any request, until release; no record's budget is spent
-  release [--reason R] [--by B]   requests flow again; the records held back are woken
-  rate N [--reason R] [--by B]    the cap on TCS requests per second for all workers together, within 10 s
-  rate --reset                    back to the workers' TCS_RATE
-`
-	sub, rest, code, ok := subcommand(args, usage)
-	if !ok {
-		return code
+// changeFlags are the who and why a change of the TCS mode carries.
+func changeFlags(fs *flag.FlagSet) (reason, by *string) {
+	return fs.String("reason", "", "why (kept with the change and logged by the workers)"), fs.String("by", currentUser(), "who")
+}
+
+// rateCommand reads `tcs rate N` or `tcs rate --reset`.
+func rateCommand(args []string, reset bool, reason, by string) (*contract.TCSCommand, error) {
+	switch {
+	case reset && len(args) > 0:
+		return nil, fmt.Errorf("tcs rate takes N or --reset, not both")
+	case reset:
+		return &contract.TCSCommand{Op: contract.TCSRateReset, Reason: reason, By: by}, nil
+	case len(args) == 0:
+		return nil, fmt.Errorf("tcs rate needs N (requests per second) or --reset")
 	}
-	fs := newFlagSet("tcs "+sub, "The TCS mode for every worker, kept in Temporal (workflow "+contract.TCSControlWorkflowID+").")
-	tc := temporalclient.Flags(fs)
-	asJSON := fs.Bool("json", false, "status: print JSON")
-	reason := fs.String("reason", "", "why (kept with the change and logged by the workers)")
-	by := fs.String("by", currentUser(), "who")
-	reset := fs.Bool("reset", false, "rate: back to the workers' TCS_RATE")
-	var rate float64
-	if sub == "rate" && len(rest) > 0 && rest[0] != "" && rest[0][0] != '-' {
-		n, err := strconv.ParseFloat(rest[0], 64)
-		if err != nil || n <= 0 {
-			fmt.Fprintf(os.Stderr, "rate %q: want a number of requests per second above 0\n", rest[0])
-			return 2
+	n, err := strconv.ParseFloat(args[0], 64)
+	if err != nil || n <= 0 || math.IsInf(n, 0) || math.IsNaN(n) {
+		return nil, fmt.Errorf("rate %q: want a number of requests per second above 0", args[0])
+	}
+	return &contract.TCSCommand{Op: contract.TCSRate, Rate: n, Reason: reason, By: by}, nil
+}
+
+// tcsLeaf is one `tcs` command: define registers its own flags and returns what reads its command
+// line into the change to send (nil: none, status only); the change is sent, then the mode printed.
+func tcsLeaf(c *cobra.Command, define func(fs *flag.FlagSet) func([]string) (*contract.TCSCommand, error)) *cobra.Command {
+	return leaf(c, func(fs *flag.FlagSet) body {
+		tc := temporalclient.Flags(fs)
+		asJSON := fs.Bool("json", false, `print the mode as JSON: {"mode","since","reason","by","rate","rateSource","workers"}`)
+		read := define(fs)
+		return func(args []string) int {
+			cmd, err := read(args)
+			if err != nil {
+				fmt.Fprintln(stderr, err)
+				return 2
+			}
+			return applyTCS(tc, cmd, *asJSON)
 		}
-		rate, rest = n, rest[1:]
-	}
-	if code, ok := parse(fs, rest); !ok {
-		return code
-	}
-	var cmd *contract.TCSCommand
-	switch sub {
-	case "status":
-	case "hold":
-		if *reason == "" {
-			fmt.Fprintln(os.Stderr, "tcs hold needs --reason: every worker logs who held TCS and why")
-			return 2
-		}
-		cmd = &contract.TCSCommand{Op: contract.TCSHold, Reason: *reason, By: *by}
-	case "release":
-		cmd = &contract.TCSCommand{Op: contract.TCSRelease, Reason: *reason, By: *by}
-	case "rate":
-		switch {
-		case *reset:
-			cmd = &contract.TCSCommand{Op: contract.TCSRateReset, Reason: *reason, By: *by}
-		case rate > 0:
-			cmd = &contract.TCSCommand{Op: contract.TCSRate, Rate: rate, Reason: *reason, By: *by}
-		default:
-			fmt.Fprintln(os.Stderr, "tcs rate needs N (requests per second) or --reset")
-			return 2
-		}
-	default:
-		fmt.Fprintf(os.Stderr, "unknown tcs command %q\n\n%s", sub, usage)
-		return 2
-	}
+	})
+}
+
+// applyTCS sends cmd (if any) to the TCS control, waits until the control shows it, and prints the
+// mode in force.
+func applyTCS(tc *temporalclient.Config, cmd *contract.TCSCommand, asJSON bool) int {
 	return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
 		if cmd != nil {
 			_, err := c.SignalWithStartWorkflow(ctx, contract.TCSControlWorkflowID, contract.SignalTCSCommand, *cmd,
 				contract.TCSControlOptions(), contract.TCSControlWorkflowType, nil)
 			if err != nil {
-				fmt.Fprintln(os.Stderr, "cannot reach the TCS control:", err)
+				fmt.Fprintln(stderr, "cannot reach the TCS control:", err)
 				return 1
 			}
 			if cmd.Op == contract.TCSRate || cmd.Op == contract.TCSRateReset {
@@ -91,50 +117,55 @@ func runTCS(args []string) int {
 				case errors.As(err, &unimplemented):
 					// A server without the API: the governors apply the cap anyway; only a cap above
 					// TCS_RATE is then short of it for retries.
-					fmt.Fprintln(os.Stderr, "warning: this Temporal server cannot set a task queue's rate limit:", err)
+					fmt.Fprintln(stderr, "warning: this Temporal server cannot set a task queue's rate limit:", err)
 				case err != nil:
 					// The workers follow the control; the queue's limit did not change: say so, and fail.
-					fmt.Fprintln(os.Stderr, "the workers' cap changed, but the task queue's rate limit did not (run the command again):", err)
+					fmt.Fprintln(stderr, "the workers' cap changed, but the task queue's rate limit did not (run the command again):", err)
 					return 1
 				}
 			}
 		}
 		st, err := tcsStatus(ctx, c, cmd)
 		if err != nil {
-			fmt.Fprintln(os.Stderr, err)
+			fmt.Fprintln(stderr, err)
 			return 1
 		}
-		// The cap in force is what the workers present report, never a setting of this CLI's own:
-		// with no worker present and no operator's rate, none is in force (0).
-		unreported := st.Rate == 0 && st.RateDisagreement == ""
-		if *asJSON {
-			out := map[string]any{"mode": st.Mode, "since": st.Since, "reason": st.Reason, "by": st.By, "rate": st.Rate, "rateSource": st.RateSource,
-				"workers": len(st.Workers)}
-			if st.RateDisagreement != "" {
-				out["rateDisagreement"] = st.RateDisagreement
-			}
-			b, _ := json.Marshal(out)
-			fmt.Println(string(b))
-			return 0
-		}
-		fmt.Printf("mode   %s since %s", st.Mode, orDash(st.Since))
-		if st.Reason != "" || st.By != "" {
-			fmt.Printf(" (by %s: %s)", orDash(st.By), orDash(st.Reason))
-		}
-		switch {
-		case st.RateDisagreement != "":
-			fmt.Printf("\nrate   the workers disagree: %s (each enforces its share of its own)\n", st.RateDisagreement)
-		case unreported:
-			fmt.Printf("\nrate   none reported: no worker present\n")
-		default:
-			fmt.Printf("\nrate   %g requests/s for all workers (%s)\n", st.Rate, st.RateSource)
-		}
-		fmt.Printf("workers %d present, each taking an equal share\n", len(st.Workers))
-		if cmd != nil {
-			fmt.Println("workers apply it within 10 s")
-		}
+		printTCSStatus(st, cmd != nil, asJSON)
 		return 0
 	})
+}
+
+// printTCSStatus prints the mode in force; changed says a change was just sent.
+func printTCSStatus(st contract.TCSStatus, changed, asJSON bool) {
+	// The cap in force is what the workers present report, never a setting of this CLI's own:
+	// with no worker present and no operator's rate, none is in force (0).
+	unreported := st.Rate == 0 && st.RateDisagreement == ""
+	if asJSON {
+		out := map[string]any{"mode": st.Mode, "since": st.Since, "reason": st.Reason, "by": st.By, "rate": st.Rate, "rateSource": st.RateSource,
+			"workers": len(st.Workers)}
+		if st.RateDisagreement != "" {
+			out["rateDisagreement"] = st.RateDisagreement
+		}
+		b, _ := json.Marshal(out)
+		fmt.Fprintln(stdout, string(b))
+		return
+	}
+	fmt.Fprintf(stdout, "mode   %s since %s", st.Mode, orDash(st.Since))
+	if st.Reason != "" || st.By != "" {
+		fmt.Fprintf(stdout, " (by %s: %s)", orDash(st.By), orDash(st.Reason))
+	}
+	switch {
+	case st.RateDisagreement != "":
+		fmt.Fprintf(stdout, "\nrate   the workers disagree: %s (each enforces its share of its own)\n", st.RateDisagreement)
+	case unreported:
+		fmt.Fprintf(stdout, "\nrate   none reported: no worker present\n")
+	default:
+		fmt.Fprintf(stdout, "\nrate   %g requests/s for all workers (%s)\n", st.Rate, st.RateSource)
+	}
+	fmt.Fprintf(stdout, "workers %d present, each taking an equal share\n", len(st.Workers))
+	if changed {
+		fmt.Fprintln(stdout, "workers apply it within 10 s")
+	}
 }
 
 // tcsStatus reads the TCS control; after a command it waits until the control shows it.

@@ -3,14 +3,16 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
-	"os"
 	"slices"
 	"time"
 
 	"go.temporal.io/api/serviceerror"
 	sdkclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
+
+	"github.com/spf13/cobra"
 
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/config"
@@ -21,81 +23,89 @@ import (
 // records under Worker Versioning. A rolling deploy leaves no worker of the old build, so the new
 // build must become the deployment's current version; the Helm chart's hook runs set-current after
 // every install, upgrade and rollback.
-func runVersioning(args []string) int {
-	usage := `Usage: ` + prog + ` versioning <status|set-current> [flags]
-
-  status --deployment-name N                        the current (and ramping) build and every build's drainage
-  set-current --deployment-name N --build-id B      make build B the one that gets the records, waiting (--wait)
-                                                    until workers of B poll; every running record moves to B
-  set-current [--deployment-name N] --unversioned   make unversioned workers (versioning turned off) the ones that
-                                                    get the records: of deployment N, or, without a name, of every
-                                                    deployment whose current build serves the writeback task queue
-`
-	sub, rest, code, ok := subcommand(args, usage)
-	if !ok {
-		return code
-	}
-	fs := newFlagSet("versioning "+sub, "Worker Versioning: the build of the workers that gets the records.")
-	tc := temporalclient.Flags(fs)
-	set := config.Set{FS: fs}
-	var name, buildID string
-	set.String(&name, "deployment-name", "TEMPORAL_DEPLOYMENT_NAME", "", "the worker deployment (the chart's worker.versioning.deploymentName)")
-	set.String(&buildID, "build-id", "TEMPORAL_BUILD_ID", "", "set-current: the build to make current (the chart's worker.versioning.buildId)")
-	unversioned := fs.Bool("unversioned", false, "set-current: make unversioned workers current (Worker Versioning turned off)")
-	wait := fs.Duration("wait", 5*time.Minute, "set-current: how long to wait for workers of the build to poll")
-	by := fs.String("by", currentUser(), "who (kept by Temporal as the deployment's last modifier)")
-	asJSON := fs.Bool("json", false, `status: print JSON: {"deployment","current","ramping","rampingPercentage","builds":[{"buildId","createdAt","state"}]}; current and ramping are build IDs, null for unversioned workers`)
-	if code, ok := parse(fs, rest); !ok {
-		return code
-	}
-	if name == "" && !(sub == "set-current" && *unversioned) {
-		fmt.Fprintln(os.Stderr, "versioning needs --deployment-name (or TEMPORAL_DEPLOYMENT_NAME)")
-		return 2
-	}
-	switch sub {
-	case "status":
-	case "set-current":
-		if (buildID == "") == !*unversioned {
-			fmt.Fprintln(os.Stderr, "versioning set-current needs exactly one of --build-id (or TEMPORAL_BUILD_ID) and --unversioned")
-			return 2
-		}
-	default:
-		fmt.Fprintf(os.Stderr, "unknown versioning command %q\n\n%s", sub, usage)
-		return 2
-	}
-	return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
-		if sub == "set-current" && *unversioned {
-			return setUnversioned(ctx, c, name, "starter versioning set-current --unversioned ("+*by+")")
-		}
-		h := c.WorkerDeploymentClient().GetHandle(name)
-		if sub == "set-current" {
-			prev, err := setCurrent(ctx, h, buildID, "starter versioning set-current ("+*by+")", *wait)
-			if err != nil {
-				fmt.Fprintf(os.Stderr, "deployment %s: build %s was not made current: %v\n", name, buildID, err)
-				return 1
+func versioningCmd() *cobra.Command {
+	status := leaf(&cobra.Command{Use: "status", Short: "the current (and ramping) build and every build's drainage", Args: cobra.NoArgs},
+		func(fs *flag.FlagSet) body {
+			tc := temporalclient.Flags(fs)
+			name := deploymentFlag(fs)
+			asJSON := fs.Bool("json", false, `print JSON: {"deployment","current","ramping","rampingPercentage","builds":[{"buildId","createdAt","state"}]}; current and ramping are build IDs, null for unversioned workers`)
+			return func([]string) int {
+				if *name == "" {
+					fmt.Fprintln(stderr, "versioning status needs --deployment-name (or TEMPORAL_DEPLOYMENT_NAME)")
+					return 2
+				}
+				return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
+					name := *name
+					h := c.WorkerDeploymentClient().GetHandle(name)
+					d, err := h.Describe(ctx, sdkclient.WorkerDeploymentDescribeOptions{})
+					if err != nil {
+						fmt.Fprintf(stderr, "deployment %s: %v\n", name, err)
+						return 1
+					}
+					st := statusOf(name, d.Info)
+					if *asJSON {
+						return printJSON(st, 0)
+					}
+					fmt.Fprintf(stdout, "deployment %s: current %s", name, buildName(st.Current))
+					if st.Ramping != nil {
+						fmt.Fprintf(stdout, ", ramping %s at %.0f%%", buildName(st.Ramping), st.RampingPercentage)
+					}
+					fmt.Fprintln(stdout)
+					for _, b := range st.Builds {
+						fmt.Fprintf(stdout, "  build %-24s created %s  %s\n", b.BuildID, b.CreatedAt.Format(time.RFC3339), b.State)
+					}
+					return 0
+				})
 			}
-			fmt.Printf("deployment %s: build %s is current (before: %s)\n", name, buildID, buildName(buildOf(prev)))
-			return 0
-		}
-		d, err := h.Describe(ctx, sdkclient.WorkerDeploymentDescribeOptions{})
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "deployment %s: %v\n", name, err)
-			return 1
-		}
-		st := statusOf(name, d.Info)
-		if *asJSON {
-			return printJSON(st, 0)
-		}
-		fmt.Printf("deployment %s: current %s", name, buildName(st.Current))
-		if st.Ramping != nil {
-			fmt.Printf(", ramping %s at %.0f%%", buildName(st.Ramping), st.RampingPercentage)
-		}
-		fmt.Println()
-		for _, b := range st.Builds {
-			fmt.Printf("  build %-24s created %s  %s\n", b.BuildID, b.CreatedAt.Format(time.RFC3339), b.State)
-		}
-		return 0
-	})
+		})
+	setCurrentCmd := leaf(&cobra.Command{Use: "set-current", Args: cobra.NoArgs,
+		Short: "make a build (--build-id) or unversioned workers (--unversioned) the ones that get the records",
+		Long: `set-current --deployment-name N --build-id B: make build B the one that gets the records, waiting
+(--wait) until workers of B poll; every running record moves to B.
+set-current [--deployment-name N] --unversioned: make unversioned workers (versioning turned off) the
+ones that get the records: of deployment N, or, without a name, of every deployment whose current build
+serves the writeback task queue.`},
+		func(fs *flag.FlagSet) body {
+			tc := temporalclient.Flags(fs)
+			name := deploymentFlag(fs)
+			var buildID string
+			config.Set{FS: fs}.String(&buildID, "build-id", "TEMPORAL_BUILD_ID", "", "the build to make current (the chart's worker.versioning.buildId)")
+			unversioned := fs.Bool("unversioned", false, "make unversioned workers current (Worker Versioning turned off)")
+			wait := fs.Duration("wait", 5*time.Minute, "how long to wait for workers of the build to poll")
+			by := fs.String("by", currentUser(), "who (kept by Temporal as the deployment's last modifier)")
+			return func([]string) int {
+				switch {
+				case (buildID == "") == !*unversioned:
+					fmt.Fprintln(stderr, "versioning set-current needs exactly one of --build-id (or TEMPORAL_BUILD_ID) and --unversioned")
+					return 2
+				case *name == "" && !*unversioned:
+					fmt.Fprintln(stderr, "versioning set-current needs --deployment-name (or TEMPORAL_DEPLOYMENT_NAME)")
+					return 2
+				}
+				return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
+					name := *name
+					if *unversioned {
+						return setUnversioned(ctx, c, name, "starter versioning set-current --unversioned ("+*by+")")
+					}
+					h := c.WorkerDeploymentClient().GetHandle(name)
+					prev, err := setCurrent(ctx, h, buildID, "starter versioning set-current ("+*by+")", *wait)
+					if err != nil {
+						fmt.Fprintf(stderr, "deployment %s: build %s was not made current: %v\n", name, buildID, err)
+						return 1
+					}
+					fmt.Fprintf(stdout, "deployment %s: build %s is current (before: %s)\n", name, buildID, buildName(buildOf(prev)))
+					return 0
+				})
+			}
+		})
+	return group(&cobra.Command{Use: "versioning", Short: "Worker Versioning: status, set-current (the build that gets the records; the chart's hook runs it)",
+		Long: "Worker Versioning: the build of the workers that gets the records."}, status, setCurrentCmd)
+}
+
+func deploymentFlag(fs *flag.FlagSet) *string {
+	var name string
+	config.Set{FS: fs}.String(&name, "deployment-name", "TEMPORAL_DEPLOYMENT_NAME", "", "the worker deployment (the chart's worker.versioning.deploymentName)")
+	return &name
 }
 
 // deploymentStatus is what `versioning status` prints; a nil build ID means unversioned workers.
@@ -156,21 +166,21 @@ func setUnversioned(ctx context.Context, c sdkclient.Client, name, identity stri
 	if name == "" {
 		var err error
 		if names, err = deploymentsServing(ctx, c, contract.TaskQueue); err != nil {
-			fmt.Fprintln(os.Stderr, "cannot list the worker deployments:", err)
+			fmt.Fprintln(stderr, "cannot list the worker deployments:", err)
 			return 1
 		}
 		if len(names) == 0 {
-			fmt.Printf("no worker deployment has a current build on task queue %s: unversioned workers get the records\n", contract.TaskQueue)
+			fmt.Fprintf(stdout, "no worker deployment has a current build on task queue %s: unversioned workers get the records\n", contract.TaskQueue)
 			return 0
 		}
 	}
 	for _, n := range names {
 		prev, err := setCurrent(ctx, c.WorkerDeploymentClient().GetHandle(n), "", identity, 0)
 		if err != nil {
-			fmt.Fprintf(os.Stderr, "deployment %s: unversioned workers were not made current: %v\n", n, err)
+			fmt.Fprintf(stderr, "deployment %s: unversioned workers were not made current: %v\n", n, err)
 			return 1
 		}
-		fmt.Printf("deployment %s: unversioned workers are current (before: %s)\n", n, buildName(buildOf(prev)))
+		fmt.Fprintf(stdout, "deployment %s: unversioned workers are current (before: %s)\n", n, buildName(buildOf(prev)))
 	}
 	return 0
 }
@@ -220,7 +230,7 @@ func setCurrent(ctx context.Context, h sdkclient.WorkerDeploymentHandle, buildID
 			return nil, err
 		}
 		if time.Since(lastSaid) > 10*time.Second {
-			fmt.Fprintf(os.Stderr, "waiting for workers of build %s (%v)\n", buildID, err)
+			fmt.Fprintf(stderr, "waiting for workers of build %s (%v)\n", buildID, err)
 			lastSaid = time.Now()
 		}
 		select {

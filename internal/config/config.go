@@ -96,13 +96,17 @@ func Parse(fs *flag.FlagSet, args []string) error {
 func ApplyEnv(fs *flag.FlagSet) error {
 	given := map[string]bool{}
 	fs.Visit(func(f *flag.Flag) { given[f.Name] = true })
+	return applyEnv(fs, func(name string) bool { return given[name] })
+}
+
+func applyEnv(fs *flag.FlagSet, given func(name string) bool) error {
 	mu.Lock()
 	bs := append([]binding(nil), bindings[fs]...)
 	mu.Unlock()
 	var problems []string
 	for _, b := range bs {
 		v, ok := os.LookupEnv(b.env)
-		if given[b.name] || !ok {
+		if given(b.name) || !ok {
 			continue
 		}
 		if strings.TrimSpace(v) == "" {
@@ -157,4 +161,10 @@ func Token(value, file string) (func() (string, error), error) {
 		return nil, fmt.Errorf("no TCS token: set TCS_TOKEN or TCS_TOKEN_FILE")
 	}
 	return func() (string, error) { return value, nil }, nil
+}
+
+// ApplyEnvExcept fills the flags for which given is false from their environment variables: for a
+// command line parsed elsewhere (the starter's, by cobra), which says itself what it was given.
+func ApplyEnvExcept(fs *flag.FlagSet, given func(name string) bool) error {
+	return applyEnv(fs, given)
 }
