@@ -133,85 +133,181 @@ type record struct {
 
 // Run runs the chaos run.
 func Run(ctx context.Context, c Config) (*Report, error) {
-	logf := func(format string, a ...any) {
+	r := &run{ctx: ctx, cfg: c, rnd: rand.New(rand.NewPCG(c.Seed, c.Seed^0x5bd1e995)),
+		tag: fmt.Sprintf("chaos-%d", time.Now().UnixNano()%1e9)}
+	r.logf = func(format string, a ...any) {
 		if c.Log != nil {
 			fmt.Fprintf(c.Log, "%s "+format+"\n", append([]any{time.Now().Format("15:04:05")}, a...)...)
 		}
 	}
-	rnd := rand.New(rand.NewPCG(c.Seed, c.Seed^0x5bd1e995))
-	const placementsKnown = demo.SeededPlacements
-	tag := fmt.Sprintf("chaos-%d", time.Now().UnixNano()%1e9)
-	var st Target
+	defer r.close()
+	if err := r.startTarget(); err != nil {
+		return nil, err
+	}
+	if err := r.startNaive(); err != nil {
+		return nil, err
+	}
+	r.makeRecords()
+
+	r.start = time.Now()
+	r.setFaults(r.baseFaults())
+	stopSampling := r.sample()
+	published, pubDone := r.publish()
+	publishFor := time.Duration(float64(c.Records)/c.PublishRate*float64(time.Second)) + time.Second
+	pl, stopChaos := r.scheduleFaults(publishFor)
+	var op *operator
+	if c.Operator {
+		op = scheduleOperator(pl, r.st, r.start)
+	}
+	stopProgress := r.progress(published)
+
+	<-pubDone
+	time.Sleep(time.Until(r.start.Add(publishFor)))
+	stopChaos()
+	// Everything that was killed runs again; faults end.
+	r.st.Heal(ctx, pl)
+	r.setFaults(sim.Faults{})
+	r.logf("publishing done (%d records, %d poison); faults cleared; waiting for every record to settle", r.rep.Valid, r.rep.Poison)
+
+	err := r.settle()
+	stopProgress()
+	r.rep.Duration = r.since()
+	stopSampling()
+	if err != nil {
+		return nil, err
+	}
+	r.stopNaive()
+
+	reconcile(ctx, r.rep, r.recs, r.st, r.naiveAdmin, r.tc, r.conn)
+	job2 := retryAll(ctx, r.rep, r.recs, r.st, r.tc, r.start, r.logf)
+	reconcileOperator(ctx, r.rep, op, r.st, r.tc, job2, ownOf(r.recs))
+	return r.rep, nil
+}
+
+// run is one chaos run: the target under test, the pre-fix consumer beside it on the same broker and
+// TCS faults, the records, and the report its phases fill.
+type run struct {
+	ctx  context.Context
+	cfg  Config
+	rnd  *rand.Rand
+	tag  string
+	logf func(format string, a ...any)
+
+	st         Target
+	topo       broker.Topology
+	naiveAdmin string
+	conn       *broker.Conn
+	pub        *broker.Publisher
+	tc         client.Client
+	nc         *naive.Consumer
+	stopNaive  func() // stops the pre-fix consumer and waits for it
+	closers    []func()
+
+	recs  []record
+	rep   *Report
+	start time.Time
+	mu    sync.Mutex // the report's windows, samples, kills, notes and problems, written by the fault goroutines
+}
+
+func (r *run) since() time.Duration { return time.Since(r.start) }
+
+// close stops what the run started, the last first.
+func (r *run) close() {
+	for i := len(r.closers) - 1; i >= 0; i-- {
+		r.closers[i]()
+	}
+}
+
+// startTarget brings up the stack under test (processes or the Helm release), a second simulator for
+// the pre-fix consumer, a broker connection and a Temporal client.
+func (r *run) startTarget() error {
 	var err error
-	if c.Profile == ProfileKube {
-		st, err = startKube(ctx, c)
+	if r.cfg.Profile == ProfileKube {
+		r.st, err = startKube(r.ctx, r.cfg)
 	} else {
-		st, err = startProcesses(ctx, c, tag, placementsKnown)
+		r.st, err = startProcesses(r.ctx, r.cfg, r.tag, demo.SeededPlacements)
 	}
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer st.Close()
-	topo := st.Topology()
-	naiveAddr, naiveAdmin, err := st.StartSim("naive-tcs")
+	r.closers = append(r.closers, r.st.Close)
+	r.topo = r.st.Topology()
+	var naiveAddr string
+	if naiveAddr, r.naiveAdmin, err = r.st.StartSim("naive-tcs"); err != nil {
+		return err
+	}
+	conn, pub, cleanup, err := r.st.Broker("chaos-bench", []string{r.tag + ".naive", r.tag + ".naive.dlq"}, []string{r.tag + ".naive.dlx"})
 	if err != nil {
-		return nil, err
+		return err
 	}
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	conn, pub, cleanup, err := st.Broker("chaos-bench", []string{tag + ".naive", tag + ".naive.dlq"}, []string{tag + ".naive.dlx"})
-	if err != nil {
-		return nil, err
-	}
-	defer cleanup()
+	r.conn, r.pub = conn, pub
+	r.closers = append(r.closers, cleanup)
 	naiveTCS, _ := tcs.New(tcs.Options{BaseURL: "http://" + naiveAddr, Token: tcs.StaticToken(sim.DevToken), Timeout: 2 * time.Second})
-	nc := &naive.Consumer{Conn: conn, Exchange: topo.Exchange, Queue: tag + ".naive", DLX: tag + ".naive.dlx", DLQ: tag + ".naive.dlq",
-		TCS: naiveTCS, Log: quiet}
-	nctx, stopNaive := context.WithCancel(ctx)
-	defer stopNaive()
-	naiveDone := make(chan error, 1)
+	r.nc = &naive.Consumer{Conn: conn, Exchange: r.topo.Exchange, Queue: r.tag + ".naive", DLX: r.tag + ".naive.dlx", DLQ: r.tag + ".naive.dlq",
+		TCS: naiveTCS, Log: slog.New(slog.NewTextHandler(io.Discard, nil))}
+	return nil
+}
+
+// startNaive runs the pre-fix consumer beside writeback. Like its framework did, it consumes again
+// when it lost its subscription (a cluster node stopping: amqp091-go's recovery does not bring back a
+// consumer whose queue was on that node): a watcher sees the queue without a consumer and starts it
+// afresh. Then the Temporal client.
+func (r *run) startNaive() error {
+	nctx, cancel := context.WithCancel(r.ctx)
+	done := make(chan struct{})
 	go func() {
-		// Like its framework did, the pre-fix consumer consumes again when it lost its subscription
-		// (a cluster node stopping: amqp091-go's recovery does not bring back a consumer whose queue
-		// was on that node): a watcher sees the queue without a consumer and starts it afresh.
+		defer close(done)
 		for nctx.Err() == nil {
-			rctx, cancelRun := context.WithCancel(nctx)
-			runDone := make(chan struct{})
-			go func() { _ = nc.Run(rctx); close(runDone) }()
-			t := time.NewTicker(5 * time.Second)
-		watch:
-			for {
-				select {
-				case <-runDone:
-					break watch
-				case <-nctx.Done():
-					break watch
-				case <-t.C:
-					if consumers(conn, nc.Queue) == 0 {
-						cancelRun()
-						select { // a Run stuck on a broken channel does not hold the watcher
-						case <-runDone:
-						case <-time.After(10 * time.Second):
-						}
-						break watch
-					}
-				}
-			}
-			t.Stop()
-			cancelRun()
+			r.naiveOnce(nctx)
 			time.Sleep(time.Second)
 		}
-		naiveDone <- nil
 	}()
+	var once sync.Once
+	r.stopNaive = func() { once.Do(func() { cancel(); <-done }) }
+	r.closers = append(r.closers, cancel)
 	time.Sleep(500 * time.Millisecond) // the naive queue is bound before the first publish
 
-	tc, err := st.Client()
+	tc, err := r.st.Client()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	defer tc.Close()
+	r.tc = tc
+	r.closers = append(r.closers, tc.Close)
+	return nil
+}
 
-	// The records.
-	recs := make([]record, 0, c.Records)
+// naiveOnce runs the pre-fix consumer until it ends or its queue has no consumer any more.
+func (r *run) naiveOnce(nctx context.Context) {
+	rctx, cancelRun := context.WithCancel(nctx)
+	defer cancelRun()
+	runDone := make(chan struct{})
+	go func() { _ = r.nc.Run(rctx); close(runDone) }()
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-runDone:
+			return
+		case <-nctx.Done():
+			return
+		case <-t.C:
+			if consumers(r.conn, r.nc.Queue) == 0 {
+				cancelRun()
+				select { // a Run stuck on a broken channel does not hold the watcher
+				case <-runDone:
+				case <-time.After(10 * time.Second):
+				}
+				return
+			}
+		}
+	}
+}
+
+// makeRecords draws the run's records (placements and scans, some TCS does not know) and counts them.
+func (r *run) makeRecords() {
+	c, rnd := r.cfg, r.rnd
+	const placementsKnown = demo.SeededPlacements
+	r.recs = make([]record, 0, c.Records)
 	day := time.Date(2026, 11, 23, 0, 0, 0, 0, time.UTC)
 	for i := 0; i < c.Records; i++ {
 		known := rnd.Float64() >= c.UnknownFraction
@@ -219,7 +315,7 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 			m := contract.ScanCompleted{ScanID: demo.ScanID(known), Result: contract.ScanResults[rnd.IntN(3)], FileName: fmt.Sprintf("scan-%d.pdf", i),
 				CompletedAt: day.Add(time.Duration(i) * time.Second)}
 			b, _ := json.Marshal(m)
-			recs = append(recs, record{kind: contract.KindScan, body: b, id: m.WorkflowID(), known: known, scan: &m})
+			r.recs = append(r.recs, record{kind: contract.KindScan, body: b, id: m.WorkflowID(), known: known, scan: &m})
 		} else {
 			pid := int64(rnd.IntN(placementsKnown) + 1)
 			if !known {
@@ -228,74 +324,81 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 			m := contract.PlacementExported{PlacementID: pid, PositionNumber: int64(25000000 + i), PositionID: int64(6900000 + i),
 				Filename: fmt.Sprintf("DE_SEV_APP_20261123_%08d.DAT", i), ExportedAt: day.Add(time.Duration(i) * time.Second)}
 			b, _ := json.Marshal(m)
-			recs = append(recs, record{kind: contract.KindPlacement, body: b, id: m.WorkflowID(), known: known, placement: &m})
+			r.recs = append(r.recs, record{kind: contract.KindPlacement, body: b, id: m.WorkflowID(), known: known, placement: &m})
 		}
 	}
-	rep := &Report{Cfg: c, Kills: map[string]int{}}
-	for _, r := range recs {
-		rep.Valid++
-		if !r.known {
-			rep.Unknown++
+	r.rep = &Report{Cfg: c, Kills: map[string]int{}}
+	for _, rec := range r.recs {
+		r.rep.Valid++
+		if !rec.known {
+			r.rep.Unknown++
 		}
-		if r.kind == contract.KindScan {
-			rep.Scans++
+		if rec.kind == contract.KindScan {
+			r.rep.Scans++
 		} else {
-			rep.Placements++
+			r.rep.Placements++
 		}
 	}
+}
 
-	start := time.Now()
-	since := func() time.Duration { return time.Since(start) }
-	base := sim.Faults{ErrorRate: c.ErrorRate, TimeoutRate: c.TimeoutRate}
-	setFaults := func(f sim.Faults) {
-		_ = stack.SetFaults(st.TCSAdmin(), f)
-		_ = stack.SetFaults(naiveAdmin, f)
-	}
-	setFaults(base)
-	var winMu sync.Mutex
-	window := func(label string, from time.Duration) {
-		winMu.Lock()
-		rep.Windows = append(rep.Windows, Window{Label: label, Start: from, End: since()})
-		winMu.Unlock()
-	}
+func (r *run) baseFaults() sim.Faults {
+	return sim.Faults{ErrorRate: r.cfg.ErrorRate, TimeoutRate: r.cfg.TimeoutRate}
+}
 
-	// Sampling of records written over time.
-	sampleCtx, stopSampling := context.WithCancel(ctx)
-	var sampleWG sync.WaitGroup
-	sampleWG.Add(1)
+// setFaults gives both simulators the same faults: writeback and the pre-fix consumer see one TCS.
+func (r *run) setFaults(f sim.Faults) {
+	_ = stack.SetFaults(r.st.TCSAdmin(), f)
+	_ = stack.SetFaults(r.naiveAdmin, f)
+}
+
+// window records a fault's span, for the plot.
+func (r *run) window(label string, from time.Duration) {
+	r.mu.Lock()
+	r.rep.Windows = append(r.rep.Windows, Window{Label: label, Start: from, End: r.since()})
+	r.mu.Unlock()
+}
+
+// sample records, every second, how many placements each side has written; stop ends it.
+func (r *run) sample() (stop func()) {
+	sctx, cancel := context.WithCancel(r.ctx)
+	var wg sync.WaitGroup
+	wg.Add(1)
 	go func() {
-		defer sampleWG.Done()
+		defer wg.Done()
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
 			var a, b sim.Stats
 			// a simulator that did not answer (a busy node) makes no point, not a drop to zero
-			if stack.AdminGet(st.TCSAdmin(), "/admin/stats", &a) == nil && stack.AdminGet(naiveAdmin, "/admin/stats", &b) == nil {
-				winMu.Lock()
-				rep.Samples = append(rep.Samples, Sample{At: since(), WritebackPlacements: a.Exported, Naive: b.Exported})
-				winMu.Unlock()
+			if stack.AdminGet(r.st.TCSAdmin(), "/admin/stats", &a) == nil && stack.AdminGet(r.naiveAdmin, "/admin/stats", &b) == nil {
+				r.mu.Lock()
+				r.rep.Samples = append(r.rep.Samples, Sample{At: r.since(), WritebackPlacements: a.Exported, Naive: b.Exported})
+				r.mu.Unlock()
 			}
 			select {
-			case <-sampleCtx.Done():
+			case <-sctx.Done():
 				return
 			case <-t.C:
 			}
 		}
 	}()
+	return func() { cancel(); wg.Wait() }
+}
 
-	// Publisher: records at the rate, a poison message now and then; retried through broker restarts.
-	var published atomic.Int64
-	pubDone := make(chan struct{})
+// publish sends the records at the rate, a poison message now and then, retried through broker
+// restarts; done closes when all are out.
+func (r *run) publish() (published *atomic.Int64, done chan struct{}) {
+	published, done = &atomic.Int64{}, make(chan struct{})
 	go func() {
-		defer close(pubDone)
-		interval := time.Duration(float64(time.Second) / c.PublishRate)
+		defer close(done)
+		interval := time.Duration(float64(time.Second) / r.cfg.PublishRate)
 		next := time.Now()
-		for i, r := range recs {
-			if c.PoisonEvery > 0 && i%c.PoisonEvery == c.PoisonEvery/2 {
-				publishRetry(ctx, pub, topo.Exchange, r.kind.RoutingKey(), []byte(fmt.Sprintf(`{"poison":%d}`, i)))
-				rep.Poison++
+		for i, rec := range r.recs {
+			if every := r.cfg.PoisonEvery; every > 0 && i%every == every/2 {
+				publishRetry(r.ctx, r.pub, r.topo.Exchange, rec.kind.RoutingKey(), []byte(fmt.Sprintf(`{"poison":%d}`, i)))
+				r.rep.Poison++
 			}
-			publishRetry(ctx, pub, topo.Exchange, r.kind.RoutingKey(), r.body)
+			publishRetry(r.ctx, r.pub, r.topo.Exchange, rec.kind.RoutingKey(), rec.body)
 			published.Add(1)
 			next = next.Add(interval)
 			if d := time.Until(next); d > 0 {
@@ -303,142 +406,122 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 			}
 		}
 	}()
-	publishFor := time.Duration(float64(c.Records)/c.PublishRate*float64(time.Second)) + time.Second
+	return published, done
+}
 
-	// Chaos: scheduled faults across the publishing window, random kills throughout.
-	var chaosWG sync.WaitGroup
-	chaosCtx, stopChaos := context.WithCancel(ctx)
+// scheduleFaults plans the faults across the publishing window: TCS outages at set points, the
+// target's own faults (kills, restarts, a rolling upgrade) by its plan; stop ends them and waits.
+func (r *run) scheduleFaults(publishFor time.Duration) (*plan, func()) {
+	var wg sync.WaitGroup
+	cctx, cancel := context.WithCancel(r.ctx)
 	at := func(frac float64, f func()) {
-		chaosWG.Add(1)
+		wg.Add(1)
 		go func() {
-			defer chaosWG.Done()
+			defer wg.Done()
 			select {
-			case <-chaosCtx.Done():
+			case <-cctx.Done():
 			case <-time.After(time.Duration(frac * float64(publishFor))):
 				f()
 			}
 		}()
 	}
-	for i, d := range c.Outages {
-		d := d
+	for i, d := range r.cfg.Outages {
 		at(0.2+0.45*float64(i), func() {
-			from := since()
-			logf("TCS outage for %s", d)
-			setFaults(sim.Faults{Outage: true})
+			from := r.since()
+			r.logf("TCS outage for %s", d)
+			r.setFaults(sim.Faults{Outage: true})
 			time.Sleep(d)
-			setFaults(base)
-			window("TCS outage", from)
+			r.setFaults(r.baseFaults())
+			r.window("TCS outage", from)
 		})
 	}
-	lr := &lockedRand{r: rnd} // from here on, goroutines share it
-	pl := &plan{ctx: ctx, cfg: c, rnd: lr, at: at, since: since, window: window, logf: logf,
+	lr := &lockedRand{r: r.rnd} // from here on, goroutines share it
+	locked := func(f func()) { r.mu.Lock(); f(); r.mu.Unlock() }
+	pl := &plan{ctx: r.ctx, cfg: r.cfg, rnd: lr, at: at, since: r.since, window: r.window, logf: r.logf,
 		wait: func(frac float64) {
 			select {
-			case <-chaosCtx.Done():
-			case <-time.After(time.Until(start.Add(time.Duration(frac * float64(publishFor))))):
+			case <-cctx.Done():
+			case <-time.After(time.Until(r.start.Add(time.Duration(frac * float64(publishFor))))):
 			}
 		},
-		counted: func(name string) { winMu.Lock(); rep.Kills[name]++; winMu.Unlock() },
+		counted: func(name string) { locked(func() { r.rep.Kills[name]++ }) },
 		note: func(format string, a ...any) {
-			winMu.Lock()
-			rep.Notes = append(rep.Notes, fmt.Sprintf(format, a...))
-			winMu.Unlock()
+			locked(func() { r.rep.Notes = append(r.rep.Notes, fmt.Sprintf(format, a...)) })
 		},
 		problem: func(format string, a ...any) {
-			winMu.Lock()
-			rep.Problems = append(rep.Problems, fmt.Sprintf(format, a...))
-			winMu.Unlock()
+			locked(func() { r.rep.Problems = append(r.rep.Problems, fmt.Sprintf(format, a...)) })
 		},
 		every: func(name string, every time.Duration, f func()) {
 			if every <= 0 {
 				return
 			}
-			chaosWG.Add(1)
+			wg.Add(1)
 			go func() {
-				defer chaosWG.Done()
+				defer wg.Done()
 				for {
 					select {
-					case <-chaosCtx.Done():
+					case <-cctx.Done():
 						return
 					case <-time.After(every/2 + time.Duration(lr.Int64N(int64(every)))):
 					}
-					winMu.Lock()
-					rep.Kills[name]++
-					winMu.Unlock()
+					locked(func() { r.rep.Kills[name]++ })
 					f()
 				}
 			}()
 		}}
-	st.Faults(pl)
-	var op *operator
-	if c.Operator {
-		op = scheduleOperator(pl, st, start)
-	}
+	r.st.Faults(pl)
+	return pl, func() { cancel(); wg.Wait() }
+}
 
-	// Progress while publishing.
-	progressDone := make(chan struct{})
+// progress logs, every 10 s, how far publishing and writing have come; stop ends it.
+func (r *run) progress(published *atomic.Int64) (stop func()) {
+	done := make(chan struct{})
 	go func() {
 		t := time.NewTicker(10 * time.Second)
 		defer t.Stop()
 		for {
 			select {
-			case <-progressDone:
+			case <-done:
 				return
 			case <-t.C:
 				var a sim.Stats
-				_ = stack.AdminGet(st.TCSAdmin(), "/admin/stats", &a)
-				logf("published %d/%d, written to TCS %d", published.Load(), c.Records, a.Exported+a.ScansDone)
+				_ = stack.AdminGet(r.st.TCSAdmin(), "/admin/stats", &a)
+				r.logf("published %d/%d, written to TCS %d", published.Load(), r.cfg.Records, a.Exported+a.ScansDone)
 			}
 		}
 	}()
-	<-pubDone
-	time.Sleep(time.Until(start.Add(publishFor)))
-	stopChaos()
-	chaosWG.Wait()
-	// Everything that was killed runs again; faults end.
-	st.Heal(ctx, pl)
-	setFaults(sim.Faults{})
-	logf("publishing done (%d records, %d poison); faults cleared; waiting for every record to settle", rep.Valid, rep.Poison)
+	return func() { close(done) }
+}
 
-	// Settle: every record of this run Completed or DeadLettered, queues empty.
-	own := ownOf(recs)
-	deadline := time.Now().Add(c.SettleTimeout)
+// settle waits until every record of this run is Completed or DeadLettered and the queues are
+// empty, or the settle timeout (then the report names what is still moving).
+func (r *run) settle() error {
+	own := ownOf(r.recs)
+	deadline := time.Now().Add(r.cfg.SettleTimeout)
 	for {
-		listed, lerr := listIDs(ctx, tc, settledQuery)
+		listed, lerr := listIDs(r.ctx, r.tc, settledQuery)
 		done := own.settled(listed)
-		lp, ls := depth(conn, topo.PlacementQueue), depth(conn, topo.ScanQueue) // -1: unknown
+		lp, ls := depth(r.conn, r.topo.PlacementQueue), depth(r.conn, r.topo.ScanQueue) // -1: unknown
 		left := lp + ls
-		nleft := depth(conn, nc.Queue)
+		nleft := depth(r.conn, r.nc.Queue)
 		// On the cluster and kube profiles the pre-fix consumer may never consume again after its node stopped
 		// (its messages then count as lost for it): writeback's side alone decides there.
-		if lerr == nil && done >= rep.Valid && lp == 0 && ls == 0 && (nleft == 0 || st.Clustered()) {
-			break
+		if lerr == nil && done >= r.rep.Valid && lp == 0 && ls == 0 && (nleft == 0 || r.st.Clustered()) {
+			return nil
 		}
-		if ctx.Err() != nil {
-			stopSampling()
-			return nil, ctx.Err()
+		if r.ctx.Err() != nil {
+			return r.ctx.Err()
 		}
 		if time.Now().After(deadline) {
-			moving := stillMoving(ctx, tc, own.unsettled(listed), 10)
-			rep.StillMoving = len(own.unsettled(listed))
-			rep.Problems = append(rep.Problems, fmt.Sprintf("not settled after %s: %d of %d records done, %d messages queued; still moving (not lost): %s",
-				c.SettleTimeout, done, rep.Valid, left, strings.Join(moving, "; ")))
-			break
+			moving := stillMoving(r.ctx, r.tc, own.unsettled(listed), 10)
+			r.rep.StillMoving = len(own.unsettled(listed))
+			r.rep.Problems = append(r.rep.Problems, fmt.Sprintf("not settled after %s: %d of %d records done, %d messages queued; still moving (not lost): %s",
+				r.cfg.SettleTimeout, done, r.rep.Valid, left, strings.Join(moving, "; ")))
+			return nil
 		}
-		logf("settling: %d/%d records Completed or DeadLettered, %d messages queued", done, rep.Valid, left)
+		r.logf("settling: %d/%d records Completed or DeadLettered, %d messages queued", done, r.rep.Valid, left)
 		time.Sleep(5 * time.Second)
 	}
-	close(progressDone)
-	rep.Duration = since()
-	stopSampling()
-	sampleWG.Wait()
-	stopNaive()
-	<-naiveDone
-
-	reconcile(ctx, rep, recs, st, naiveAdmin, tc, conn)
-	job2 := retryAll(ctx, rep, recs, st, tc, start, logf)
-	reconcileOperator(ctx, rep, op, st, tc, job2, ownOf(recs))
-	return rep, nil
 }
 
 func publishRetry(ctx context.Context, pub *broker.Publisher, exchange, key string, body []byte) {
