@@ -110,7 +110,10 @@ func caller(ctx context.Context) context.Context {
 	if info.Priority.PriorityKey >= contract.RecoveryPriority {
 		ctx = tcs.AsRecovery(ctx)
 	}
-	return ctx
+	// What of the attempt's time was the cap's queue is not the record's (updateError's Took), which
+	// is measured on this worker's clock alone.
+	ctx = context.WithValue(ctx, startedKey{}, time.Now())
+	return tcs.WithQueueMeter(ctx, new(time.Duration))
 }
 
 // IdempotencyKey is the Idempotency-Key of a placement's write: stable across every attempt and
@@ -163,7 +166,16 @@ func checkError(err error) error {
 	case tcs.Classify(err) == tcs.Refused:
 		return temporal.NewNonRetryableApplicationError(err.Error(), contract.ErrOutage, nil)
 	}
-	return temporal.NewApplicationError(err.Error(), string(tcs.Classify(err)))
+	return temporal.NewApplicationError(err.Error(), errorType(err))
+}
+
+// errorType is the ApplicationError type a failed TCS call reaches the workflow as: its class, and
+// for a request the Governor did not send, contract.ErrOutage (the one "not sent" type workflows know).
+func errorType(err error) string {
+	if c := tcs.Classify(err); c != tcs.Refused {
+		return string(c)
+	}
+	return contract.ErrOutage
 }
 
 // FirstPlacementAttempt tries UpdatePlacement once and reports the outcome with the settings.
@@ -207,10 +219,21 @@ func (a *Activities) UpdateScan(ctx context.Context, msg contract.ScanCompleted)
 	return contract.UpdateResult{Attempt: attempt}, nil
 }
 
+type startedKey struct{}
+
+// took is how long the attempt of ctx (see caller) has run on this worker, less its wait for the cap.
+func took(ctx context.Context) time.Duration {
+	started, ok := ctx.Value(startedKey{}).(time.Time)
+	if !ok {
+		started = activity.GetInfo(ctx).StartedTime
+	}
+	return max(time.Since(started)-tcs.QueueWaited(ctx), 0)
+}
+
 // updateError turns a TCS failure into the Temporal error of its class.
 func updateError(ctx context.Context, err error) error {
 	info := activity.GetInfo(ctx)
-	details := contract.FailureDetails{Attempt: info.Attempt, Status: tcs.StatusOf(err), Took: time.Since(info.StartedTime),
+	details := contract.FailureDetails{Attempt: info.Attempt, Status: tcs.StatusOf(err), Took: took(ctx),
 		Queued: tcs.IsQueued(err)}
 	if info.Attempt > 1 && !info.IsLocalActivity {
 		details.Before = max(info.StartedTime.Sub(info.ScheduledTime), 0) // both the server's clock
@@ -323,7 +346,7 @@ func (a *Activities) markOutcome(err error) (contract.MarkResult, error) {
 		}
 		return contract.MarkResult{Marked: false, Note: note}, nil
 	}
-	return contract.MarkResult{}, temporal.NewApplicationError(err.Error(), string(tcs.Classify(err)))
+	return contract.MarkResult{}, temporal.NewApplicationError(err.Error(), errorType(err))
 }
 
 // critical emits the one CRITICAL line of a dead-lettering. It runs only on the attempt whose

@@ -60,7 +60,8 @@ const RecoveryPriority = 4
 type FailureDetails struct {
 	Attempt int32 `json:"attempt"`
 	Status  int   `json:"status"`
-	// Took is how long this attempt ran, measured on the worker's clock.
+	// Took is how long this attempt ran, measured on the worker's clock, less its wait for the TCS
+	// rate cap (the queue's time, not the record's).
 	Took time.Duration `json:"took,omitempty"`
 	// Before is how long the activity had run before this attempt started (its earlier attempts and
 	// the backoff between them): on a refusal, the part of the activity's time that was the record's own.
@@ -145,4 +146,7 @@ type Carry struct {
 	Recovery bool `json:"recovery,omitempty"`
 	// Acted holds the operator requests' IDs the record acted on.
 	Acted []string `json:"acted,omitempty"`
+	// Backoffs counts the waits after the record's own failed attempts in this writing phase: the
+	// next wait is Backoff(Settings, Backoffs).
+	Backoffs int `json:"backoffs,omitempty"`
 }

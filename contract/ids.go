@@ -112,3 +112,57 @@ func shortName(s string) string {
 	}
 	return string(r[:18]) + "…" + string(r[len(r)-18:])
 }
+
+// Kind is the kind of record the message carries.
+func (m PlacementExported) Kind() Kind { return KindPlacement }
+
+// Kind is the kind of record the message carries.
+func (m ScanCompleted) Kind() Kind { return KindScan }
+
+// DeadLetterRef names the placement export to mark failed.
+func (m PlacementExported) DeadLetterRef(dl DeadLetter) DeadLetter {
+	dl.Placement = &PlacementRef{PlacementID: m.PlacementID, Filename: m.Filename}
+	return dl
+}
+
+// DeadLetterRef names the scan to mark errored, with the result this message would have written.
+func (m ScanCompleted) DeadLetterRef(dl DeadLetter) DeadLetter {
+	dl.Scan = &ScanRef{ScanID: m.ScanID, Result: m.Result}
+	return dl
+}
+
+// SameRecord says why other is not a message of this placement export (nil: it is).
+func (m PlacementExported) SameRecord(other Message) error {
+	o, ok := other.(PlacementExported)
+	if !ok {
+		return fmt.Errorf("it is a %s message, not a placement's", other.Kind())
+	}
+	if o.PlacementID != m.PlacementID || o.Filename != m.Filename {
+		return fmt.Errorf("it names placement %d file %q, not this record (placement %d file %q)",
+			o.PlacementID, o.Filename, m.PlacementID, m.Filename)
+	}
+	return nil
+}
+
+// SameRecord says why other is not a message of this scan (nil: it is).
+func (m ScanCompleted) SameRecord(other Message) error {
+	o, ok := other.(ScanCompleted)
+	if !ok {
+		return fmt.Errorf("it is a %s message, not a scan's", other.Kind())
+	}
+	if o.ScanID != m.ScanID {
+		return fmt.Errorf("it names scan %s, not this record (scan %s)", o.ScanID, m.ScanID)
+	}
+	return nil
+}
+
+// KindOfWorkflowID says which kind of record a writeback workflow ID names.
+func KindOfWorkflowID(id string) (Kind, error) {
+	if strings.HasPrefix(id, "scan/") {
+		return KindScan, nil
+	}
+	if _, _, err := ParsePlacementWorkflowID(id); err != nil {
+		return "", fmt.Errorf("%s is not a writeback workflow ID: %w", id, err)
+	}
+	return KindPlacement, nil
+}

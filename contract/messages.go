@@ -43,16 +43,45 @@ type KindSpec struct {
 	// The activities the record's workflow runs: the first attempt (a local activity), the update
 	// under the retry policy, the look at TCS before dead-lettering, and the mark.
 	FirstAttempt, Update, Check, Mark string
+	// parse reads a body of this kind (see Kind.Parse).
+	parse func(body []byte) (m Message, named bool, err error)
 }
 
 // Kinds is the table of the two kinds.
 var Kinds = [...]KindSpec{
 	{Kind: KindPlacement, RoutingKey: RoutingKeyPlacementExported, Queue: "writeback.placement.exported",
 		WorkflowType: PlacementWorkflowType, FirstAttempt: FirstPlacementAttemptName, Update: UpdatePlacementName,
-		Check: CheckPlacementWrittenName, Mark: MarkPlacementFailedName},
+		Check: CheckPlacementWrittenName, Mark: MarkPlacementFailedName, parse: parsePlacement},
 	{Kind: KindScan, RoutingKey: RoutingKeyScanCompleted, Queue: "writeback.scan.completed",
 		WorkflowType: ScanWorkflowType, FirstAttempt: FirstScanAttemptName, Update: UpdateScanName,
-		Check: CheckScanWrittenName, Mark: MarkScanErroredName},
+		Check: CheckScanWrittenName, Mark: MarkScanErroredName, parse: parseScan},
+}
+
+// Message is one record's message, of either kind: what the starter, the workflows and the operator's
+// commands need to know of it without a switch on its kind. PlacementExported and ScanCompleted are
+// the two; a workflow's input is the message itself.
+type Message interface {
+	Kind() Kind
+	// RecordID is the value of the WritebackRecordId search attribute; WorkflowID the record's
+	// workflow ID (docs/contract.md, Workflow IDs); Summary the line the Temporal UI shows.
+	RecordID() string
+	WorkflowID() string
+	Summary() string
+	// DeadLetterRef fills in dl what names this record in TCS, for its mark.
+	DeadLetterRef(dl DeadLetter) DeadLetter
+	// SameRecord says why other is not a message of this same record (nil: it is), for a correction.
+	SameRecord(other Message) error
+}
+
+// Parse reads a body of this kind once. A valid body gives its message. A poison one gives a
+// *Invalid saying why, and named says whether it still names its record (a usable placementId and
+// filename, or scanId): then m holds that and every other usable field, for the dead letter.
+func (k Kind) Parse(body []byte) (m Message, named bool, err error) {
+	spec := k.Spec()
+	if spec.parse == nil {
+		return nil, false, &Invalid{Reason: fmt.Sprintf("unknown kind of record %q", k)}
+	}
+	return spec.parse(body)
 }
 
 // Spec is the kind's row of Kinds (the zero KindSpec for an unknown kind).
@@ -137,62 +166,88 @@ func IsInvalid(err error) bool {
 
 // DecodePlacement parses and validates a placement-exported body.
 func DecodePlacement(body []byte) (PlacementExported, error) {
-	var m PlacementExported
-	fields, err := decodeObject(body)
-	if err != nil {
-		return m, err
-	}
-	if m.PlacementID, err = positiveInt(fields, "placementId"); err != nil {
-		return m, err
-	}
-	if m.PositionNumber, err = positiveInt(fields, "positionNumber"); err != nil {
-		return m, err
-	}
-	if m.PositionID, err = positiveInt(fields, "positionId"); err != nil {
-		return m, err
-	}
-	if m.Filename, err = fileName(fields, "filename"); err != nil {
-		return m, err
-	}
-	if m.ExportedAt, err = timestamp(fields, "exportedAt"); err != nil {
-		return m, err
-	}
-	if n := len(m.WorkflowID()); n > MaxWorkflowIDBytes {
-		return m, invalidField("filename", "field \"filename\" makes a workflow ID of %d bytes (non-ASCII characters are percent-encoded), over Temporal's limit of %d",
-			n, MaxWorkflowIDBytes)
-	}
-	return m, nil
+	m, _, err := parsePlacementOnce(body)
+	return m, err
 }
 
 // DecodeScan parses and validates a scan-completed body.
 func DecodeScan(body []byte) (ScanCompleted, error) {
-	var m ScanCompleted
+	m, _, err := parseScanOnce(body)
+	return m, err
+}
+
+func parsePlacement(body []byte) (Message, bool, error) { return parsePlacementOnce(body) }
+func parseScan(body []byte) (Message, bool, error)      { return parseScanOnce(body) }
+
+// firstError keeps the first of the errors a parse meets, so the reason names the first field at
+// fault in the order the contract lists them, while every field is still read once.
+type firstError struct{ err error }
+
+func (f *firstError) keep(err error) bool {
+	if err != nil && f.err == nil {
+		f.err = err
+	}
+	return err == nil
+}
+
+// parsePlacementOnce reads every field of a placement body in one pass: the message with its usable
+// fields, whether it names its record, and the first field at fault.
+func parsePlacementOnce(body []byte) (m PlacementExported, named bool, err error) {
 	fields, err := decodeObject(body)
 	if err != nil {
-		return m, err
+		return m, false, err
 	}
-	raw, err := str(fields, "scanId")
+	var f firstError
+	var e error
+	m.PlacementID, e = positiveInt(fields, "placementId")
+	idOK := f.keep(e)
+	m.PositionNumber, e = positiveInt(fields, "positionNumber")
+	f.keep(e)
+	m.PositionID, e = positiveInt(fields, "positionId")
+	f.keep(e)
+	m.Filename, e = fileName(fields, "filename")
+	fileOK := f.keep(e)
+	m.ExportedAt, e = timestamp(fields, "exportedAt")
+	f.keep(e)
+	idLen := len(m.WorkflowID())
+	if fileOK && idLen > MaxWorkflowIDBytes {
+		fileOK = false
+		f.keep(invalidField("filename", "field \"filename\" makes a workflow ID of %d bytes (non-ASCII characters are percent-encoded), over Temporal's limit of %d",
+			idLen, MaxWorkflowIDBytes))
+	}
+	return m, idOK && fileOK, f.err
+}
+
+// parseScanOnce is parsePlacementOnce for a scan body.
+func parseScanOnce(body []byte) (m ScanCompleted, named bool, err error) {
+	fields, err := decodeObject(body)
 	if err != nil {
-		return m, err
+		return m, false, err
 	}
-	id, perr := uuid.Parse(raw)
-	if perr != nil || len(raw) != 36 {
-		return m, invalidField("scanId", "scanId %q is not a UUID", clip(raw))
+	var f firstError
+	raw, e := str(fields, "scanId")
+	idOK := f.keep(e)
+	if idOK {
+		id, perr := uuid.Parse(raw)
+		if idOK = perr == nil && len(raw) == 36; idOK {
+			m.ScanID = id.String() // lower case, as the workflow ID wants it
+		} else {
+			f.keep(invalidField("scanId", "scanId %q is not a UUID", clip(raw)))
+		}
 	}
-	m.ScanID = id.String() // lower case, as the workflow ID wants it
-	if m.Result, err = str(fields, "result"); err != nil {
-		return m, err
+	result, e := str(fields, "result")
+	if f.keep(e) {
+		if validResult(result) {
+			m.Result = result
+		} else {
+			f.keep(invalidField("result", "result %q is not one of %s", clip(result), strings.Join(ScanResults, ", ")))
+		}
 	}
-	if !validResult(m.Result) {
-		return m, invalidField("result", "result %q is not one of %s", clip(m.Result), strings.Join(ScanResults, ", "))
-	}
-	if m.FileName, err = fileName(fields, "fileName"); err != nil {
-		return m, err
-	}
-	if m.CompletedAt, err = timestamp(fields, "completedAt"); err != nil {
-		return m, err
-	}
-	return m, nil
+	m.FileName, e = fileName(fields, "fileName")
+	f.keep(e)
+	m.CompletedAt, e = timestamp(fields, "completedAt")
+	f.keep(e)
+	return m, idOK, f.err
 }
 
 // Validate checks a placement message built in code (not decoded), e.g. a workflow input.
@@ -321,43 +376,12 @@ func clip(s string) string {
 // IdentifyPlacement reads a poison placement body for the fields that name its record: a usable
 // placementId and filename (and an ID Temporal accepts). The other valid fields are filled in too.
 func IdentifyPlacement(body []byte) (PlacementExported, bool) {
-	var m PlacementExported
-	fields, err := decodeObject(body)
-	if err != nil {
-		return m, false
-	}
-	if m.PlacementID, err = positiveInt(fields, "placementId"); err != nil {
-		return m, false
-	}
-	if m.Filename, err = fileName(fields, "filename"); err != nil || len(m.WorkflowID()) > MaxWorkflowIDBytes {
-		return m, false
-	}
-	m.PositionNumber, _ = positiveInt(fields, "positionNumber")
-	m.PositionID, _ = positiveInt(fields, "positionId")
-	m.ExportedAt, _ = timestamp(fields, "exportedAt")
-	return m, true
+	m, named, _ := parsePlacementOnce(body)
+	return m, named
 }
 
 // IdentifyScan reads a poison scan body for a usable scanId, filling in the other valid fields.
 func IdentifyScan(body []byte) (ScanCompleted, bool) {
-	var m ScanCompleted
-	fields, err := decodeObject(body)
-	if err != nil {
-		return m, false
-	}
-	raw, err := str(fields, "scanId")
-	if err != nil {
-		return m, false
-	}
-	id, perr := uuid.Parse(raw)
-	if perr != nil || len(raw) != 36 {
-		return m, false
-	}
-	m.ScanID = id.String()
-	if r, err := str(fields, "result"); err == nil && validResult(r) {
-		m.Result = r
-	}
-	m.FileName, _ = fileName(fields, "fileName")
-	m.CompletedAt, _ = timestamp(fields, "completedAt")
-	return m, true
+	m, named, _ := parseScanOnce(body)
+	return m, named
 }

@@ -101,3 +101,67 @@ func FuzzDecode(f *testing.F) {
 		}
 	})
 }
+
+// The kind table parses a body once: a valid message, or why it is poison and whether it still names
+// its record; the reason is the first field at fault in the contract's order.
+func TestKindParse(t *testing.T) {
+	for _, c := range []struct {
+		kind   contract.Kind
+		body   string
+		named  bool
+		reason string // "" when valid
+		id     string
+	}{
+		{contract.KindPlacement, goodPlacement, true, "", "placement-esr/1708036/DE_SEV_APP_20210728_00003779.DAT"},
+		{contract.KindScan, goodScan, true, "", "scan/3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c11"},
+		{contract.KindPlacement, `{"placementId": 7, "filename": "A.DAT", "positionNumber": "x"}`, true, "positionNumber", "placement-esr/7/A.DAT"},
+		{contract.KindPlacement, `{"placementId": 0, "filename": "A.DAT", "positionNumber": "x"}`, false, "placementId", ""},
+		{contract.KindPlacement, `{"placementId": 7, "positionNumber": 1, "positionId": 1, "exportedAt": "2021-07-28T13:10:00Z"}`, false, "filename", ""},
+		{contract.KindPlacement, `{"placementId": 7, "positionNumber": 1, "positionId": 1, "filename": "` + strings.Repeat("é", 200) +
+			`", "exportedAt": "2021-07-28T13:10:00Z"}`, false, "over Temporal's limit", ""},
+		{contract.KindScan, `{"scanId": "3F1C2A9E-0B7D-4C55-9A1E-6D2F0E8B4C11", "result": "DIRTY"}`, true, "result", "scan/3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c11"},
+		{contract.KindScan, `{"scanId": "nope", "result": "CLEAN"}`, false, "not a UUID", ""},
+		{contract.KindScan, `not json`, false, "JSON", ""},
+		{contract.Kind("letter"), goodScan, false, "unknown kind", ""},
+	} {
+		m, named, err := c.kind.Parse([]byte(c.body))
+		require.Equal(t, c.named, named, c.body)
+		if c.reason == "" {
+			require.NoError(t, err)
+		} else {
+			require.True(t, contract.IsInvalid(err), c.body)
+			require.Contains(t, err.Error(), c.reason)
+		}
+		if c.id != "" {
+			require.Equal(t, c.id, m.WorkflowID())
+			require.Equal(t, c.kind, m.Kind())
+		}
+	}
+}
+
+func TestSameRecordAndDeadLetterRef(t *testing.T) {
+	p, _, err := contract.KindPlacement.Parse([]byte(goodPlacement))
+	require.NoError(t, err)
+	s, _, err := contract.KindScan.Parse([]byte(goodScan))
+	require.NoError(t, err)
+	other := p.(contract.PlacementExported)
+	other.PositionID++
+	require.NoError(t, p.SameRecord(other), "a correction of another field is the same record")
+	other.Filename = "B.DAT"
+	require.ErrorContains(t, p.SameRecord(other), `it names placement 1708036 file "B.DAT", not this record`)
+	require.ErrorContains(t, p.SameRecord(s), "not a placement's")
+	require.ErrorContains(t, s.SameRecord(p), "not a scan's")
+
+	dl := s.DeadLetterRef(contract.DeadLetter{Kind: "scan"})
+	require.Equal(t, &contract.ScanRef{ScanID: "3f1c2a9e-0b7d-4c55-9a1e-6d2f0e8b4c11", Result: "SANITISED"}, dl.Scan)
+	dl = p.DeadLetterRef(contract.DeadLetter{Kind: "placement"})
+	require.Equal(t, &contract.PlacementRef{PlacementID: 1708036, Filename: "DE_SEV_APP_20210728_00003779.DAT"}, dl.Placement)
+
+	for id, want := range map[string]contract.Kind{"scan/x": contract.KindScan, p.WorkflowID(): contract.KindPlacement} {
+		k, err := contract.KindOfWorkflowID(id)
+		require.NoError(t, err)
+		require.Equal(t, want, k)
+	}
+	_, err = contract.KindOfWorkflowID("job/1")
+	require.ErrorContains(t, err, "not a writeback workflow ID")
+}

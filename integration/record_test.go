@@ -28,7 +28,13 @@ func TestRecordHistories(t *testing.T) {
 	if release == "" {
 		t.Skip("set WRITEBACK_RECORD_HISTORIES=<release folder> to record workflows/testdata/<release>")
 	}
-	s := newStack(t, testenv.WorkerOptions{})
+	opts := testenv.WorkerOptions{}
+	if release == "v1.1" {
+		// A short budget, so that a record spends it while recording.
+		opts.Retry = contract.RetrySettings{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2,
+			MaximumInterval: time.Second, Budget: 4 * time.Second, ParkingPeriod: time.Hour}
+	}
+	s := newStack(t, opts)
 	dir := filepath.Join(testenv.RepoRoot(t), "workflows", "testdata", release)
 	require.NoError(t, os.MkdirAll(dir, 0o755))
 	save := func(name, id string) {
@@ -41,6 +47,7 @@ func TestRecordHistories(t *testing.T) {
 	}
 	recorders := map[string]func(){
 		"v1.0": func() { recordV1(t, s, save) },
+		"v1.1": func() { recordV1_1(t, s, save) },
 	}
 	rec, ok := recorders[release]
 	require.True(t, ok, "no recorder for release %q", release)
@@ -155,4 +162,36 @@ func recordV1(t *testing.T, s *stack, save func(name, id string)) {
 	starterCLI(t, starter, env, true, "tcs", "rate", "--reset")
 	time.Sleep(5 * time.Second) // a worker's presence report or two
 	save("tcs_control_running.json", contract.TCSControlWorkflowID)
+}
+
+// recordV1_1 is release 1.1's set: the record workflow owns its retries (GetVersion own-retries), so
+// every path with an attempt after the fast path: transient failures then a write, a wait for
+// credentials, and a spent budget (looked at, dead-lettered, retried).
+func recordV1_1(t *testing.T, s *stack, save func(name, id string)) {
+	flaky := placement(711, "FLAKY.DAT")
+	s.sim.Store.SetFaults(sim.Faults{ErrorRate: 1, ErrorStatus: 503, Only: "/api/placements/711"})
+	run := s.start(t, contract.PlacementWorkflowType, flaky.WorkflowID(), flaky)
+	time.Sleep(1500 * time.Millisecond)
+	s.sim.Store.SetFaults(sim.Faults{})
+	result(t, run, 30*time.Second)
+	save("placement_transient_then_completed.json", flaky.WorkflowID())
+
+	creds := placement(712, "CREDENTIALS.DAT")
+	s.sim.Store.SetFaults(sim.Faults{ErrorRate: 1, ErrorStatus: 401, Only: "/api/placements/712"})
+	run = s.start(t, contract.PlacementWorkflowType, creds.WorkflowID(), creds)
+	time.Sleep(1500 * time.Millisecond)
+	s.sim.Store.SetFaults(sim.Faults{})
+	result(t, run, 30*time.Second)
+	save("placement_401_then_completed.json", creds.WorkflowID())
+
+	// Its writes fail, the look before dead-lettering and the mark go through.
+	spent := placement(713, "SPENT.DAT")
+	s.sim.Store.SetFaults(sim.Faults{ErrorRate: 1, ErrorStatus: 503, Only: "/api/placements/713/esr-exported"})
+	run = s.start(t, contract.PlacementWorkflowType, spent.WorkflowID(), spent)
+	s.waitState(t, spent.WorkflowID(), contract.StateDeadLettered, 60*time.Second)
+	s.sim.Store.SetFaults(sim.Faults{})
+	s.tm.CLI(t, "workflow", "signal", "--workflow-id", spent.WorkflowID(), "--name", contract.SignalRetry,
+		"--input", `{"reason":"TCS fixed","by":"recorder","requestId":"r-11"}`)
+	result(t, run, 30*time.Second)
+	save("placement_budget_spent_retried_completed.json", spent.WorkflowID())
 }

@@ -189,6 +189,23 @@ func (c *Client) GetScan(ctx context.Context, scanID string) (Scan, error) {
 	return s, err
 }
 
+type queueMeterKey struct{}
+
+// WithQueueMeter returns a context whose requests add to *waited the time they wait for the rate
+// cap before going out (or being refused): the part of a call's time that was the queue's, not the
+// request's. The requests of one context must be sequential.
+func WithQueueMeter(ctx context.Context, waited *time.Duration) context.Context {
+	return context.WithValue(ctx, queueMeterKey{}, waited)
+}
+
+// QueueWaited is how long the requests of a WithQueueMeter context have waited for the cap so far.
+func QueueWaited(ctx context.Context) time.Duration {
+	if m, ok := ctx.Value(queueMeterKey{}).(*time.Duration); ok {
+		return *m
+	}
+	return 0
+}
+
 func (c *Client) do(ctx context.Context, ep Endpoint, method, path string, in, out any) error {
 	return c.doWithHeaders(ctx, ep, method, path, in, out, nil)
 }
@@ -203,7 +220,12 @@ func (c *Client) doWithHeaders(ctx context.Context, ep Endpoint, method, path st
 			actx, cancel = context.WithDeadline(ctx, dl.Add(-min(c.http.Timeout, time.Until(dl)/2)))
 			defer cancel()
 		}
-		if gerr := c.gov.acquire(actx); gerr != nil {
+		queued := time.Now()
+		gerr := c.gov.acquire(actx)
+		if m, ok := ctx.Value(queueMeterKey{}).(*time.Duration); ok {
+			*m += time.Since(queued)
+		}
+		if gerr != nil {
 			var r errRefused
 			queued := errors.As(gerr, &r) && r.mode == ModeNormal
 			return &Error{Endpoint: ep, Method: method, Path: path, Class: Refused, Msg: gerr.Error(), queued: queued}

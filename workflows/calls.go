@@ -25,13 +25,6 @@ func (r *recorder) captureSettings(ctx workflow.Context) error {
 	return nil
 }
 
-// ownBefore is the record's own time before a refused attempt: the activity's time before that
-// attempt started, at most what its earlier attempts and the backoff between them can have taken
-// (their waits for a worker or at the cap are not the record's).
-func (r *recorder) ownBefore(f failure) time.Duration {
-	return min(f.before, contract.MostOwn(r.settings, r.attemptTimeout(), f.attempts-1))
-}
-
 // tcsReadOrMark are the options of an activity that reads or marks the record in TCS, retried
 // under the captured settings (attempts 0: until it lands).
 func (r *recorder) tcsReadOrMark(ctx workflow.Context, attempts int32, summary string) workflow.Context {
@@ -44,14 +37,14 @@ func (r *recorder) tcsReadOrMark(ctx workflow.Context, attempts int32, summary s
 			MaximumInterval:    r.settings.MaximumInterval,
 			MaximumAttempts:    attempts,
 		},
-		Summary: summary + r.rec.summary(),
+		Summary: summary + r.rec.Summary(),
 	})
 }
 
 // refusedByGovernor reports an activity failure whose last attempt was not sent to TCS.
 func refusedByGovernor(err error) bool {
 	var appErr *temporal.ApplicationError
-	return errors.As(err, &appErr) && (appErr.Type() == contract.ErrOutage || appErr.Type() == "refused")
+	return errors.As(err, &appErr) && appErr.Type() == contract.ErrOutage
 }
 
 // priority is the task-queue priority of the phase's TCS calls: the server's default for fresh
@@ -85,6 +78,8 @@ type failure struct {
 	before time.Duration
 	// queuedAtCap: refused, the rate cap's queue being longer than the attempt could wait.
 	queuedAtCap bool
+	// timedOut: the attempt did not end by itself (no answer in its time, or its worker died).
+	timedOut bool
 }
 
 // describe reads a failed TCS-update activity: its class, the last error in words, and how many
@@ -110,6 +105,7 @@ func describe(err error) failure {
 	}
 	var timeoutErr *temporal.TimeoutError
 	if errors.As(err, &timeoutErr) && appErr == nil {
+		f.timedOut = true
 		f.message = "TCS did not answer in time (" + timeoutErr.TimeoutType().String() + ")"
 		if t := timeoutErr.TimeoutType(); t == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_CLOSE || t == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START {
 			// No attempt failed before the budget ran out. If none had started either, the call

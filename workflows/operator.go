@@ -15,7 +15,7 @@ type decision struct {
 	signal  string
 	payload contract.SignalPayload
 	// record is the corrected message a retry carries (nil: the same one again).
-	record record
+	record contract.Message
 }
 
 // listenForSignals takes the operator's retry and abandon, as signals or as Updates, and the
@@ -94,7 +94,7 @@ func (r *recorder) decide(name string, p contract.SignalPayload) (*decision, err
 	if len(p.Record) == 0 {
 		return d, nil
 	}
-	next, err := r.rec.corrected(p.Record)
+	next, err := corrected(r.rec, p.Record)
 	if err != nil {
 		return refuse(contract.RefusedInvalidRecord, "its corrected record is not usable: "+err.Error())
 	}

@@ -6,7 +6,6 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/tis-writeback/writeback/activities"
@@ -131,9 +130,9 @@ func (s *WorkflowSuite) TestQueuedPastTheBudgetIsNotAFailure() {
 	s.Equal(4, calls)
 }
 
-// A refusal gives back only its own time: a record whose own attempts keep failing between
-// refusals (a hold, an outage mode, a long cap queue now and then) still spends its budget on
-// those attempts and their backoff, and dead-letters.
+// A refusal gives back nothing of the record's own time: a record whose own attempts keep failing
+// between refusals (a hold, an outage mode, a long cap queue now and then) still spends its budget
+// on those attempts and their backoff, and dead-letters.
 func (s *WorkflowSuite) TestRefusalsDoNotGiveBackTheRecordsOwnFailures() {
 	s.env = s.NewTestWorkflowEnvironment()
 	settings := contract.DefaultRetrySettings()
@@ -143,28 +142,74 @@ func (s *WorkflowSuite) TestRefusalsDoNotGiveBackTheRecordsOwnFailures() {
 	s.watchSearchAttributes()
 	s.firsts(s.env, contract.FirstPlacementAttemptName, settings, fastTransient)
 	calls := 0
-	var scheduled time.Time
 	s.env.OnActivity(contract.UpdatePlacementName, mock.Anything, placement).Return(
 		func(ctx context.Context, m contract.PlacementExported) (contract.UpdateResult, error) {
 			calls++
-			attempt := activity.GetInfo(ctx).Attempt
 			switch {
 			case calls > 200:
-				return contract.UpdateResult{}, tcsErr(contract.ErrPermanent, 422, attempt) // the budget never ran out
-			case attempt == 1:
-				scheduled = s.env.Now()
-				fallthrough
-			case attempt < 3:
-				return contract.UpdateResult{}, tcsErr(contract.ErrTransient, 503, attempt)
+				return contract.UpdateResult{}, tcsErr(contract.ErrPermanent, 422, 1) // the budget never ran out
+			case calls%3 == 0:
+				// Every third call is refused: the two before it (and their backoff) were the record's.
+				return contract.UpdateResult{}, refused(1)
 			}
-			// The third attempt of each call is refused: the two before it (and their backoff) were the record's.
-			return contract.UpdateResult{}, temporal.NewApplicationErrorWithOptions("TCS requests are on hold: not sent", contract.ErrOutage,
-				temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{contract.FailureDetails{
-					Attempt: attempt, Before: s.env.Now().Sub(scheduled)}}})
+			return contract.UpdateResult{}, tcsErr(contract.ErrTransient, 503, 1)
 		})
 	s.env.OnActivity(contract.CheckPlacementWrittenName, mock.Anything, mock.Anything).Return(false, nil)
 	s.marksOf(contract.MarkPlacementFailedName)
 	s.env.ExecuteWorkflow(contract.PlacementWorkflowType, placement)
 	s.Equal([]string{"budget-spent"}, s.saAll["WritebackFailure"], "its own failures spent the budget (%d calls)", calls)
-	s.Less(calls, 40, "about 3 s of its own time per call, a 30 s budget")
+	s.Less(calls, 40, "backoffs of 1, 2, 4, 8, 10 s between its own attempts, a 30 s budget")
+}
+
+// The budget is the record's own time: each attempt's, less its wait for the rate cap, and the
+// backoff after it. Waiting for a worker or at the cap spends none of it, however long.
+func (s *WorkflowSuite) TestWaitsForAWorkerOrTheCapAreNotTheRecords() {
+	s.env = s.NewTestWorkflowEnvironment()
+	settings := contract.DefaultRetrySettings()
+	settings.Budget, settings.InitialInterval, settings.BackoffCoefficient, settings.MaximumInterval =
+		time.Minute, time.Second, 2, 10*time.Second
+	workflows.Register(s.env, &activities.Activities{Settings: settings})
+	s.watchSearchAttributes()
+	s.firsts(s.env, contract.FirstPlacementAttemptName, settings, fastTransient)
+	calls := 0
+	start := s.env.Now()
+	s.env.OnActivity(contract.UpdatePlacementName, mock.Anything, placement).After(2 * time.Minute).Return(
+		func(ctx context.Context, m contract.PlacementExported) (contract.UpdateResult, error) {
+			calls++
+			// Two minutes from schedule to answer, of which the request itself took one second.
+			return contract.UpdateResult{}, temporal.NewApplicationErrorWithOptions("TCS answered 503", contract.ErrTransient,
+				temporal.ApplicationErrorOptions{Details: []any{contract.FailureDetails{Attempt: 1, Status: 503, Took: time.Second}}})
+		})
+	s.env.OnActivity(contract.CheckPlacementWrittenName, mock.Anything, mock.Anything).Return(false, nil)
+	s.marksOf(contract.MarkPlacementFailedName)
+	s.env.ExecuteWorkflow(contract.PlacementWorkflowType, placement)
+	s.Equal([]string{"budget-spent"}, s.saAll["WritebackFailure"])
+	// 1 s per attempt and 1+2+4+8+10+10+10 s of backoff leave 7 s after the eighth: less than the next wait.
+	s.Equal(8, calls)
+	s.Greater(s.env.Now().Sub(start), 15*time.Minute, "a one-minute budget, but sixteen minutes of queues")
+	s.Equal(9, s.result().Attempts, "the fast attempt and eight activities")
+}
+
+// A Retry-After longer than the backoff is waited, and it is the record's time.
+func (s *WorkflowSuite) TestRetryAfterIsWaitedAndSpendsTheBudget() {
+	s.env = s.NewTestWorkflowEnvironment()
+	settings := contract.DefaultRetrySettings()
+	settings.Budget, settings.InitialInterval = time.Minute, time.Second
+	workflows.Register(s.env, &activities.Activities{Settings: settings})
+	s.watchSearchAttributes()
+	s.firsts(s.env, contract.FirstPlacementAttemptName, settings, fastTransient)
+	var at []time.Duration
+	start := s.env.Now()
+	s.env.OnActivity(contract.UpdatePlacementName, mock.Anything, placement).Return(
+		func(ctx context.Context, m contract.PlacementExported) (contract.UpdateResult, error) {
+			at = append(at, s.env.Now().Sub(start))
+			return contract.UpdateResult{}, temporal.NewApplicationErrorWithOptions("TCS answered 429", contract.ErrTransient,
+				temporal.ApplicationErrorOptions{NextRetryDelay: 20 * time.Second, Details: []any{contract.FailureDetails{Attempt: 1, Status: 429}}})
+		})
+	s.env.OnActivity(contract.CheckPlacementWrittenName, mock.Anything, mock.Anything).Return(false, nil)
+	s.marksOf(contract.MarkPlacementFailedName)
+	s.env.ExecuteWorkflow(contract.PlacementWorkflowType, placement)
+	s.Equal([]string{"budget-spent"}, s.saAll["WritebackFailure"])
+	s.Len(at, 3, "three waits of 20 s fill a one-minute budget: %v", at)
+	s.GreaterOrEqual(at[1]-at[0], 20*time.Second)
 }

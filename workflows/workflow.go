@@ -10,8 +10,9 @@
 //	   │                                                  parked ──abandon──▶ abandoned
 //	   └◀──────────────────────────── retry (signal or Update) ┘ └─parking period over──▶ expired
 //
-// The budget (budgetLeft) is the record's own: its attempts and the backoff between them. Time spent
-// refused, held, waiting for credentials or queued for a worker is given back or never charged.
+// Each attempt is one activity; the workflow waits the backoff and keeps the budget (budgetLeft): the
+// record's own time, what its attempts took and the backoff after each. Time spent refused, held,
+// waiting for credentials, queued for a worker or at the rate cap is never charged.
 package workflows
 
 import (
@@ -28,17 +29,17 @@ import (
 // RecordPlacementExport writes one exported placement's EXPORTED event to TCS.
 // carry is nil when started from a message; it is set only by continue-as-new.
 func RecordPlacementExport(ctx workflow.Context, msg contract.PlacementExported, carry *contract.Carry) (contract.Status, error) {
-	return run(ctx, placementRecord{msg: msg}, carry)
+	return run(ctx, msg, carry)
 }
 
 // RecordScanResult writes one finished scan's result to TCS.
 func RecordScanResult(ctx workflow.Context, msg contract.ScanCompleted, carry *contract.Carry) (contract.Status, error) {
-	return run(ctx, scanRecord{msg: msg}, carry)
+	return run(ctx, msg, carry)
 }
 
 // recorder is one run's state.
 type recorder struct {
-	rec record
+	rec contract.Message
 	log log.Logger
 
 	// What the record shows (query, search attributes) and what it carries across continue-as-new.
@@ -65,15 +66,15 @@ type recorder struct {
 	// dead letter, a redriven or reconciled message), so its TCS calls run at RecoveryPriority behind
 	// fresh records, without the fast path (a local activity has no priority); and how many waits for
 	// TCS and for credentials it took (each waits longer).
-	fresh, recovery             bool
-	outageWaits, configFailures int
+	fresh, recovery                       bool
+	backoffs, outageWaits, configFailures int
 }
 
 // phase runs one phase of the record and returns the next (nil: the run ends).
 type phase func(ctx workflow.Context) (phase, error)
 
-func run(ctx workflow.Context, rec record, carry *contract.Carry) (contract.Status, error) {
-	r := &recorder{rec: rec, log: log.With(workflow.GetLogger(ctx), "kind", rec.kind(), "recordId", rec.recordID())}
+func run(ctx workflow.Context, rec contract.Message, carry *contract.Carry) (contract.Status, error) {
+	r := &recorder{rec: rec, log: log.With(workflow.GetLogger(ctx), "kind", rec.Kind(), "recordId", rec.RecordID())}
 	if err := r.setup(ctx, carry); err != nil {
 		return r.status, err
 	}
@@ -96,11 +97,11 @@ func (r *recorder) setup(ctx workflow.Context, carry *contract.Carry) error {
 		r.fresh = true
 	}
 	if carry != nil {
-		r.poison, r.poisonGroup, r.recovery, r.acted = carry.Poison, carry.PoisonGroup, carry.Recovery, carry.Acted
+		r.poison, r.poisonGroup, r.recovery, r.acted, r.backoffs = carry.Poison, carry.PoisonGroup, carry.Recovery, carry.Acted, carry.Backoffs
 	} else if workflow.GetInfo(ctx).Priority.PriorityKey >= contract.RecoveryPriority {
 		r.recovery = true
 	}
-	workflow.SetCurrentDetails(ctx, r.rec.summary())
+	workflow.SetCurrentDetails(ctx, r.rec.Summary())
 	return r.publishState(ctx)
 }
 func (r *recorder) run(ctx workflow.Context) (contract.Status, error) {
@@ -118,8 +119,7 @@ func (r *recorder) run(ctx workflow.Context) (contract.Status, error) {
 }
 
 // writing (Updating) sends the record to TCS: a poison message goes straight to dead-lettering; a
-// fresh phase starts with its first attempt; then the activity under the retry policy, while the
-// budget lasts.
+// fresh phase starts with its first attempt; then one attempt at a time, while the budget lasts.
 func (r *recorder) writing(ctx workflow.Context) (phase, error) {
 	if r.poison != "" {
 		if r.settings == (contract.RetrySettings{}) {
@@ -151,13 +151,13 @@ func (r *recorder) firstAttempt(ctx workflow.Context) (phase, error) {
 		// Two TCS requests at most; anything slower falls back to the regular activity.
 		StartToCloseTimeout: 30 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
-		Summary:             "first attempt: write " + r.rec.summary(),
+		Summary:             "first attempt: write " + r.rec.Summary(),
 	})
 	var fa contract.FirstAttempt
 	seen := r.wakes
-	if lerr := workflow.ExecuteLocalActivity(lctx, r.rec.kind().Spec().FirstAttempt, r.rec.input()).Get(ctx, &fa); lerr != nil {
+	if lerr := workflow.ExecuteLocalActivity(lctx, r.rec.Kind().Spec().FirstAttempt, r.rec).Get(ctx, &fa); lerr != nil {
 		// The local activity itself failed (timeout, worker trouble): capture the settings the
-		// regular way and let the activity's retry policy take over.
+		// regular way and go on with regular attempts.
 		r.status.Attempts++
 		r.status.LastError = describe(lerr).message
 		if err := r.captureSettings(ctx); err != nil {
@@ -187,70 +187,75 @@ func (r *recorder) firstAttempt(ctx workflow.Context) (phase, error) {
 	}
 }
 
-// attempt runs the TCS-update activity under the retry policy, with the budget left as its
-// schedule-to-close timeout, and charges the budget what the record spent of it.
+// attempt sends the record to TCS once: one activity with one attempt, whose answer picks the next
+// phase. The record's own time is the attempt's and the backoff after it; the wait for a worker and
+// at the rate cap, a refusal and a wait for credentials are not.
 func (r *recorder) attempt(ctx workflow.Context) (phase, error) {
+	// Added after 1.0: runs from before it let the server retry the activity under the budget. May
+	// retire once no run from before this change can still be open: the parking period (30 days)
+	// plus a week after the first release with it; legacy.go goes with it.
+	if workflow.GetVersion(ctx, "own-retries", workflow.DefaultVersion, 1) == workflow.DefaultVersion {
+		return r.legacyAttempt(ctx)
+	}
 	actx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		// The budget: how long transient failures may go on. 401/403 do not spend it.
-		ScheduleToCloseTimeout: r.budgetLeft,
 		// An attempt may first wait its turn at the TCS rate cap; the heartbeat finds a dead worker.
 		StartToCloseTimeout: r.attemptTimeout() + contract.CapQueueWait,
 		HeartbeatTimeout:    r.attemptTimeout(),
-		RetryPolicy: &temporal.RetryPolicy{
-			InitialInterval:        r.settings.InitialInterval,
-			BackoffCoefficient:     r.settings.BackoffCoefficient,
-			MaximumInterval:        r.settings.MaximumInterval,
-			NonRetryableErrorTypes: contract.NonRetryableErrorTypes,
-		},
-		Summary:  "write " + r.rec.summary(),
-		Priority: r.priority(),
+		RetryPolicy:         &temporal.RetryPolicy{MaximumAttempts: 1},
+		Summary:             "write " + r.rec.Summary(),
+		Priority:            r.priority(),
 	})
-	start, seen := workflow.Now(ctx), r.wakes
+	seen := r.wakes
 	var res contract.UpdateResult
-	err := workflow.ExecuteActivity(actx, r.rec.kind().Spec().Update, r.rec.input()).Get(ctx, &res)
-	elapsed := workflow.Now(ctx).Sub(start)
-	r.budgetLeft -= elapsed
+	err := workflow.ExecuteActivity(actx, r.rec.Kind().Spec().Update, r.rec).Get(ctx, &res)
 	if err == nil {
-		r.status.Attempts += int(max(res.Attempt, 1))
+		r.status.Attempts++
 		return r.completed, nil
 	}
 	f := describe(err)
-	if f.queued && !f.started {
-		// Waited behind a backlog: like a refusal, not the record's time. (An attempt that was in
-		// flight when the budget ran out, a slow TCS, is the record's own.)
-		f.errType = contract.ErrOutage
-	}
-	r.status.Attempts += f.attempts
 	r.status.LastError = f.message
-	switch f.errType {
-	case contract.ErrPermanent:
-		return r.deadLettering(f.message, contract.TCSGroup(f.status)), nil
-	case contract.ErrOutage:
+	switch {
+	case f.errType == contract.ErrOutage || f.queued && !f.started:
 		// Not sent: TCS fails for everyone (outage mode), an operator holds requests, or the cap's
-		// queue was too long. The refused call was not an attempt, and the time from its start —
-		// waiting for a worker behind everyone's held-back records, any attempt that went out as a
-		// probe — is not this record's; its own attempts and backoff before it are.
-		r.status.Attempts--
-		r.budgetLeft += max(elapsed-r.ownBefore(f), 0)
+		// queue was too long. Not an attempt, and nothing of the budget.
 		if f.queuedAtCap {
 			return r.waitingForTCS(r.settings.InitialInterval, seen), nil // nothing to wait for but the queue
 		}
 		wait := min(contract.Backoff(r.settings, r.outageWaits), contract.OutageWaitMax)
 		r.outageWaits++
 		return r.waitingForTCS(wait, seen), nil
-	case contract.ErrConfig:
+	case f.errType == contract.ErrPermanent:
+		r.status.Attempts++
+		return r.deadLettering(f.message, contract.TCSGroup(f.status)), nil
+	case f.errType == contract.ErrConfig:
+		r.status.Attempts++
 		return r.waitingForCredentials(f.message), nil
 	default:
-		// Transient failures until the budget ran out (the retry policy gave up). The activity's
-		// clock also ran while a retry waited in the queue for a worker (a backlog behind the cap,
-		// after an outage); that time is the backlog's, not the record's: give it back.
-		r.budgetLeft = 0
-		if waited := contract.WaitedBeyond(r.settings, r.attemptTimeout(), f.attempts, f.took, f.delay, f.started, elapsed); waited > time.Second {
-			r.budgetLeft = waited
-			r.log.Info("the retry budget ran out while a retry waited for a worker: that wait is not the record's",
-				"waited", waited, "attempts", f.attempts)
+		r.status.Attempts++
+		return r.backingOff(f), nil
+	}
+}
+
+// backingOff charges the budget a failed attempt's own time and the backoff before the next (at
+// least what TCS asked for in Retry-After); when they no longer fit in it, the budget is spent.
+func (r *recorder) backingOff(f failure) phase {
+	return func(ctx workflow.Context) (phase, error) {
+		own := min(max(f.took, 0), r.attemptTimeout())
+		if f.timedOut {
+			own = r.attemptTimeout() // no answer within its time, or its worker died
 		}
-		return r.writing, nil
+		wait := max(contract.Backoff(r.settings, r.backoffs), f.delay)
+		r.backoffs++
+		r.budgetLeft -= own
+		if r.budgetLeft < wait {
+			r.budgetLeft = 0
+			return r.writing, nil
+		}
+		r.budgetLeft -= wait
+		if err := r.wait(ctx, wait, "TCS failed: waiting before the next attempt"); err != nil {
+			return nil, err
+		}
+		return r.handOverIfLong(ctx)
 	}
 }
 
@@ -285,8 +290,9 @@ func (r *recorder) handOverIfLong(ctx workflow.Context) (phase, error) {
 	if !workflow.GetInfo(ctx).GetContinueAsNewSuggested() {
 		return r.writing, nil
 	}
-	return nil, workflow.NewContinueAsNewError(ctx, r.rec.kind().Spec().WorkflowType, r.rec.input(),
-		&contract.Carry{Status: r.status, Settings: r.settings, BudgetLeft: r.budgetLeft, Recovery: r.recovery, Acted: r.acted})
+	return nil, workflow.NewContinueAsNewError(ctx, r.rec.Kind().Spec().WorkflowType, r.rec,
+		&contract.Carry{Status: r.status, Settings: r.settings, BudgetLeft: r.budgetLeft, Recovery: r.recovery, Acted: r.acted,
+			Backoffs: r.backoffs})
 }
 
 // lookingBeforeDeadLetter reads TCS once the budget is spent: writes whose answers were lost may
@@ -313,7 +319,7 @@ func (r *recorder) checkWritten(ctx workflow.Context) (bool, error) {
 	for waits := 0; ; waits++ {
 		var written bool
 		seen := r.wakes
-		err := workflow.ExecuteActivity(actx, r.rec.kind().Spec().Check, r.rec.input()).Get(ctx, &written)
+		err := workflow.ExecuteActivity(actx, r.rec.Kind().Spec().Check, r.rec).Get(ctx, &written)
 		if !refusedByGovernor(err) {
 			return written, err
 		}
@@ -331,12 +337,12 @@ func (r *recorder) checkWritten(ctx workflow.Context) (bool, error) {
 func (r *recorder) deadLettering(cause, group string) phase {
 	return func(ctx workflow.Context) (phase, error) {
 		now := workflow.Now(ctx).UTC()
-		dl := r.rec.deadLetter(contract.DeadLetter{
-			Kind: string(r.rec.kind()), RecordID: r.rec.recordID(), Group: group, Attempts: r.status.Attempts,
+		dl := r.rec.DeadLetterRef(contract.DeadLetter{
+			Kind: string(r.rec.Kind()), RecordID: r.rec.RecordID(), Group: group, Attempts: r.status.Attempts,
 			LastError: cause, DeadLetteredAt: now,
 		})
 		var res contract.MarkResult
-		if err := workflow.ExecuteActivity(r.tcsReadOrMark(ctx, 0, "mark errored in TCS: "), r.rec.kind().Spec().Mark, dl).Get(ctx, &res); err != nil {
+		if err := workflow.ExecuteActivity(r.tcsReadOrMark(ctx, 0, "mark errored in TCS: "), r.rec.Kind().Spec().Mark, dl).Get(ctx, &res); err != nil {
 			return nil, err
 		}
 		// Added after 1.0: a run whose mark found the record held took the dead-letter path before.
@@ -384,7 +390,7 @@ func (r *recorder) parked(ctx workflow.Context) (phase, error) {
 		r.rec, r.poison, r.poisonGroup = d.record, "", ""
 	}
 	r.fresh, r.recovery = true, true
-	r.outageWaits, r.configFailures = 0, 0
+	r.backoffs, r.outageWaits, r.configFailures = 0, 0, 0
 	return r.writing, r.setState(ctx, contract.StateUpdating)
 }
 
@@ -423,7 +429,7 @@ func (r *recorder) wait(ctx workflow.Context, d time.Duration, summary string) e
 }
 
 func (r *recorder) countMetric(ctx workflow.Context, name string) {
-	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"kind": string(r.rec.kind())}).Counter(name).Inc(1)
+	workflow.GetMetricsHandler(ctx).WithTags(map[string]string{"kind": string(r.rec.Kind())}).Counter(name).Inc(1)
 }
 
 func (r *recorder) setState(ctx workflow.Context, state string) error {
@@ -440,7 +446,7 @@ func (r *recorder) publishState(ctx workflow.Context) error {
 		key   temporal.SearchAttributeKeyKeyword
 		value string
 	}
-	want := []keyword{{contract.KindKey, string(r.rec.kind())}, {contract.RecordIDKey, r.rec.recordID()}, {contract.StateKey, r.status.State}}
+	want := []keyword{{contract.KindKey, string(r.rec.Kind())}, {contract.RecordIDKey, r.rec.RecordID()}, {contract.StateKey, r.status.State}}
 	if r.failure != "" {
 		want = append(want, keyword{contract.FailureKey, r.failure})
 	}
@@ -449,7 +455,7 @@ func (r *recorder) publishState(ctx workflow.Context) error {
 			updates = append(updates, w.key.ValueSet(w.value))
 		}
 	}
-	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — %s", r.status.State, r.rec.summary()))
+	workflow.SetCurrentDetails(ctx, fmt.Sprintf("**%s** — %s", r.status.State, r.rec.Summary()))
 	if len(updates) == 0 {
 		return nil
 	}

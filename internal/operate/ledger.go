@@ -177,20 +177,17 @@ func (l *Ledger) message(ctx context.Context, e *workflowpb.WorkflowExecutionInf
 	id := e.GetExecution().GetWorkflowId()
 	it := l.Temporal.GetWorkflowHistory(ctx, id, e.GetExecution().GetRunId(), false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	dc := converter.GetDefaultDataConverter()
-	placement := e.GetType().GetName() == contract.PlacementWorkflowType
-	var msg any
-	decode := func(raw []byte) (any, error) {
-		if placement {
-			return contract.DecodePlacement(raw)
-		}
-		return contract.DecodeScan(raw)
+	kind := contract.KindScan
+	if e.GetType().GetName() == contract.PlacementWorkflowType {
+		kind = contract.KindPlacement
 	}
+	var msg contract.Message
 	correction := func(payloads []*commonpb.Payload) {
 		var p contract.SignalPayload
 		if msg == nil || len(payloads) == 0 || dc.FromPayload(payloads[0], &p) != nil || len(p.Record) == 0 {
 			return
 		}
-		if m, err := decode(p.Record); err == nil && sameRecord(msg, m) {
+		if m, _, err := kind.Parse(p.Record); err == nil && msg.SameRecord(m) == nil {
 			msg = m
 		}
 	}
@@ -205,16 +202,7 @@ func (l *Ledger) message(ctx context.Context, e *workflowpb.WorkflowExecutionInf
 			if len(in) == 0 {
 				return nil, fmt.Errorf("%s: no input", id)
 			}
-			if placement {
-				var m contract.PlacementExported
-				err = dc.FromPayload(in[0], &m)
-				msg = m
-			} else {
-				var m contract.ScanCompleted
-				err = dc.FromPayload(in[0], &m)
-				msg = m
-			}
-			if err != nil {
+			if msg, err = fromPayload(kind, dc, in[0]); err != nil {
 				return nil, fmt.Errorf("%s: its input: %w", id, err)
 			}
 		case enums.EVENT_TYPE_WORKFLOW_EXECUTION_SIGNALED:
@@ -233,17 +221,16 @@ func (l *Ledger) message(ctx context.Context, e *workflowpb.WorkflowExecutionInf
 	return msg, nil
 }
 
-// sameRecord says whether a correction names the same record as the message it corrects.
-func sameRecord(a, b any) bool {
-	switch x := a.(type) {
-	case contract.PlacementExported:
-		y, ok := b.(contract.PlacementExported)
-		return ok && x.PlacementID == y.PlacementID && x.Filename == y.Filename
-	case contract.ScanCompleted:
-		y, ok := b.(contract.ScanCompleted)
-		return ok && x.ScanID == y.ScanID
+// fromPayload decodes a workflow's input, a message of kind.
+func fromPayload(kind contract.Kind, dc converter.DataConverter, p *commonpb.Payload) (contract.Message, error) {
+	if kind == contract.KindPlacement {
+		var m contract.PlacementExported
+		err := dc.FromPayload(p, &m)
+		return m, err
 	}
-	return false
+	var m contract.ScanCompleted
+	err := dc.FromPayload(p, &m)
+	return m, err
 }
 
 // repair starts the record again: a new run of its workflow ID, at recovery priority, whose history

@@ -270,13 +270,13 @@ func (c *Consumer) drainOrDie(ctx context.Context, handlers *sync.WaitGroup, sto
 func (c *Consumer) handle(ctx context.Context, src broker.Source, d amqp.Delivery) {
 	received := time.Now()
 	recovery, origin := redriven(d.Headers)
-	rec, err := Decode(src.Kind, d.Body)
+	rec, err := Parse(src.Kind, d.Body)
 	if err != nil {
 		inv := err.(*contract.Invalid)
 		// A poison message that names its record also becomes a dead letter of that record.
-		if prec, ok := PoisonRecord(src.Kind, d.Body, inv); ok {
-			prec.Recovery, prec.Origin = recovery, origin
-			if st := c.start(ctx, src, prec); st.stopped {
+		if rec.WorkflowID != "" {
+			rec.Recovery, rec.Origin = recovery, origin
+			if st := c.start(ctx, src, rec); st.stopped {
 				return // left unacked: redelivered later
 			}
 		}

@@ -8,7 +8,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"fmt"
 	"strings"
 
 	"go.temporal.io/api/enums/v1"
@@ -40,61 +39,41 @@ type Record struct {
 	Origin   string
 }
 
+// RecordOf is the Record of a message.
+func RecordOf(m contract.Message) Record {
+	return Record{Kind: m.Kind(), WorkflowID: m.WorkflowID(), WorkflowType: m.Kind().Spec().WorkflowType,
+		RecordID: m.RecordID(), Summary: m.Summary(), Input: m}
+}
+
+// Parse reads a body of the given kind once. A valid body gives its Record (with the body, which is
+// offered as a correction to a parked run of the same record). A poison one gives a *contract.Invalid
+// and, when the message still names its record (a usable placementId and filename, or scanId), that
+// record's Record carrying the reason: its workflow dead-letters the record without writing it.
+// Otherwise the Record is zero.
+func Parse(kind contract.Kind, body []byte) (Record, error) {
+	m, named, err := kind.Parse(body)
+	if err == nil {
+		rec := RecordOf(m)
+		rec.Body = body
+		return rec, nil
+	}
+	var inv *contract.Invalid
+	if !named || !errors.As(err, &inv) {
+		return Record{}, err
+	}
+	rec := RecordOf(m)
+	rec.Carry = &contract.Carry{Poison: inv.Reason, PoisonGroup: inv.Group()}
+	return rec, err
+}
+
 // Decode validates a body of the given kind and builds its Record; the error is a *contract.Invalid
 // for a poison message.
 func Decode(kind contract.Kind, body []byte) (Record, error) {
-	switch kind {
-	case contract.KindPlacement:
-		m, err := contract.DecodePlacement(body)
-		if err != nil {
-			return Record{}, err
-		}
-		rec := PlacementRecord(m)
-		rec.Body = body
-		return rec, nil
-	case contract.KindScan:
-		m, err := contract.DecodeScan(body)
-		if err != nil {
-			return Record{}, err
-		}
-		rec := ScanRecord(m)
-		rec.Body = body
-		return rec, nil
+	rec, err := Parse(kind, body)
+	if err != nil {
+		return Record{}, err
 	}
-	return Record{}, &contract.Invalid{Reason: fmt.Sprintf("unknown kind of record %q", kind)}
-}
-
-// PoisonRecord is the Record of a poison message that still names its record (a usable
-// placementId and filename, or scanId): its workflow dead-letters the record with the reason.
-func PoisonRecord(kind contract.Kind, body []byte, inv *contract.Invalid) (Record, bool) {
-	carry := &contract.Carry{Poison: inv.Reason, PoisonGroup: inv.Group()}
-	switch kind {
-	case contract.KindPlacement:
-		if m, ok := contract.IdentifyPlacement(body); ok {
-			rec := PlacementRecord(m)
-			rec.Carry = carry
-			return rec, true
-		}
-	case contract.KindScan:
-		if m, ok := contract.IdentifyScan(body); ok {
-			rec := ScanRecord(m)
-			rec.Carry = carry
-			return rec, true
-		}
-	}
-	return Record{}, false
-}
-
-// PlacementRecord is the Record of a valid placement message.
-func PlacementRecord(m contract.PlacementExported) Record {
-	return Record{Kind: contract.KindPlacement, WorkflowID: m.WorkflowID(), WorkflowType: contract.KindPlacement.Spec().WorkflowType,
-		RecordID: m.RecordID(), Summary: m.Summary(), Input: m}
-}
-
-// ScanRecord is the Record of a valid scan message.
-func ScanRecord(m contract.ScanCompleted) Record {
-	return Record{Kind: contract.KindScan, WorkflowID: m.WorkflowID(), WorkflowType: contract.KindScan.Spec().WorkflowType,
-		RecordID: m.RecordID(), Summary: m.Summary(), Input: m}
+	return rec, nil
 }
 
 // Starter starts workflows.

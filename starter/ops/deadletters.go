@@ -111,27 +111,17 @@ func DeadLetterGroups(ctx context.Context, c client.Client) ([]Group, error) {
 // retry's record: it must be a valid message of the same record. The error says why not.
 func CorrectedRecord(workflowID string, body []byte) (json.RawMessage, error) {
 	body = []byte(strings.TrimSpace(string(body)))
-	if strings.HasPrefix(workflowID, "scan/") {
-		m, err := contract.DecodeScan(body)
-		if err != nil {
-			return nil, fmt.Errorf("the corrected record is not a valid scan message: %w", err)
-		}
-		if m.WorkflowID() != workflowID {
-			return nil, fmt.Errorf("the corrected record names scan %s, but %s is another record", m.ScanID, workflowID)
-		}
-		return body, nil
-	}
-	id, file, err := contract.ParsePlacementWorkflowID(workflowID)
+	kind, err := contract.KindOfWorkflowID(workflowID)
 	if err != nil {
-		return nil, fmt.Errorf("%s is not a writeback workflow ID: %w", workflowID, err)
+		return nil, err
 	}
-	m, err := contract.DecodePlacement(body)
+	m, _, err := kind.Parse(body)
 	if err != nil {
-		return nil, fmt.Errorf("the corrected record is not a valid placement message: %w", err)
+		return nil, fmt.Errorf("the corrected record is not a valid %s message: %w", kind, err)
 	}
-	if m.PlacementID != id || m.Filename != file {
-		return nil, fmt.Errorf("the corrected record names placement %d file %q, but %s is placement %d file %q",
-			m.PlacementID, m.Filename, workflowID, id, file)
+	if m.WorkflowID() != workflowID {
+		return nil, fmt.Errorf("the corrected record names %s %s (workflow %s), but %s is another record",
+			kind, m.RecordID(), m.WorkflowID(), workflowID)
 	}
 	return body, nil
 }

@@ -133,8 +133,12 @@ func entryOf(ev *historypb.HistoryEvent, scheduled map[int64]string) (Entry, boo
 		a := ev.GetActivityTaskFailedEventAttributes()
 		t := scheduled[a.GetScheduledEventId()]
 		if t == contract.UpdatePlacementName || t == contract.UpdateScanName {
-			return Entry{What: "attempt", Detail: fmt.Sprintf("%s failed (attempt %d of this phase): %s", t, attemptOf(a.GetFailure().GetApplicationFailureInfo().GetDetails()),
-				a.GetFailure().GetMessage())}, true
+			// One activity is one attempt; a run from before "own-retries" retried inside it.
+			detail := t + " failed"
+			if n := attemptOf(a.GetFailure().GetApplicationFailureInfo().GetDetails()); n > 1 {
+				detail += fmt.Sprintf(" (its attempt %d)", n)
+			}
+			return Entry{What: "attempt", Detail: detail + ": " + a.GetFailure().GetMessage()}, true
 		}
 	case ev.GetActivityTaskTimedOutEventAttributes() != nil:
 		a := ev.GetActivityTaskTimedOutEventAttributes()

@@ -113,7 +113,7 @@ func reconcileOne(ctx context.Context, tc *tcs.Client, starter intake.Starter, m
 	if dryRun {
 		return "missing", ""
 	}
-	started, err := starter.Start(ctx, intake.PlacementRecord(m))
+	started, err := starter.Start(ctx, intake.RecordOf(m))
 	switch {
 	case err != nil:
 		return "start-failed", err.Error()
