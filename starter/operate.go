@@ -107,33 +107,28 @@ the new reason), still updating, abandoned.`}, func(fs *flag.FlagSet) body {
 					return 2
 				}
 			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-			defer stop()
-			c, ok := dialTemporal(ctx, tc)
-			if !ok {
-				return 1
-			}
-			defer c.Close()
-
 			payload.RequestID = *requestID
-			if sel.WorkflowID != "" && !*dry {
-				return askOne(ctx, c, signalName, sel.WorkflowID, payload, *wait, *noWait)
-			}
-			targets, err := ops.Find(ctx, c, sel)
-			if err != nil {
-				fmt.Fprintln(stderr, err)
-				return 1
-			}
 			if signalName == contract.SignalAbandon {
 				*canary = 0
 			}
-			if *dry {
-				printPlan(signalName, ops.Plan(targets, signalName, *maxRetries, ops.Retries(ctx, c, runningIDs(targets))))
-				return 0
-			}
-			// --all, --query, --group, --ids-file: a durable job kept in Temporal.
-			return runJob(ctx, c, signalName, targets, contract.JobInput{Signal: signalName, Rate: rate, Canary: *canary,
-				MaxFailureRatio: *maxFailureRatio, MaxRetries: *maxRetries, Reason: *reason, By: *by}, *wait, *noWait)
+			job := contract.JobInput{Signal: signalName, Rate: rate, Canary: *canary, MaxFailureRatio: *maxFailureRatio,
+				MaxRetries: *maxRetries, Reason: *reason, By: *by}
+			return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
+				if sel.WorkflowID != "" && !*dry {
+					return askOne(ctx, c, signalName, sel.WorkflowID, payload, *wait, *noWait)
+				}
+				targets, err := ops.Find(ctx, c, sel)
+				if err != nil {
+					fmt.Fprintln(stderr, err)
+					return 1
+				}
+				if *dry {
+					printPlan(signalName, ops.Plan(targets, signalName, *maxRetries, ops.Retries(ctx, c, runningIDs(targets))))
+					return 0
+				}
+				// --all, --query, --group, --ids-file: a durable job kept in Temporal.
+				return runJob(ctx, c, signalName, targets, job, *wait, *noWait)
+			})
 		}
 	})
 }
