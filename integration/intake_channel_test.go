@@ -183,8 +183,11 @@ func TestDeliveryLimitDeadLettersComeBackByThemselves(t *testing.T) {
 	overTheLimit(6, "LATER.DAT", 2)
 	require.Eventually(t, func() bool { return b.Depth(t, b.Topology.PlacementQueue) == 1 }, 5*time.Second, 100*time.Millisecond,
 		"back in its queue with Temporal healthy all along")
-	require.Equal(t, 1, b.Depth(t, b.Topology.DLQ))
-	require.Equal(t, 2.0, testutilCounter(c.metrics.Returned))
+	// The pass may still hold the poison message (taken, to be put back at the DLQ's tail) when the
+	// other is already back in its queue: the DLQ holds it again once the pass ends.
+	require.Eventually(t, func() bool {
+		return b.Depth(t, b.Topology.DLQ) == 1 && testutilCounter(c.metrics.Returned) == 2.0
+	}, 5*time.Second, 100*time.Millisecond, "the poison message stays for an operator; two came back")
 	d := b.Drain(t, b.Topology.DLQ)[0]
 	require.Contains(t, d.Headers[intake.HeaderError], "UUID")
 }
