@@ -214,8 +214,7 @@ func (r *recorder) attempt(ctx workflow.Context) (phase, error) {
 	}
 	f := describe(err)
 	r.status.LastError = f.message
-	switch {
-	case f.errType == contract.ErrOutage || f.queued && !f.started:
+	if f.errType == contract.ErrOutage || f.queued && !f.started {
 		// Not sent: TCS fails for everyone (outage mode), an operator holds requests, or the cap's
 		// queue was too long. Not an attempt, and nothing of the budget.
 		if f.queuedAtCap {
@@ -224,14 +223,14 @@ func (r *recorder) attempt(ctx workflow.Context) (phase, error) {
 		wait := min(contract.Backoff(r.settings, r.outageWaits), contract.OutageWaitMax)
 		r.outageWaits++
 		return r.waitingForTCS(wait, seen), nil
-	case f.errType == contract.ErrPermanent:
-		r.status.Attempts++
+	}
+	r.status.Attempts++
+	switch f.errType {
+	case contract.ErrPermanent:
 		return r.deadLettering(f.message, contract.TCSGroup(f.status)), nil
-	case f.errType == contract.ErrConfig:
-		r.status.Attempts++
+	case contract.ErrConfig:
 		return r.waitingForCredentials(f.message), nil
 	default:
-		r.status.Attempts++
 		return r.backingOff(f), nil
 	}
 }
