@@ -10,10 +10,7 @@ import (
 	"strconv"
 	"time"
 
-	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
-	taskqueuepb "go.temporal.io/api/taskqueue/v1"
-	"go.temporal.io/api/workflowservice/v1"
 	sdkclient "go.temporal.io/sdk/client"
 
 	"github.com/spf13/cobra"
@@ -111,19 +108,6 @@ func applyTCS(tc *temporalclient.Config, cmd *contract.TCSCommand, asJSON bool) 
 				fmt.Fprintln(stderr, "cannot reach the TCS control:", err)
 				return 1
 			}
-			if cmd.Op == contract.TCSRate || cmd.Op == contract.TCSRateReset {
-				var unimplemented *serviceerror.Unimplemented
-				switch err := setQueueRate(ctx, c, tc.Namespace, cmd); {
-				case errors.As(err, &unimplemented):
-					// A server without the API: the governors apply the cap anyway; only a cap above
-					// TCS_RATE is then short of it for retries.
-					fmt.Fprintln(stderr, "warning: this Temporal server cannot set a task queue's rate limit:", err)
-				case err != nil:
-					// The workers follow the control; the queue's limit did not change: say so, and fail.
-					fmt.Fprintln(stderr, "the workers' cap changed, but the task queue's rate limit did not (run the command again):", err)
-					return 1
-				}
-			}
 		}
 		st, err := tcsStatus(ctx, c, cmd)
 		if err != nil {
@@ -216,21 +200,4 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
-}
-
-// setQueueRate gives the activity task queue the same limit as `tcs rate N` (unset on --reset).
-// Each worker also sets the queue's limit to its TCS_RATE (TaskQueueActivitiesPerSecond, which holds
-// a backlog of regular activities on the server rather than in the workers); without this a cap
-// raised above TCS_RATE would not reach the regular activities. A limit set through the API
-// overrides the workers' and is kept by the server, so it holds across worker restarts too.
-func setQueueRate(ctx context.Context, c sdkclient.Client, namespace string, cmd *contract.TCSCommand) error {
-	upd := &workflowservice.UpdateTaskQueueConfigRequest_RateLimitUpdate{
-		Reason: fmt.Sprintf("writeback tcs rate by %s: %s", orDash(cmd.By), orDash(cmd.Reason))}
-	if cmd.Op == contract.TCSRate {
-		upd.RateLimit = &taskqueuepb.RateLimit{RequestsPerSecond: float32(cmd.Rate)}
-	}
-	_, err := c.WorkflowService().UpdateTaskQueueConfig(ctx, &workflowservice.UpdateTaskQueueConfigRequest{
-		Namespace: namespace, Identity: "writeback-starter", TaskQueue: contract.TaskQueue,
-		TaskQueueType: enums.TASK_QUEUE_TYPE_ACTIVITY, UpdateQueueRateLimit: upd})
-	return err
 }

@@ -33,8 +33,9 @@ type Config struct {
 	TCSTimeout   time.Duration
 	MetricsAddr  string
 	LogLevel     string
-	// TCSRate caps TCS-bound activities per second across all workers of the task queue, so
-	// thousands of workflows retrying after an outage cannot stampede TCS when it returns.
+	// TCSRate caps the TCS requests per second of all workers together, every path: the TCS guard
+	// owns the cap (not the task queue's rate limit, which would count activity tasks, not
+	// requests, and miss the local first attempts).
 	TCSRate float64
 	// Identity names this worker to Temporal (default pid@host); workers sharing the TCS cap
 	// count each other by it.
@@ -160,7 +161,6 @@ func NewWorker(cl client.Client, c *Config, acts *activities.Activities) worker.
 	}
 	opts := worker.Options{
 		MaxConcurrentActivityExecutionSize: c.MaxConcurrentActivities,
-		TaskQueueActivitiesPerSecond:       c.TCSRate,
 		WorkerStopTimeout:                  c.StopTimeout,
 		Identity:                           c.WorkerIdentity(),
 		Interceptors:                       []interceptor.WorkerInterceptor{&activities.FirstRunInterceptor{}, &activities.KeepAliveInterceptor{}},
