@@ -19,6 +19,7 @@ import (
 
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/tcs"
+	"github.com/tis-writeback/writeback/tcs/guard"
 )
 
 // Activities writes records to TCS.
@@ -100,15 +101,15 @@ func (a *Activities) UpdatePlacement(ctx context.Context, msg contract.Placement
 	return contract.UpdateResult{Attempt: attempt}, nil
 }
 
-// caller names the workflow behind the TCS requests made with ctx: the Governor counts distinct
+// caller names the workflow behind the TCS requests made with ctx: the guard counts distinct
 // callers to tell an outage from one record's trouble, and wakes refused ones when TCS is back.
 // Recovery traffic (a retried dead letter, a redriven or reconciled record) waits for the cap
 // behind fresh records.
 func caller(ctx context.Context) context.Context {
 	info := activity.GetInfo(ctx)
-	ctx = tcs.WithCaller(ctx, info.WorkflowExecution.ID)
+	ctx = guard.WithCaller(ctx, info.WorkflowExecution.ID)
 	if info.Priority.PriorityKey >= contract.RecoveryPriority {
-		ctx = tcs.AsRecovery(ctx)
+		ctx = guard.AsRecovery(ctx)
 	}
 	// What of the attempt's time was the cap's queue is not the record's (updateError's Took), which
 	// is measured on this worker's clock alone.
@@ -157,7 +158,7 @@ func (a *Activities) CheckScanWritten(ctx context.Context, msg contract.ScanComp
 	return sc.Status == tcs.ScanCompleted && sc.Result == msg.Result, nil
 }
 
-// checkError: a 404 means "not written" (nil); a request the Governor did not send returns at once
+// checkError: a 404 means "not written" (nil); a request the TCS guard did not send returns at once
 // as ErrOutage (the workflow waits for TCS and looks again); the rest is retried.
 func checkError(err error) error {
 	switch {
@@ -170,7 +171,7 @@ func checkError(err error) error {
 }
 
 // errorType is the ApplicationError type a failed TCS call reaches the workflow as: its class, and
-// for a request the Governor did not send, contract.ErrOutage (the one "not sent" type workflows know).
+// for a request the TCS guard did not send, contract.ErrOutage (the one "not sent" type workflows know).
 func errorType(err error) string {
 	if c := tcs.Classify(err); c != tcs.Refused {
 		return string(c)

@@ -52,11 +52,26 @@ type TCSCommand struct {
 	By     string  `json:"by,omitempty"`
 }
 
+// TCSMode is how the workers let requests through to TCS.
+type TCSMode string
+
+const (
+	// TCSModeNormal: every request, at the rate cap.
+	TCSModeNormal TCSMode = "normal"
+	// TCSModeOutage: TCS fails for everyone; only a probe now and then goes out.
+	TCSModeOutage TCSMode = "outage"
+	// TCSModeHold: an operator stopped every request.
+	TCSModeHold TCSMode = "hold"
+)
+
+// TCSModes lists every mode, so their metric series exist from start-up.
+var TCSModes = []TCSMode{TCSModeNormal, TCSModeOutage, TCSModeHold}
+
 // WorkerModeReport is a worker telling it is there (every PresenceEvery), its TCS mode and its
 // TCS_RATE; Leaving is its last report, sent once it has stopped and sends TCS nothing more.
 type WorkerModeReport struct {
 	Worker  string  `json:"worker"`
-	Mode    string  `json:"mode"` // normal or outage
+	Mode    TCSMode `json:"mode"` // normal or outage
 	TCSRate float64 `json:"tcsRate"`
 	Why     string  `json:"why,omitempty"`
 	Leaving bool    `json:"leaving,omitempty"`
@@ -73,7 +88,7 @@ const (
 // TCSStatus is what `starter tcs status --json` prints (docs/operating.md, TCS in an incident) and
 // workers apply.
 type TCSStatus struct {
-	Mode       string  `json:"mode"` // normal, outage, hold
+	Mode       TCSMode `json:"mode"`
 	Since      string  `json:"since"`
 	Reason     string  `json:"reason"`
 	By         string  `json:"by"`

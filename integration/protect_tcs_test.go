@@ -27,7 +27,7 @@ func TestOneCapAcrossWorkersAndTheFastPath(t *testing.T) {
 	o := testenv.WorkerOptions{TCSRate: 20, KeyHonoured: true}
 	w1 := testenv.StartWorker(t, tm, s.URL(), o)
 	w2 := testenv.StartWorker(t, tm, s.URL(), o)
-	require.Eventually(t, func() bool { return w1.Governor.Workers() == 2 && w2.Governor.Workers() == 2 }, 30*time.Second, 200*time.Millisecond,
+	require.Eventually(t, func() bool { return w1.Guard.Workers() == 2 && w2.Guard.Workers() == 2 }, 30*time.Second, 200*time.Millisecond,
 		"each worker counts the other")
 	st := &stack{tm: tm, sim: s}
 	const n = 400
@@ -139,7 +139,7 @@ func TestCapShareFollowsTheWorkersPresent(t *testing.T) {
 	counts := func(n int64, ws ...*testenv.Worker) func() bool {
 		return func() bool {
 			for _, w := range ws {
-				if w.Governor.Workers() != n || w.Governor.Rate() != 30/float64(n) {
+				if w.Guard.Workers() != n || w.Guard.Rate() != 30/float64(n) {
 					return false
 				}
 			}

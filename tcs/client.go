@@ -106,8 +106,25 @@ type Client struct {
 	token   func() (string, error)
 	http    *http.Client
 	observe func(Observation)
-	gov     *Governor
+	gate    Gate
 }
+
+// Gate decides whether a request goes out: a rate cap, a hold, an outage mode (package guard is
+// writeback's). Admit waits for the request's turn, or refuses it with a *NotSent; Observe learns
+// from each answer's class.
+type Gate interface {
+	Admit(ctx context.Context) error
+	Observe(ctx context.Context, class Class)
+}
+
+// NotSent is a Gate's refusal: the request never left. Queued says why: the cap's queue was
+// longer than the caller could wait (else a hold or an outage).
+type NotSent struct {
+	Why    string
+	Queued bool
+}
+
+func (e *NotSent) Error() string { return e.Why }
 
 // Options configure a Client.
 type Options struct {
@@ -121,8 +138,8 @@ type Options struct {
 	Observe func(Observation)
 	// Transport overrides the HTTP transport (tests, TLS settings).
 	Transport http.RoundTripper
-	// Governor, if set, caps the request rate and holds requests back in an outage or a hold.
-	Governor *Governor
+	// Gate, if set, lets each request out or keeps it back (answered as class Refused).
+	Gate Gate
 }
 
 // New builds a client.
@@ -147,7 +164,7 @@ func New(o Options) (*Client, error) {
 	if obs == nil {
 		obs = func(Observation) {}
 	}
-	return &Client{base: u, token: o.Token, http: &http.Client{Timeout: o.Timeout, Transport: tr}, observe: obs, gov: o.Governor}, nil
+	return &Client{base: u, token: o.Token, http: &http.Client{Timeout: o.Timeout, Transport: tr}, observe: obs, gate: o.Gate}, nil
 }
 
 // StaticToken is a token source for a fixed token.
@@ -211,7 +228,7 @@ func (c *Client) do(ctx context.Context, ep Endpoint, method, path string, in, o
 }
 
 func (c *Client) doWithHeaders(ctx context.Context, ep Endpoint, method, path string, in, out any, headers map[string]string) (err error) {
-	if c.gov != nil {
+	if c.gate != nil {
 		// Wait for the cap only as long as leaves the request its time: a caller whose slot comes too
 		// late is refused (not sent, not the record's failure) instead of timing out unanswered.
 		actx := ctx
@@ -221,13 +238,13 @@ func (c *Client) doWithHeaders(ctx context.Context, ep Endpoint, method, path st
 			defer cancel()
 		}
 		queued := time.Now()
-		gerr := c.gov.acquire(actx)
+		gerr := c.gate.Admit(actx)
 		if m, ok := ctx.Value(queueMeterKey{}).(*time.Duration); ok {
 			*m += time.Since(queued)
 		}
 		if gerr != nil {
-			var r errRefused
-			queued := errors.As(gerr, &r) && r.mode == ModeNormal
+			var ns *NotSent
+			queued := errors.As(gerr, &ns) && ns.Queued
 			return &Error{Endpoint: ep, Method: method, Path: path, Class: Refused, Msg: gerr.Error(), queued: queued}
 		}
 	}
@@ -236,8 +253,8 @@ func (c *Client) doWithHeaders(ctx context.Context, ep Endpoint, method, path st
 	defer func() {
 		class := Classify(err)
 		c.observe(Observation{Endpoint: ep, Status: status, Class: class, Duration: time.Since(start)})
-		if c.gov != nil {
-			c.gov.observe(ctx, class)
+		if c.gate != nil {
+			c.gate.Observe(ctx, class)
 		}
 	}()
 

@@ -108,34 +108,3 @@ func TestIdempotencyKeyHeader(t *testing.T) {
 	require.NoError(t, c.MarkESRExported(context.Background(), tcs.ESRExport{PlacementID: 1, Filename: "A.DAT"}, ""))
 	require.Equal(t, []string{"writeback-abc", ""}, got)
 }
-
-// A request that waits for the cap behind others is refused early enough to tell its caller so
-// (not sent, not the record's failure), never left to run into the caller's own deadline — even
-// when fresh requests keep going ahead of it.
-func TestWaitForTheCapEndsBeforeTheCallersDeadline(t *testing.T) {
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		_, _ = w.Write([]byte(`{"id":1,"events":[]}`))
-	}))
-	defer srv.Close()
-	gov := tcs.NewGovernor(tcs.GovernorOptions{Rate: 2}) // a request every 0.5 s, burst 1
-	c, err := tcs.New(tcs.Options{BaseURL: srv.URL, Token: tcs.StaticToken("t"), Timeout: time.Second, Governor: gov})
-	require.NoError(t, err)
-	_, err = c.GetPlacement(context.Background(), 1) // spends the burst
-	require.NoError(t, err)
-	fresh := func() { _, _ = c.GetPlacement(context.Background(), 2) }
-	go fresh() // takes the next slot
-	time.Sleep(50 * time.Millisecond)
-	ctx, cancel := context.WithTimeout(tcs.AsRecovery(context.Background()), 3*time.Second)
-	defer cancel()
-	done := make(chan error, 1)
-	start := time.Now()
-	go func() { _, err := c.GetPlacement(ctx, 3); done <- err }()
-	time.Sleep(50 * time.Millisecond)
-	for i := 0; i < 10; i++ { // five seconds of fresh requests go ahead of it
-		go fresh()
-	}
-	err = <-done
-	require.Equal(t, tcs.Refused, tcs.Classify(err), "not sent: %v", err)
-	require.Less(t, time.Since(start), 2500*time.Millisecond, "refused while the caller still has time to say so")
-}

@@ -19,7 +19,7 @@ const (
 	Config Class = "config"
 	// Permanent: 400/404/409/422 — TCS rejects this record; retrying cannot help.
 	Permanent Class = "permanent"
-	// Refused: not sent; the Governor holds requests back (outage mode, or an operator's hold).
+	// Refused: not sent; the client's Gate kept it back (the cap's queue, outage mode, a hold).
 	// Not the record's fault and not a TCS answer: it must not spend the record's budget.
 	Refused Class = "refused"
 )

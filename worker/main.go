@@ -19,7 +19,7 @@ import (
 	"github.com/tis-writeback/writeback/internal/logging"
 	"github.com/tis-writeback/writeback/internal/telemetry"
 	"github.com/tis-writeback/writeback/internal/workerapp"
-	"github.com/tis-writeback/writeback/tcs"
+	"github.com/tis-writeback/writeback/tcs/guard"
 )
 
 func main() {
@@ -53,10 +53,9 @@ func main() {
 			telemetry.NewRegistry,
 			func(r *telemetry.Registry) *telemetry.TCSMetrics { return telemetry.NewTCSMetrics(r) },
 			workerapp.NewTemporalHandler,
-			workerapp.NewGovernor,
-			workerapp.NewTCSClient,
-			func(c *tcs.Client, cfg *workerapp.Config, log *slog.Logger) *activities.Activities {
-				a := activities.New(c, log, cfg.Retry)
+			workerapp.NewGuard,
+			func(g *guard.Guard, cfg *workerapp.Config, log *slog.Logger) *activities.Activities {
+				a := activities.New(g.TCS(), log, cfg.Retry)
 				a.KeyHonoured = cfg.TCSKeyHonoured
 				return a
 			},
@@ -82,7 +81,7 @@ func main() {
 // started before Temporal waits for it); a stop ends the worker, letting running activities finish
 // within the stop timeout.
 func run(lc fx.Lifecycle, sd fx.Shutdowner, cfg *workerapp.Config, log *slog.Logger, reg *telemetry.Registry,
-	h client.MetricsHandler, acts *activities.Activities, srv *telemetry.Server, health *telemetry.Health, gov *workerapp.Governor,
+	h client.MetricsHandler, acts *activities.Activities, srv *telemetry.Server, health *telemetry.Health, gov *guard.Guard,
 	watch *workerapp.Watch) {
 	shell := &daemon.Shell{Log: log, Server: srv, Health: health, Fatal: func() { _ = sd.Shutdown(fx.ExitCode(1)) },
 		Body: func(ctx context.Context, s *daemon.Shell) error {
@@ -97,7 +96,7 @@ func run(lc fx.Lifecycle, sd fx.Shutdowner, cfg *workerapp.Config, log *slog.Log
 			if err := w.Start(); err != nil {
 				return fmt.Errorf("worker cannot start: %w", err)
 			}
-			// The governor outlives the worker's drain: its running activities still take their share.
+			// The guard outlives the worker's drain: its running activities still take their share.
 			govCtx, stopGov := context.WithCancel(context.Background())
 			s.Defer(func(ctx context.Context) {
 				log.Info("stopping worker; running activities may finish", "timeout", cfg.StopTimeout)

@@ -41,8 +41,8 @@ func (r *recorder) tcsReadOrMark(ctx workflow.Context, attempts int32, summary s
 	})
 }
 
-// refusedByGovernor reports an activity failure whose last attempt was not sent to TCS.
-func refusedByGovernor(err error) bool {
+// notSent reports an activity failure whose last attempt was not sent to TCS.
+func notSent(err error) bool {
 	var appErr *temporal.ApplicationError
 	return errors.As(err, &appErr) && appErr.Type() == contract.ErrOutage
 }

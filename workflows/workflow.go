@@ -319,7 +319,7 @@ func (r *recorder) checkWritten(ctx workflow.Context) (bool, error) {
 		var written bool
 		seen := r.wakes
 		err := workflow.ExecuteActivity(actx, r.rec.Kind().Spec().Check, r.rec).Get(ctx, &written)
-		if !refusedByGovernor(err) {
+		if !notSent(err) {
 			return written, err
 		}
 		// Not sent (outage mode, hold): wait for TCS and look then, rather than dead-letter blind.

@@ -19,6 +19,7 @@ import (
 
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/tcs"
+	"github.com/tis-writeback/writeback/tcs/guard"
 )
 
 // ledgerPageSize is how many of a day's records one ledger activity reads.
@@ -56,7 +57,7 @@ func (l *Ledger) Page(ctx context.Context, req contract.LedgerPageRequest) (cont
 		return contract.LedgerPage{}, err
 	}
 	page := contract.LedgerPage{Counts: map[string]int{}, Next: resp.GetNextPageToken()}
-	tctx := tcs.AsRecovery(tcs.WithCaller(ctx, req.LedgerID))
+	tctx := guard.AsRecovery(guard.WithCaller(ctx, req.LedgerID))
 	for i, e := range resp.GetExecutions() {
 		activity.RecordHeartbeat(ctx, i)
 		later, err := l.laterRun(ctx, e, req.LedgerID)

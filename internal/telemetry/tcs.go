@@ -6,6 +6,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.temporal.io/sdk/client"
 
+	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/tcs"
 )
 
@@ -40,7 +41,7 @@ func NewTCSMetrics(reg prometheus.Registerer) *TCSMetrics {
 		Name: "writeback_tcs_rate_limit", Help: "The cap on TCS requests per second for all workers together.",
 	})
 	reg.MustRegister(m.requests, m.duration, m.Mode, m.RateLimit)
-	m.SetMode(tcs.ModeNormal)
+	m.SetMode(contract.TCSModeNormal)
 	initial := map[tcs.Class]string{tcs.OK: "200", tcs.Transient: "503", tcs.Config: "401", tcs.Permanent: "404"}
 	for _, ep := range tcs.Endpoints {
 		m.duration.WithLabelValues(string(ep))
@@ -53,8 +54,8 @@ func NewTCSMetrics(reg prometheus.Registerer) *TCSMetrics {
 }
 
 // SetMode shows mode as the one in force.
-func (m *TCSMetrics) SetMode(mode tcs.Mode) {
-	for _, x := range tcs.Modes {
+func (m *TCSMetrics) SetMode(mode contract.TCSMode) {
+	for _, x := range contract.TCSModes {
 		v := 0.0
 		if x == mode {
 			v = 1

@@ -27,6 +27,7 @@ import (
 	"github.com/tis-writeback/writeback/internal/telemetry"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
 	"github.com/tis-writeback/writeback/internal/workerapp"
+	"github.com/tis-writeback/writeback/tcs/guard"
 	"github.com/tis-writeback/writeback/tcssim/sim"
 )
 
@@ -204,9 +205,9 @@ func (l *Logs) Lines(subs ...string) []string {
 
 // Worker is the worker code running in this process.
 type Worker struct {
-	Governor *workerapp.Governor
-	Logs     *Logs
-	Metrics  string // base URL of /metrics
+	Guard   *guard.Guard
+	Logs    *Logs
+	Metrics string // base URL of /metrics
 	// Stop stops the worker as SIGTERM does (it leaves the workers sharing the TCS cap); Vanish
 	// stops it as a kill does, telling nobody.
 	Stop, Vanish func()
@@ -269,8 +270,7 @@ func StartWorker(t testing.TB, tm *Temporal, tcsURL string, o WorkerOptions) *Wo
 	if err != nil {
 		t.Fatal(err)
 	}
-	gov := workerapp.NewGovernor(cfg, tcsMetrics, log)
-	tcsClient, err := workerapp.NewTCSClient(cfg, tcsMetrics, gov)
+	gov, err := workerapp.NewGuard(cfg, tcsMetrics, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -285,7 +285,7 @@ func StartWorker(t testing.TB, tm *Temporal, tcsURL string, o WorkerOptions) *Wo
 	if err != nil {
 		t.Fatal(err)
 	}
-	acts := activities.New(tcsClient, log, cfg.Retry)
+	acts := activities.New(gov.TCS(), log, cfg.Retry)
 	acts.KeyHonoured = o.KeyHonoured
 	gov.Prime(context.Background(), cl)
 	w := workerapp.NewWorker(cl, cfg, acts)
@@ -308,7 +308,7 @@ func StartWorker(t testing.TB, tm *Temporal, tcsURL string, o WorkerOptions) *Wo
 	}
 	stop := func() { end(true) }
 	t.Cleanup(stop)
-	return &Worker{Logs: logs, Metrics: fmt.Sprintf("http://%s/metrics", srv.Addr()), Stop: stop, Governor: gov,
+	return &Worker{Logs: logs, Metrics: fmt.Sprintf("http://%s/metrics", srv.Addr()), Stop: stop, Guard: gov,
 		Vanish: func() { end(false) }}
 }
 

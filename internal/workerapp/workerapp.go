@@ -7,6 +7,7 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
+	"os"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -20,7 +21,7 @@ import (
 	"github.com/tis-writeback/writeback/internal/operate"
 	"github.com/tis-writeback/writeback/internal/telemetry"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
-	"github.com/tis-writeback/writeback/tcs"
+	"github.com/tis-writeback/writeback/tcs/guard"
 	"github.com/tis-writeback/writeback/workflows"
 )
 
@@ -40,7 +41,7 @@ type Config struct {
 	// Identity names this worker to Temporal (default pid@host); workers sharing the TCS cap
 	// count each other by it.
 	Identity string
-	// Outage mode (see tcs.GovernorOptions): the window and the failures that make an outage,
+	// Outage mode (see guard.Options): the window and the failures that make an outage,
 	// and how often a probe goes out during one.
 	OutageWindow      time.Duration
 	OutageMinFailures int
@@ -124,13 +125,24 @@ func (c *Config) Validate() error {
 	return nil
 }
 
-// NewTCSClient builds the TCS client, observed by the metrics, every request through gov.
-func NewTCSClient(c *Config, m *telemetry.TCSMetrics, gov *Governor) (*tcs.Client, error) {
+// NewGuard builds the TCS guard and, inside it, the worker's only TCS client.
+func NewGuard(c *Config, m *telemetry.TCSMetrics, log *slog.Logger) (*guard.Guard, error) {
 	tok, err := config.Token(c.TCSToken, c.TCSTokenFile)
 	if err != nil {
 		return nil, err
 	}
-	return tcs.New(tcs.Options{BaseURL: c.TCSURL, Token: tok, Timeout: c.TCSTimeout, Observe: m.Observe, Governor: gov.Governor})
+	return guard.New(guard.Options{URL: c.TCSURL, Token: tok, Timeout: c.TCSTimeout, Rate: c.TCSRate, Identity: c.WorkerIdentity(),
+		OutageWindow: c.OutageWindow, OutageMinFailures: c.OutageMinFailures, OutageProbeEvery: c.OutageProbeEvery,
+		Metrics: m, Log: log})
+}
+
+// WorkerIdentity is this worker's identity as its pollers show it (Identity, or pid@host).
+func (c *Config) WorkerIdentity() string {
+	if c.Identity != "" {
+		return c.Identity
+	}
+	host, _ := os.Hostname()
+	return fmt.Sprintf("%d@%s@writeback", os.Getpid(), host)
 }
 
 // NewTemporalHandler builds the SDK metrics handler on the registry, with our workflow counters at 0.

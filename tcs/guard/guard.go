@@ -1,11 +1,21 @@
-package workerapp
+// Package guard is the one way to TCS: every request writeback sends TCS goes through a Guard, which
+// keeps the cap on requests per second (TCS_RATE, all workers together, shared among the workers
+// present), an operator's hold and the outage mode the workers enter when TCS fails for everyone.
+// A request it keeps back is not sent and is answered as tcs.Refused, which activities hand to
+// workflows as contract.ErrOutage: never the record's fault, never charged to its budget.
+//
+// The state an operator sets (hold, a cap other than TCS_RATE) and the workers present live in the
+// TCS control workflow: the Guard reports to it and reads its memo every second, so every worker
+// applies the same switches within seconds and a worker that starts during a hold sends nothing.
+// The cap is the Guard's alone: Temporal's task-queue rate limit is not used (it would count
+// activity tasks, not requests, and miss the local first attempts).
+package guard
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -19,14 +29,33 @@ import (
 	"github.com/tis-writeback/writeback/tcs"
 )
 
-// Governor is this worker's tcs.Governor with what a worker adds around it: its share of the
-// TCS_RATE cap (the cap divided among the workers polling the task queue), the mode as a metric and
-// a log line on each change, and the records it refused woken once TCS takes requests again.
-type Governor struct {
-	*tcs.Governor
+// Options configure a Guard and the TCS client behind it; zero values take the defaults.
+type Options struct {
+	// URL, Token and Timeout reach TCS (Token is called per request: a rotated file is picked up).
+	URL     string
+	Token   func() (string, error)
+	Timeout time.Duration
+	// Rate is TCS_RATE: the requests per second all workers together may send, every path.
+	Rate float64
+	// Identity names this worker among those sharing the cap (its Temporal identity).
+	Identity string
+	// Outage decides when TCS fails for everyone: within Window, at least MinFailures transient
+	// failures (no answer, 5xx, 429) from at least 3 callers and not one answer that shows TCS
+	// working; then one request goes out as a probe every ProbeEvery. Defaults 30 s, 10, 5 s.
+	OutageWindow      time.Duration
+	OutageMinFailures int
+	OutageProbeEvery  time.Duration
+	Metrics           *telemetry.TCSMetrics
+	Log               *slog.Logger
+}
+
+// Guard is the TCS client of a worker with all that protects TCS around it (package comment).
+type Guard struct {
+	gate *gate
+	tcs  *tcs.Client
+	o    Options
 	// cap is the cap in force for all workers: TCS_RATE, or an operator's `tcs rate`.
 	cap     atomic.Value
-	cfg     *Config
 	log     *slog.Logger
 	metrics *telemetry.TCSMetrics
 	client  atomic.Pointer[client.Client]
@@ -40,32 +69,53 @@ type Governor struct {
 	reporting chan struct{}
 }
 
-// NewGovernor builds the Governor with half the cap as its share until it has read the workers present.
-func NewGovernor(c *Config, m *telemetry.TCSMetrics, log *slog.Logger) *Governor {
-	g := &Governor{cfg: c, log: log, metrics: m, poke: make(chan struct{}, 1), reporting: make(chan struct{})}
+// New builds the Guard and its TCS client, with half the cap as this worker's share until it has
+// read the workers present (Prime).
+func New(o Options) (*Guard, error) {
+	if o.Rate <= 0 {
+		return nil, errors.New("guard: the TCS rate must be > 0")
+	}
+	if o.Metrics == nil || o.Log == nil {
+		return nil, errors.New("guard: metrics and a logger are needed")
+	}
+	g := &Guard{o: o, log: o.Log, metrics: o.Metrics, poke: make(chan struct{}, 1), reporting: make(chan struct{})}
 	g.workers.Store(1)
-	g.cap.Store(c.TCSRate)
-	g.Governor = tcs.NewGovernor(tcs.GovernorOptions{
-		Rate:        c.TCSRate / 2, // until the workers present are read (Prime)
-		Window:      c.OutageWindow,
-		MinFailures: c.OutageMinFailures,
-		ProbeEvery:  c.OutageProbeEvery,
+	g.cap.Store(o.Rate)
+	g.gate = newGate(gateOptions{
+		Rate:        o.Rate / 2, // until the workers present are read (Prime)
+		Window:      o.OutageWindow,
+		MinFailures: o.OutageMinFailures,
+		ProbeEvery:  o.OutageProbeEvery,
 		OnChange:    g.changed,
 		OnRecover:   g.wake,
 	})
-	m.RateLimit.Set(c.TCSRate)
-	return g
+	c, err := tcs.New(tcs.Options{BaseURL: o.URL, Token: o.Token, Timeout: o.Timeout, Observe: o.Metrics.Observe, Gate: g.gate})
+	if err != nil {
+		return nil, err
+	}
+	g.tcs = c
+	o.Metrics.RateLimit.Set(o.Rate)
+	return g, nil
 }
 
-func (g *Governor) changed(from, to tcs.Mode, why string) {
+// TCS is the client whose every request goes through the Guard.
+func (g *Guard) TCS() *tcs.Client { return g.tcs }
+
+// Mode is the mode in force in this worker and since when.
+func (g *Guard) Mode() (Mode, time.Time) { return g.gate.Mode() }
+
+// Rate is this worker's share of the cap (requests per second).
+func (g *Guard) Rate() float64 { return g.gate.Rate() }
+
+func (g *Guard) changed(from, to Mode, why string) {
 	mode, _ := g.Mode() // what is in force now, should two changes race
 	g.metrics.SetMode(mode)
 	level := slog.LevelWarn
-	if to == tcs.ModeNormal {
+	if to == ModeNormal {
 		level = slog.LevelInfo
 	}
 	g.log.Log(context.Background(), level, "TCS mode changed", "from", string(from), "to", string(to), "why", why)
-	if from == tcs.ModeOutage || to == tcs.ModeOutage {
+	if from == ModeOutage || to == ModeOutage {
 		g.lastWhy.Store(why)
 		select {
 		case g.poke <- struct{}{}:
@@ -77,16 +127,20 @@ func (g *Governor) changed(from, to tcs.Mode, why string) {
 // reportPresence tells the TCS control, from one goroutine so reports arrive in order, that this worker
 // is there (every PresenceEvery: its share of the cap depends on it) and its own outage mode (not
 // an operator's hold), at once on each change.
-func (g *Governor) reportPresence(ctx context.Context) {
+func (g *Guard) reportPresence(ctx context.Context) {
 	defer close(g.reporting)
 	reported := false // the control believes this worker is in outage
 	t := time.NewTicker(contract.PresenceEvery)
 	defer t.Stop()
 	for {
-		mode, _ := g.Governor.Mode()
-		inOutage := mode == tcs.ModeOutage || (mode == tcs.ModeHold && reported)
+		mode, _ := g.gate.Mode()
+		inOutage := mode == ModeOutage || (mode == ModeHold && reported)
 		why, _ := g.lastWhy.Load().(string)
-		if g.report(ctx, contract.WorkerModeReport{Mode: modeName(inOutage), Why: why}) == nil {
+		report := contract.WorkerModeReport{Mode: ModeNormal, Why: why}
+		if inOutage {
+			report.Mode = ModeOutage
+		}
+		if g.report(ctx, report) == nil {
 			reported = inOutage
 		}
 		select {
@@ -98,36 +152,29 @@ func (g *Governor) reportPresence(ctx context.Context) {
 	}
 }
 
-func modeName(outage bool) string {
-	if outage {
-		return "outage"
-	}
-	return "normal"
-}
-
 // Leave tells the TCS control this worker has gone: call it once the worker has stopped and sends
 // TCS nothing more, and Run's context has ended. The others take its share of the cap at once
 // rather than after PresenceTTL.
-func (g *Governor) Leave(ctx context.Context) {
+func (g *Guard) Leave(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	select { // the reporter's last report first
 	case <-g.reporting:
 	case <-ctx.Done():
 	}
-	if g.report(ctx, contract.WorkerModeReport{Mode: "normal", Leaving: true}) == nil {
+	if g.report(ctx, contract.WorkerModeReport{Mode: ModeNormal, Leaving: true}) == nil {
 		g.log.Info("left the workers sharing the TCS cap")
 	}
 }
 
-func (g *Governor) report(ctx context.Context, r contract.WorkerModeReport) error {
+func (g *Guard) report(ctx context.Context, r contract.WorkerModeReport) error {
 	cp := g.client.Load()
 	if cp == nil {
 		return errors.New("no Temporal client yet")
 	}
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	r.Worker, r.TCSRate = g.cfg.WorkerIdentity(), g.cfg.TCSRate
+	r.Worker, r.TCSRate = g.o.Identity, g.o.Rate
 	_, err := (*cp).SignalWithStartWorkflow(ctx, contract.TCSControlWorkflowID, contract.SignalTCSWorkerMode, r,
 		contract.TCSControlOptions(), contract.TCSControlWorkflowType, nil)
 	if err != nil && ctx.Err() == nil {
@@ -137,7 +184,7 @@ func (g *Governor) report(ctx context.Context, r contract.WorkerModeReport) erro
 }
 
 // control applies the operator's switches kept in the TCS control workflow (hold, rate).
-func (g *Governor) control(ctx context.Context, c client.Client) {
+func (g *Guard) control(ctx context.Context, c client.Client) {
 	// Read from the control's memo: no worker is needed to answer (this one may be the only one).
 	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
@@ -158,8 +205,8 @@ func (g *Governor) control(ctx context.Context, c client.Client) {
 	} else if st.By != "" {
 		why = fmt.Sprintf("released by %s: %s", st.By, st.Reason)
 	}
-	g.SetHold(st.Held, why)
-	capTotal := g.cfg.TCSRate
+	g.gate.SetHold(st.Held, why)
+	capTotal := g.o.Rate
 	if st.RateOverride > 0 {
 		capTotal = st.RateOverride
 	}
@@ -171,14 +218,14 @@ func (g *Governor) control(ctx context.Context, c client.Client) {
 }
 
 // wake signals the records this worker refused that TCS takes requests again, within the cap.
-func (g *Governor) wake(ids []string) {
+func (g *Guard) wake(ids []string) {
 	cp := g.client.Load()
 	if cp == nil {
 		return
 	}
 	c := *cp
 	go func() {
-		lim := rate.NewLimiter(rate.Limit(max(10, g.cfg.TCSRate)), 10)
+		lim := rate.NewLimiter(rate.Limit(max(10, g.o.Rate)), 10)
 		for _, id := range ids {
 			if lim.Wait(context.Background()) != nil {
 				return
@@ -191,23 +238,11 @@ func (g *Governor) wake(ids []string) {
 	}()
 }
 
-// WorkerIdentity is this worker's identity as its pollers show it (Identity, or pid@host).
-func (c *Config) WorkerIdentity() string {
-	if c.Identity != "" {
-		return c.Identity
-	}
-	host, _ := os.Hostname()
-	return fmt.Sprintf("%d@%s@writeback", os.Getpid(), host)
-}
-
-// Workers is how many workers share the cap, as last read.
-func (g *Governor) Workers() int64 { return g.workers.Load() }
-
 // Prime tells the TCS control this worker is there, then applies the operator's switches and this
 // worker's share once, before the worker takes tasks: a worker started during a hold sends nothing.
-func (g *Governor) Prime(ctx context.Context, c client.Client) {
+func (g *Guard) Prime(ctx context.Context, c client.Client) {
 	g.client.Store(&c)
-	_ = g.report(ctx, contract.WorkerModeReport{Mode: "normal"})
+	_ = g.report(ctx, contract.WorkerModeReport{Mode: ModeNormal})
 	g.control(ctx, c)
 }
 
@@ -215,7 +250,7 @@ func (g *Governor) Prime(ctx context.Context, c client.Client) {
 // this worker's presence and reads the control's memo every second, so a worker joining or
 // leaving changes every share within about a second of the control hearing of it. Run it once;
 // end it after the worker has stopped (its running activities still send requests), then Leave.
-func (g *Governor) Run(ctx context.Context, c client.Client) {
+func (g *Guard) Run(ctx context.Context, c client.Client) {
 	g.client.Store(&c)
 	go g.reportPresence(ctx)
 	t := time.NewTicker(time.Second)
@@ -233,13 +268,13 @@ func (g *Governor) Run(ctx context.Context, c client.Client) {
 // share sets this worker's part of the cap: an equal share among the workers present. Until the
 // control lists this worker it also counts itself, and takes at most half the cap: workers that
 // start together do not see each other yet.
-func (g *Governor) share(present []string, capTotal float64) {
+func (g *Guard) share(present []string, capTotal float64) {
 	n := int64(len(present))
-	if !slices.Contains(present, g.cfg.WorkerIdentity()) {
+	if !slices.Contains(present, g.o.Identity) {
 		n = max(n+1, 2)
 	}
 	if old := g.workers.Swap(n); old != n {
 		g.log.Info("TCS rate cap shared among the workers present", "workers", n, "cap", capTotal, "thisWorker", capTotal/float64(n))
 	}
-	g.SetRate(capTotal / float64(n))
+	g.gate.SetRate(capTotal / float64(n))
 }

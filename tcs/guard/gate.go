@@ -1,4 +1,4 @@
-package tcs
+package guard
 
 import (
 	"context"
@@ -8,25 +8,23 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"github.com/tis-writeback/writeback/contract"
+	"github.com/tis-writeback/writeback/tcs"
 )
 
-// Mode is how the Governor lets requests through to TCS.
-type Mode string
+// Mode is how the gate lets requests through (contract.TCSMode: the same names the TCS control and
+// `tcs status` show).
+type Mode = contract.TCSMode
 
 const (
-	// ModeNormal: every request, at the rate cap.
-	ModeNormal Mode = "normal"
-	// ModeOutage: TCS fails for everyone; only a probe now and then goes out.
-	ModeOutage Mode = "outage"
-	// ModeHold: an operator stopped every request.
-	ModeHold Mode = "hold"
+	ModeNormal = contract.TCSModeNormal
+	ModeOutage = contract.TCSModeOutage
+	ModeHold   = contract.TCSModeHold
 )
 
-// Modes lists every mode, so their metric series exist from start-up.
-var Modes = []Mode{ModeNormal, ModeOutage, ModeHold}
-
-// GovernorOptions tune a Governor; zero values take the defaults.
-type GovernorOptions struct {
+// gateOptions tune a gate; zero values take the defaults.
+type gateOptions struct {
 	// Rate is this process's share of the requests per second TCS may get (all paths).
 	Rate float64
 	// Window, MinFailures and MinCallers decide an outage: within Window, at least MinFailures
@@ -46,11 +44,11 @@ type GovernorOptions struct {
 	Now func() time.Time
 }
 
-// Governor stands between the client and TCS: one rate cap for every request, and an outage mode
-// that stops calling a TCS that fails for everyone, except for probes. It is safe for concurrent
-// use. TCS protection is its whole job; it knows nothing of what callers do with a refusal.
-type Governor struct {
-	o       GovernorOptions
+// gate is the tcs.Gate of this process: one rate cap for every request, an operator's hold, and an
+// outage mode that stops calling a TCS that fails for everyone, except for probes. It is safe for
+// concurrent use and knows nothing of Temporal (the Guard around it does).
+type gate struct {
+	o       gateOptions
 	limiter *rate.Limiter
 
 	mu        sync.Mutex
@@ -81,8 +79,8 @@ type outcome struct {
 	failure bool
 }
 
-// NewGovernor builds a Governor in normal mode.
-func NewGovernor(o GovernorOptions) *Governor {
+// newGate builds a gate in normal mode.
+func newGate(o gateOptions) *gate {
 	if o.Rate <= 0 {
 		o.Rate = 100
 	}
@@ -101,7 +99,7 @@ func NewGovernor(o GovernorOptions) *Governor {
 	if o.Now == nil {
 		o.Now = time.Now
 	}
-	return &Governor{o: o, limiter: rate.NewLimiter(rate.Limit(o.Rate), max(1, int(o.Rate/10))), mode: ModeNormal,
+	return &gate{o: o, limiter: rate.NewLimiter(rate.Limit(o.Rate), max(1, int(o.Rate/10))), mode: ModeNormal,
 		since: o.Now(), refused: map[string]struct{}{}}
 }
 
@@ -134,13 +132,13 @@ func callerOf(ctx context.Context) string {
 }
 
 // Mode is the mode in force and since when.
-func (g *Governor) Mode() (Mode, time.Time) {
+func (g *gate) Mode() (Mode, time.Time) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.effective(), g.since
 }
 
-func (g *Governor) effective() Mode {
+func (g *gate) effective() Mode {
 	if g.held {
 		return ModeHold
 	}
@@ -148,10 +146,10 @@ func (g *Governor) effective() Mode {
 }
 
 // Rate is the cap in force (requests per second, this process).
-func (g *Governor) Rate() float64 { return float64(g.limiter.Limit()) }
+func (g *gate) Rate() float64 { return float64(g.limiter.Limit()) }
 
 // SetRate changes the cap.
-func (g *Governor) SetRate(r float64) {
+func (g *gate) SetRate(r float64) {
 	if r > 0 && rate.Limit(r) != g.limiter.Limit() {
 		g.limiter.SetLimit(rate.Limit(r))
 		g.limiter.SetBurst(max(1, int(r/10)))
@@ -159,7 +157,7 @@ func (g *Governor) SetRate(r float64) {
 }
 
 // SetHold holds or releases every request (the operator's switch).
-func (g *Governor) SetHold(on bool, why string) {
+func (g *gate) SetHold(on bool, why string) {
 	g.mu.Lock()
 	if g.held == on {
 		g.mu.Unlock()
@@ -174,16 +172,16 @@ func (g *Governor) SetHold(on bool, why string) {
 	g.changed(from, to, why, callers)
 }
 
-// acquire lets a request go, or refuses it (no request is sent) during a hold or an outage; during
+// Admit lets a request go, or refuses it (no request is sent) during a hold or an outage; during
 // an outage one request per ProbeEvery goes out as a probe. It waits for the rate cap.
-func (g *Governor) acquire(ctx context.Context) error {
+func (g *gate) Admit(ctx context.Context) error {
 	probe, err := g.admit(ctx, false)
 	if err != nil {
 		return err
 	}
 	if err := g.waitSlot(ctx); err != nil {
 		// Not sent: the cap's queue is longer than the caller may wait. Not the record's fault.
-		return errRefused{mode: ModeNormal}
+		return &tcs.NotSent{Why: "the TCS rate cap's queue is longer than this attempt may wait: not sent", Queued: true}
 	}
 	// A hold or an outage may have begun while this request waited for its slot.
 	_, err = g.admit(ctx, probe)
@@ -192,7 +190,7 @@ func (g *Governor) acquire(ctx context.Context) error {
 
 // waitSlot waits for the cap's next slot in the caller's lane; it fails at once when the queue
 // ahead is longer than the caller may wait.
-func (g *Governor) waitSlot(ctx context.Context) error {
+func (g *gate) waitSlot(ctx context.Context) error {
 	lane := laneOf(ctx)
 	w := &waiter{turn: make(chan struct{}, 1)}
 	g.qmu.Lock()
@@ -219,7 +217,7 @@ func (g *Governor) waitSlot(ctx context.Context) error {
 }
 
 // leave takes w out of its lane and gives the next head its turn.
-func (g *Governor) leave(w *waiter, lane int) {
+func (g *gate) leave(w *waiter, lane int) {
 	g.qmu.Lock()
 	defer g.qmu.Unlock()
 	q := g.lanes[lane]
@@ -233,7 +231,7 @@ func (g *Governor) leave(w *waiter, lane int) {
 }
 
 // nudgeHead tells the head of the first non-empty lane it may wait on the limiter (qmu held).
-func (g *Governor) nudgeHead() {
+func (g *gate) nudgeHead() {
 	for _, q := range g.lanes {
 		if len(q) > 0 {
 			select {
@@ -247,13 +245,13 @@ func (g *Governor) nudgeHead() {
 
 // admit checks the mode; during an outage it lets one request per ProbeEvery through as a probe
 // (a request already admitted as the probe keeps its place).
-func (g *Governor) admit(ctx context.Context, isProbe bool) (probe bool, err error) {
+func (g *gate) admit(ctx context.Context, isProbe bool) (probe bool, err error) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	switch g.effective() {
 	case ModeHold:
 		g.refuse(ctx)
-		return false, errRefused{mode: ModeHold}
+		return false, &tcs.NotSent{Why: "TCS requests are on hold by an operator: not sent"}
 	case ModeOutage:
 		if isProbe {
 			return true, nil
@@ -261,7 +259,7 @@ func (g *Governor) admit(ctx context.Context, isProbe bool) (probe bool, err err
 		now := g.o.Now()
 		if now.Sub(g.lastProbe) < g.o.ProbeEvery {
 			g.refuse(ctx)
-			return false, errRefused{mode: ModeOutage}
+			return false, &tcs.NotSent{Why: "TCS is in outage mode (it fails for everyone): not sent; a probe goes out every few seconds"}
 		}
 		g.lastProbe = now
 		return true, nil
@@ -269,18 +267,18 @@ func (g *Governor) admit(ctx context.Context, isProbe bool) (probe bool, err err
 	return false, nil
 }
 
-func (g *Governor) refuse(ctx context.Context) {
+func (g *gate) refuse(ctx context.Context) {
 	if c := callerOf(ctx); c != "" && len(g.refused) < 100000 {
 		g.refused[c] = struct{}{}
 	}
 }
 
-// observe learns from an answer (or its absence).
-func (g *Governor) observe(ctx context.Context, class Class) {
+// Observe learns from an answer (or its absence).
+func (g *gate) Observe(ctx context.Context, class tcs.Class) {
 	now := g.o.Now()
 	g.mu.Lock()
 	from := g.effective()
-	failure := class == Transient
+	failure := class == tcs.Transient
 	g.recent = append(g.recent, outcome{at: now, caller: callerOf(ctx), failure: failure})
 	cut := 0
 	for cut < len(g.recent) && now.Sub(g.recent[cut].at) > g.o.Window {
@@ -320,7 +318,7 @@ func (g *Governor) observe(ctx context.Context, class Class) {
 }
 
 // takeRefused hands over the refused callers when requests flow again.
-func (g *Governor) takeRefused(to Mode) []string {
+func (g *gate) takeRefused(to Mode) []string {
 	if to != ModeNormal || len(g.refused) == 0 {
 		return nil
 	}
@@ -333,7 +331,7 @@ func (g *Governor) takeRefused(to Mode) []string {
 	return out
 }
 
-func (g *Governor) changed(from, to Mode, why string, callers []string) {
+func (g *gate) changed(from, to Mode, why string, callers []string) {
 	if from == to {
 		return
 	}
@@ -343,17 +341,4 @@ func (g *Governor) changed(from, to Mode, why string, callers []string) {
 	if len(callers) > 0 && g.o.OnRecover != nil {
 		g.o.OnRecover(callers)
 	}
-}
-
-// errRefused is a request the Governor did not send.
-type errRefused struct{ mode Mode }
-
-func (e errRefused) Error() string {
-	switch e.mode {
-	case ModeHold:
-		return "TCS requests are on hold by an operator: not sent"
-	case ModeOutage:
-		return "TCS is in outage mode (it fails for everyone): not sent; a probe goes out every few seconds"
-	}
-	return "the TCS rate cap's queue is longer than this attempt may wait: not sent"
 }
