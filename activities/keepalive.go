@@ -10,7 +10,7 @@ import (
 	"github.com/tis-writeback/writeback/contract"
 )
 
-// KeepAliveInterceptor heartbeats a record's TCS activities (update, look, mark) for as long as
+// KeepAliveInterceptor heartbeats the TCS activities (a record's update, look, mark; a reconcile batch) for as long as
 // they run. A TCS call may wait its turn at the rate cap for much longer than one request takes, so
 // its start-to-close timeout is long; the heartbeat timeout is what finds a worker that died
 // meanwhile. Other activities are left alone: one that keeps its progress in heartbeat details
@@ -24,9 +24,10 @@ func (i *KeepAliveInterceptor) InterceptActivity(ctx context.Context, next inter
 	return &keepAlive{ActivityInboundInterceptorBase: interceptor.ActivityInboundInterceptorBase{Next: next}}
 }
 
-// tcsActivities are the record activities that may wait at the TCS rate cap.
+// tcsActivities are the activities that may wait at the TCS rate cap and keep nothing in heartbeat
+// details: the record's, and a reconcile job's batch.
 var tcsActivities = func() map[string]bool {
-	m := map[string]bool{}
+	m := map[string]bool{contract.ReconcileCheckActivity: true}
 	for _, k := range contract.Kinds {
 		m[k.Update], m[k.Check], m[k.Mark] = true, true, true
 	}

@@ -13,7 +13,9 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/operate"
@@ -280,6 +282,71 @@ func TestReconcileReportsAndRetriesDeadLetters(t *testing.T) {
 	st := s.waitState(t, parked, contract.StateCompleted, 30*time.Second)
 	require.Equal(t, 1, st.Retries)
 	require.Equal(t, 1, s.sim.Store.ExportedCount(15, "REC.DAT"))
+}
+
+// Reconcile is a job in the workers: the CLI holds no TCS setting at all; its reads go through the
+// workers' guard, so a hold stops them (TCS gets no read while held, the job waits and goes on after
+// the release); the job and the runs it starts name who started them.
+func TestReconcileIsAJobUnderTheHold(t *testing.T) {
+	t.Parallel()
+	s := newStack(t, testenv.WorkerOptions{})
+	bin := testenv.Build(t, "./starter", t.TempDir())
+	env := []string{"TEMPORAL_ADDRESS=" + s.tm.Address, "TCS_URL=", "TCS_TOKEN=", "TCS_TOKEN_FILE="}
+	m := placement(16, "HELD.DAT")
+	result(t, s.start(t, contract.PlacementWorkflowType, m.WorkflowID(), m), 30*time.Second)
+	file := t.TempDir() + "/exported.jsonl"
+	body := string(placementBody(16, "HELD.DAT")) + "\n" + string(placementBody(17, "HELD.DAT")) + "\n" + string(placementBody(17, "HELD.DAT")) + "\n"
+	require.NoError(t, os.WriteFile(file, []byte(body), 0o644))
+
+	starterCLI(t, bin, env, true, "tcs", "hold", "--reason", "TCS restore", "--by", "test")
+	require.Eventually(t, func() bool { m, _ := s.worker.Guard.Mode(); return m == contract.TCSModeHold }, 10*time.Second, 100*time.Millisecond)
+	before := s.sim.Store.Stats().Requests["GET placement"]
+	cmd := exec.Command(bin, "reconcile", "--file", file, "--by", "ops", "--reason", "restore check")
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr strings.Builder
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	var job string
+	require.Eventually(t, func() bool {
+		resp, err := s.tm.Client.ListWorkflow(t.Context(), &workflowservice.ListWorkflowExecutionsRequest{
+			Query: fmt.Sprintf(`WritebackKind=%q`, contract.ReconcileKind)})
+		if err != nil || len(resp.GetExecutions()) != 1 {
+			return false
+		}
+		job = resp.GetExecutions()[0].GetExecution().GetWorkflowId()
+		v, err := s.tm.Client.QueryWorkflow(t.Context(), job, "", contract.QueryReconcile)
+		var rep contract.ReconcileReport
+		return err == nil && v.Get(&rep) == nil && rep.Held >= 1
+	}, 30*time.Second, 200*time.Millisecond, "the job waits for the hold; stderr: %s", &stderr)
+	require.Equal(t, before, s.sim.Store.Stats().Requests["GET placement"], "no read during the hold")
+	require.Empty(t, stdout.String(), "still waiting")
+
+	starterCLI(t, bin, env, true, "tcs", "release")
+	select {
+	case err := <-exited:
+		require.NoError(t, err, "stdout:\n%s\nstderr:\n%s", &stdout, &stderr)
+	case <-time.After(60 * time.Second):
+		_ = cmd.Process.Kill()
+		t.Fatalf("reconcile did not finish after the release; stderr:\n%s", &stderr)
+	}
+	require.Regexp(t, `2\s+1\s+1\s+1\s+0\s+0\s+0\s+0\s+0`, stdout.String())
+	require.Contains(t, stderr.String(), "reconcile job "+job)
+	require.Contains(t, stderr.String(), "skipped (duplicate): placement-esr/17/HELD.DAT: the same placement and file as an earlier line")
+	s.waitState(t, "placement-esr/17/HELD.DAT", contract.StateCompleted, 30*time.Second)
+	require.Equal(t, 1, s.sim.Store.ExportedCount(17, "HELD.DAT"))
+
+	d, err := s.tm.Client.DescribeWorkflowExecution(t.Context(), job, "")
+	require.NoError(t, err)
+	var details string
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayload(d.GetExecutionConfig().GetUserMetadata().GetDetails(), &details))
+	require.Equal(t, "by ops: restore check", details)
+	d, err = s.tm.Client.DescribeWorkflowExecution(t.Context(), "placement-esr/17/HELD.DAT", "")
+	require.NoError(t, err)
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayload(d.GetExecutionConfig().GetUserMetadata().GetDetails(), &details))
+	require.Equal(t, "started by reconcile job "+job+" (by ops): TCS lacks the EXPORTED event", details)
 }
 
 // Failure groups: deadletters prints each group with its command and UI link; retry --group

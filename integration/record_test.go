@@ -40,7 +40,8 @@ func TestRecordHistories(t *testing.T) {
 	save := func(name, id string) {
 		path := filepath.Join(dir, name)
 		if _, err := os.Stat(path); err == nil {
-			t.Fatalf("%s exists: recorded histories are frozen, never recorded again", path)
+			t.Logf("%s exists: kept (recorded histories are frozen, never recorded again)", path)
+			return
 		}
 		out := s.tm.CLI(t, "workflow", "show", "--workflow-id", id, "--output", "json")
 		require.NoError(t, os.WriteFile(path, []byte(out), 0o644))
@@ -194,4 +195,30 @@ func recordV1_1(t *testing.T, s *stack, save func(name, id string)) {
 		"--input", `{"reason":"TCS fixed","by":"recorder","requestId":"r-11"}`)
 	result(t, run, 30*time.Second)
 	save("placement_budget_spent_retried_completed.json", spent.WorkflowID())
+
+	// A reconcile job: one placement TCS holds, one it lacks (started again).
+	missing := placement(714, "RECONCILED.DAT")
+	job := "writeback-reconcile-recorded"
+	run, err := s.tm.Client.ExecuteWorkflow(t.Context(), client.StartWorkflowOptions{ID: job, TaskQueue: contract.TaskQueue},
+		contract.ReconcileWorkflowType, contract.ReconcileInput{Placements: []contract.PlacementExported{flaky, missing},
+			By: "recorder", Reason: "recorded history", Source: "recorder.jsonl", Concurrency: 2})
+	require.NoError(t, err)
+	var rep contract.ReconcileReport
+	require.NoError(t, run.Get(t.Context(), &rep))
+	require.Equal(t, 1, rep.Present)
+	require.Len(t, rep.Outcomes, 1)
+	require.Equal(t, missing.WorkflowID(), rep.Outcomes[0].WorkflowID)
+	require.Equal(t, contract.ReconcileStarted, rep.Outcomes[0].Outcome)
+	save("reconcile_job_done.json", job)
+	s.waitState(t, missing.WorkflowID(), contract.StateCompleted, 30*time.Second)
+
+	// The daily ledger of today, report-only.
+	ledger := "writeback-ledger-recorded"
+	run, err = s.tm.Client.ExecuteWorkflow(t.Context(), client.StartWorkflowOptions{ID: ledger, TaskQueue: contract.TaskQueue},
+		contract.LedgerWorkflowType, contract.LedgerInput{Day: time.Now().UTC().Format(contract.LedgerDayLayout), ReportOnly: true,
+			By: "recorder"})
+	require.NoError(t, err)
+	var ledgerReport contract.LedgerReport
+	require.NoError(t, run.Get(t.Context(), &ledgerReport))
+	save("ledger_report_only_done.json", ledger)
 }

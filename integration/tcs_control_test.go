@@ -86,8 +86,8 @@ func TestTCSHoldReleaseAndRate(t *testing.T) {
 }
 
 // tcs rate N above the workers' own TCS_RATE is in force for every path, the regular activities too
-// (recovery traffic runs as regular activities, which the task queue's rate limit also governs):
-// raised from 2/s to 100/s, 40 recovery records reach TCS far faster than 2 requests a second.
+// (recovery traffic runs as regular activities: no task-queue rate limit holds them, the guard owns
+// the cap): raised from 2/s to 100/s, 40 recovery records reach TCS far faster than 2 requests a second.
 func TestTCSRateAboveTheWorkersRateIsInForce(t *testing.T) {
 	s := newStack(t, testenv.WorkerOptions{TCSRate: 2})
 	bin := testenv.Build(t, "./starter", t.TempDir())

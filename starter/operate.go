@@ -5,10 +5,9 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"flag"
 	"fmt"
-	"io"
-	"log/slog"
 	"os"
 	"os/signal"
 	"os/user"
@@ -22,13 +21,10 @@ import (
 
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/config"
-	"github.com/tis-writeback/writeback/internal/logging"
 	"github.com/tis-writeback/writeback/internal/operate"
 	"github.com/tis-writeback/writeback/internal/progress"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
-	"github.com/tis-writeback/writeback/starter/intake"
 	"github.com/tis-writeback/writeback/starter/ops"
-	"github.com/tis-writeback/writeback/tcs"
 )
 
 func retryCmd() *cobra.Command {
@@ -381,22 +377,28 @@ func reconcileCmd() *cobra.Command {
 		Long: `Reads exported placements (JSON lines, the placement.exported message format), asks TCS which
 lack their EXPORTED event for that filename, and starts workflows for exactly those: a new run even
 where a closed run of the same ID exists (its write did not stick). Placements TCS does not know
-(404) are reported, not started. Running it twice is harmless.`},
+(404) are reported, not started. Running it twice is harmless.
+
+The work is a job in the workers (a WritebackReconcile workflow per 2,000 placements, kind
+reconcile in the Temporal UI): their TCS guard paces its reads behind fresh records and stops them
+during a hold or an outage, and its history says who started it and what it did. This command starts
+the jobs, names them on standard error, waits for them and prints what they did; interrupted, it
+leaves them running. It needs Temporal and a worker, not TCS: the TCS flags are accepted and unused.`},
 		func(fs *flag.FlagSet) body {
 			tc := temporalclient.Flags(fs)
 			file := fs.String("file", "", "JSON-lines file of exported placements (- for stdin)")
 			dry := fs.Bool("dry-run", false, "list the missing ones and print how many, on standard output; start nothing")
 			retryDL := fs.Bool("retry-dead-letters", false, "retry the missing placements whose workflow is parked as a dead letter")
-			reason := fs.String("reason", "reconcile: TCS lacks the EXPORTED event", "why, for --retry-dead-letters (in the workflow's history)")
-			by := fs.String("by", currentUser(), "who, for --retry-dead-letters")
-			var tcsURL, token, tokenFile string
+			reason := fs.String("reason", "reconcile: TCS lacks the EXPORTED event", "why (in the job's and each started workflow's history)")
+			by := fs.String("by", currentUser(), "who (in the job's and each started workflow's history)")
+			var unused string
 			var conc int
 			set := config.Set{FS: fs}
-			set.String(&tcsURL, "tcs-url", "TCS_URL", "http://127.0.0.1:8081", "TCS base URL")
-			set.Secret(&token, "tcs-token", "TCS_TOKEN", "TCS bearer token")
-			set.String(&tokenFile, "tcs-token-file", "TCS_TOKEN_FILE", "", "file holding the TCS bearer token")
-			set.Int(&conc, "concurrency", "RECONCILE_CONCURRENCY", 8, "TCS checks in flight at once")
-			asJSON := fs.Bool("json", false, `print JSON: the counts ({"checked","present","missing","started","running","deadLetters","retried","unknown","failed"}) and the records ({"missingIds","unknownIds","deadLetterReasons","failures","skippedLines"})`)
+			set.String(&unused, "tcs-url", "TCS_URL", "", "accepted, unused: the jobs read TCS through the workers")
+			set.Secret(&unused, "tcs-token", "TCS_TOKEN", "accepted, unused: the jobs read TCS through the workers")
+			set.String(&unused, "tcs-token-file", "TCS_TOKEN_FILE", "", "accepted, unused: the jobs read TCS through the workers")
+			set.Int(&conc, "concurrency", "RECONCILE_CONCURRENCY", 8, "TCS reads in flight at once per job (within the workers' cap)")
+			asJSON := fs.Bool("json", false, `print JSON: the counts ({"checked","present","missing","started","running","deadLetters","retried","unknown","failed"}) and the records ({"jobs","missingIds","unknownIds","deadLetterReasons","failures","skippedLines"})`)
 			return func([]string) int {
 				if *file == "" {
 					fmt.Fprintln(stderr, "--file is required")
@@ -407,60 +409,114 @@ where a closed run of the same ID exists (its write did not stick). Placements T
 					fmt.Fprintln(stderr, err)
 					return 1
 				}
+				placements, dups := ops.Dedupe(placements)
 				if !*asJSON {
 					for _, b := range bad {
 						fmt.Fprintln(stderr, "skipped:", b)
 					}
+					for _, d := range dups {
+						fmt.Fprintln(stderr, "skipped (duplicate):", d)
+					}
 				}
-				tok, err := config.Token(token, tokenFile)
-				if err != nil {
-					fmt.Fprintln(stderr, err)
-					return 2
-				}
-				client, err := tcs.New(tcs.Options{BaseURL: tcsURL, Token: tok})
-				if err != nil {
-					fmt.Fprintln(stderr, err)
-					return 2
-				}
-				ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
-				defer stop()
-				var starter intake.Starter = noStarter{}
-				dl := ops.DeadLetters{Retry: *retryDL, Payload: contract.SignalPayload{Reason: *reason, By: *by}}
-				if !*dry {
-					c, ok := dialTemporal(ctx, tc)
-					if !ok {
+				in := contract.ReconcileInput{DryRun: *dry, RetryDeadLetters: *retryDL, By: *by, Reason: *reason,
+					Source: *file, Concurrency: conc}
+				return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
+					sum, err := runReconcile(ctx, c, ops.ReconcileJobs(placements, in))
+					if err != nil {
+						fmt.Fprintln(stderr, err)
 						return 1
 					}
-					defer c.Close()
-					starter = intake.TemporalStarter{Client: c, AllowRerun: true, Recovery: true,
-						Origin: fmt.Sprintf("started by reconcile (by %s): TCS lacks the EXPORTED event", *by)}
-					dl.Client = c
-				} else if c, err := dialQuietly(ctx, tc); err == nil {
-					// A dry run tells dead letters apart too when Temporal is reachable.
-					defer c.Close()
-					dl.Client = c
-				}
-				bar := progress.Start("checking TCS", len(placements))
-				last := 0
-				sum := ops.Reconcile(ctx, client, starter, placements, *dry, conc, dl, func(n int) { bar.Add(n - last); last = n })
-				bar.Done()
-
-				code := 0
-				if sum.Failed > 0 {
-					code = 1
-				}
-				sort.Strings(sum.MissingIDs)
-				sort.Strings(sum.UnknownIDs)
-				if *asJSON {
-					return printJSON(reconcileJSON(sum, bad), code)
-				}
-				printReconcile(sum, bad, *dry, *retryDL)
-				return code
+					code := 0
+					if sum.Failed+len(bad) > 0 { // what the table counts as failed: exit 1
+						code = 1
+					}
+					sort.Strings(sum.MissingIDs)
+					sort.Strings(sum.UnknownIDs)
+					if *asJSON {
+						return printJSON(reconcileJSON(sum, bad, dups), code)
+					}
+					printReconcile(sum, bad, *dry, *retryDL)
+					return code
+				})
 			}
 		})
 }
 
-func reconcileJSON(sum ops.ReconcileSummary, bad []string) any {
+// runReconcile starts the jobs and waits for their reports, showing their progress.
+func runReconcile(ctx context.Context, c sdkclient.Client, jobs []contract.ReconcileInput) (ops.ReconcileSummary, error) {
+	suffix := make([]byte, 3)
+	_, _ = rand.Read(suffix)
+	runs, err := ops.StartReconcile(ctx, c, jobs, time.Now(), hex.EncodeToString(suffix))
+	for _, r := range runs {
+		fmt.Fprintln(stderr, "reconcile job", r.GetID())
+	}
+	if err != nil {
+		if len(runs) > 0 {
+			err = fmt.Errorf("%w (the jobs above go on; the placements of the others were not submitted)", err)
+		}
+		return ops.ReconcileSummary{}, err
+	}
+	total := 0
+	for _, j := range jobs {
+		total += len(j.Placements)
+	}
+	ctx, stop := signal.NotifyContext(ctx, os.Interrupt)
+	defer stop()
+	bar := progress.Start("reconciling", total)
+	defer bar.Done()
+	watching, unwatch := context.WithCancel(ctx)
+	watched := make(chan struct{})
+	go func() { defer close(watched); watchReconcile(watching, c, runs, bar) }()
+	defer func() { unwatch(); <-watched }()
+	reports := make([]contract.ReconcileReport, len(runs))
+	for i, r := range runs {
+		if err := r.Get(ctx, &reports[i]); err != nil {
+			if ctx.Err() != nil {
+				return ops.ReconcileSummary{}, errors.New("stopped waiting: the reconcile jobs above go on in the workers (the Temporal UI, kind reconcile)")
+			}
+			return ops.ReconcileSummary{}, fmt.Errorf("reconcile job %s: %w", r.GetID(), err)
+		}
+	}
+	sum := ops.Summarize(reports)
+	bar.Add(sum.Checked - int(bar.Count()))
+	return sum, nil
+}
+
+// watchReconcile moves the progress bar from the jobs' queries (never back: a query that fails
+// counts nothing new), and says once when no worker has taken them after a while (they wait for one:
+// nothing is lost).
+func watchReconcile(ctx context.Context, c sdkclient.Client, runs []sdkclient.WorkflowRun, bar *progress.Bar) {
+	start, told := time.Now(), false
+	seen := make([]int, len(runs))
+	t := time.NewTicker(2 * time.Second)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		done := 0
+		for i, r := range runs {
+			qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			if v, err := c.QueryWorkflow(qctx, r.GetID(), "", contract.QueryReconcile); err == nil {
+				var rep contract.ReconcileReport
+				if v.Get(&rep) == nil {
+					seen[i] = max(seen[i], rep.Checked())
+				}
+			}
+			cancel()
+			done += seen[i]
+		}
+		bar.Add(done - int(bar.Count()))
+		if done == 0 && !told && time.Since(start) > 20*time.Second {
+			told = true
+			fmt.Fprintln(stderr, "no worker has checked a placement yet: the jobs wait for a writeback worker (and for TCS, if it is held)")
+		}
+	}
+}
+
+func reconcileJSON(sum ops.ReconcileSummary, bad, dups []string) any {
 	orEmpty := func(m map[string]string) map[string]string {
 		if m == nil {
 			return map[string]string{}
@@ -482,9 +538,11 @@ func reconcileJSON(sum ops.ReconcileSummary, bad []string) any {
 		DeadLetterReasons map[string]string `json:"deadLetterReasons"`
 		Failures          map[string]string `json:"failures"`
 		SkippedLines      []string          `json:"skippedLines"`
+		DuplicateLines    []string          `json:"duplicateLines"`
+		Jobs              []string          `json:"jobs"`
 	}{sum.Checked, sum.Present, sum.Missing, sum.Started, sum.Running, sum.DeadLettered, sum.Retried, sum.Unknown,
 		sum.Failed + len(bad), append([]string{}, sum.MissingIDs...), append([]string{}, sum.UnknownIDs...),
-		orEmpty(sum.DeadLetterReasons), orEmpty(sum.Failures), append([]string{}, bad...)}
+		orEmpty(sum.DeadLetterReasons), orEmpty(sum.Failures), append([]string{}, bad...), append([]string{}, dups...), append([]string{}, sum.Jobs...)}
 }
 
 func printReconcile(sum ops.ReconcileSummary, bad []string, dry, retryDL bool) {
@@ -521,10 +579,6 @@ func printReconcile(sum ops.ReconcileSummary, bad []string, dry, retryDL bool) {
 	}
 }
 
-type noStarter struct{}
-
-func (noStarter) Start(context.Context, intake.Record) (bool, error) { return false, nil }
-
 func readPlacements(path string) ([]contract.PlacementExported, []string, error) {
 	f := os.Stdin
 	if path != "-" {
@@ -550,13 +604,6 @@ func readPlacements(path string) ([]contract.PlacementExported, []string, error)
 		out = append(out, m)
 	}
 	return out, bad, sc.Err()
-}
-
-// dialQuietly tries Temporal for a few seconds, saying nothing when it is not there.
-func dialQuietly(ctx context.Context, tc *temporalclient.Config) (sdkclient.Client, error) {
-	dctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	return temporalclient.Dial(dctx, tc, logging.New(io.Discard, slog.LevelError), nil)
 }
 
 // newRequestID names one run of a command's request.

@@ -10,7 +10,9 @@ import (
 	"strconv"
 	"time"
 
+	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	sdkclient "go.temporal.io/sdk/client"
 
 	"github.com/spf13/cobra"
@@ -108,6 +110,9 @@ func applyTCS(tc *temporalclient.Config, cmd *contract.TCSCommand, asJSON bool) 
 				fmt.Fprintln(stderr, "cannot reach the TCS control:", err)
 				return 1
 			}
+			if cmd.Op == contract.TCSRate || cmd.Op == contract.TCSRateReset {
+				clearQueueRate(ctx, c, tc.Namespace, cmd)
+			}
 		}
 		st, err := tcsStatus(ctx, c, cmd)
 		if err != nil {
@@ -200,4 +205,20 @@ func orDash(s string) string {
 		return "-"
 	}
 	return s
+}
+
+// clearQueueRate unsets the activity task queue's own rate limit, which builds before the TCS guard
+// owned the cap set with `tcs rate` (the server keeps it, over the workers'): left there, it would
+// hold retries below the cap in force. Nothing to clear is the usual case; a server without the API
+// has none.
+func clearQueueRate(ctx context.Context, c sdkclient.Client, namespace string, cmd *contract.TCSCommand) {
+	_, err := c.WorkflowService().UpdateTaskQueueConfig(ctx, &workflowservice.UpdateTaskQueueConfigRequest{
+		Namespace: namespace, Identity: "writeback-starter", TaskQueue: contract.TaskQueue,
+		TaskQueueType: enums.TASK_QUEUE_TYPE_ACTIVITY,
+		UpdateQueueRateLimit: &workflowservice.UpdateTaskQueueConfigRequest_RateLimitUpdate{
+			Reason: fmt.Sprintf("writeback tcs rate by %s: the TCS guard owns the cap", orDash(cmd.By))}})
+	var unimplemented *serviceerror.Unimplemented
+	if err != nil && !errors.As(err, &unimplemented) {
+		fmt.Fprintln(stderr, "warning: cannot clear the task queue's own rate limit (an earlier build may have set one):", err)
+	}
 }

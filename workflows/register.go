@@ -66,3 +66,15 @@ func RegisterLedger(w worker.Registry, l LedgerActivities) {
 	w.RegisterWorkflowWithOptions(Ledger, workflow.RegisterOptions{Name: contract.LedgerWorkflowType})
 	w.RegisterActivityWithOptions(l.Page, activity.RegisterOptions{Name: contract.LedgerPageActivity})
 }
+
+// ReconcileActivities are what a reconcile job needs from the worker.
+type ReconcileActivities interface {
+	Check(ctx context.Context, req contract.ReconcileCheckRequest) (contract.ReconcileCheckResult, error)
+}
+
+// RegisterReconcile puts the reconcile job's workflow and activity on a worker.
+func RegisterReconcile(w worker.Registry, r ReconcileActivities) {
+	w.RegisterWorkflowWithOptions(Reconcile, workflow.RegisterOptions{Name: contract.ReconcileWorkflowType})
+	w.RegisterActivityWithOptions(r.Check, activity.RegisterOptions{Name: contract.ReconcileCheckActivity})
+}
+

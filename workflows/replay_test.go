@@ -29,6 +29,8 @@ func TestReplayRecordedHistories(t *testing.T) {
 			r.RegisterWorkflowWithOptions(workflows.RecordScanResult, workflow.RegisterOptions{Name: contract.ScanWorkflowType})
 			r.RegisterWorkflowWithOptions(workflows.RetryJob, workflow.RegisterOptions{Name: contract.RetryJobWorkflowType})
 			r.RegisterWorkflowWithOptions(workflows.TCSControl, workflow.RegisterOptions{Name: contract.TCSControlWorkflowType})
+			r.RegisterWorkflowWithOptions(workflows.Reconcile, workflow.RegisterOptions{Name: contract.ReconcileWorkflowType})
+			r.RegisterWorkflowWithOptions(workflows.Ledger, workflow.RegisterOptions{Name: contract.LedgerWorkflowType})
 			require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f))
 		})
 	}

@@ -8,10 +8,14 @@ import (
 	"sync"
 	"time"
 
+	commonpb "go.temporal.io/api/common/v1"
+
 	"github.com/tis-writeback/writeback/contract"
 	"go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
 	"golang.org/x/sync/errgroup"
 )
 
@@ -54,7 +58,7 @@ func Parked(ctx context.Context, c client.Client, id string) (bool, error) {
 	if info.GetStatus() != enums.WORKFLOW_EXECUTION_STATUS_RUNNING {
 		return false, nil
 	}
-	return keywordOf(info.GetSearchAttributes(), contract.StateKey.GetName()) == contract.StateDeadLettered, nil
+	return Keyword(info.GetSearchAttributes(), contract.StateKey) == contract.StateDeadLettered, nil
 }
 
 // Snapshot reads each workflow's last dead-lettering time, so that Await can tell a new
@@ -147,4 +151,13 @@ func ForEach[T any](items []T, n int, f func(T)) {
 		g.Go(func() error { f(it); return nil })
 	}
 	_ = g.Wait()
+}
+
+// Keyword is a run's keyword search attribute key (empty when unset).
+func Keyword(sa *commonpb.SearchAttributes, key temporal.SearchAttributeKeyKeyword) string {
+	var s string
+	if p := sa.GetIndexedFields()[key.GetName()]; p != nil {
+		_ = converter.GetDefaultDataConverter().FromPayload(p, &s)
+	}
+	return s
 }

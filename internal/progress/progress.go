@@ -40,6 +40,9 @@ func StartTo(w io.Writer, what string, total int) *Bar {
 // Add counts n more done.
 func (b *Bar) Add(n int) { b.done.Add(int64(n)) }
 
+// Count is the work counted done so far.
+func (b *Bar) Count() int64 { return b.done.Load() }
+
 // Done stops and prints the final line.
 func (b *Bar) Done() {
 	close(b.stop)

@@ -189,6 +189,7 @@ func NewWorker(cl client.Client, c *Config, acts *activities.Activities) worker.
 	w := worker.New(cl, contract.TaskQueue, opts)
 	workflows.Register(w, acts)
 	workflows.RegisterJobs(w, &operate.Jobs{Temporal: cl})
-	workflows.RegisterLedger(w, &operate.Ledger{Temporal: cl, TCS: acts.TCS})
+	workflows.RegisterLedger(w, &activities.Ledger{Temporal: cl, TCS: acts.TCS})
+	workflows.RegisterReconcile(w, &activities.Reconciler{Temporal: cl, TCS: acts.TCS})
 	return w
 }

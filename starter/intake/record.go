@@ -4,7 +4,6 @@
 package intake
 
 import (
-	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -101,21 +100,12 @@ func Refusal(err error) (reason string, refused bool) {
 // TemporalStarter starts workflows on Temporal.
 type TemporalStarter struct {
 	Client client.Client
-	// AllowRerun starts a new run even where a closed run of the ID exists (reconcile).
-	AllowRerun bool
-	// Recovery starts every record as recovery traffic (reconcile); Origin says by whom and why.
-	Recovery bool
-	Origin   string
 }
 
 // Start implements Starter.
 func (s TemporalStarter) Start(ctx context.Context, rec Record) (bool, error) {
-	reuse := enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE // a late duplicate must not start another run
-	if s.AllowRerun {
-		reuse = enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE
-	}
 	var priority temporal.Priority
-	if s.Recovery || rec.Recovery {
+	if rec.Recovery {
 		priority.PriorityKey = contract.RecoveryPriority // behind fresh records, here and at the TCS cap
 	}
 	args := []any{rec.Input}
@@ -125,13 +115,13 @@ func (s TemporalStarter) Start(ctx context.Context, rec Record) (bool, error) {
 	_, err := s.Client.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       rec.WorkflowID,
 		TaskQueue:                contract.TaskQueue,
-		WorkflowIDReusePolicy:    reuse,
+		WorkflowIDReusePolicy:    enums.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE, // a late duplicate must not start another run
 		WorkflowIDConflictPolicy: enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
 		// Without it the SDK quietly returns the running workflow: we want to know it was a duplicate.
 		WorkflowExecutionErrorWhenAlreadyStarted: true,
 		StaticSummary:                            rec.Summary,
 		Priority:                                 priority,
-		StaticDetails:                            cmp.Or(rec.Origin, s.Origin),
+		StaticDetails:                            rec.Origin,
 		// Set at start so the workflow need not upsert them (one event less per record).
 		TypedSearchAttributes: temporal.NewSearchAttributes(
 			contract.KindKey.ValueSet(string(rec.Kind)),

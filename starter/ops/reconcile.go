@@ -2,26 +2,18 @@ package ops
 
 import (
 	"context"
-	"sync"
+	"fmt"
+	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
 	"github.com/tis-writeback/writeback/contract"
-	"github.com/tis-writeback/writeback/internal/operate"
-	"github.com/tis-writeback/writeback/starter/intake"
-	"github.com/tis-writeback/writeback/tcs"
 )
 
-// DeadLetters tells reconcile how to treat a missing placement whose workflow is parked as a dead
-// letter: it is reported with its reason, and retried when Retry is set.
-type DeadLetters struct {
-	Client  client.Client // nil: not looked at (dry run without Temporal)
-	Retry   bool
-	Payload contract.SignalPayload
-}
-
-// ReconcileSummary counts what reconcile found and did.
+// ReconcileSummary counts what the reconcile jobs found and did.
 type ReconcileSummary struct {
+	Jobs                                                         []string
 	Checked, Present, Missing, Started, Running, Unknown, Failed int
 	// DeadLettered counts missing placements whose workflow is parked as a dead letter; Retried
 	// those of them that were sent a retry.
@@ -35,106 +27,97 @@ type ReconcileSummary struct {
 	Failures   map[string]string
 }
 
-// Reconcile asks TCS, for each exported placement, whether it holds the EXPORTED event for that
-// file, and starts a workflow for exactly the missing ones: a new run even where a closed run of
-// the same ID exists (its write did not stick). Running it twice is harmless: the second finds
-// them present, or running.
-func Reconcile(ctx context.Context, tc *tcs.Client, starter intake.Starter, placements []contract.PlacementExported,
-	dryRun bool, concurrency int, dl DeadLetters, progress func(int)) ReconcileSummary {
-	sum := ReconcileSummary{Failures: map[string]string{}, DeadLetterReasons: map[string]string{}}
-	var mu sync.Mutex
-	if concurrency <= 0 {
-		concurrency = 8
+// Dedupe keeps the first placement of each record (workflow ID), naming the lines dropped.
+func Dedupe(placements []contract.PlacementExported) ([]contract.PlacementExported, []string) {
+	seen := map[string]bool{}
+	var out []contract.PlacementExported
+	var dropped []string
+	for _, m := range placements {
+		if id := m.WorkflowID(); seen[id] {
+			dropped = append(dropped, id+": the same placement and file as an earlier line")
+			continue
+		} else {
+			seen[id] = true
+		}
+		out = append(out, m)
 	}
-	operate.ForEach(placements, concurrency, func(m contract.PlacementExported) {
-		outcome, detail := reconcileOne(ctx, tc, starter, m, dryRun, dl)
-		mu.Lock()
-		defer mu.Unlock()
-		sum.Checked++
-		switch outcome {
-		case "present":
-			sum.Present++
-		case "unknown":
-			sum.Unknown++
-			sum.UnknownIDs = append(sum.UnknownIDs, m.WorkflowID())
-		case "failed":
-			sum.Failed++
-			sum.Failures[m.WorkflowID()] = detail
-		default: // missing: started, running, or dry run
-			sum.Missing++
-			sum.MissingIDs = append(sum.MissingIDs, m.WorkflowID())
-			switch outcome {
-			case "started":
-				sum.Started++
-			case "running":
-				sum.Running++
-			case "dead-lettered", "retried":
-				sum.DeadLettered++
-				sum.DeadLetterReasons[m.WorkflowID()] = detail
-				if outcome == "retried" {
-					sum.Retried++
-				}
-			case "start-failed":
+	return out, dropped
+}
+
+// ReconcileJobs splits the placements into the inputs of jobs of at most contract.ReconcileJobSize.
+func ReconcileJobs(placements []contract.PlacementExported, in contract.ReconcileInput) []contract.ReconcileInput {
+	var jobs []contract.ReconcileInput
+	for len(placements) > 0 {
+		n := min(len(placements), contract.ReconcileJobSize)
+		j := in
+		j.Placements = placements[:n:n]
+		jobs = append(jobs, j)
+		placements = placements[n:]
+	}
+	return jobs
+}
+
+// StartReconcile starts a job per input, behind fresh records. The jobs run in the workers: they read
+// TCS through the workers' guard, so the CLI holds no TCS token.
+func StartReconcile(ctx context.Context, c client.Client, jobs []contract.ReconcileInput, now time.Time, suffix string) ([]client.WorkflowRun, error) {
+	var runs []client.WorkflowRun
+	for i, in := range jobs {
+		id := fmt.Sprintf("writeback-reconcile-%s-%s-%d", now.UTC().Format("20060102-150405"), suffix, i+1)
+		run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+			ID: id, TaskQueue: contract.TaskQueue,
+			Priority: temporal.Priority{PriorityKey: contract.RecoveryPriority},
+			StaticSummary: fmt.Sprintf("reconcile %d placements of %s (job %d of %d)", len(in.Placements), in.Source, i+1,
+				len(jobs)),
+			StaticDetails: fmt.Sprintf("by %s: %s", in.By, in.Reason),
+			TypedSearchAttributes: temporal.NewSearchAttributes(contract.KindKey.ValueSet(contract.ReconcileKind),
+				contract.RecordIDKey.ValueSet(in.Source)),
+		}, contract.ReconcileWorkflowType, in)
+		if err != nil {
+			return runs, fmt.Errorf("cannot start reconcile job %s: %w", id, err)
+		}
+		runs = append(runs, run)
+	}
+	return runs, nil
+}
+
+// Summarize merges the jobs' reports.
+func Summarize(reports []contract.ReconcileReport) ReconcileSummary {
+	sum := ReconcileSummary{Failures: map[string]string{}, DeadLetterReasons: map[string]string{}}
+	for _, r := range reports {
+		sum.Jobs = append(sum.Jobs, r.ID)
+		sum.Checked += r.Present
+		sum.Present += r.Present
+		for _, o := range r.Outcomes {
+			sum.Checked++
+			switch o.Outcome {
+			case contract.ReconcilePresent:
+				sum.Present++
+			case contract.ReconcileUnknown:
+				sum.Unknown++
+				sum.UnknownIDs = append(sum.UnknownIDs, o.WorkflowID)
+			case contract.ReconcileFailed:
 				sum.Failed++
-				sum.Failures[m.WorkflowID()] = detail
+				sum.Failures[o.WorkflowID] = o.Detail
+			default: // missing: started, running, dead-lettered, not started, or a dry run
+				sum.Missing++
+				sum.MissingIDs = append(sum.MissingIDs, o.WorkflowID)
+				switch o.Outcome {
+				case contract.ReconcileStartFailed:
+					sum.Failed++
+					sum.Failures[o.WorkflowID] = o.Detail
+				case contract.ReconcileStarted:
+					sum.Started++
+				case contract.ReconcileRunning:
+					sum.Running++
+				case contract.ReconcileDeadLettered, contract.ReconcileRetried:
+					sum.DeadLettered++
+					sum.DeadLetterReasons[o.WorkflowID] = o.Detail
+					if o.Outcome == contract.ReconcileRetried {
+						sum.Retried++
+					}
+				}
 			}
 		}
-		if progress != nil {
-			progress(sum.Checked)
-		}
-	})
+	}
 	return sum
-}
-
-func reconcileOne(ctx context.Context, tc *tcs.Client, starter intake.Starter, m contract.PlacementExported, dryRun bool,
-	dl DeadLetters) (string, string) {
-	p, err := tc.GetPlacement(ctx, m.PlacementID)
-	if tcs.IsNotFound(err) {
-		return "unknown", ""
-	}
-	if err != nil {
-		return "failed", err.Error()
-	}
-	for _, ev := range p.ESREvents {
-		if ev.Status == tcs.StatusExported && ev.Filename == m.Filename {
-			return "present", ""
-		}
-	}
-	if reason, parked := deadLettered(ctx, dl.Client, m.WorkflowID()); parked {
-		if dryRun || !dl.Retry {
-			return "dead-lettered", reason
-		}
-		err := dl.Client.SignalWorkflow(ctx, m.WorkflowID(), "", contract.SignalRetry, dl.Payload)
-		if err != nil {
-			return "start-failed", "retry signal: " + err.Error()
-		}
-		return "retried", reason
-	}
-	if dryRun {
-		return "missing", ""
-	}
-	started, err := starter.Start(ctx, intake.RecordOf(m))
-	switch {
-	case err != nil:
-		return "start-failed", err.Error()
-	case started:
-		return "started", ""
-	default:
-		return "running", "" // a run of this ID is open: it is writing the record now
-	}
-}
-
-// deadLettered reports whether the open run of id is parked as a dead letter, with its last error.
-func deadLettered(ctx context.Context, c client.Client, id string) (string, bool) {
-	if c == nil {
-		return "", false
-	}
-	if parked, err := operate.Parked(ctx, c, id); err != nil || !parked {
-		return "", false
-	}
-	st, err := operate.QueryState(ctx, c, id)
-	if err != nil {
-		return "(state query failed: " + err.Error() + ")", true
-	}
-	return st.LastError, true
 }

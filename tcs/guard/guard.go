@@ -107,6 +107,9 @@ func (g *Guard) Mode() (Mode, time.Time) { return g.gate.Mode() }
 // Rate is this worker's share of the cap (requests per second).
 func (g *Guard) Rate() float64 { return g.gate.Rate() }
 
+// Workers is how many workers share the cap, as last read.
+func (g *Guard) Workers() int64 { return g.workers.Load() }
+
 func (g *Guard) changed(from, to Mode, why string) {
 	mode, _ := g.Mode() // what is in force now, should two changes race
 	g.metrics.SetMode(mode)

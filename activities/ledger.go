@@ -1,4 +1,4 @@
-package operate
+package activities
 
 import (
 	"context"
@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/tis-writeback/writeback/contract"
+	"github.com/tis-writeback/writeback/internal/operate"
 	"github.com/tis-writeback/writeback/tcs"
 	"github.com/tis-writeback/writeback/tcs/guard"
 )
@@ -101,7 +102,7 @@ func (l *Ledger) Page(ctx context.Context, req contract.LedgerPageRequest) (cont
 		if req.ReportOnly {
 			d.Action = "listed (report-only): not written"
 		} else {
-			d.Action = l.repair(ctx, e, msg, req)
+			d.Action = l.repair(ctx, msg, req)
 			page.Repaired++
 		}
 		page.Drift = append(page.Drift, *d)
@@ -123,10 +124,7 @@ func (l *Ledger) laterRun(ctx context.Context, e *workflowpb.WorkflowExecutionIn
 	if runID == e.GetExecution().GetRunId() {
 		return nil, nil
 	}
-	var details string
-	if p := d.GetExecutionConfig().GetUserMetadata().GetDetails(); p != nil {
-		_ = converter.GetDefaultDataConverter().FromPayload(p, &details)
-	}
+	details := detailsOf(d.GetExecutionConfig().GetUserMetadata().GetDetails())
 	return &later{runID: runID, ours: strings.Contains(details, "("+ledgerID+",")}, nil
 }
 
@@ -174,7 +172,7 @@ func (l *Ledger) check(tctx context.Context, e *workflowpb.WorkflowExecutionInfo
 // correction of the same record (a retry signal, or an accepted retry Update), the last such record.
 // A correction the run refused names another record, or is invalid, and is passed over; one sent while
 // the record was not parked is taken all the same (rare; its row is then compared with it).
-func (l *Ledger) message(ctx context.Context, e *workflowpb.WorkflowExecutionInfo) (any, error) {
+func (l *Ledger) message(ctx context.Context, e *workflowpb.WorkflowExecutionInfo) (contract.Message, error) {
 	id := e.GetExecution().GetWorkflowId()
 	it := l.Temporal.GetWorkflowHistory(ctx, id, e.GetExecution().GetRunId(), false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	dc := converter.GetDefaultDataConverter()
@@ -236,20 +234,9 @@ func fromPayload(kind contract.Kind, dc converter.DataConverter, p *commonpb.Pay
 
 // repair starts the record again: a new run of its workflow ID, at recovery priority, whose history
 // says the ledger started it and why. A run already going (a retried page, an operator) is left to it.
-func (l *Ledger) repair(ctx context.Context, e *workflowpb.WorkflowExecutionInfo, msg any, req contract.LedgerPageRequest) string {
-	kind := contract.Kind(keyword(e, contract.KindKey))
-	run, err := l.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                                       e.GetExecution().GetWorkflowId(),
-		TaskQueue:                                contract.TaskQueue,
-		WorkflowIDReusePolicy:                    enums.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE,
-		WorkflowIDConflictPolicy:                 enums.WORKFLOW_ID_CONFLICT_POLICY_FAIL,
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		Priority:                                 temporal.Priority{PriorityKey: contract.RecoveryPriority},
-		StaticDetails: fmt.Sprintf("started by the ledger of %s (%s, by %s): TCS no longer holds the row this record wrote",
-			req.Day, req.LedgerID, req.By),
-		TypedSearchAttributes: temporal.NewSearchAttributes(contract.KindKey.ValueSet(string(kind)),
-			contract.RecordIDKey.ValueSet(keyword(e, contract.RecordIDKey)), contract.StateKey.ValueSet(contract.StateUpdating)),
-	}, kind.Spec().WorkflowType, msg)
+func (l *Ledger) repair(ctx context.Context, msg contract.Message, req contract.LedgerPageRequest) string {
+	runID, err := startAgain(ctx, l.Temporal, msg, fmt.Sprintf("started by the ledger of %s (%s, by %s): TCS no longer holds the row this record wrote",
+		req.Day, req.LedgerID, req.By))
 	var already *serviceerror.WorkflowExecutionAlreadyStarted
 	switch {
 	case errors.As(err, &already):
@@ -257,17 +244,9 @@ func (l *Ledger) repair(ctx context.Context, e *workflowpb.WorkflowExecutionInfo
 	case err != nil:
 		return "not started: " + err.Error()
 	}
-	return "written again by run " + run.GetRunID()
+	return "written again by run " + runID
 }
 
 func keyword(e *workflowpb.WorkflowExecutionInfo, key temporal.SearchAttributeKeyKeyword) string {
-	return keywordOf(e.GetSearchAttributes(), key.GetName())
-}
-
-func keywordOf(sa *commonpb.SearchAttributes, key string) string {
-	var s string
-	if p := sa.GetIndexedFields()[key]; p != nil {
-		_ = converter.GetDefaultDataConverter().FromPayload(p, &s)
-	}
-	return s
+	return operate.Keyword(e.GetSearchAttributes(), key)
 }
