@@ -77,4 +77,3 @@ func RegisterReconcile(w worker.Registry, r ReconcileActivities) {
 	w.RegisterWorkflowWithOptions(Reconcile, workflow.RegisterOptions{Name: contract.ReconcileWorkflowType})
 	w.RegisterActivityWithOptions(r.Check, activity.RegisterOptions{Name: contract.ReconcileCheckActivity})
 }
-
