@@ -85,6 +85,8 @@ const (
 	MetricStalledRecords      = "writeback_stalled_records"
 	MetricOldestDeadLetterAge = "writeback_oldest_dead_letter_age_seconds"
 	MetricLedgerDrift         = "writeback_ledger_drift_records"
+	// MetricRolloutRolledBack is 1 while the last finished rollout of a build ended rolled back.
+	MetricRolloutRolledBack = "writeback_rollout_rolled_back"
 )
 
 // SignalPayload is the optional payload of retry and abandon.

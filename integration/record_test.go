@@ -221,4 +221,14 @@ func recordV1_1(t *testing.T, s *stack, save func(name, id string)) {
 	var ledgerReport contract.LedgerReport
 	require.NoError(t, run.Get(t.Context(), &ledgerReport))
 	save("ledger_report_only_done.json", ledger)
+
+	// A rollout with nothing to compare with (unversioned workers): nothing routed.
+	rollout := "writeback-rollout-recorded"
+	run, err = s.tm.Client.ExecuteWorkflow(t.Context(), client.StartWorkflowOptions{ID: rollout, TaskQueue: contract.TaskQueue},
+		contract.RolloutWorkflowType, contract.RolloutInput{Deployment: "writeback", BuildID: "recorded", By: "recorder"})
+	require.NoError(t, err)
+	var rolloutReport contract.RolloutReport
+	require.NoError(t, run.Get(t.Context(), &rolloutReport))
+	require.Equal(t, contract.RolloutNotStarted, rolloutReport.State)
+	save("rollout_not_started.json", rollout)
 }

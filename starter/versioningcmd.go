@@ -17,6 +17,7 @@ import (
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/config"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
+	"github.com/tis-writeback/writeback/starter/ops"
 )
 
 // runVersioning is `starter versioning status|set-current`: which build of the workers gets the
@@ -43,6 +44,7 @@ func versioningCmd() *cobra.Command {
 						return 1
 					}
 					st := statusOf(name, d.Info)
+					st.Rollout = ops.LastRollout(ctx, c, name)
 					if *asJSON {
 						return printJSON(st, 0)
 					}
@@ -53,6 +55,13 @@ func versioningCmd() *cobra.Command {
 					fmt.Fprintln(stdout)
 					for _, b := range st.Builds {
 						fmt.Fprintf(stdout, "  build %-24s created %s  %s\n", b.BuildID, b.CreatedAt.Format(time.RFC3339), b.State)
+					}
+					if r := st.Rollout; r != nil {
+						fmt.Fprintf(stdout, "rollout %s: build %s %s at %.0f%%", r.ID, r.BuildID, r.State, r.Percentage)
+						if r.Reason != "" {
+							fmt.Fprintf(stdout, " (%s)", r.Reason)
+						}
+						fmt.Fprintln(stdout)
 					}
 					return 0
 				})
@@ -98,8 +107,8 @@ serves the writeback task queue.`},
 				})
 			}
 		})
-	return group(&cobra.Command{Use: "versioning", Short: "Worker Versioning: status, set-current (the build that gets the records; the chart's hook runs it)",
-		Long: "Worker Versioning: the build of the workers that gets the records."}, status, setCurrentCmd)
+	return group(&cobra.Command{Use: "versioning", Short: "Worker Versioning: status, set-current (the build that gets the records; the chart's hook runs it), rollout (in judged steps)",
+		Long: "Worker Versioning: the build of the workers that gets the records."}, status, setCurrentCmd, rolloutCmd())
 }
 
 func deploymentFlag(fs *flag.FlagSet) *string {
@@ -115,6 +124,8 @@ type deploymentStatus struct {
 	Ramping           *string       `json:"ramping"`
 	RampingPercentage float32       `json:"rampingPercentage"`
 	Builds            []buildStatus `json:"builds"`
+	// Rollout is the deployment's latest rollout (running or ended), null when there was none.
+	Rollout *contract.RolloutReport `json:"rollout"`
 }
 
 type buildStatus struct {

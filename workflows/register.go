@@ -77,3 +77,18 @@ func RegisterReconcile(w worker.Registry, r ReconcileActivities) {
 	w.RegisterWorkflowWithOptions(Reconcile, workflow.RegisterOptions{Name: contract.ReconcileWorkflowType})
 	w.RegisterActivityWithOptions(r.Check, activity.RegisterOptions{Name: contract.ReconcileCheckActivity})
 }
+
+// RolloutActivities are what a rollout needs from the worker.
+type RolloutActivities interface {
+	Describe(ctx context.Context, deployment string) (contract.Routing, error)
+	Route(ctx context.Context, req contract.RouteRequest) error
+	Judge(ctx context.Context, req contract.JudgeRequest) (contract.BuildHealth, error)
+}
+
+// RegisterRollout puts the rollout's workflow and activities on a worker.
+func RegisterRollout(w worker.Registry, r RolloutActivities) {
+	w.RegisterWorkflowWithOptions(Rollout, workflow.RegisterOptions{Name: contract.RolloutWorkflowType})
+	w.RegisterActivityWithOptions(r.Describe, activity.RegisterOptions{Name: contract.RolloutDescribeActivity})
+	w.RegisterActivityWithOptions(r.Route, activity.RegisterOptions{Name: contract.RolloutRouteActivity})
+	w.RegisterActivityWithOptions(r.Judge, activity.RegisterOptions{Name: contract.RolloutJudgeActivity})
+}

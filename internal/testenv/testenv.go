@@ -220,6 +220,8 @@ type WorkerOptions struct {
 	TCSRate    float64
 	// KeyHonoured: the simulator honours Idempotency-Key; skip the read before each write.
 	KeyHonoured bool
+	// DeploymentName and BuildID turn Worker Versioning on (both or neither).
+	DeploymentName, BuildID string
 	// Outage mode settings (zero: the worker's defaults).
 	OutageWindow      time.Duration
 	OutageMinFailures int
@@ -257,6 +259,8 @@ func StartWorker(t testing.TB, tm *Temporal, tcsURL string, o WorkerOptions) *Wo
 		OutageWindow:            o.OutageWindow,
 		OutageMinFailures:       o.OutageMinFailures,
 		OutageProbeEvery:        o.OutageProbeEvery,
+		DeploymentName:          o.DeploymentName,
+		BuildID:                 o.BuildID,
 		Identity:                fmt.Sprintf("test-worker-%d-%d", os.Getpid(), workerSeq.Add(1)),
 	}
 	if err := cfg.Validate(); err != nil {

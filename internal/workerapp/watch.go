@@ -31,7 +31,7 @@ type Watch struct {
 }
 
 type watchMetrics struct {
-	stalled, oldest, parking, drift, ledgerDone prometheus.Gauge
+	stalled, oldest, parking, drift, ledgerDone, rolledBack prometheus.Gauge
 }
 
 // NewWatch registers the gauges, each at 0 from start-up.
@@ -51,6 +51,8 @@ func NewWatch(reg prometheus.Registerer, c *Config, log *slog.Logger) *Watch {
 			"The parking period: a dead letter older than this closes without retry (the expiry alert warns before)."),
 		drift:      g(contract.MetricLedgerDrift, "Records the last finished ledger found drifted: TCS no longer held their rows as written."),
 		ledgerDone: g("writeback_ledger_last_finished_timestamp_seconds", "When a ledger last finished (Unix time; 0: never)."),
+		rolledBack: g(contract.MetricRolloutRolledBack, "1 when the last finished rollout of a worker build rolled it back (its records "+
+			"did worse than the current build's), until the next rollout finishes."),
 	}}
 	w.m.parking.Set(c.Retry.ParkingPeriod.Seconds())
 	return w
@@ -75,7 +77,7 @@ func (w *Watch) look(ctx context.Context) {
 	ctx, cancel := context.WithTimeout(ctx, w.Every)
 	defer cancel()
 	for name, f := range map[string]func(context.Context) error{"stalled records": w.stalled,
-		"oldest dead letter": w.oldestDeadLetter, "ledger": w.ledger} {
+		"oldest dead letter": w.oldestDeadLetter, "ledger": w.ledger, "rollout": w.rollout} {
 		if err := f(ctx); err != nil && ctx.Err() == nil {
 			w.Log.Warn("could not read Temporal for a metric; it keeps its last value", "metric", name, "error", err.Error())
 		}
@@ -166,6 +168,29 @@ func (w *Watch) ledger(ctx context.Context) error {
 	}
 	w.m.drift.Set(float64(rep.Drift))
 	w.m.ledgerDone.Set(float64(last.GetCloseTime().AsTime().Unix()))
+	return nil
+}
+
+// rollout reads how the last finished rollout ended, from its memo.
+func (w *Watch) rollout(ctx context.Context) error {
+	done, err := w.list(ctx, fmt.Sprintf(`WorkflowType=%q AND ExecutionStatus!="Running"`, contract.RolloutWorkflowType), 100)
+	if err != nil || len(done) == 0 {
+		return err
+	}
+	last := slices.MaxFunc(done, func(a, b *workflowpb.WorkflowExecutionInfo) int {
+		return a.GetCloseTime().AsTime().Compare(b.GetCloseTime().AsTime())
+	})
+	var rep contract.RolloutReport
+	if p, ok := last.GetMemo().GetFields()[contract.MemoRollout]; ok {
+		if err := converter.GetDefaultDataConverter().FromPayload(p, &rep); err != nil {
+			return err
+		}
+	}
+	v := 0.0
+	if rep.State == contract.RolloutRolledBack {
+		v = 1
+	}
+	w.m.rolledBack.Set(v)
 	return nil
 }
 

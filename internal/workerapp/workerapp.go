@@ -191,5 +191,6 @@ func NewWorker(cl client.Client, c *Config, acts *activities.Activities) worker.
 	workflows.RegisterJobs(w, &operate.Jobs{Temporal: cl})
 	workflows.RegisterLedger(w, &activities.Ledger{Temporal: cl, TCS: acts.TCS})
 	workflows.RegisterReconcile(w, &activities.Reconciler{Temporal: cl, TCS: acts.TCS})
+	workflows.RegisterRollout(w, &activities.Rollouts{Temporal: cl, Namespace: c.Temporal.Namespace})
 	return w
 }
