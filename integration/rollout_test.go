@@ -2,18 +2,22 @@ package integration_test
 
 import (
 	"context"
+	"io"
+	"log/slog"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/testenv"
+	"github.com/tis-writeback/writeback/internal/workerapp"
 	"github.com/tis-writeback/writeback/tcssim/sim"
 )
 
@@ -46,6 +50,27 @@ func feed(t *testing.T, c client.Client, file string) (stop func() []int64) {
 	return func() []int64 { cancel(); <-done; return started }
 }
 
+// watchRollouts runs the worker's watch (the code behind its gauges) against c, looking every second,
+// and returns a reader of writeback_rollout_rolled_back.
+func watchRollouts(t *testing.T, c client.Client) func() float64 {
+	reg := prometheus.NewRegistry()
+	w := workerapp.NewWatch(reg, &workerapp.Config{StallAfter: 2 * time.Second, Retry: contract.DefaultRetrySettings()},
+		slog.New(slog.NewTextHandler(io.Discard, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	t.Cleanup(cancel)
+	go w.Run(ctx, c)
+	return func() float64 {
+		mfs, err := reg.Gather()
+		require.NoError(t, err)
+		for _, mf := range mfs {
+			if mf.GetName() == contract.MetricRolloutRolledBack {
+				return mf.GetMetric()[0].GetGauge().GetValue()
+			}
+		}
+		return -1
+	}
+}
+
 func countQ(t *testing.T, c client.Client, q string) int64 {
 	resp, err := c.CountWorkflow(context.Background(), &workflowservice.CountWorkflowExecutionsRequest{Query: q})
 	require.NoError(t, err)
@@ -68,7 +93,7 @@ func TestRolloutStopsABadBuildAndPromotesAGoodOne(t *testing.T) {
 
 	testenv.StartWorker(t, tm, bad.URL(), testenv.WorkerOptions{DeploymentName: "writeback", BuildID: "bad"})
 	stop := feed(t, tm.Client, "ROLLOUT.DAT")
-	out := starterCLI(t, bin, env, false, "versioning", "rollout", "--build-id", "bad", "--steps", "20,50", "--step", "60s",
+	out := starterCLI(t, bin, env, false, "versioning", "rollout", "--build-id", "bad", "--steps", "20,50", "--step", "24s",
 		"--min-records", "5", "--wait", "--reason", "release with a mapping bug")
 	fed := stop()
 	require.Contains(t, out, "rollout "+contract.RolloutWorkflowID("writeback"))
@@ -76,8 +101,11 @@ func TestRolloutStopsABadBuildAndPromotesAGoodOne(t *testing.T) {
 	step := regexp.MustCompile(`step\s+20%\s+(\d+)s\s+rolled back`).FindStringSubmatch(out)
 	require.NotNil(t, step, out)
 	took, _ := strconv.Atoi(step[1])
-	require.Less(t, took, 60, "stopped before its first step's end")
+	require.Less(t, took, 24, "stopped before its first step's end")
 	require.NotRegexp(t, `step\s+50%`, out, "stopped at its first step")
+	watched := watchRollouts(t, tm.Client)
+	require.Eventually(t, func() bool { return watched() == 1 }, 10*time.Second, 200*time.Millisecond,
+		"the worker's gauge behind WritebackRolloutRolledBack")
 	st := starterCLI(t, bin, env, true, "versioning", "status", "--json")
 	require.Contains(t, st, `"current":"b1"`)
 	require.Contains(t, st, `"ramping":null`)
@@ -101,7 +129,7 @@ func TestRolloutStopsABadBuildAndPromotesAGoodOne(t *testing.T) {
 	// A good build: promoted through its step to current.
 	testenv.StartWorker(t, tm, good.URL(), testenv.WorkerOptions{DeploymentName: "writeback", BuildID: "b2"})
 	stop = feed(t, tm.Client, "ROLLOUT2.DAT")
-	out = starterCLI(t, bin, env, true, "versioning", "rollout", "--build-id", "b2", "--steps", "50", "--step", "20s",
+	out = starterCLI(t, bin, env, true, "versioning", "rollout", "--build-id", "b2", "--steps", "50", "--step", "12s",
 		"--min-records", "5", "--wait")
 	stop()
 	require.Contains(t, out, "build b2 Promoted", out)
@@ -111,5 +139,6 @@ func TestRolloutStopsABadBuildAndPromotesAGoodOne(t *testing.T) {
 	}, 10*time.Second, 500*time.Millisecond)
 	require.Regexp(t, `step\s+50%\s+\d+s\s+healthy`, out)
 	require.Contains(t, starterCLI(t, bin, env, true, "versioning", "status", "--json"), `"current":"b2"`)
+	require.Eventually(t, func() bool { return watched() == 0 }, 10*time.Second, 200*time.Millisecond, "cleared by the next rollout's end")
 	require.False(t, strings.Contains(out, "RolledBack"))
 }

@@ -153,18 +153,10 @@ func (w *Watch) oldestDeadLetter(ctx context.Context) error {
 
 // ledger reads the last finished ledger's drift and time from its memo.
 func (w *Watch) ledger(ctx context.Context) error {
-	done, err := w.list(ctx, fmt.Sprintf(`WorkflowType=%q AND ExecutionStatus="Completed"`, contract.LedgerWorkflowType), 100)
-	if err != nil || len(done) == 0 {
-		return err
-	}
-	last := slices.MaxFunc(done, func(a, b *workflowpb.WorkflowExecutionInfo) int {
-		return a.GetCloseTime().AsTime().Compare(b.GetCloseTime().AsTime())
-	})
 	var rep contract.LedgerReport
-	if p, ok := last.GetMemo().GetFields()[contract.MemoLedger]; ok {
-		if err := converter.GetDefaultDataConverter().FromPayload(p, &rep); err != nil {
-			return err
-		}
+	last, err := w.lastClosed(ctx, contract.LedgerWorkflowType, `ExecutionStatus="Completed"`, contract.MemoLedger, &rep)
+	if err != nil || last == nil {
+		return err
 	}
 	w.m.drift.Set(float64(rep.Drift))
 	w.m.ledgerDone.Set(float64(last.GetCloseTime().AsTime().Unix()))
@@ -173,18 +165,10 @@ func (w *Watch) ledger(ctx context.Context) error {
 
 // rollout reads how the last finished rollout ended, from its memo.
 func (w *Watch) rollout(ctx context.Context) error {
-	done, err := w.list(ctx, fmt.Sprintf(`WorkflowType=%q AND ExecutionStatus!="Running"`, contract.RolloutWorkflowType), 100)
-	if err != nil || len(done) == 0 {
-		return err
-	}
-	last := slices.MaxFunc(done, func(a, b *workflowpb.WorkflowExecutionInfo) int {
-		return a.GetCloseTime().AsTime().Compare(b.GetCloseTime().AsTime())
-	})
 	var rep contract.RolloutReport
-	if p, ok := last.GetMemo().GetFields()[contract.MemoRollout]; ok {
-		if err := converter.GetDefaultDataConverter().FromPayload(p, &rep); err != nil {
-			return err
-		}
+	last, err := w.lastClosed(ctx, contract.RolloutWorkflowType, `ExecutionStatus!="Running"`, contract.MemoRollout, &rep)
+	if err != nil || last == nil {
+		return err
 	}
 	v := 0.0
 	if rep.State == contract.RolloutRolledBack {
@@ -192,6 +176,24 @@ func (w *Watch) rollout(ctx context.Context) error {
 	}
 	w.m.rolledBack.Set(v)
 	return nil
+}
+
+// lastClosed finds the workflow of type wfType matching status that closed last, and reads its memo
+// field into v (nil: none closed yet).
+func (w *Watch) lastClosed(ctx context.Context, wfType, status, memo string, v any) (*workflowpb.WorkflowExecutionInfo, error) {
+	done, err := w.list(ctx, fmt.Sprintf(`WorkflowType=%q AND %s`, wfType, status), 100)
+	if err != nil || len(done) == 0 {
+		return nil, err
+	}
+	last := slices.MaxFunc(done, func(a, b *workflowpb.WorkflowExecutionInfo) int {
+		return a.GetCloseTime().AsTime().Compare(b.GetCloseTime().AsTime())
+	})
+	if p, ok := last.GetMemo().GetFields()[memo]; ok {
+		if err := converter.GetDefaultDataConverter().FromPayload(p, v); err != nil {
+			return nil, err
+		}
+	}
+	return last, nil
 }
 
 func (w *Watch) tcsStatus(ctx context.Context) (contract.TCSStatus, bool, error) {
