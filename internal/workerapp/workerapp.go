@@ -133,7 +133,7 @@ func NewGuard(c *Config, m *telemetry.TCSMetrics, log *slog.Logger) (*guard.Guar
 	}
 	return guard.New(guard.Options{URL: c.TCSURL, Token: tok, Timeout: c.TCSTimeout, Rate: c.TCSRate, Identity: c.WorkerIdentity(),
 		OutageWindow: c.OutageWindow, OutageMinFailures: c.OutageMinFailures, OutageProbeEvery: c.OutageProbeEvery,
-		Metrics: m, Log: log})
+		Observe: m.Observe, OnMode: m.SetMode, OnCap: m.RateLimit.Set, Log: log})
 }
 
 // WorkerIdentity is this worker's identity as its pollers show it (Identity, or pid@host).
@@ -189,8 +189,8 @@ func NewWorker(cl client.Client, c *Config, acts *activities.Activities) worker.
 	w := worker.New(cl, contract.TaskQueue, opts)
 	workflows.Register(w, acts)
 	workflows.RegisterJobs(w, &operate.Jobs{Temporal: cl})
-	workflows.RegisterLedger(w, &activities.Ledger{Temporal: cl, TCS: acts.TCS})
-	workflows.RegisterReconcile(w, &activities.Reconciler{Temporal: cl, TCS: acts.TCS})
+	workflows.RegisterLedger(w, &operate.Ledger{Temporal: cl, TCS: acts.TCS})
+	workflows.RegisterReconcile(w, &operate.Reconciler{Temporal: cl, TCS: acts.TCS})
 	workflows.RegisterRollout(w, &activities.Rollouts{Temporal: cl, Namespace: c.Temporal.Namespace})
 	return w
 }

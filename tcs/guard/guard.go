@@ -25,7 +25,6 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/tis-writeback/writeback/contract"
-	"github.com/tis-writeback/writeback/internal/telemetry"
 	"github.com/tis-writeback/writeback/tcs"
 )
 
@@ -45,8 +44,12 @@ type Options struct {
 	OutageWindow      time.Duration
 	OutageMinFailures int
 	OutageProbeEvery  time.Duration
-	Metrics           *telemetry.TCSMetrics
-	Log               *slog.Logger
+	// Observe is told of every request; OnMode of the mode in force at each change; OnCap of the cap
+	// in force for all workers (metrics). Each may be nil.
+	Observe func(tcs.Observation)
+	OnMode  func(Mode)
+	OnCap   func(float64)
+	Log     *slog.Logger
 }
 
 // Guard is the TCS client of a worker with all that protects TCS around it (package comment).
@@ -57,7 +60,6 @@ type Guard struct {
 	// cap is the cap in force for all workers: TCS_RATE, or an operator's `tcs rate`.
 	cap     atomic.Value
 	log     *slog.Logger
-	metrics *telemetry.TCSMetrics
 	client  atomic.Pointer[client.Client]
 	workers atomic.Int64
 	lastWhy atomic.Value
@@ -75,10 +77,16 @@ func New(o Options) (*Guard, error) {
 	if o.Rate <= 0 {
 		return nil, errors.New("guard: the TCS rate must be > 0")
 	}
-	if o.Metrics == nil || o.Log == nil {
-		return nil, errors.New("guard: metrics and a logger are needed")
+	if o.Log == nil {
+		return nil, errors.New("guard: a logger is needed")
 	}
-	g := &Guard{o: o, log: o.Log, metrics: o.Metrics, poke: make(chan struct{}, 1), reporting: make(chan struct{})}
+	if o.OnMode == nil {
+		o.OnMode = func(Mode) {}
+	}
+	if o.OnCap == nil {
+		o.OnCap = func(float64) {}
+	}
+	g := &Guard{o: o, log: o.Log, poke: make(chan struct{}, 1), reporting: make(chan struct{})}
 	g.workers.Store(1)
 	g.cap.Store(o.Rate)
 	g.gate = newGate(gateOptions{
@@ -89,12 +97,12 @@ func New(o Options) (*Guard, error) {
 		OnChange:    g.changed,
 		OnRecover:   g.wake,
 	})
-	c, err := tcs.New(tcs.Options{BaseURL: o.URL, Token: o.Token, Timeout: o.Timeout, Observe: o.Metrics.Observe, Gate: g.gate})
+	c, err := tcs.New(tcs.Options{BaseURL: o.URL, Token: o.Token, Timeout: o.Timeout, Observe: o.Observe, Gate: g.gate})
 	if err != nil {
 		return nil, err
 	}
 	g.tcs = c
-	o.Metrics.RateLimit.Set(o.Rate)
+	o.OnCap(o.Rate)
 	return g, nil
 }
 
@@ -112,7 +120,7 @@ func (g *Guard) Workers() int64 { return g.workers.Load() }
 
 func (g *Guard) changed(from, to Mode, why string) {
 	mode, _ := g.Mode() // what is in force now, should two changes race
-	g.metrics.SetMode(mode)
+	g.o.OnMode(mode)
 	level := slog.LevelWarn
 	if to == ModeNormal {
 		level = slog.LevelInfo
@@ -216,7 +224,7 @@ func (g *Guard) control(ctx context.Context, c client.Client) {
 	if old := g.cap.Swap(capTotal); old != capTotal {
 		g.log.Info("TCS rate cap changed", "cap", capTotal, "source", st.RateSource, "by", st.By)
 	}
-	g.metrics.RateLimit.Set(capTotal)
+	g.o.OnCap(capTotal)
 	g.share(st.Workers, capTotal)
 }
 

@@ -281,7 +281,13 @@ down() {
       if [ "$p" = /run/netns ]; then
         [ -z "$(ls -A /run/netns 2>/dev/null)" ] && { umount /run/netns 2>/dev/null; rmdir /run/netns 2>/dev/null; }
       elif [ "$p" = /run/containerd ]; then
-        rmdir /run/containerd/s /run/containerd 2>/dev/null   # only if empty: the compose engine's shims may use it too
+        # A shim killed while it started (the kubelet restarting a container as the cluster stops) can
+        # leave its socket file: remove those no process listens on, then the folders if empty (the
+        # compose engine's shims may use them too).
+        for sock in /run/containerd/s/*; do
+          [ -S "$sock" ] && ! ss -xl 2>/dev/null | grep -qF "$sock" && rm -f "$sock"
+        done
+        rmdir /run/containerd/s /run/containerd 2>/dev/null
       else
         rm -rf "$p"
       fi

@@ -1,4 +1,4 @@
-package activities
+package operate
 
 import (
 	"context"
@@ -15,7 +15,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/tis-writeback/writeback/contract"
-	"github.com/tis-writeback/writeback/internal/operate"
 	"github.com/tis-writeback/writeback/tcs"
 	"github.com/tis-writeback/writeback/tcs/guard"
 )
@@ -39,7 +38,7 @@ func (r *Reconciler) Check(ctx context.Context, req contract.ReconcileCheckReque
 		conc = contract.ReconcileConcurrency
 	}
 	var mu sync.Mutex
-	operate.ForEach(req.Placements, conc, func(m contract.PlacementExported) {
+	ForEach(req.Placements, conc, func(m contract.PlacementExported) {
 		out, notSent := r.one(tctx, req, m)
 		mu.Lock()
 		defer mu.Unlock()
@@ -84,9 +83,9 @@ func (r *Reconciler) one(ctx context.Context, req contract.ReconcileCheckRequest
 // else started again (unless a dry run).
 func (r *Reconciler) missing(ctx context.Context, req contract.ReconcileCheckRequest, m contract.PlacementExported) (string, string) {
 	id := m.WorkflowID()
-	if parked, err := operate.Parked(ctx, r.Temporal, id); err == nil && parked {
+	if parked, err := Parked(ctx, r.Temporal, id); err == nil && parked {
 		reason := "(state query failed)"
-		if st, err := operate.QueryState(ctx, r.Temporal, id); err == nil {
+		if st, err := QueryState(ctx, r.Temporal, id); err == nil {
 			reason = st.LastError
 		}
 		if req.Input.DryRun || !req.Input.RetryDeadLetters {

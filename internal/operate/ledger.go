@@ -1,4 +1,4 @@
-package activities
+package operate
 
 import (
 	"context"
@@ -18,7 +18,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/tis-writeback/writeback/contract"
-	"github.com/tis-writeback/writeback/internal/operate"
 	"github.com/tis-writeback/writeback/tcs"
 	"github.com/tis-writeback/writeback/tcs/guard"
 )
@@ -248,5 +247,5 @@ func (l *Ledger) repair(ctx context.Context, msg contract.Message, req contract.
 }
 
 func keyword(e *workflowpb.WorkflowExecutionInfo, key temporal.SearchAttributeKeyKeyword) string {
-	return operate.Keyword(e.GetSearchAttributes(), key)
+	return Keyword(e.GetSearchAttributes(), key)
 }
