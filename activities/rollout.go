@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -49,7 +50,7 @@ func (r *Rollouts) Describe(ctx context.Context, deployment string) (contract.Ro
 		return rt, err
 	}
 	for _, p := range tq.GetPollers() {
-		if o := p.GetDeploymentOptions(); o.GetDeploymentName() == deployment && !contains(rt.Polling, o.GetBuildId()) {
+		if o := p.GetDeploymentOptions(); o.GetDeploymentName() == deployment && !slices.Contains(rt.Polling, o.GetBuildId()) {
 			rt.Polling = append(rt.Polling, o.GetBuildId())
 		}
 	}
@@ -116,13 +117,4 @@ func ranOn(deployment, build string, old bool) string {
 		return fmt.Sprintf(`BuildIds = "versioned:%s"`, build)
 	}
 	return fmt.Sprintf(`TemporalUsedWorkerDeploymentVersions = "%s:%s"`, deployment, build)
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }

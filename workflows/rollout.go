@@ -2,6 +2,7 @@ package workflows
 
 import (
 	"fmt"
+	"slices"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -92,7 +93,7 @@ func (r *rollout) waitingForWorkers(ctx workflow.Context) (rolloutPhase, error) 
 				"(make a build current first: versioning set-current)")
 		case rt.Ramping != "" && rt.Ramping != r.in.BuildID:
 			return r.end(ctx, contract.RolloutNotStarted, fmt.Sprintf("build %s is ramping: one ramp at a time", rt.Ramping))
-		case contains(rt.Polling, r.in.BuildID):
+		case slices.Contains(rt.Polling, r.in.BuildID):
 			return r.ramping(0), nil
 		case !workflow.Now(ctx).Before(deadline):
 			return r.end(ctx, contract.RolloutNotStarted, fmt.Sprintf("no worker of build %s polled within %s: nothing was routed to it",
@@ -283,13 +284,4 @@ func rolloutVerdict(in contract.RolloutInput, pct float32, nb, cb contract.Build
 		}
 	}
 	return v
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
