@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -61,7 +62,10 @@ func TestCheckNamesTheDependencyThatFails(t *testing.T) {
 	require.Contains(t, detail, "no worker took it within 5s")
 
 	// A starter consumes and a worker runs: every check passes; TCS was read, never written.
-	startConsumer(t, b, tm.Client, 10)
+	c := startConsumer(t, b, tm.Client, 10)
+	// consuming every queue first: the check asks the broker at once (a fresh machine's first
+	// consumer once took longer than that)
+	require.Eventually(t, func() bool { return c.consumer.Ready() == nil }, 30*time.Second, 100*time.Millisecond)
 	w := testenv.StartWorker(t, tm, s.URL(), testenv.WorkerOptions{})
 	r = runCheck(t, bin, env, true)
 	require.True(t, r.OK, "%+v", r)
