@@ -17,6 +17,7 @@ import (
 
 	"github.com/tis-writeback/writeback/activities"
 	"github.com/tis-writeback/writeback/contract"
+	"github.com/tis-writeback/writeback/internal/buildinfo"
 	"github.com/tis-writeback/writeback/internal/config"
 	"github.com/tis-writeback/writeback/internal/operate"
 	"github.com/tis-writeback/writeback/internal/telemetry"
@@ -131,9 +132,20 @@ func NewGuard(c *Config, m *telemetry.TCSMetrics, log *slog.Logger) (*guard.Guar
 	if err != nil {
 		return nil, err
 	}
-	return guard.New(guard.Options{URL: c.TCSURL, Token: tok, Timeout: c.TCSTimeout, Rate: c.TCSRate, Identity: c.WorkerIdentity(),
+	return guard.New(guard.Options{URL: c.TCSURL, Token: tok, Timeout: c.TCSTimeout, UserAgent: c.UserAgent(),
+		Rate: c.TCSRate, Identity: c.WorkerIdentity(),
 		OutageWindow: c.OutageWindow, OutageMinFailures: c.OutageMinFailures, OutageProbeEvery: c.OutageProbeEvery,
 		Observe: m.Observe, OnMode: m.SetMode, OnCap: m.RateLimit.Set, Log: log})
+}
+
+// UserAgent is what the worker's TCS requests say they come from: writeback-worker/BUILD under
+// Worker Versioning (TCS's logs then tell which build wrote a row), else the program's version.
+func (c *Config) UserAgent() string {
+	if c.BuildID != "" {
+		return "writeback-worker/" + c.BuildID
+	}
+	v, _ := buildinfo.Get()
+	return "writeback-worker/" + v
 }
 
 // WorkerIdentity is this worker's identity as its pollers show it (Identity, or pid@host).

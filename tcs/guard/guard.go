@@ -34,6 +34,8 @@ type Options struct {
 	URL     string
 	Token   func() (string, error)
 	Timeout time.Duration
+	// UserAgent names the worker's build to TCS.
+	UserAgent string
 	// Rate is TCS_RATE: the requests per second all workers together may send, every path.
 	Rate float64
 	// Identity names this worker among those sharing the cap (its Temporal identity).
@@ -97,7 +99,7 @@ func New(o Options) (*Guard, error) {
 		OnChange:    g.changed,
 		OnRecover:   g.wake,
 	})
-	c, err := tcs.New(tcs.Options{BaseURL: o.URL, Token: o.Token, Timeout: o.Timeout, Observe: o.Observe, Gate: g.gate})
+	c, err := tcs.New(tcs.Options{BaseURL: o.URL, Token: o.Token, Timeout: o.Timeout, Observe: o.Observe, Gate: g.gate, UserAgent: o.UserAgent})
 	if err != nil {
 		return nil, err
 	}

@@ -130,7 +130,8 @@ func (s *Server) withFaults(next http.Handler) http.Handler {
 		ep := endpointName(r.Method, r.URL.Path)
 		s.Store.track(ep, 1)
 		defer s.Store.track(ep, -1)
-		applies := f.Only == "" || strings.Contains(r.URL.Path, f.Only)
+		applies := (f.Only == "" || strings.Contains(r.URL.Path, f.Only)) &&
+			(f.Agent == "" || strings.Contains(r.UserAgent(), f.Agent))
 		if applies && f.LatencyMs > 0 {
 			select {
 			case <-time.After(time.Duration(f.LatencyMs) * time.Millisecond):

@@ -26,6 +26,8 @@ type Faults struct {
 	TimeoutRate       float64 `json:"timeoutRate"`
 	RetryAfterSeconds int     `json:"retryAfterSeconds"`
 	Only              string  `json:"only,omitempty"`
+	// Agent: the faults apply only to requests whose User-Agent contains it (one build of the workers).
+	Agent string `json:"agent,omitempty"`
 	// LateCommitRate of the write requests are held unanswered until the client gives up, and
 	// committed LateCommitMs after that: the write lands after the client's next read.
 	LateCommitRate float64 `json:"lateCommitRate,omitempty"`

@@ -1,6 +1,7 @@
 package sim_test
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 	"strings"
@@ -9,6 +10,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/tis-writeback/writeback/internal/testenv"
+	"github.com/tis-writeback/writeback/tcs"
 	"github.com/tis-writeback/writeback/tcssim/sim"
 )
 
@@ -51,4 +53,21 @@ func TestDeletedEventsAreDrift(t *testing.T) {
 	require.NoError(t, err)
 	resp.Body.Close()
 	require.Equal(t, http.StatusBadRequest, resp.StatusCode)
+}
+
+// Faults with an agent apply to one build of the workers only: its requests carry
+// User-Agent writeback-worker/BUILD (the tcs client's UserAgent), the other build's are answered.
+func TestFaultsForOneBuild(t *testing.T) {
+	s := testenv.StartSim(t, 10)
+	s.Store.SetFaults(sim.Faults{ErrorRate: 1, ErrorStatus: 422, Only: "/esr-exported", Agent: "writeback-worker/bad"})
+	write := func(agent string) error {
+		c, err := tcs.New(tcs.Options{BaseURL: s.URL(), Token: tcs.StaticToken(sim.DevToken), UserAgent: agent})
+		require.NoError(t, err)
+		return c.MarkESRExported(context.Background(), tcs.ESRExport{PlacementID: 7, Filename: "A.DAT"}, "")
+	}
+	err := write("writeback-worker/bad")
+	var te *tcs.Error
+	require.ErrorAs(t, err, &te)
+	require.Equal(t, 422, te.Status)
+	require.NoError(t, write("writeback-worker/good"))
 }
