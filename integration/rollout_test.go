@@ -4,6 +4,8 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"os"
+	"os/exec"
 	"regexp"
 	"strconv"
 	"strings"
@@ -93,9 +95,15 @@ func TestRolloutStopsABadBuildAndPromotesAGoodOne(t *testing.T) {
 
 	testenv.StartWorker(t, tm, bad.URL(), testenv.WorkerOptions{DeploymentName: "writeback", BuildID: "bad"})
 	stop := feed(t, tm.Client, "ROLLOUT.DAT")
-	out := starterCLI(t, bin, env, false, "versioning", "rollout", "--build-id", "bad", "--steps", "20,50", "--step", "24s",
+	cmd := exec.Command(bin, "versioning", "rollout", "--build-id", "bad", "--steps", "20,50", "--step", "24s",
 		"--min-records", "5", "--wait", "--reason", "release with a mapping bug")
+	cmd.Env = append(os.Environ(), env...)
+	raw, err := cmd.Output()
+	out := string(raw)
 	fed := stop()
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, out)
+	require.Equal(t, 3, exit.ExitCode(), "a rollout that ends without making its build current exits 3: %s", out)
 	require.Contains(t, out, "rollout "+contract.RolloutWorkflowID("writeback"))
 	require.Contains(t, out, "build bad RolledBack (its records dead-letter more than the current build's", out)
 	step := regexp.MustCompile(`step\s+20%\s+(\d+)s\s+rolled back`).FindStringSubmatch(out)

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"time"
@@ -11,6 +12,7 @@ import (
 
 	"github.com/tis-writeback/writeback/contract"
 	"github.com/tis-writeback/writeback/internal/config"
+	"github.com/tis-writeback/writeback/internal/kube"
 	"github.com/tis-writeback/writeback/internal/temporalclient"
 	"github.com/tis-writeback/writeback/starter/ops"
 )
@@ -25,7 +27,16 @@ percentage of the records in turn, each for --step, then make it current. Each s
 (those its workers ran) with the current build's over the step: more dead-lettered (by --max-dead-letter-excess)
 or more left unfinished (by --max-unfinished-excess) rolls B back at once, the ramp removed and the reason
 logged and alerted. The rollout is a workflow (kind rollout in the Temporal UI): it prints "rollout ID"
-first and, with --wait, waits and prints how it ended (exit 1 unless B became current).`},
+first and, with --wait, waits and prints how it ended: exit 0 when B became current, 3 when the rollout
+ended without making it current (rolled back, not started, inconclusive, cancelled), 1 when it could
+not be started or followed, or workers could not be removed. A rollout of
+the deployment already running is waited for rather than started again (a retried Job).
+
+In a Kubernetes pod (the Helm chart's rollout Job), --build-workers and --previous-workers name the
+Deployments of B's workers and of the build B replaces: when the rollout ends, the one of a build
+that gets no records (neither current nor ramping) is scaled to 0 with the pod's ServiceAccount.
+Every writeback workflow auto-upgrades, so nothing stays on a build that is no longer routed to: its
+parked dead letters and waiting records continue on the current build.`},
 		func(fs *flag.FlagSet) body {
 			tc := temporalclient.Flags(fs)
 			name := deploymentFlag(fs)
@@ -39,6 +50,8 @@ first and, with --wait, waits and prints how it ended (exit 1 unless B became cu
 			unExcess := fs.Float64("max-unfinished-excess", d.MaxUnfinishedExcess, "how much more of its records may stay unfinished than of the current build's")
 			waitWorkers := fs.Duration("wait-for-workers", d.WaitForWorkers, "how long to wait for the build's workers to poll")
 			wait := fs.Bool("wait", false, "wait for the rollout's end and print it")
+			buildWorkers := fs.String("build-workers", "", "Kubernetes Deployment of the build's workers: scaled to 0 if the build ends up getting no records (implies --wait)")
+			previousWorkers := fs.String("previous-workers", "", "Kubernetes Deployment of the replaced build's workers: scaled to 0 once it gets no records (implies --wait)")
 			reason := fs.String("reason", "", "why (in the rollout's history)")
 			by := fs.String("by", currentUser(), "who")
 			return func([]string) int {
@@ -53,34 +66,102 @@ first and, with --wait, waits and prints how it ended (exit 1 unless B became cu
 					fmt.Fprintln(stderr, err, "(--deployment-name, --build-id, --steps)")
 					return 2
 				}
+				var kc *kube.Client
+				if *buildWorkers != "" || *previousWorkers != "" {
+					var err error
+					if kc, err = kube.InCluster(kube.ServiceAccountDir); err != nil {
+						fmt.Fprintln(stderr, err, "(--build-workers, --previous-workers)")
+						return 2
+					}
+					*wait = true
+				}
 				return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
-					run, err := ops.StartRollout(ctx, c, in)
-					if err != nil {
-						fmt.Fprintln(stderr, err)
-						return 1
-					}
-					fmt.Fprintln(stdout, "rollout", run.GetID())
-					if !*wait {
-						return 0
-					}
-					var rep contract.RolloutReport
-					if err := run.Get(ctx, &rep); err != nil {
-						fmt.Fprintln(stderr, "rollout", run.GetID()+":", err)
-						return 1
+					rep, code := runRollout(ctx, c, in, *wait, kc != nil)
+					if code != 0 || !*wait {
+						return code
 					}
 					printRollout(rep)
 					if rep.State != contract.RolloutPromoted {
-						return 1
+						code = exitNotPromoted
 					}
-					return 0
+					if kc != nil && !removeIdleWorkers(ctx, c, kc, rep, map[string]string{in.BuildID: *buildWorkers, rep.Previous: *previousWorkers}) {
+						code = 1
+					}
+					return code
 				})
 			}
 		})
 }
+
+// runRollout starts the rollout (or, when waiting, joins the one of the deployment already running)
+// and, with wait, returns how it ended. once: a rollout of this build by the same hand (a Job's
+// retry) that has already ended is not started again; its report is returned.
+func runRollout(ctx context.Context, c sdkclient.Client, in contract.RolloutInput, wait, once bool) (contract.RolloutReport, int) {
+	if last := ops.LastRollout(ctx, c, in.Deployment); once && last != nil && last.BuildID == in.BuildID && last.By == in.By && ops.RolloutEnded(last.State) {
+		fmt.Fprintln(stdout, "rollout", last.ID, "(ended before: not started again)")
+		return *last, 0
+	}
+	run, err := ops.StartRollout(ctx, c, in)
+	if errors.Is(err, ops.ErrRolloutRunning) && wait {
+		fmt.Fprintln(stderr, err.Error()+": waiting for it")
+		run, err = c.GetWorkflow(ctx, contract.RolloutWorkflowID(in.Deployment), ""), nil
+	}
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return contract.RolloutReport{}, 1
+	}
+	fmt.Fprintln(stdout, "rollout", run.GetID())
+	if !wait {
+		return contract.RolloutReport{}, 0
+	}
+	var rep contract.RolloutReport
+	if err := run.Get(ctx, &rep); err != nil {
+		fmt.Fprintln(stderr, "rollout", run.GetID()+":", err)
+		return rep, 1
+	}
+	if rep.BuildID != in.BuildID {
+		printRollout(rep)
+		fmt.Fprintf(stderr, "the rollout that was running was of build %s, not %s: start it again\n", rep.BuildID, in.BuildID)
+		return rep, 1
+	}
+	return rep, 0
+}
+
+// exitNotPromoted is the exit code of a rollout that ended without making its build current: an
+// answer, not an error (the chart's rollout Job does not retry it).
+const exitNotPromoted = 3
 
 func printRollout(rep contract.RolloutReport) {
 	for _, s := range rep.Steps {
 		fmt.Fprintf(stdout, "  step %3.0f%%  %s  %s\n", s.Percentage, s.JudgedAt.Sub(s.StartedAt).Round(time.Second), s.Verdict)
 	}
 	fmt.Fprintf(stdout, "%s: build %s %s (%s)\n", rep.ID, rep.BuildID, rep.State, rep.Reason)
+}
+
+// removeIdleWorkers scales to 0 the Deployment (workers, by build) of each build the deployment no
+// longer routes records to, once the routing shows another build current; it says what it did.
+func removeIdleWorkers(ctx context.Context, c sdkclient.Client, kc *kube.Client, rep contract.RolloutReport, workers map[string]string) bool {
+	rt, err := ops.Routing(ctx, c, rep.Deployment)
+	if err != nil {
+		fmt.Fprintln(stderr, "workers left running:", err)
+		return false
+	}
+	ok := true
+	for build, name := range workers {
+		switch {
+		case name == "" || build == "":
+		case rt.Current == build || rt.Ramping == build:
+			fmt.Fprintf(stdout, "workers of build %s (Deployment %s) kept: it gets records\n", build, name)
+		case rt.Current == "":
+			fmt.Fprintf(stdout, "workers of build %s (Deployment %s) kept: the deployment has no versioned current build\n", build, name)
+		default:
+			if err := kc.ScaleDeployment(ctx, name, 0); err != nil {
+				fmt.Fprintln(stderr, "workers left running:", err)
+				ok = false
+				continue
+			}
+			fmt.Fprintf(stdout, "workers of build %s removed (Deployment %s scaled to 0): build %s is current\n", build, name, rt.Current)
+		}
+	}
+	return ok
 }

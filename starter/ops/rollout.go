@@ -91,3 +91,25 @@ func LastRollout(ctx context.Context, c client.Client, deployment string) *contr
 	}
 	return last
 }
+
+// Routing is the deployment's routing as Temporal has it: its current and ramping builds ("" for
+// unversioned workers or none).
+func Routing(ctx context.Context, c client.Client, deployment string) (contract.Routing, error) {
+	d, err := c.WorkerDeploymentClient().GetHandle(deployment).Describe(ctx, client.WorkerDeploymentDescribeOptions{})
+	if err != nil {
+		return contract.Routing{}, fmt.Errorf("deployment %s: %w", deployment, err)
+	}
+	var rt contract.Routing
+	if v := d.Info.RoutingConfig.CurrentVersion; v != nil {
+		rt.Current = v.BuildID
+	}
+	if v := d.Info.RoutingConfig.RampingVersion; v != nil {
+		rt.Ramping, rt.RampingPercentage = v.BuildID, d.Info.RoutingConfig.RampingVersionPercentage
+	}
+	return rt, nil
+}
+
+// RolloutEnded: a rollout in this state has finished (promoted, rolled back, or given up).
+func RolloutEnded(state string) bool {
+	return state != contract.RolloutWaiting && state != contract.RolloutRamping && state != ""
+}
