@@ -529,4 +529,9 @@ func TestRetryJobs(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(starterCLI(t, bin, env, true, "jobs", "show", jobID, "--json")), &st))
 		return st["state"] == "Cancelled"
 	}, 60*time.Second, 500*time.Millisecond)
+	// An ended job: a cancel finds it as asked (exit 0) and says so; a resume cannot (exit 1).
+	out = starterCLI(t, bin, env, true, "jobs", "cancel", jobID)
+	require.Contains(t, out, "job "+jobID+" has already ended (Cancelled): nothing to cancel")
+	out = starterCLI(t, bin, env, false, "jobs", "resume", jobID)
+	require.Contains(t, out, "has already ended (Cancelled): nothing to resume")
 }

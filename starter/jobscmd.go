@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -13,6 +14,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	sdkclient "go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
@@ -200,7 +202,22 @@ func jobSignalCmd(verb, signalName, short string) *cobra.Command {
 			tc := temporalclient.Flags(fs)
 			return func(args []string) int {
 				return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
-					if err := c.SignalWorkflow(ctx, args[0], "", signalName, nil); err != nil {
+					err := c.SignalWorkflow(ctx, args[0], "", signalName, nil)
+					var nf *serviceerror.NotFound
+					if errors.As(err, &nf) {
+						// Ended (or never was): say which. A cancel finds what it asked for, a resume does not.
+						st, serr := jobStatus(ctx, c, args[0])
+						if serr != nil {
+							fmt.Fprintf(stderr, "%s job %s: no such job\n", verb, args[0])
+							return 1
+						}
+						fmt.Fprintf(stdout, "job %s has already ended (%s): nothing to %s\n", args[0], st.State, verb)
+						if signalName == contract.SignalJobCancel {
+							return 0
+						}
+						return 1
+					}
+					if err != nil {
 						fmt.Fprintf(stderr, "%s job %s: %v\n", verb, args[0], err)
 						return 1
 					}
