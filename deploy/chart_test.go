@@ -12,9 +12,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 	appsv1 "k8s.io/api/apps/v1"
+	autoscalingv2 "k8s.io/api/autoscaling/v2"
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 
 	"github.com/tis-writeback/writeback/internal/testenv"
 )
@@ -277,4 +279,78 @@ func githubAnchor(heading string) string {
 		}
 	}
 	return b.String()
+}
+
+// A rollout (versioning.strategy rollout with the previous build named): each build's workers run in a
+// Deployment of their own with the build's image, selector and build ID, side by side; the rollout Job
+// replaces the set-current hook, and its ServiceAccount (the only one with an API token) may scale
+// those two Deployments and nothing else.
+func TestChartRollout(t *testing.T) {
+	objs := rendered(t, valueSets["rollout"])
+	workers := map[string]*appsv1.Deployment{}
+	for _, d := range objs["Deployment"] {
+		if dep := d.(*appsv1.Deployment); dep.Labels["app.kubernetes.io/component"] == "worker" {
+			workers[dep.Name] = dep
+		}
+	}
+	require.Len(t, workers, 2)
+	for name, build := range map[string]string{"wb-worker-dev2": "dev2", "wb-worker-dev": "dev"} {
+		dep := workers[name]
+		require.NotNil(t, dep, name)
+		c := dep.Spec.Template.Spec.Containers[0]
+		require.Equal(t, "writeback-local/writeback-worker:"+build, c.Image, name)
+		require.Equal(t, build, envOf(c)["TEMPORAL_BUILD_ID"].Value, name)
+		require.Equal(t, build, dep.Spec.Selector.MatchLabels["writeback.tis/build"], "%s: selectors of the two builds must not overlap", name)
+		require.Equal(t, build, dep.Spec.Template.Labels["writeback.tis/build"], name)
+	}
+	hpas := map[string]bool{}
+	for _, h := range objs["HorizontalPodAutoscaler"] {
+		hpas[h.(*autoscalingv2.HorizontalPodAutoscaler).Spec.ScaleTargetRef.Name] = true
+	}
+	require.Equal(t, map[string]bool{"wb-worker-dev2": true, "wb-worker-dev": true}, hpas)
+
+	require.Len(t, objs["Job"], 1, "the rollout Job, not the set-current hook")
+	job := objs["Job"][0].(*batchv1.Job)
+	require.Equal(t, "wb-rollout-1", job.Name)
+	pod := job.Spec.Template.Spec
+	require.Equal(t, "wb-rollout", pod.ServiceAccountName)
+	require.True(t, *pod.AutomountServiceAccountToken)
+	args := strings.Join(pod.Containers[0].Args, " ")
+	for _, want := range []string{"versioning rollout --build-id dev2", "--steps 10,50 --step 5m", "--build-workers wb-worker-dev2",
+		"--previous-workers wb-worker-dev"} {
+		require.Contains(t, args, want)
+	}
+	require.Equal(t, "writeback", envOf(pod.Containers[0])["TEMPORAL_DEPLOYMENT_NAME"].Value)
+	require.Len(t, objs["Role"], 1)
+	rules := objs["Role"][0].(*rbacv1.Role).Rules
+	require.Len(t, rules, 1)
+	require.Equal(t, []string{"deployments/scale"}, rules[0].Resources)
+	require.ElementsMatch(t, []string{"wb-worker-dev2", "wb-worker-dev"}, rules[0].ResourceNames)
+	require.ElementsMatch(t, []string{"get", "patch"}, rules[0].Verbs)
+	rb := objs["RoleBinding"][0].(*rbacv1.RoleBinding)
+	require.Equal(t, "wb-rollout", rb.Subjects[0].Name)
+	var apiPorts []int32
+	for _, n := range objs["NetworkPolicy"] {
+		if np := n.(*networkingv1.NetworkPolicy); np.Name == "wb-rollout" {
+			require.Equal(t, "rollout", np.Spec.PodSelector.MatchLabels["app.kubernetes.io/component"])
+			for _, p := range np.Spec.Egress[0].Ports {
+				apiPorts = append(apiPorts, p.Port.IntVal)
+			}
+		}
+	}
+	require.ElementsMatch(t, []int32{443, 6443}, apiPorts, "the rollout Job reaches the Kubernetes API")
+
+	// No previous build (a first install), or the same build again: one Deployment and the hook.
+	for _, extra := range [][]string{{"--set", "worker.versioning.rollout.previousBuildId="}, {"--set", "worker.versioning.rollout.previousBuildId=dev2"}} {
+		objs := rendered(t, append(append([]string(nil), valueSets["rollout"]...), extra...))
+		names := []string{}
+		for _, d := range objs["Deployment"] {
+			names = append(names, d.(*appsv1.Deployment).Name)
+		}
+		require.ElementsMatch(t, []string{"wb-worker", "wb-starter"}, names, extra)
+		require.Equal(t, "wb-set-current-version", objs["Job"][0].(*batchv1.Job).Name, extra)
+		require.Empty(t, objs["Role"], extra)
+	}
+	require.Contains(t, helmFails(t, append(append([]string{"template", "wb", chart}, valueSets["rollout"]...),
+		"--set", "worker.versioning.rollout.steps={50,10}")...), "steps")
 }

@@ -22,6 +22,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/tis-writeback/writeback/contract"
@@ -113,6 +114,9 @@ var valueSets = map[string][]string{
 	"production": {"-f", chart + "/values-production.yaml"},
 	"local":      {"-f", "deploy/local/kube/values-local.yaml", "--set", "worker.versioning.buildId=dev"}, // the build ID as deploy.sh gives it
 	"everything": {"-f", "deploy/testdata/values-everything.yaml"},
+	// a rollout of build dev2 replacing dev, as make test-deploy runs it
+	"rollout": {"-f", "deploy/local/kube/values-local.yaml", "--set", "image.tag=dev2", "--set", "worker.versioning.buildId=dev2",
+		"--set", "worker.versioning.strategy=rollout", "--set", "worker.versioning.rollout.previousBuildId=dev"},
 }
 
 func TestHelmLint(t *testing.T) {
@@ -173,6 +177,10 @@ func rendered(t *testing.T, extra []string) map[string][]any {
 			obj = &corev1.Pod{}
 		case "networking.k8s.io/v1/NetworkPolicy":
 			obj = &networkingv1.NetworkPolicy{}
+		case "rbac.authorization.k8s.io/v1/Role":
+			obj = &rbacv1.Role{}
+		case "rbac.authorization.k8s.io/v1/RoleBinding":
+			obj = &rbacv1.RoleBinding{}
 		default:
 			t.Fatalf("unexpected manifest %s %s", head.APIVersion, head.Kind)
 		}

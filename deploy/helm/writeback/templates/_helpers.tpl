@@ -158,3 +158,28 @@ volumes:
   {{- end }}
 {{- end }}
 {{- end -}}
+
+{{/* writeback.workerBuilds: the worker Deployments to render, as a JSON list of {name, build, tag}.
+     One Deployment named <release>-worker, except in a rollout (versioning.strategy rollout with a
+     previous build): then one per build, each named for its build, so the replaced build's workers
+     keep running beside the new ones while the rollout Job ramps and judges. */}}
+{{- define "writeback.workerBuilds" -}}
+{{- $v := .Values.worker.versioning -}}
+{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
+{{- $base := printf "%s-worker" (include "writeback.fullname" .) -}}
+{{- if include "writeback.rollout" . -}}
+{{- $prev := $v.rollout.previousBuildId -}}
+{{- list (dict "name" (printf "%s-%s" $base $v.buildId) "build" $v.buildId "tag" $tag)
+         (dict "name" (printf "%s-%s" $base $prev) "build" $prev "tag" (default $prev $v.rollout.previousImageTag)) | toJson -}}
+{{- else -}}
+{{- list (dict "name" $base "build" $v.buildId "tag" $tag) | toJson -}}
+{{- end -}}
+{{- end -}}
+
+{{/* writeback.rollout: non-empty when this release rolls its build out in judged ramp steps. */}}
+{{- define "writeback.rollout" -}}
+{{- $v := .Values.worker.versioning -}}
+{{- if and $v.deploymentName (eq (dig "strategy" "set-current" $v) "rollout") (dig "rollout" "previousBuildId" "" $v) -}}
+{{- if ne $v.rollout.previousBuildId $v.buildId -}}true{{- end -}}
+{{- end -}}
+{{- end -}}
