@@ -94,7 +94,7 @@ func runChaos(args []string) int {
 		processFaults = "on the release (the chart's defaults: 2 workers, 1 starter),\na worker pod and the starter pod deleted (SIGTERM from the kubelet), " +
 			"RabbitMQ's container killed on its node and restarted by the kubelet in the same pod, and the workers rolled to build " + c.Kube.RollTo +
 			" by `helm upgrade` under Worker Versioning"
-		rabbitFault = "RabbitMQ and Temporal (the CLI's dev server) run as single pods; no other fault"
+		rabbitFault = "RabbitMQ and Temporal (the server v1.32.0 on PostgreSQL) run as single pods; no other fault"
 	}
 	plotPath := filepath.Join(filepath.Dir(*out), plotName)
 	if err := ChaosPlot(rep, plotPath); err != nil {

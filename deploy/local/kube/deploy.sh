@@ -41,10 +41,16 @@ for crd in servicemonitors prometheusrules; do
 done
 
 kc apply -f "$HERE/manifests/coredns.yaml" >/dev/null
-sed "s/:TAG\$/:$TAG/" "$HERE/manifests/deps.yaml" | kc apply -f - >/dev/null
-for d in kube-system/coredns writeback-deps/rabbitmq writeback-deps/temporal writeback-deps/tcssim; do
-  kc -n "${d%/*}" rollout status "deploy/${d#*/}" --timeout 180s >/dev/null || { say "$d did not become ready"; exit 1; }
+kc create namespace writeback-deps --dry-run=client -o yaml | kc apply -f - >/dev/null
+kc -n writeback-deps create configmap temporal-dynamicconfig --from-file=writeback.yaml=deploy/temporal/dynamicconfig.yaml \
+  --dry-run=client -o yaml | kc apply -f - >/dev/null
+SERVER_VERSION=$(sed -n 's/^TEMPORAL_SERVER_VERSION := v//p' Makefile)
+sed -e "s/:TAG\$/:$TAG/" -e "s/:SERVER_VERSION\$/:$SERVER_VERSION/" "$HERE/manifests/deps.yaml" | kc apply -f - >/dev/null
+for d in kube-system/coredns writeback-deps/rabbitmq writeback-deps/postgresql writeback-deps/temporal writeback-deps/tcssim; do
+  kc -n "${d%/*}" rollout status "deploy/${d#*/}" --timeout 240s >/dev/null || { say "$d did not become ready"; exit 1; }
 done
+kc -n writeback-deps wait --for=condition=Complete job/temporal-setup --timeout 180s >/dev/null \
+  || { say "Temporal's namespace and search attributes were not made: $(kc -n writeback-deps logs job/temporal-setup --tail 5 2>&1)"; exit 1; }
 
 # The chart's secrets: the broker URL, the TCS token, and the management API for the topology operator.
 kc create namespace "$NAMESPACE" --dry-run=client -o yaml | kc apply -f - >/dev/null

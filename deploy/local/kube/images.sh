@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every image the local Kubernetes runs, built here (no registry) and loaded into its containerd:
 #   - the compose stand-in for RabbitMQ 3.10 (Debian's package; ../images.sh);
-#   - static binaries FROM scratch: pause (deploy/local/kube/pause), CoreDNS (bin/kube) and the pinned
-#     Temporal CLI, whose dev server is the cluster's Temporal (the compose test runs the real server);
+#   - static binaries FROM scratch: pause (deploy/local/kube/pause) and CoreDNS (bin/kube);
+#   - the compose stand-ins for PostgreSQL 15 and the production profile's Temporal server and admin tools
+#     (the cluster's Temporal is the server a deployment runs, not the CLI's dev server);
 #   - writeback's worker, starter and tcssim images from deploy/Dockerfile, as test-compose builds them.
 # The engine (../engine.sh) builds them; it is stopped again if this script started it.
 #   images.sh TAG [--writeback-only]   writeback's images are tagged writeback-local/writeback-{worker,starter,tcssim}:TAG;
@@ -24,13 +25,14 @@ images=("writeback-local/writeback-worker:$TAG" "writeback-local/writeback-start
 if [ "$ONLY_WRITEBACK" != --writeback-only ]; then
   "$HERE/images.sh"
 
-  # pause, CoreDNS, the Temporal CLI
-  images+=(writeback-local/pause:1 writeback-local/coredns:1.12.0 writeback-local/temporal-cli:1 rabbitmq:3.10-management)
+  # pause, CoreDNS; the server and its tools at the version the Makefile pins
+  server=$(sed -n 's/^TEMPORAL_SERVER_VERSION := v//p' Makefile)
+  images+=(writeback-local/pause:1 writeback-local/coredns:1.12.0 rabbitmq:3.10-management postgres:15
+    "temporalio/server:$server" "temporalio/admin-tools:$server")
   ctx=$(mktemp -d)
   (cd deploy && CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o "$ctx/pause" ./local/kube/pause)
-  cp bin/kube/coredns bin/temporal "$ctx/"
-  for b in pause:writeback-local/pause:1:scratch coredns:writeback-local/coredns:1.12.0:scratch \
-      temporal:writeback-local/temporal-cli:1:writeback-local/debian:bookworm; do
+  cp bin/kube/coredns "$ctx/"
+  for b in pause:writeback-local/pause:1:scratch coredns:writeback-local/coredns:1.12.0:scratch; do
     IFS=: read -r binary repo tag base base_tag <<<"$b"
     docker build -q -f "$HERE/stand-ins/scratch-binary.Dockerfile" --build-arg BINARY="$binary" \
       --build-arg BASE="$base${base_tag:+:$base_tag}" -t "$repo:$tag" "$ctx" >/dev/null

@@ -10,8 +10,11 @@
 #      new build (dev2) by `helm upgrade`: `bench chaos --profile kube`, run inside the cluster's network
 #      namespace, with the chaos report (BENCHMARKS.md, section chaos-kube);
 #   4. `helm rollback` to the build before: the hook makes it current again, records through;
-#   5. `helm uninstall`: the record queues and the DLQ's messages stay in RabbitMQ;
-#   6. deploy.sh down, and the machine as it was (mounts, links, iptables, sysctls, cgroups, processes).
+#   5. rollouts that watch themselves, while records flow: a bad build stopped at its first step, rolled
+#      back and its workers removed; a good build promoted through its steps (BENCHMARKS.md, rollouts);
+#   6. `helm uninstall`: the record queues and the DLQ's messages stay in RabbitMQ;
+#   7. deploy.sh down, and the machine as it was (mounts, links, iptables, sysctls, cgroups, processes).
+# Temporal is the production profile's server on PostgreSQL (manifests/deps.yaml), as a deployment runs it.
 # KEEP=1 leaves the cluster up at the end (make deploy-down removes it).
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
@@ -108,7 +111,96 @@ current=$(current)
 through 20
 say "helm rollback to build dev: $current; 20 records through"
 
-# 5. Uninstall keeps the queues and what they hold
+# 5. Rollouts that watch themselves (worker.versioning.strategy rollout), while records flow: a bad build
+#    (TCS answers 422 to every placement it writes: a mapping bug as TCS sees it) is stopped at its first
+#    step, rolled back and its workers removed, the dead letters it made written by the current build;
+#    then a good build (dev2) is promoted through its steps and the replaced build's workers removed.
+tcs_faults() { in_ns curl -fsS -X POST -H 'Content-Type: application/json' -d "$1" http://10.216.0.22:8082/admin/faults >/dev/null; }
+count() { workflow_count 10.216.0.21:7233 "$1" nsenter --net="/run/netns/$NETNS"; }
+# flow: placements published by the starter pod, 10 a second, until the file $flowing is removed
+flowing=$(mktemp)
+flow() { while [ -e "$flowing" ]; do kc exec deploy/$RELEASE-starter -- /starter publish --demo 10 --kind placement >/dev/null 2>&1; sleep 0.7; done; }
+# rollout BUILD: helm upgrade to BUILD (image dev2) with the rollout strategy replacing dev, records
+# flowing, and the rollout Job's log once it has ended (its exit status on stderr)
+rollout() {
+  local build=$1 job rev
+  : >"$flowing"; flow & local flower=$!
+  helm upgrade "$RELEASE" deploy/helm/writeback --reuse-values --set image.tag=dev2 --set worker.versioning.buildId="$build" \
+    --set worker.versioning.strategy=rollout --set worker.versioning.rollout.previousBuildId=dev \
+    --set worker.versioning.rollout.previousImageTag=dev --set 'worker.versioning.rollout.steps={20,50}' \
+    --set worker.versioning.rollout.step=20s --wait --timeout 5m >/dev/null || { rm -f "$flowing"; fail "helm upgrade to build $build (rollout)"; }
+  rev=$(helm history "$RELEASE" -o json | python3 -c 'import json,sys; print(json.load(sys.stdin)[-1]["revision"])')
+  job=job/$RELEASE-rollout-$rev
+  for _ in $(seq 1 200); do
+    kc get "$job" -o jsonpath='{.status.conditions[*].type}' 2>/dev/null | grep -qE 'Complete|Failed' && break
+    sleep 2
+  done
+  rm -f "$flowing"; wait $flower || true
+  kc logs "$job" 2>&1
+  echo "job: $(kc get "$job" -o jsonpath='{.status.conditions[?(@.status=="True")].type} succeeded={.status.succeeded} failed={.status.failed}')"
+}
+replicas() { kc get "deploy/$1" -o jsonpath='{.spec.replicas}'; }
+settle_all() { # every record settles within 2 minutes
+  local n
+  for _ in $(seq 1 60); do
+    n=$(count 'WritebackState="Updating"') && [ "$n" = 0 ] && return 0
+    sleep 2
+  done
+  fail "$n records still Updating 2 minutes after the rollout"
+}
+
+placements0=$(count 'WritebackKind="placement"')
+tcs_faults '{"errorRate":1,"errorStatus":422,"only":"/esr-exported","agent":"writeback-worker/bad"}'
+t0=$(date +%s)
+out=$(rollout bad)
+tcs_faults '{}'
+grep -q "build bad RolledBack" <<<"$out" || fail "the bad build was not rolled back: $out"
+grep -qE '^job: .*Failed.* failed=1$' <<<"$out" || fail "the rollout Job of the bad build should fail once, not be retried: $out"
+grep -qE 'step +50%' <<<"$out" && fail "the bad build reached its second step: $out"
+grep -q "workers of build bad removed (Deployment $RELEASE-worker-bad scaled to 0)" <<<"$out" || fail "the bad build's workers were not removed: $out"
+[ "$(replicas $RELEASE-worker-bad)" = 0 ] || fail "Deployment $RELEASE-worker-bad still has replicas"
+current=$(current); [[ "$current" == *"current build dev" ]] || fail "after the bad build's rollout: $current"
+bad_step=$(sed -nE 's/^ *step +20% +([0-9]+)s .*/\1/p' <<<"$out")
+sed 's/^/  rollout job: /' <<<"$out" >&2
+settle_all
+on_bad='TemporalUsedWorkerDeploymentVersions="writeback:bad"'
+touched=$(count "$on_bad"); dead=$(count "$on_bad AND WritebackState=\"DeadLettered\" AND WritebackFailure=\"tcs-422\"")
+[ "$dead" -gt 0 ] || fail "the bad build dead-lettered nothing ($touched records ran on it): was it judged on anything?"
+# its dead letters, parked on a build with no workers now, are written by the current build
+in_ns env TEMPORAL_ADDRESS=10.216.0.21:7233 bin/starter retry --query "$on_bad AND WritebackFailure=\"tcs-422\"" \
+  --reason "build bad rolled back" --canary 0 --rate 50 >/dev/null || fail "starter retry of the bad build's dead letters"
+for _ in $(seq 1 60); do
+  left=$(count "$on_bad AND WritebackState=\"DeadLettered\" AND WritebackFailure=\"tcs-422\"") && [ "$left" = 0 ] && break
+  sleep 2
+done
+[ "$left" = 0 ] || fail "$left of the bad build's dead letters were not written after the retry"
+settle_all
+lost=$(count 'WritebackKind="placement" AND WritebackState!="Completed" AND WritebackFailure!="tcs-404"')
+[ "$lost" = 0 ] || fail "$lost placements neither written nor unknown to TCS"
+say "rollout of a bad build: rolled back ${bad_step:-?} s into its first 20 s step (20 %), $touched records ran on it, $dead dead-lettered (tcs-422), all written by build dev after a retry; its workers removed; 0 lost ($(( $(date +%s) - t0 )) s)"
+
+t0=$(date +%s)
+out=$(rollout dev2)
+grep -q "build dev2 Promoted" <<<"$out" || fail "the good build was not promoted: $out"
+grep -qE '^job: .*Complete.* succeeded=1 ' <<<"$out" || fail "the rollout Job of the good build did not complete: $out"
+grep -q "workers of build dev removed (Deployment $RELEASE-worker-dev scaled to 0)" <<<"$out" || fail "build dev's workers were not removed: $out"
+[ "$(replicas $RELEASE-worker-dev)" = 0 ] || fail "Deployment $RELEASE-worker-dev still has replicas"
+current=$(current); [[ "$current" == *"current build dev2" ]] || fail "after the good build's rollout: $current"
+settle_all
+lost=$(count 'WritebackKind="placement" AND WritebackState!="Completed" AND WritebackFailure!="tcs-404"')
+[ "$lost" = 0 ] || fail "$lost placements neither written nor unknown to TCS"
+sed 's/^/  rollout job: /' <<<"$out" >&2
+steps=$(sed -nE 's/^ *step +([0-9]+)% +([0-9]+s) .*/\1 % for \2/p' <<<"$out" | paste -sd, -)
+say "rollout of a good build: promoted through its steps ($steps), build dev's workers removed, $(( $(count 'WritebackKind="placement"') - placements0 )) placements in both rollouts, 0 lost ($(( $(date +%s) - t0 )) s)"
+
+# a rollout naming a previous build that is no longer current would remove the current build's workers
+if out=$(helm upgrade "$RELEASE" deploy/helm/writeback --reuse-values --set worker.versioning.buildId=dev3 \
+    --set worker.versioning.rollout.previousBuildId=dev 2>&1); then fail "a rollout replacing build dev (no longer current) was accepted"; fi
+grep -q "workers of build dev2, which this upgrade would remove" <<<"$out" || fail "a rollout with a stale previousBuildId: $out"
+[ "$(replicas $RELEASE-worker-dev2)" -gt 0 ] || fail "build dev2's workers are gone"
+say "a rollout naming build dev as the previous build while dev2 is current: refused by helm ($(grep -o 'the Deployment [^ ]* runs [0-9]* workers of build dev2' <<<"$out"))"
+
+# 6. Uninstall keeps the queues and what they hold
 dlq=$(rabbitmqctl list_queues name messages | awk '$1=="writeback.dlq"{print $2}')
 helm uninstall "$RELEASE" --wait --timeout 3m >/dev/null || fail "helm uninstall"
 queues=$(rabbitmqctl list_queues name messages)
@@ -119,7 +211,7 @@ dlq_after=$(awk '$1=="writeback.dlq"{print $2}' <<<"$queues")
 [ "$dlq_after" = "$dlq" ] || fail "the DLQ held $dlq messages before helm uninstall and $dlq_after after"
 say "helm uninstall: the three queues stay, the DLQ still holds its $dlq messages"
 
-# 6. Down, and the machine as it was
+# 7. Down, and the machine as it was
 if [ -z "${KEEP:-}" ]; then
   trap - EXIT
   down
