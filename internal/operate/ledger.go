@@ -70,6 +70,7 @@ func (l *Ledger) Page(ctx context.Context, req contract.LedgerPageRequest) (cont
 					Kind: keyword(e, contract.KindKey), RecordID: keyword(e, contract.RecordIDKey),
 					What: "found by an earlier attempt of this ledger", Action: "written again by run " + later.runID})
 				page.Repaired++
+				page.Checked++ // read by that attempt: the report counts every record read once
 			}
 			continue // a later run of the record counts for it (and is read) instead
 		}
