@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/converter"
 
 	"github.com/tis-writeback/writeback/contract"
 )
@@ -104,7 +105,28 @@ func (r *Rollouts) count(ctx context.Context, req contract.JudgeRequest, ran str
 		}
 		*c.into = int(resp.GetCount())
 	}
+	if h.DeadLettered > 0 {
+		r.failures(ctx, base, &h)
+	}
 	return h, nil
+}
+
+// failures tallies the dead letters of the window by failure group (the first 500 of them): what
+// the verdict says, not what it decides, so a listing that fails leaves it out.
+func (r *Rollouts) failures(ctx context.Context, base string, h *contract.BuildHealth) {
+	resp, err := r.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Namespace: r.Namespace, PageSize: 500,
+		Query: base + fmt.Sprintf(` AND WritebackState = %q`, contract.StateDeadLettered)})
+	if err != nil {
+		return
+	}
+	h.Failures = map[string]int{}
+	for _, e := range resp.GetExecutions() {
+		group := "unknown"
+		if p, ok := e.GetSearchAttributes().GetIndexedFields()[contract.FailureKey.GetName()]; ok {
+			_ = converter.GetDefaultDataConverter().FromPayload(p, &group)
+		}
+		h.Failures[group]++
+	}
 }
 
 // ranOn is the visibility filter of the records a build's workers ran a task of (Temporal keeps

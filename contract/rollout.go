@@ -2,6 +2,9 @@ package contract
 
 import (
 	"fmt"
+	"maps"
+	"slices"
+	"strings"
 	"time"
 )
 
@@ -136,6 +139,18 @@ type BuildHealth struct {
 	Records      int    `json:"records"`
 	DeadLettered int    `json:"deadLettered"`
 	Unfinished   int    `json:"unfinished"` // still Updating
+	// Failures counts the dead letters by failure group (WritebackFailure: the TCS answer, tcs-422,
+	// tcs-404, or budget-spent for answers that never came right), of up to the first 500.
+	Failures map[string]int `json:"failures,omitempty"`
+}
+
+// FailureSummary lists Failures in order of group: "tcs-404 1, tcs-422 24" ("" with none).
+func (h BuildHealth) FailureSummary() string {
+	var parts []string
+	for _, g := range slices.Sorted(maps.Keys(h.Failures)) {
+		parts = append(parts, fmt.Sprintf("%s %d", g, h.Failures[g]))
+	}
+	return strings.Join(parts, ", ")
 }
 
 // Ratio is part/Records (0 with no records).

@@ -106,6 +106,7 @@ func TestRolloutStopsABadBuildAndPromotesAGoodOne(t *testing.T) {
 	require.Equal(t, 3, exit.ExitCode(), "a rollout that ends without making its build current exits 3: %s", out)
 	require.Contains(t, out, "rollout "+contract.RolloutWorkflowID("writeback"))
 	require.Contains(t, out, "build bad RolledBack (its records dead-letter more than the current build's", out)
+	require.Regexp(t, `build bad: \d+ records, 100% dead-lettered \(tcs-422 \d+\)`, out, "the TCS answer behind its dead letters")
 	step := regexp.MustCompile(`step\s+20%\s+(\d+)s\s+rolled back`).FindStringSubmatch(out)
 	require.NotNil(t, step, out)
 	took, _ := strconv.Atoi(step[1])

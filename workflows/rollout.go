@@ -262,8 +262,8 @@ type verdict struct {
 func rolloutVerdict(in contract.RolloutInput, pct float32, nb, cb contract.BuildHealth) verdict {
 	dlNew, dlCur := nb.Ratio(nb.DeadLettered), cb.Ratio(cb.DeadLettered)
 	unNew, unCur := nb.Ratio(nb.Unfinished), cb.Ratio(cb.Unfinished)
-	summary := fmt.Sprintf("build %s: %d records, %.0f%% dead-lettered, %.0f%% unfinished; current build: %d records, %.0f%%, %.0f%%",
-		in.BuildID, nb.Records, 100*dlNew, 100*unNew, cb.Records, 100*dlCur, 100*unCur)
+	summary := fmt.Sprintf("build %s: %d records, %.0f%% dead-lettered%s, %.0f%% unfinished; current build: %d records, %.0f%%%s, %.0f%%",
+		in.BuildID, nb.Records, 100*dlNew, groups(nb), 100*unNew, cb.Records, 100*dlCur, groups(cb), 100*unCur)
 	sure := max(3, in.MinRecords/4) // records beyond the current build's rate that make a mid-step rollback
 	excess := func(part int, curRatio float64) int { return part - int(curRatio*float64(nb.Records)+0.5) }
 	v := verdict{enough: nb.Records >= in.MinRecords, why: summary}
@@ -284,4 +284,15 @@ func rolloutVerdict(in contract.RolloutInput, pct float32, nb, cb contract.Build
 		}
 	}
 	return v
+}
+
+// groups is a build's dead letters by failure group, for a verdict: " (tcs-422 21)". (The groups are
+// sorted before they are printed; the checker sees the map they are read from.)
+//
+//workflowcheck:ignore
+func groups(h contract.BuildHealth) string {
+	if f := h.FailureSummary(); f != "" {
+		return " (" + f + ")"
+	}
+	return ""
 }

@@ -98,9 +98,9 @@ func TestRolloutRollsBackABuildThatDeadLetters(t *testing.T) {
 	f := &rolloutFake{routing: contract.Routing{Current: "b1", Polling: []string{"b1", "b2"}},
 		health: func(build string, _, _ time.Time) contract.BuildHealth {
 			if build == "b2" {
-				return contract.BuildHealth{Records: 25, DeadLettered: 25}
+				return contract.BuildHealth{Records: 25, DeadLettered: 25, Failures: map[string]int{"tcs-422": 24, "tcs-404": 1}}
 			}
-			return contract.BuildHealth{Records: 200}
+			return contract.BuildHealth{Records: 200, Failures: map[string]int{}}
 		}}
 	env := newRolloutEnv(t, f)
 	env.ExecuteWorkflow(contract.RolloutWorkflowType, rolloutInput())
@@ -108,7 +108,7 @@ func TestRolloutRollsBackABuildThatDeadLetters(t *testing.T) {
 	require.Equal(t, []string{"ramp b2 10%", "unset ramp"}, f.routes)
 	require.Equal(t, contract.RolloutRolledBack, rep.State)
 	require.Contains(t, rep.Reason, "dead-letter more than the current build's")
-	require.Contains(t, rep.Reason, "25 records, 100% dead-lettered")
+	require.Contains(t, rep.Reason, "25 records, 100% dead-lettered (tcs-404 1, tcs-422 24)", "the TCS answers behind them, in order")
 	require.Len(t, rep.Steps, 1)
 	require.Less(t, rep.Steps[0].JudgedAt.Sub(rep.Steps[0].StartedAt), 2*time.Minute, "stopped before its step's end")
 	require.Equal(t, float32(0), rep.Percentage)
