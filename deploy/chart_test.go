@@ -16,6 +16,7 @@ import (
 	batchv1 "k8s.io/api/batch/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 
 	"github.com/tis-writeback/writeback/internal/testenv"
@@ -303,21 +304,39 @@ func TestChartRollout(t *testing.T) {
 		require.Equal(t, build, dep.Spec.Selector.MatchLabels["writeback.tis/build"], "%s: selectors of the two builds must not overlap", name)
 		require.Equal(t, build, dep.Spec.Template.Labels["writeback.tis/build"], name)
 	}
+	pdbs := map[string]string{}
+	for _, p := range objs["PodDisruptionBudget"] {
+		pdb := p.(*policyv1.PodDisruptionBudget)
+		pdbs[pdb.Name] = pdb.Spec.Selector.MatchLabels["writeback.tis/build"]
+	}
+	require.Equal(t, map[string]string{"wb-worker-dev2": "dev2", "wb-worker-dev": "dev"}, pdbs,
+		"one per build: a drain must not take every worker of one build while the other's keep the count")
 	hpas := map[string]bool{}
 	for _, h := range objs["HorizontalPodAutoscaler"] {
 		hpas[h.(*autoscalingv2.HorizontalPodAutoscaler).Spec.ScaleTargetRef.Name] = true
 	}
 	require.Equal(t, map[string]bool{"wb-worker-dev2": true, "wb-worker-dev": true}, hpas)
 
-	require.Len(t, objs["Job"], 1, "the rollout Job, not the set-current hook")
-	job := objs["Job"][0].(*batchv1.Job)
-	require.Equal(t, "wb-rollout-1", job.Name)
+	jobs := map[string]*batchv1.Job{}
+	for _, j := range objs["Job"] {
+		jobs[j.(*batchv1.Job).Name] = j.(*batchv1.Job)
+	}
+	require.Len(t, jobs, 2, "the rollout Job and its check, not the set-current hook")
+	// Before an upgrade or a rollback to this revision, one of its builds must be current.
+	check := jobs["wb-rollout-check"]
+	require.NotNil(t, check)
+	require.Equal(t, "pre-upgrade,pre-rollback", check.Annotations["helm.sh/hook"])
+	require.Equal(t, []string{"versioning", "status", "--require-current", "dev,dev2"}, check.Spec.Template.Spec.Containers[0].Args)
+	require.False(t, *check.Spec.Template.Spec.AutomountServiceAccountToken)
+	job := jobs["wb-rollout-1"]
+	require.NotNil(t, job)
+	require.Equal(t, int64(4*60+2*3*300+3600), *job.Spec.ActiveDeadlineSeconds, "the wait for workers, each step three times, an hour")
 	pod := job.Spec.Template.Spec
 	require.Equal(t, "wb-rollout", pod.ServiceAccountName)
 	require.True(t, *pod.AutomountServiceAccountToken)
 	args := strings.Join(pod.Containers[0].Args, " ")
 	for _, want := range []string{"versioning rollout --build-id dev2", "--steps 10,50 --step 5m", "--build-workers wb-worker-dev2",
-		"--previous-workers wb-worker-dev"} {
+		"--previous-build-id dev --previous-workers wb-worker-dev"} {
 		require.Contains(t, args, want)
 	}
 	require.Equal(t, "writeback", envOf(pod.Containers[0])["TEMPORAL_DEPLOYMENT_NAME"].Value)
@@ -353,4 +372,18 @@ func TestChartRollout(t *testing.T) {
 	}
 	require.Contains(t, helmFails(t, append(append([]string{"template", "wb", chart}, valueSets["rollout"]...),
 		"--set", "worker.versioning.rollout.steps={50,10}")...), "steps")
+	require.Contains(t, helmFails(t, append(append([]string{"template", "wb", chart}, valueSets["rollout"]...),
+		"--set", "worker.versioning.buildId=1.4.3+G1")...), `build "1.4.3+G1": with strategy rollout a build ID names a Deployment`)
+	// Values of an older chart (no rollout.steps or step): the defaults.
+	objs = rendered(t, []string{"-f", "deploy/local/kube/values-local.yaml", "--set", "worker.versioning.buildId=dev2",
+		"--set", "worker.versioning.strategy=rollout", "--set", "worker.versioning.rollout.previousBuildId=dev",
+		"--set", "worker.versioning.rollout.steps=null", "--set", "worker.versioning.rollout.step=null"})
+	found := false
+	for _, j := range objs["Job"] {
+		if j := j.(*batchv1.Job); j.Name == "wb-rollout-1" {
+			found = true
+			require.Contains(t, strings.Join(j.Spec.Template.Spec.Containers[0].Args, " "), "--steps 10,50 --step 5m")
+		}
+	}
+	require.True(t, found, "the rollout Job with the default steps")
 }

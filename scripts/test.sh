@@ -44,7 +44,7 @@ wait_file "$tmp/rabbit.env" "$rabbit_pid" 120 "the tests' RabbitMQ node"
 set -a; . "$tmp/rabbit.env"; set +a   # AMQP_URL, WRITEBACK_RABBIT_NODE, WRITEBACK_RABBIT_HOME
 
 # One package at a time: some tests stop the node's app, close all its connections or change its settings.
-# Within a package, the tests that call t.Parallel() run three at a time: they mostly wait on servers.
+# Within a package, the tests that call t.Parallel() run four at a time: they mostly wait on servers.
 for m in $MODULES; do
-  ( cd "$m" && go test -p 1 -parallel 3 -count=1 -timeout 40m ./... "$@" )
+  ( cd "$m" && go test -p 1 -parallel 4 -count=1 -timeout 40m ./... "$@" )
 done

@@ -87,6 +87,7 @@ func TestRefusedCommandLines(t *testing.T) {
 		{[]string{"versioning", "rollout", "--deployment-name", "d", "--build-id", "b", "--steps", "10,abc"}, `"abc" is not a percentage`},
 		{[]string{"versioning", "rollout", "--deployment-name", "d", "--build-id", "b", "--steps", "10,100"}, "below 100 (100 is current)"},
 		{[]string{"versioning", "rollout", "--deployment-name", "d", "--build-id", "b", "--build-workers", "w"}, "not in a Kubernetes pod"},
+		{[]string{"versioning", "rollout", "--deployment-name", "d", "--build-id", "b", "--previous-workers", "w"}, "--previous-workers needs --previous-build-id"},
 		{[]string{"reconcile"}, "--file is required"},
 		{[]string{"publish"}, "give exactly one of --file F or --demo N"},
 		{[]string{"redrive", "now"}, `unknown command "now"`},

@@ -51,7 +51,8 @@ parked dead letters and waiting records continue on the current build.`},
 			waitWorkers := fs.Duration("wait-for-workers", d.WaitForWorkers, "how long to wait for the build's workers to poll")
 			wait := fs.Bool("wait", false, "wait for the rollout's end and print it")
 			buildWorkers := fs.String("build-workers", "", "Kubernetes Deployment of the build's workers: scaled to 0 if the build ends up getting no records (implies --wait)")
-			previousWorkers := fs.String("previous-workers", "", "Kubernetes Deployment of the replaced build's workers: scaled to 0 once it gets no records (implies --wait)")
+			previousWorkers := fs.String("previous-workers", "", "Kubernetes Deployment of the replaced build's workers (--previous-build-id): scaled to 0 once it gets no records (implies --wait)")
+			previousBuild := fs.String("previous-build-id", "", "the build being replaced: refused unless it, or the build, is current")
 			reason := fs.String("reason", "", "why (in the rollout's history)")
 			by := fs.String("by", currentUser(), "who")
 			return func([]string) int {
@@ -66,6 +67,10 @@ parked dead letters and waiting records continue on the current build.`},
 					fmt.Fprintln(stderr, err, "(--deployment-name, --build-id, --steps)")
 					return 2
 				}
+				if (*previousWorkers != "") != (*previousBuild != "") {
+					fmt.Fprintln(stderr, "--previous-workers needs --previous-build-id (the build whose workers they are), and the other way round")
+					return 2
+				}
 				var kc *kube.Client
 				if *buildWorkers != "" || *previousWorkers != "" {
 					var err error
@@ -76,6 +81,20 @@ parked dead letters and waiting records continue on the current build.`},
 					*wait = true
 				}
 				return withTemporal(tc, func(ctx context.Context, c sdkclient.Client) int {
+					if *previousBuild != "" {
+						// A release rolled back (helm rollback) to an older rollout must not take the
+						// records from a build that neither of its two builds is.
+						rt, err := ops.Routing(ctx, c, in.Deployment)
+						if err != nil {
+							fmt.Fprintln(stderr, err)
+							return 1
+						}
+						if rt.Current != *previousBuild && rt.Current != in.BuildID {
+							fmt.Fprintf(stderr, "deployment %s: the current build is %s, neither %s (previous) nor %s: nothing rolled out, no workers removed\n",
+								in.Deployment, buildLabel(rt.Current), *previousBuild, in.BuildID)
+							return 1
+						}
+					}
 					rep, code := runRollout(ctx, c, in, *wait, kc != nil)
 					if code != 0 || !*wait {
 						return code
@@ -84,7 +103,7 @@ parked dead letters and waiting records continue on the current build.`},
 					if rep.State != contract.RolloutPromoted {
 						code = exitNotPromoted
 					}
-					if kc != nil && !removeIdleWorkers(ctx, c, kc, rep, map[string]string{in.BuildID: *buildWorkers, rep.Previous: *previousWorkers}) {
+					if kc != nil && !removeIdleWorkers(ctx, c, kc, rep, map[string]string{in.BuildID: *buildWorkers, *previousBuild: *previousWorkers}) {
 						code = 1
 					}
 					return code
@@ -94,11 +113,18 @@ parked dead letters and waiting records continue on the current build.`},
 }
 
 // runRollout starts the rollout (or, when waiting, joins the one of the deployment already running)
-// and, with wait, returns how it ended. once: a rollout of this build by the same hand (a Job's
-// retry) that has already ended is not started again; its report is returned.
+// and, with wait, returns how it ended. once (the chart's Job): a build whose last rollout has ended is
+// not rolled out again (a retried Job, or an upgrade that kept the values of one that was rolled
+// back); its report is returned.
 func runRollout(ctx context.Context, c sdkclient.Client, in contract.RolloutInput, wait, once bool) (contract.RolloutReport, int) {
-	if last := ops.LastRollout(ctx, c, in.Deployment); once && last != nil && last.BuildID == in.BuildID && last.By == in.By && ops.RolloutEnded(last.State) {
-		fmt.Fprintln(stdout, "rollout", last.ID, "(ended before: not started again)")
+	last, running, err := ops.RolloutOf(ctx, c, in.Deployment)
+	if err != nil {
+		fmt.Fprintln(stderr, err)
+		return contract.RolloutReport{}, 1
+	}
+	if once && last != nil && !running && last.BuildID == in.BuildID {
+		fmt.Fprintf(stdout, "rollout %s: build %s was rolled out before (ended %s): not started again; a new build, or versioning rollout by hand, starts one\n",
+			last.ID, in.BuildID, last.State)
 		return *last, 0
 	}
 	run, err := ops.StartRollout(ctx, c, in)
@@ -116,8 +142,13 @@ func runRollout(ctx context.Context, c sdkclient.Client, in contract.RolloutInpu
 	}
 	var rep contract.RolloutReport
 	if err := run.Get(ctx, &rep); err != nil {
-		fmt.Fprintln(stderr, "rollout", run.GetID()+":", err)
-		return rep, 1
+		// cancelled, terminated, failed: how it ended is in its memo
+		ended, _, rerr := ops.RolloutOf(ctx, c, in.Deployment)
+		if rerr != nil || ended == nil || !ops.RolloutEnded(ended.State) {
+			fmt.Fprintln(stderr, "rollout", run.GetID()+":", err)
+			return rep, 1
+		}
+		rep = *ended
 	}
 	if rep.BuildID != in.BuildID {
 		printRollout(rep)
@@ -164,4 +195,12 @@ func removeIdleWorkers(ctx context.Context, c sdkclient.Client, kc *kube.Client,
 		}
 	}
 	return ok
+}
+
+// buildLabel names a build, or unversioned workers ("").
+func buildLabel(b string) string {
+	if b == "" {
+		return "unversioned"
+	}
+	return b
 }

@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"go.temporal.io/api/serviceerror"
@@ -30,6 +31,7 @@ func versioningCmd() *cobra.Command {
 			tc := temporalclient.Flags(fs)
 			name := deploymentFlag(fs)
 			asJSON := fs.Bool("json", false, `print JSON: {"deployment","current","ramping","rampingPercentage","builds":[{"buildId","createdAt","state"}]}; current and ramping are build IDs, null for unversioned workers`)
+			require := fs.String("require-current", "", "builds, comma-separated: exit 1 unless one of them is current (the chart's check before a rollout's upgrade or rollback)")
 			return func([]string) int {
 				if *name == "" {
 					fmt.Fprintln(stderr, "versioning status needs --deployment-name (or TEMPORAL_DEPLOYMENT_NAME)")
@@ -44,6 +46,13 @@ func versioningCmd() *cobra.Command {
 						return 1
 					}
 					st := statusOf(name, d.Info)
+					if *require != "" {
+						if st.Current == nil || !slices.Contains(strings.Split(*require, ","), *st.Current) {
+							fmt.Fprintf(stderr, "deployment %s: current is %s, not one of the builds %s: refused (this release would remove the current build's workers)\n",
+								name, buildName(st.Current), *require)
+							return 1
+						}
+					}
 					st.Rollout = ops.LastRollout(ctx, c, name)
 					if *asJSON {
 						return printJSON(st, 0)

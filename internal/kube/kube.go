@@ -27,7 +27,7 @@ const ServiceAccountDir = "/var/run/secrets/kubernetes.io/serviceaccount"
 type Client struct {
 	Base      string // https://host:port
 	Namespace string
-	token     string
+	token     func() (string, error)
 	http      *http.Client
 }
 
@@ -45,8 +45,7 @@ func InCluster(dir string) (*Client, error) {
 		}
 		return strings.TrimSpace(string(b)), nil
 	}
-	token, err := read("token")
-	if err != nil {
+	if _, err := read("token"); err != nil {
 		return nil, err
 	}
 	ns, err := read("namespace")
@@ -61,11 +60,14 @@ func InCluster(dir string) (*Client, error) {
 	if !pool.AppendCertsFromPEM([]byte(ca)) {
 		return nil, errors.New("kube: the ServiceAccount's ca.crt holds no certificate")
 	}
+	// the token is read at each call: Kubernetes rotates a pod's bound token (hourly), and a rollout
+	// may outlast one
+	token := func() (string, error) { return read("token") }
 	return New("https://"+net.JoinHostPort(host, port), ns, token, &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}), nil
 }
 
-// New builds a Client for an API server at base.
-func New(base, namespace, token string, tc *tls.Config) *Client {
+// New builds a Client for an API server at base; token is asked for at each call.
+func New(base, namespace string, token func() (string, error), tc *tls.Config) *Client {
 	tr := http.DefaultTransport.(*http.Transport).Clone()
 	tr.TLSClientConfig = tc
 	return &Client{Base: strings.TrimRight(base, "/"), Namespace: namespace, token: token,
@@ -80,7 +82,11 @@ func (c *Client) ScaleDeployment(ctx context.Context, name string, replicas int)
 	if err != nil {
 		return err
 	}
-	req.Header.Set("Authorization", "Bearer "+c.token)
+	token, err := c.token()
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Content-Type", "application/merge-patch+json")
 	req.Header.Set("Accept", "application/json")
 	resp, err := c.http.Do(req)

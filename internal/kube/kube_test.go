@@ -28,7 +28,8 @@ func TestScaleDeployment(t *testing.T) {
 		w.WriteHeader(http.StatusOK)
 	}))
 	defer srv.Close()
-	c := kube.New(srv.URL, "wb", "secret-token", srv.Client().Transport.(*http.Transport).TLSClientConfig)
+	token := "secret-token"
+	c := kube.New(srv.URL, "wb", func() (string, error) { return token, nil }, srv.Client().Transport.(*http.Transport).TLSClientConfig)
 	require.NoError(t, c.ScaleDeployment(context.Background(), "writeback-worker-dev", 0))
 	require.Equal(t, http.MethodPatch, got.method)
 	require.Equal(t, "/apis/apps/v1/namespaces/wb/deployments/writeback-worker-dev/scale", got.path)
@@ -40,6 +41,10 @@ func TestScaleDeployment(t *testing.T) {
 	require.ErrorContains(t, err, "403 Forbidden")
 	require.ErrorContains(t, err, "wb/forbidden")
 	require.NotContains(t, err.Error(), "secret-token")
+
+	token = "rotated" // a rotated token is used at the next call
+	require.NoError(t, c.ScaleDeployment(context.Background(), "writeback-worker-dev", 0))
+	require.Equal(t, "Bearer rotated", got.auth)
 }
 
 // Outside a pod, or with the token not mounted, InCluster says which.

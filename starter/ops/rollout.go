@@ -113,3 +113,32 @@ func Routing(ctx context.Context, c client.Client, deployment string) (contract.
 func RolloutEnded(state string) bool {
 	return state != contract.RolloutWaiting && state != contract.RolloutRamping && state != ""
 }
+
+// RolloutOf is the deployment's latest rollout, read from its workflow (not from visibility, which
+// lags): its report as its memo last had it, and whether it is still running. nil: there was none.
+func RolloutOf(ctx context.Context, c client.Client, deployment string) (*contract.RolloutReport, bool, error) {
+	d, err := c.DescribeWorkflowExecution(ctx, contract.RolloutWorkflowID(deployment), "")
+	var nf *serviceerror.NotFound
+	if errors.As(err, &nf) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("rollout of deployment %s: %w", deployment, err)
+	}
+	info := d.GetWorkflowExecutionInfo()
+	var rep contract.RolloutReport
+	if p, ok := info.GetMemo().GetFields()[contract.MemoRollout]; ok {
+		if err := converter.GetDefaultDataConverter().FromPayload(p, &rep); err != nil {
+			return nil, false, fmt.Errorf("rollout of deployment %s: %w", deployment, err)
+		}
+	}
+	if rep.ID == "" {
+		rep.ID = contract.RolloutWorkflowID(deployment)
+	}
+	running := info.GetStatus() == enums.WORKFLOW_EXECUTION_STATUS_RUNNING
+	if !running && !RolloutEnded(rep.State) {
+		// terminated or timed out before it could say how it ended
+		rep.State, rep.Reason = contract.RolloutCancelled, "the rollout's workflow ended "+strings.ToLower(strings.TrimPrefix(info.GetStatus().String(), "WORKFLOW_EXECUTION_STATUS_"))
+	}
+	return &rep, running, nil
+}

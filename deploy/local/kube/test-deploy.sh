@@ -5,7 +5,7 @@
 #   2. the chart's PodDisruptionBudget, HorizontalPodAutoscaler, ServiceAccounts, NetworkPolicy, ServiceMonitor
 #      and PrometheusRule as the API server accepted them; `helm test` passes, and fails naming the starter
 #      while no starter consumes;
-#   3. RECORDS records (default 1,200) through the release while a worker pod and the starter pod are deleted,
+#   3. RECORDS records (default 1,000) through the release while a worker pod and the starter pod are deleted,
 #      RabbitMQ's container is killed on the node, TCS fails and goes down, and the workers are rolled to a
 #      new build (dev2) by `helm upgrade`: `bench chaos --profile kube`, run inside the cluster's network
 #      namespace, with the chaos report (BENCHMARKS.md, section chaos-kube);
@@ -21,7 +21,7 @@ cd "$(dirname "$0")/../../.."
 HERE=deploy/local/kube
 RELEASE=writeback
 NAMESPACE=writeback
-RECORDS=${RECORDS:-1200}
+RECORDS=${RECORDS:-1000}
 PREVIOUS_CHART_COMMIT=25a9c72   # chart 0.1.0, the last one before this wave's chart changes
 say() { echo "test-deploy: $*" >&2; }
 fail() { say "FAIL: $*"; exit 1; }
@@ -68,6 +68,11 @@ through() {
   fail "$1 demo records did not settle within 3 minutes ($n0 → ${n:-?})"
 }
 
+# The new build the chaos run and the rollouts roll to, built while steps 1 and 2 mostly wait on the cluster
+images_log=$(mktemp)
+"$HERE/images.sh" dev2 --writeback-only >"$images_log" 2>&1 &
+images_pid=$!
+
 # 1. From the previous chart version to this one
 through 20
 helm upgrade "$RELEASE" deploy/helm/writeback -f "$HERE/values-local.yaml" --set image.tag=dev \
@@ -99,7 +104,8 @@ kc scale deploy/$RELEASE-starter --replicas=1 >/dev/null && kc rollout status de
 say "helm test with no starter: failed, naming it ($(grep -o 'queue [^ ]* has no consumer' <<<"$out" | head -1))"
 
 # 3. The chaos run, with a new build to roll to
-"$HERE/images.sh" dev2 --writeback-only
+wait $images_pid || { cat "$images_log" >&2; fail "building the images of build dev2"; }
+rm -f "$images_log"
 say "chaos: $RECORDS records through the release under pod loss, a RabbitMQ restart and a rolling upgrade"
 in_ns bin/harness chaos --profile kube --kubeconfig "$KUBECONFIG" --namespace "$NAMESPACE" --release "$RELEASE" \
   --records "$RECORDS" --rate 20 --roll-to dev2 --outage 20s ${CHAOS_ARGS:-} || fail "the chaos run (above)"
@@ -136,6 +142,7 @@ rollout() {
     sleep 2
   done
   rm -f "$flowing"; wait $flower || true
+  echo "revision: $rev"
   kc logs "$job" 2>&1
   echo "job: $(kc get "$job" -o jsonpath='{.status.conditions[?(@.status=="True")].type} succeeded={.status.succeeded} failed={.status.failed}')"
 }
@@ -155,11 +162,13 @@ t0=$(date +%s)
 out=$(rollout bad)
 tcs_faults '{}'
 grep -q "build bad RolledBack" <<<"$out" || fail "the bad build was not rolled back: $out"
+grep -qE "build bad: [0-9]+ records, 100% dead-lettered \(tcs-422 [0-9]+\)" <<<"$out" || fail "the rollback does not name TCS's answer (422): $out"
 grep -qE '^job: .*Failed.* failed=1$' <<<"$out" || fail "the rollout Job of the bad build should fail once, not be retried: $out"
 grep -qE 'step +50%' <<<"$out" && fail "the bad build reached its second step: $out"
 grep -q "workers of build bad removed (Deployment $RELEASE-worker-bad scaled to 0)" <<<"$out" || fail "the bad build's workers were not removed: $out"
 [ "$(replicas $RELEASE-worker-bad)" = 0 ] || fail "Deployment $RELEASE-worker-bad still has replicas"
 current=$(current); [[ "$current" == *"current build dev" ]] || fail "after the bad build's rollout: $current"
+bad_rev=$(sed -n 's/^revision: //p' <<<"$out")
 bad_step=$(sed -nE 's/^ *step +20% +([0-9]+)s .*/\1/p' <<<"$out")
 sed 's/^/  rollout job: /' <<<"$out" >&2
 settle_all
@@ -199,6 +208,13 @@ if out=$(helm upgrade "$RELEASE" deploy/helm/writeback --reuse-values --set work
 grep -q "workers of build dev2, which this upgrade would remove" <<<"$out" || fail "a rollout with a stale previousBuildId: $out"
 [ "$(replicas $RELEASE-worker-dev2)" -gt 0 ] || fail "build dev2's workers are gone"
 say "a rollout naming build dev as the previous build while dev2 is current: refused by helm ($(grep -o 'the Deployment [^ ]* runs [0-9]* workers of build dev2' <<<"$out"))"
+
+# helm rollback to the bad build's revision (builds bad and dev; dev2 is current) would remove dev2's workers
+if out=$(helm rollback "$RELEASE" "$bad_rev" --wait --timeout 2m 2>&1); then fail "helm rollback to revision $bad_rev (bad over dev) went through while dev2 is current"; fi
+current=$(current); [[ "$current" == *"current build dev2" ]] || fail "after the refused rollback: $current"
+[ "$(replicas $RELEASE-worker-dev2)" -gt 0 ] || fail "build dev2's workers are gone after the refused rollback"
+say "helm rollback to the bad build's revision while dev2 is current: refused by its pre-rollback check; dev2 current, its workers running"
+through 20
 
 # 6. Uninstall keeps the queues and what they hold
 dlq=$(rabbitmqctl list_queues name messages | awk '$1=="writeback.dlq"{print $2}')

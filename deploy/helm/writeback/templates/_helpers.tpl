@@ -159,27 +159,64 @@ volumes:
 {{- end }}
 {{- end -}}
 
-{{/* writeback.workerBuilds: the worker Deployments to render, as a JSON list of {name, build, tag}.
+{{/* writeback.workerBuilds: the worker Deployments to render, as a JSON list of {name, build, image, zero}.
      One Deployment named <release>-worker, except in a rollout (versioning.strategy rollout with a
      previous build): then one per build, each named for its build, so the replaced build's workers
-     keep running beside the new ones while the rollout Job ramps and judges. */}}
+     keep running beside the new ones while the rollout Job ramps and judges. The previous build keeps
+     the image its workers run now (read from the cluster; previousImageTag where none runs), and a
+     build's Deployment that a rollout scaled to 0 stays at 0 (zero): an upgrade that keeps the values
+     does not bring the losing build's workers back. */}}
 {{- define "writeback.workerBuilds" -}}
 {{- $v := .Values.worker.versioning -}}
-{{- $tag := default .Chart.AppVersion .Values.image.tag -}}
+{{- $repo := printf "%s-worker" .Values.image.repository -}}
+{{- $image := printf "%s:%s" $repo (default .Chart.AppVersion .Values.image.tag) -}}
 {{- $base := printf "%s-worker" (include "writeback.fullname" .) -}}
 {{- if include "writeback.rollout" . -}}
 {{- $prev := $v.rollout.previousBuildId -}}
-{{- list (dict "name" (printf "%s-%s" $base $v.buildId) "build" $v.buildId "tag" $tag)
-         (dict "name" (printf "%s-%s" $base $prev) "build" $prev "tag" (default $prev $v.rollout.previousImageTag)) | toJson -}}
+{{- $live := include "writeback.liveWorkers" . | fromJson -}}
+{{- $new := dict "name" (printf "%s-%s" $base $v.buildId) "build" $v.buildId "image" $image -}}
+{{- $old := dict "name" (printf "%s-%s" $base $prev) "build" $prev
+      "image" (dig "builds" $prev "image" (printf "%s:%s" $repo (default $prev $v.rollout.previousImageTag)) $live) -}}
+{{- range $b := list $new $old -}}
+{{- $_ := set $b "zero" (and (hasKey $live.replicas $b.name) (eq (int (get $live.replicas $b.name)) 0)) -}}
+{{- end -}}
+{{- list $new $old | toJson -}}
 {{- else -}}
-{{- list (dict "name" $base "build" $v.buildId "tag" $tag) | toJson -}}
+{{- list (dict "name" $base "build" $v.buildId "image" $image "zero" false) | toJson -}}
 {{- end -}}
 {{- end -}}
 
-{{/* writeback.rollout: non-empty when this release rolls its build out in judged ramp steps. */}}
+{{/* writeback.liveWorkers: the release's worker Deployments in the cluster (none under helm template),
+     as JSON: builds (by build ID: {image, name, replicas}) and replicas (by Deployment name). */}}
+{{- define "writeback.liveWorkers" -}}
+{{- $out := dict "builds" dict "replicas" dict -}}
+{{- range (lookup "apps/v1" "Deployment" .Release.Namespace "").items -}}
+{{- $l := .metadata.labels | default dict -}}
+{{- if and (eq (get $l "app.kubernetes.io/instance") $.Release.Name) (eq (get $l "app.kubernetes.io/component") "worker") -}}
+{{- $c := index .spec.template.spec.containers 0 -}}
+{{- $build := "" -}}
+{{- range $c.env }}{{ if eq .name "TEMPORAL_BUILD_ID" }}{{ $build = .value }}{{ end }}{{ end -}}
+{{- $_ := set $out.replicas .metadata.name (int .spec.replicas) -}}
+{{- if $build -}}
+{{- $_ := set $out.builds $build (dict "image" $c.image "name" .metadata.name "replicas" (int .spec.replicas)) -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
+{{- $out | toJson -}}
+{{- end -}}
+
+{{/* writeback.rollout: non-empty when this release rolls its build out in judged ramp steps. Build IDs
+     name Deployments then: DNS labels, checked here. */}}
 {{- define "writeback.rollout" -}}
 {{- $v := .Values.worker.versioning -}}
 {{- if and $v.deploymentName (eq (dig "strategy" "set-current" $v) "rollout") (dig "rollout" "previousBuildId" "" $v) -}}
-{{- if ne $v.rollout.previousBuildId $v.buildId -}}true{{- end -}}
+{{- if ne $v.rollout.previousBuildId $v.buildId -}}
+{{- range list $v.buildId $v.rollout.previousBuildId -}}
+{{- if not (regexMatch "^[a-z0-9]([-a-z0-9.]{0,38}[a-z0-9])?$" .) -}}
+{{- fail (printf "worker.versioning build %q: with strategy rollout a build ID names a Deployment: lower-case letters, digits, '-' and '.', at most 40" .) -}}
+{{- end -}}
+{{- end -}}
+true
+{{- end -}}
 {{- end -}}
 {{- end -}}
