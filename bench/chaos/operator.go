@@ -80,12 +80,22 @@ func scheduleOperator(pl *plan, st Target, runStart time.Time) *operator {
 		}
 		return out
 	}
+	// An operator releases a hold once it has been confirmed, not while it is still on its way: the
+	// release waits for the hold's command (a release sent first would be confirmed at once, and the
+	// hold, applied after it, then undone, never shown to its own command).
+	held := make(chan struct{})
 	pl.at(0.3, func() {
+		defer close(held)
 		run("tcs", "hold", "--reason", "chaos run: operator hold", "--by", "bench")
 		o.did("tcs hold at 30%%")
 		pl.logf("operator: tcs hold")
 	})
 	pl.at(0.4, func() {
+		select {
+		case <-held:
+		case <-pl.ctx.Done():
+			return
+		}
 		run("tcs", "release", "--by", "bench")
 		o.did("release at 40%%")
 		pl.logf("operator: tcs release")
