@@ -90,8 +90,12 @@ parked dead letters and waiting records continue on the current build.`},
 							return 1
 						}
 						if rt.Current != *previousBuild && rt.Current != in.BuildID {
-							fmt.Fprintf(stderr, "deployment %s: the current build is %s, neither %s (previous) nor %s: nothing rolled out, no workers removed\n",
-								in.Deployment, buildLabel(rt.Current), *previousBuild, in.BuildID)
+							var cur *string // nil: unversioned workers
+							if rt.Current != "" {
+								cur = &rt.Current
+							}
+							fmt.Fprintf(stderr, "deployment %s: current is %s, neither build %s (previous) nor %s: nothing rolled out, no workers removed\n",
+								in.Deployment, buildName(cur), *previousBuild, in.BuildID)
 							return 1
 						}
 					}
@@ -195,12 +199,4 @@ func removeIdleWorkers(ctx context.Context, c sdkclient.Client, kc *kube.Client,
 		}
 	}
 	return ok
-}
-
-// buildLabel names a build, or unversioned workers ("").
-func buildLabel(b string) string {
-	if b == "" {
-		return "unversioned"
-	}
-	return b
 }
